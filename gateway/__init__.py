@@ -1,0 +1,1 @@
+"""One IB gateway: container spec, runtime port, auth-log parsing, API probe, and the simulator."""

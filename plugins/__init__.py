@@ -1,0 +1,1 @@
+"""The strategy host: plugin contract, order path, safe state and failover."""

@@ -1,0 +1,1 @@
+"""ibfleet's control plane: settings, lifecycle, reconcile, alerts, metrics, HTTP API and CLI."""
