@@ -1,0 +1,202 @@
+"""The configuration of one gateway, as written in the fleet file's ``gateways`` list.
+
+The gateway package owns its own configuration so that the container spec and the probe can be
+built from it without importing the supervisor. Field descriptions carry units and defaults and
+are the source of the README's fleet file reference.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+import re
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from gateway.values import ClockTime, Duration, SecretRef, WeeklyClock
+
+MAX_CLIENT_ID = 2**31 - 1
+NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+
+
+class Strict(BaseModel):
+    """Base for fleet file sections: unknown keys are errors, so a typo never passes silently."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
+
+
+class TradingMode(enum.StrEnum):
+    PAPER = "paper"
+    LIVE = "live"
+
+
+class TwoFactorTimeoutAction(enum.StrEnum):
+    RESTART = "restart"
+    EXIT = "exit"
+
+
+class ExistingSessionAction(enum.StrEnum):
+    PRIMARY = "primary"
+    PRIMARY_OVERRIDE = "primaryoverride"
+    SECONDARY = "secondary"
+    MANUAL = "manual"
+
+
+class MarketDataExpectation(enum.StrEnum):
+    REALTIME = "realtime"
+    DELAYED = "delayed"
+    NONE = "none"
+
+
+class ClientIdRange(Strict):
+    """An inclusive range of TWS API client ids this gateway hands out."""
+
+    start: Annotated[int, Field(ge=0, le=MAX_CLIENT_ID, description="First client id.")]
+    end: Annotated[int, Field(ge=0, le=MAX_CLIENT_ID, description="Last client id (inclusive).")]
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ClientIdRange:
+        if self.start > self.end:
+            raise ValueError(f"start {self.start} is greater than end {self.end}")
+        return self
+
+    def __contains__(self, client_id: object) -> bool:
+        return isinstance(client_id, int) and self.start <= client_id <= self.end
+
+    def __len__(self) -> int:
+        return self.end - self.start + 1
+
+
+class TwoFactorConfig(Strict):
+    """How the gateway's second factor is handled."""
+
+    device: str = Field(default="IB Key", description="IBC's SecondFactorDevice. Default IB Key.")
+    timeout_action: TwoFactorTimeoutAction = Field(
+        default=TwoFactorTimeoutAction.RESTART,
+        description="What IBC does when 2FA is not approved in time: restart | exit. "
+        "Default restart.",
+    )
+    max_attempts: int = Field(
+        default=3,
+        ge=1,
+        le=10,
+        description="Unapproved 2FA prompts in a row before the gateway goes FATAL and waits "
+        "for an operator. Default 3.",
+    )
+
+
+class RestartConfig(Strict):
+    """The gateway's scheduled restarts, in the fleet's timezone."""
+
+    daily: ClockTime | None = Field(
+        default=None,
+        description="Daily soft restart (IBC AutoRestartTime), 24-hour HH:MM; keeps the session, "
+        "no 2FA. Default: none.",
+    )
+    weekly_cold: WeeklyClock | None = Field(
+        default=None,
+        description="Weekly cold restart with full authentication, 'Sun HH:MM'; must fall on "
+        "Sunday after 01:00 New York time. Default: none.",
+    )
+
+
+class ProbeContract(Strict):
+    """A contract the permission check requests market data for."""
+
+    symbol: str = Field(min_length=1, description="Symbol, e.g. AAPL or EUR.")
+    sec_type: str = Field(default="STK", description="STK, CASH, FUT, ... Default STK.")
+    exchange: str = Field(default="SMART", description="Exchange. Default SMART.")
+    currency: str = Field(default="USD", description="Currency. Default USD.")
+    expect: MarketDataExpectation = Field(
+        default=MarketDataExpectation.REALTIME,
+        description="Market data the account is entitled to: realtime | delayed | none.",
+    )
+
+
+class GatewayConfig(Strict):
+    """One IB Gateway container: one IB session, one username."""
+
+    name: str = Field(
+        pattern=NAME_PATTERN,
+        description="Unique name: lower-case letters, digits and dashes (used in container names).",
+    )
+    mode: TradingMode = Field(description="paper | live.")
+    account: str = Field(
+        pattern=r"^[A-Z]{1,3}[0-9]{3,12}$",
+        description="IB account id: paper ids start with D (DU...), live with U (or F).",
+    )
+    username: SecretRef = Field(description="IB username: {env: NAME} or {file: PATH}.")
+    password: SecretRef = Field(description="IB password: {env: NAME} or {file: PATH}.")
+    api_port: int = Field(ge=1, le=65535, description="Host port the TWS API is published on.")
+    bind: ipaddress.IPv4Address | ipaddress.IPv6Address = Field(
+        default=ipaddress.IPv4Address("127.0.0.1"),
+        description="Host interface the API port is published on. Default 127.0.0.1.",
+    )
+    allow_public_bind: bool = Field(
+        default=False, description="Must be true to publish on 0.0.0.0 or ::. Default false."
+    )
+    trusted_ips: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = Field(
+        default_factory=lambda: [ipaddress.IPv4Network("127.0.0.1/32")],
+        description="Networks allowed to reach the API. Default [127.0.0.1].",
+    )
+    client_ids: ClientIdRange = Field(
+        default_factory=lambda: ClientIdRange(start=1, end=49),
+        description="Client ids leased to strategies and the probe. Default 1-49.",
+    )
+    probe_client_id: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_CLIENT_ID,
+        description="Client id reserved for the supervisor's health probe. Default: the range's "
+        "last id.",
+    )
+    read_only: bool = Field(default=False, description="Read-only API (no orders). Default false.")
+    allow_live: bool = Field(
+        default=False, description="A live gateway is refused unless this is true. Default false."
+    )
+    two_factor: TwoFactorConfig = Field(default_factory=TwoFactorConfig)
+    logins_per_hour: int = Field(
+        default=4,
+        ge=1,
+        le=20,
+        description="Login attempts allowed per hour for this username (IB locks an account "
+        "after repeated failures). Default 4.",
+    )
+    existing_session: ExistingSessionAction = Field(
+        default=ExistingSessionAction.PRIMARY,
+        description="IBC ExistingSessionDetectedAction: primary | primaryoverride | secondary | "
+        "manual. Default primary.",
+    )
+    restart: RestartConfig = Field(default_factory=RestartConfig)
+    memory_limit: str = Field(
+        default="1536m",
+        pattern=r"^[0-9]+[kmg]$",
+        description="Container memory limit (Docker syntax, e.g. 1536m, 2g). Default 1536m.",
+    )
+    image: str | None = Field(
+        default=None, description="Image for this gateway. Default: runtime.image."
+    )
+    env: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra container environment (JAVA_HEAP_SIZE, ...). Never put a secret here.",
+    )
+    probes: list[ProbeContract] = Field(
+        default_factory=list, description="Contracts the permission check requests."
+    )
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+                raise ValueError(f"{key!r} is not an environment variable name")
+        return value
+
+    @property
+    def effective_probe_client_id(self) -> int:
+        return self.client_ids.end if self.probe_client_id is None else self.probe_client_id
+
+    @property
+    def is_public_bind(self) -> bool:
+        return self.bind.is_unspecified

@@ -1,0 +1,310 @@
+"""Cross-field checks of a validated fleet: the mistakes that each field alone cannot show.
+
+Pure: the environment and file existence come in as arguments, so ``check`` and the run-time
+loader share these rules (a missing secret is a warning for ``check`` and an error at run time).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+
+from gateway.config import GatewayConfig, TradingMode
+from gateway.values import SecretRef, WeeklyTime
+from supervisor.settings import ConfigProblem, LoadedFleet, Location, format_path
+
+NEW_YORK = zoneinfo.ZoneInfo("America/New_York")
+#: IB's weekly re-authentication window opens on Sunday at 01:00 New York time.
+WEEKLY_REAUTH_OPENS = dt.time(1, 0)
+
+
+def lint(
+    loaded: LoadedFleet,
+    *,
+    environ: Mapping[str, str],
+    file_exists: Callable[[Path], bool],
+    missing_secret_severity: str = "warning",
+) -> list[ConfigProblem]:
+    """Every cross-field problem of the fleet, in file order."""
+    out = _Collector(loaded.locations)
+    settings = loaded.settings
+    gateways = settings.gateways
+    by_name: dict[str, GatewayConfig] = {}
+
+    _duplicates(out, "gateways", [g.name for g in gateways], "gateway name")
+    _duplicates(out, "strategies", [s.name for s in settings.strategies], "strategy name")
+    for gw in gateways:
+        by_name.setdefault(gw.name, gw)
+
+    # IB allows one session per username: two gateways with one username log each other out.
+    seen_users: dict[str, int] = {}
+    for i, gw in enumerate(gateways):
+        key = _secret_identity(gw.username, environ)
+        if key in seen_users:
+            out.error(
+                ("gateways", i, "username"),
+                f"gateway {gw.name!r} uses the same username as "
+                f"{gateways[seen_users[key]].name!r}",
+                "IB allows one session per username; the two would log each other out",
+            )
+        else:
+            seen_users[key] = i
+
+    ports: dict[int, tuple[str | int, ...]] = {}
+    for i, gw in enumerate(gateways):
+        path: tuple[str | int, ...] = ("gateways", i, "api_port")
+        if gw.api_port in ports:
+            out.error(
+                path,
+                f"host port {gw.api_port} is already used by {format_path(ports[gw.api_port])}",
+                "give every gateway its own api_port",
+            )
+        else:
+            ports[gw.api_port] = path
+    if settings.api.port in ports:
+        out.error(
+            ("api", "listen"),
+            f"port {settings.api.port} is already used by {format_path(ports[settings.api.port])}",
+            "the supervisor's HTTP API needs a port of its own",
+        )
+
+    accounts: dict[str, tuple[int, TradingMode]] = {}
+    for i, gw in enumerate(gateways):
+        if gw.is_public_bind and not gw.allow_public_bind:
+            out.error(
+                ("gateways", i, "bind"),
+                f"the API port would be published on {gw.bind} (every interface)",
+                "bind to 127.0.0.1 or a private interface, or set allow_public_bind: true",
+            )
+        if gw.mode is TradingMode.LIVE and not gw.allow_live:
+            out.error(
+                ("gateways", i, "mode"),
+                f"gateway {gw.name!r} is live but allow_live is not true",
+                "set allow_live: true to confirm that this gateway trades real money",
+            )
+        paper_id = gw.account.startswith("D")
+        if gw.mode is TradingMode.PAPER and not paper_id:
+            out.error(
+                ("gateways", i, "account"),
+                f"{gw.account} is not a paper account id (paper ids start with D)",
+                "use the DU... account of the paper login, or set mode: live",
+            )
+        if gw.mode is TradingMode.LIVE and paper_id:
+            out.error(
+                ("gateways", i, "account"),
+                f"{gw.account} is a paper account id but the gateway is live",
+                "set mode: paper, or use the live account id (U...)",
+            )
+        earlier = accounts.get(gw.account)
+        if earlier is not None and earlier[1] is not gw.mode:
+            out.error(
+                ("gateways", i, "account"),
+                f"account {gw.account} is used by a {earlier[1]} gateway "
+                f"({gateways[earlier[0]].name!r}) and a {gw.mode} gateway",
+                "paper and live accounts have different ids; check the account",
+            )
+        accounts.setdefault(gw.account, (i, gw.mode))
+        probe = gw.effective_probe_client_id
+        if probe not in gw.client_ids:
+            out.error(
+                ("gateways", i, "probe_client_id"),
+                f"probe client id {probe} is outside client_ids "
+                f"{gw.client_ids.start}-{gw.client_ids.end}",
+                "pick an id inside the gateway's client id range",
+            )
+        if gw.restart.weekly_cold is not None:
+            problem = weekly_cold_problem(gw.restart.weekly_cold, settings.tz)
+            if problem:
+                out.error(("gateways", i, "restart", "weekly_cold"), problem, _WEEKLY_HINT)
+        if gw.env:
+            for key in gw.env:
+                if any(word in key.upper() for word in ("PASSWORD", "SECRET", "TOKEN")):
+                    out.warning(
+                        ("gateways", i, "env", key),
+                        f"{key} looks like a secret in plain container environment",
+                        "secrets belong in username/password references, mounted as files",
+                    )
+
+    _secrets(out, loaded, environ, file_exists, missing_secret_severity)
+    _strategies(out, loaded, by_name)
+    if not settings.api.is_loopback and settings.api.token is None:
+        out.error(
+            ("api", "token"),
+            f"the API listens on {settings.api.host} without a token",
+            "set api.token: {env: IBFLEET_API_TOKEN}, or listen on 127.0.0.1",
+        )
+    return out.problems
+
+
+_WEEKLY_HINT = "IB's weekly re-authentication opens on Sunday at 01:00 New York time"
+
+
+def weekly_cold_problem(when: WeeklyTime, tz: zoneinfo.ZoneInfo) -> str | None:
+    """Why a weekly cold restart time is wrong, or None: it must be Sunday after 01:00 NY.
+
+    Checked in a winter and a summer week, so a time that is right only outside daylight saving
+    is still caught.
+    """
+    for monday in (dt.date(2026, 1, 5), dt.date(2026, 7, 6)):
+        day = monday + dt.timedelta(days=when.weekday)
+        local = dt.datetime.combine(day, when.time, tzinfo=tz)
+        ny = local.astimezone(NEW_YORK)
+        if ny.weekday() != 6 or ny.time() < WEEKLY_REAUTH_OPENS:
+            return (
+                f"weekly cold restart {when} ({tz.key}) is {ny:%a %H:%M} in New York; "
+                "it must be on Sunday after 01:00 New York time"
+            )
+    return None
+
+
+def _secrets(
+    out: _Collector,
+    loaded: LoadedFleet,
+    environ: Mapping[str, str],
+    file_exists: Callable[[Path], bool],
+    severity: str,
+) -> None:
+    refs: list[tuple[tuple[str | int, ...], SecretRef]] = []
+    settings = loaded.settings
+    for i, gw in enumerate(settings.gateways):
+        refs.append((("gateways", i, "username"), gw.username))
+        refs.append((("gateways", i, "password"), gw.password))
+    for r, route in enumerate(settings.alerts.routes):
+        for u, url in enumerate(route.urls):
+            refs.append((("alerts", "routes", r, "urls", u), url))
+    if settings.api.token is not None:
+        refs.append((("api", "token"), settings.api.token))
+    for path, ref in refs:
+        if ref.env is not None and not environ.get(ref.env):
+            out.add(
+                severity,
+                path,
+                f"environment variable {ref.env} is not set",
+                "export it before `ibfleet run`",
+            )
+        elif ref.file is not None and not file_exists(ref.file):
+            out.add(severity, path, f"secret file {ref.file} does not exist", "create it (0600)")
+        elif ref.is_literal and path[0] == "gateways":
+            out.warning(
+                path,
+                "an inline secret sits in the fleet file",
+                "use {env: NAME} or {file: PATH} so the file can be shared safely",
+            )
+
+
+def _strategies(out: _Collector, loaded: LoadedFleet, gateways: dict[str, GatewayConfig]) -> None:
+    ids_on_gateway: dict[tuple[str, int], str] = {}
+    for s, strat in enumerate(loaded.settings.strategies):
+        for g, gw_name in enumerate(strat.gateways):
+            gw = gateways.get(gw_name)
+            path: tuple[str | int, ...] = ("strategies", s, "gateways", g)
+            if gw is None:
+                out.error(
+                    path,
+                    f"strategy {strat.name!r} names unknown gateway {gw_name!r}",
+                    f"known gateways: {', '.join(sorted(gateways)) or 'none'}",
+                )
+                continue
+            if g > 0:
+                # Failover gateways lease a fresh id from their own range; the configured
+                # client id applies to the primary only.
+                if gw.read_only and not strat.read_only:
+                    out.error(
+                        path,
+                        f"strategy {strat.name!r} places orders but failover gateway "
+                        f"{gw.name!r} is read-only",
+                        "set read_only: true on the strategy, or read_only: false on the gateway",
+                    )
+                continue
+            if strat.client_id not in gw.client_ids:
+                out.error(
+                    ("strategies", s, "client_id"),
+                    f"client id {strat.client_id} is outside gateway {gw.name!r}'s range "
+                    f"{gw.client_ids.start}-{gw.client_ids.end}",
+                    "pick an id from the gateway's client_ids",
+                )
+            elif strat.client_id == gw.effective_probe_client_id:
+                out.error(
+                    ("strategies", s, "client_id"),
+                    f"client id {strat.client_id} is gateway {gw.name!r}'s probe client id",
+                    "the supervisor's health probe holds that id; pick another",
+                )
+            other = ids_on_gateway.get((gw.name, strat.client_id))
+            if other is not None and other != strat.name:
+                out.error(
+                    ("strategies", s, "client_id"),
+                    f"strategies {other!r} and {strat.name!r} both use client id "
+                    f"{strat.client_id} on gateway {gw.name!r}",
+                    "IB refuses a second session with the same client id (error 326)",
+                )
+            ids_on_gateway.setdefault((gw.name, strat.client_id), strat.name)
+            if gw.read_only and not strat.read_only:
+                out.error(
+                    path,
+                    f"strategy {strat.name!r} places orders but gateway {gw.name!r} is read-only",
+                    "set read_only: true on the strategy, or read_only: false on the gateway",
+                )
+
+
+def _duplicates(out: _Collector, section: str, names: Iterable[str], what: str) -> None:
+    first: dict[str, int] = {}
+    for i, name in enumerate(names):
+        if name in first:
+            out.error(
+                (section, i, "name"),
+                f"duplicate {what} {name!r} (first at {section}[{first[name]}])",
+                "names must be unique",
+            )
+        else:
+            first[name] = i
+
+
+def _secret_identity(ref: SecretRef, environ: Mapping[str, str]) -> str:
+    """Compare usernames by value when it is known, else by where they come from."""
+    if ref.literal is not None:
+        return "value:" + ref.literal.get_secret_value()
+    if ref.env is not None and environ.get(ref.env):
+        return "value:" + environ[ref.env]
+    return "ref:" + ref.describe()
+
+
+class _Collector:
+    def __init__(self, locations: Mapping[str, Location]) -> None:
+        self._locations = locations
+        self.problems: list[ConfigProblem] = []
+        self._seen: set[tuple[str, str]] = set()
+
+    def add(self, severity: str, path: tuple[str | int, ...], message: str, hint: str) -> None:
+        rendered = format_path(path)
+        if (rendered, message) in self._seen:
+            return
+        self._seen.add((rendered, message))
+        self.problems.append(
+            ConfigProblem(severity, rendered, message, hint, location=self._locate(path))
+        )
+
+    def error(self, path: tuple[str | int, ...], message: str, hint: str) -> None:
+        self.add("error", path, message, hint)
+
+    def warning(self, path: tuple[str | int, ...], message: str, hint: str) -> None:
+        self.add("warning", path, message, hint)
+
+    def _locate(self, path: tuple[str | int, ...]) -> Location:
+        for cut in range(len(path), -1, -1):
+            found = self._locations.get(format_path(path[:cut]))
+            if found is not None:
+                return found
+        return Location()
+
+
+def ordered(problems: list[ConfigProblem]) -> list[ConfigProblem]:
+    """Problems in file order (environment overrides and unlocated ones last)."""
+
+    def key(p: ConfigProblem) -> tuple[int, int, int]:
+        loc = p.location
+        return (0 if loc.line is not None else 1, loc.line or 0, loc.column or 0)
+
+    return sorted(problems, key=key)
+

@@ -1,0 +1,513 @@
+"""The one root settings object: the fleet file, overridden by ``IBFLEET_*`` environment variables.
+
+``load_settings`` is the only entry point. It reads the YAML file (keeping every key's line and
+column so problems can point into the file), applies environment overrides and validates the
+result into ``FleetSettings``. Failures come back as ``ConfigError`` with every problem listed,
+never as a traceback and never with a secret in the text.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import ipaddress
+import os
+import zoneinfo
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from gateway.config import GatewayConfig
+from gateway.values import Duration, SecretRef
+from plugins.config import StrategyConfig
+
+ENV_PREFIX = "IBFLEET_"
+ENV_DELIMITER = "__"
+DEFAULT_CONFIG = Path("fleet.yaml")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Region(enum.StrEnum):
+    AMERICA = "america"
+    EUROPE = "europe"
+    ASIA = "asia"
+
+
+class RuntimeKind(enum.StrEnum):
+    DOCKER = "docker"
+
+
+class Severity(enum.StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+class RuntimeSettings(_Strict):
+    """Where and how gateway containers run."""
+
+    kind: RuntimeKind = Field(default=RuntimeKind.DOCKER, description="docker. Default docker.")
+    network: str = Field(
+        default="ibfleet",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        description="Docker network the fleet's containers share. Default ibfleet.",
+    )
+    image: str = Field(
+        default="ghcr.io/gnzsnz/ib-gateway:stable",
+        min_length=1,
+        description="Gateway image (gnzsnz/ib-gateway contract).",
+    )
+
+
+class SimulatorSettings(_Strict):
+    """Run the whole fleet against ibfleet's built-in IB simulator."""
+
+    enabled: bool = Field(default=False, description="Use the simulator. Default false.")
+    image: str = Field(
+        default="ibfleet-sim:latest", description="Simulator image (built by `ibfleet sim image`)."
+    )
+
+
+class AlertRoute(_Strict):
+    """Where alerts of at least a given severity go (apprise URLs)."""
+
+    urls: list[SecretRef] = Field(
+        min_length=1,
+        description="apprise URLs (slack://, mailto://, json://, ...); literal or {env}/{file}. "
+        "They carry credentials and are never printed.",
+    )
+    min_severity: Severity = Field(
+        default=Severity.WARNING, description="info | warning | critical. Default warning."
+    )
+
+
+class AlertSettings(_Strict):
+    """Alert routing and repetition."""
+
+    routes: list[AlertRoute] = Field(default_factory=list, description="Alert routes.")
+    repeat_critical_every: Duration = Field(
+        default=dt.timedelta(minutes=10),
+        description="Repeat an unresolved critical alert this often. Default 10m.",
+    )
+
+
+class ApiSettings(_Strict):
+    """The supervisor's HTTP API (health, readiness, metrics, operations)."""
+
+    listen: str = Field(
+        default="127.0.0.1:8710", description="host:port. Default 127.0.0.1:8710."
+    )
+    token: SecretRef | None = Field(
+        default=None, description="Bearer token for POST endpoints: {env: NAME} or {file: PATH}."
+    )
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{value!r} is not host:port, e.g. 127.0.0.1:8710")
+        return value
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+    @property
+    def is_loopback(self) -> bool:
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return self.host == "localhost"
+
+
+class StorageSettings(_Strict):
+    """The supervisor's journal."""
+
+    path: Path = Field(
+        default=Path("./ibfleet-journal.sqlite"),
+        description="SQLite journal file. Default ./ibfleet-journal.sqlite.",
+    )
+
+
+class HealthSettings(_Strict):
+    """How the supervisor probes each gateway."""
+
+    heartbeat_every: Duration = Field(
+        default=dt.timedelta(seconds=1), description="Heartbeat interval. Default 1s."
+    )
+    heartbeat_deadline: Duration = Field(
+        default=dt.timedelta(seconds=1),
+        description="A heartbeat not answered within this is missed. Default 1s.",
+    )
+    connect_deadline: Duration = Field(
+        default=dt.timedelta(seconds=10), description="API connect deadline. Default 10s."
+    )
+    login_deadline: Duration = Field(
+        default=dt.timedelta(minutes=5),
+        description="Container start to logged in, 2FA excluded. Default 5m.",
+    )
+    after_window_grace: Duration = Field(
+        default=dt.timedelta(minutes=10),
+        description="Page if a gateway is not back this long after a reset window. Default 10m.",
+    )
+    reauth_warning: Duration = Field(
+        default=dt.timedelta(hours=12),
+        description="Warn this long before the weekly re-authentication. Default 12h.",
+    )
+
+
+class FleetSettings(BaseSettings):
+    """The whole fleet: one root object, passed down to every part."""
+
+    model_config = SettingsConfigDict(
+        extra="forbid",
+        frozen=True,
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=ENV_DELIMITER,
+    )
+
+    fleet: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$",
+        description="The fleet's name (container label io.ibfleet.fleet).",
+    )
+    timezone: str = Field(
+        default="America/New_York",
+        description="IANA timezone for restart times. Default America/New_York.",
+    )
+    region: Region = Field(
+        default=Region.AMERICA,
+        description="america | europe | asia: which IB server reset windows apply.",
+    )
+    runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
+    simulator: SimulatorSettings = Field(default_factory=SimulatorSettings)
+    gateways: list[GatewayConfig] = Field(default_factory=list)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    health: HealthSettings = Field(default_factory=HealthSettings)
+    strategies: list[StrategyConfig] = Field(default_factory=list)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown timezone {value!r}; use an IANA name such as America/New_York"
+            ) from None
+        return value
+
+    @property
+    def tz(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.timezone)
+
+    def gateway(self, name: str) -> GatewayConfig:
+        for gw in self.gateways:
+            if gw.name == name:
+                return gw
+        raise KeyError(name)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The loader has already merged the file and the environment (lists need overrides by
+        # gateway or strategy name, which the stock env source cannot express).
+        return (init_settings,)
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where a value sits in the fleet file (1-based), or which variable set it."""
+
+    line: int | None = None
+    column: int | None = None
+    env: str | None = None
+
+    def render(self, source: str) -> str:
+        if self.env is not None:
+            return f"${self.env}"
+        if self.line is None:
+            return source
+        return f"{source}:{self.line}:{self.column}"
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    """One problem with the fleet file: what, where, and how to fix it."""
+
+    severity: str  # "error" | "warning"
+    path: str  # e.g. "gateways[1].client_ids"
+    message: str
+    hint: str = ""
+    location: Location = field(default_factory=Location)
+
+
+class ConfigError(Exception):
+    """The fleet file cannot be used. ``unreadable`` is true when it could not be read or parsed."""
+
+    def __init__(self, problems: list[ConfigProblem], *, unreadable: bool = False) -> None:
+        super().__init__("; ".join(f"{p.path}: {p.message}" for p in problems))
+        self.problems = problems
+        self.unreadable = unreadable
+
+
+@dataclass
+class LoadedFleet:
+    """Validated settings plus what the lint needs to point into the file."""
+
+    settings: FleetSettings
+    source: str
+    locations: dict[str, Location]
+    raw: dict[str, Any]
+
+
+def format_path(parts: tuple[str | int, ...] | list[str | int]) -> str:
+    """``("gateways", 1, "client_ids")`` -> ``gateways[1].client_ids``."""
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def _locate(node: yaml.Node, path: tuple[str | int, ...], out: dict[str, Location]) -> None:
+    out[format_path(path)] = Location(node.start_mark.line + 1, node.start_mark.column + 1)
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node.value)
+            # Point a key's problems at the key itself, which is where a reader looks.
+            _locate(value_node, (*path, key), out)
+            out[format_path((*path, key))] = Location(
+                key_node.start_mark.line + 1, key_node.start_mark.column + 1
+            )
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _locate(item, (*path, index), out)
+
+
+def parse_yaml(text: str, *, source: str) -> tuple[Any, dict[str, Location]]:
+    """Parse YAML text; a syntax error becomes a ``ConfigError`` with its line and column."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        loc = Location(mark.line + 1, mark.column + 1) if mark is not None else Location()
+        what = exc.problem or "invalid YAML"
+        raise ConfigError(
+            [ConfigProblem("error", "(file)", f"YAML syntax: {what}", location=loc)],
+            unreadable=True,
+        ) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(
+            [ConfigProblem("error", "(file)", f"YAML: {exc}")], unreadable=True
+        ) from None
+    except RecursionError:
+        raise ConfigError(
+            [ConfigProblem("error", "(file)", "YAML nests too deeply")], unreadable=True
+        ) from None
+    locations: dict[str, Location] = {}
+    if node is not None:
+        _locate(node, (), locations)
+    return data, locations
+
+
+def _norm(name: str) -> str:
+    return name.replace("-", "_").replace(".", "_").upper()
+
+
+def _scalar(text: str) -> Any:
+    """An environment value is read as a YAML scalar or flow value: ``4002``, ``true``, ``[a]``."""
+    try:
+        return yaml.safe_load(text) if text.strip() else text
+    except yaml.YAMLError:
+        return text
+
+
+def apply_env_overrides(
+    data: dict[str, Any],
+    environ: Mapping[str, str],
+    locations: dict[str, Location],
+) -> list[ConfigProblem]:
+    """Merge ``IBFLEET_A__B__C=value`` into ``data`` in place.
+
+    List items are addressed by index (``IBFLEET_GATEWAYS__0__API_PORT``) or by their ``name``
+    (``IBFLEET_GATEWAYS__PAPER_A__API_PORT``; dashes become underscores). An override that names
+    no existing list item is reported, not silently dropped.
+    """
+    problems: list[ConfigProblem] = []
+    reserved = {"IBFLEET_CONFIG"}
+    for var in sorted(environ):
+        if not var.upper().startswith(ENV_PREFIX) or var.upper() in reserved:
+            continue
+        keys = [k.lower() for k in var[len(ENV_PREFIX) :].split(ENV_DELIMITER)]
+        if not keys or any(not k for k in keys):
+            continue
+        node: Any = data
+        path: list[str | int] = []
+        ok = True
+        for depth, key in enumerate(keys):
+            last = depth == len(keys) - 1
+            if isinstance(node, list):
+                index = _list_index(node, key)
+                if index is None:
+                    problems.append(
+                        ConfigProblem(
+                            "error",
+                            format_path(path),
+                            f"{var} names no item {key!r} of {format_path(path)}",
+                            hint="address list items by index or by their name",
+                            location=Location(env=var),
+                        )
+                    )
+                    ok = False
+                    break
+                path.append(index)
+                if last:
+                    node[index] = _scalar(environ[var])
+                else:
+                    node = node[index]
+                continue
+            if not isinstance(node, dict):
+                ok = False
+                break
+            path.append(key)
+            if last:
+                node[key] = _scalar(environ[var])
+            else:
+                child = node.get(key)
+                if not isinstance(child, dict | list):
+                    child = {}
+                    node[key] = child
+                node = child
+        if ok:
+            locations[format_path(path)] = Location(env=var)
+    return problems
+
+
+def _list_index(items: list[Any], key: str) -> int | None:
+    if key.isdigit():
+        index = int(key)
+        return index if index < len(items) else None
+    for index, item in enumerate(items):
+        if isinstance(item, dict) and _norm(str(item.get("name", ""))) == _norm(key):
+            return index
+    return None
+
+
+def _validation_problems(
+    exc: ValidationError, locations: dict[str, Location], source: str
+) -> list[ConfigProblem]:
+    problems = []
+    for err in exc.errors(include_input=False, include_url=False):
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        # pydantic names union members and validators in loc; keep only data keys.
+        loc = tuple(p for p in loc if p not in ("literal", "SecretRef"))
+        path = format_path(loc)
+        message = str(err["msg"]).removeprefix("Value error, ")
+        hint = ""
+        if err["type"] == "extra_forbidden":
+            message = f"unknown key {loc[-1]!r}" if loc else "unknown key"
+            hint = "check the spelling against the fleet file reference in the README"
+        elif err["type"] == "missing":
+            message = "is required"
+        problems.append(
+            ConfigProblem("error", path, message, hint=hint, location=_nearest(locations, loc))
+        )
+    return problems
+
+
+def _nearest(locations: dict[str, Location], loc: tuple[Any, ...]) -> Location:
+    for cut in range(len(loc), -1, -1):
+        found = locations.get(format_path(loc[:cut]))
+        if found is not None:
+            return found
+    return Location()
+
+
+def load_text(
+    text: str, *, source: str = "<fleet>", environ: Mapping[str, str] | None = None
+) -> LoadedFleet:
+    """Validate fleet file text. ``environ`` supplies ``IBFLEET_*`` overrides (none if None)."""
+    data, locations = parse_yaml(text, source=source)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            [
+                ConfigProblem(
+                    "error",
+                    "(top level)",
+                    "the fleet file must be a mapping of keys (fleet:, gateways:, ...)",
+                    location=Location(1, 1),
+                )
+            ],
+            unreadable=True,
+        )
+    data = {str(k): v for k, v in data.items()}
+    problems = apply_env_overrides(data, environ or {}, locations)
+    try:
+        settings = FleetSettings(**data)
+    except ValidationError as exc:
+        problems.extend(_validation_problems(exc, locations, source))
+        raise ConfigError(problems) from None
+    except (TypeError, ValueError, RecursionError) as exc:
+        problems.append(ConfigProblem("error", "(top level)", f"cannot be read: {exc}"))
+        raise ConfigError(problems) from None
+    if problems:
+        raise ConfigError(problems)
+    return LoadedFleet(settings=settings, source=source, locations=locations, raw=data)
+
+
+def load_settings(
+    path: Path | None = None, *, environ: Mapping[str, str] | None = None
+) -> LoadedFleet:
+    """Read and validate the fleet file at ``path`` (default ``$IBFLEET_CONFIG`` or fleet.yaml)."""
+    env = os.environ if environ is None else environ
+    if path is None:
+        path = Path(env.get("IBFLEET_CONFIG") or DEFAULT_CONFIG)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            [ConfigProblem("error", "(file)", f"{path} does not exist", hint="pass -c FILE")],
+            unreadable=True,
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "it is not UTF-8 text"
+        raise ConfigError(
+            [ConfigProblem("error", "(file)", f"cannot read {path}: {reason}")], unreadable=True
+        ) from None
+    return load_text(text, source=str(path), environ=env)
+
+
+def describe_fields(model: type[BaseModel]) -> dict[str, FieldInfo]:
+    """The documented fields of a settings section (for the reference and tests)."""
+    return dict(model.model_fields)
