@@ -14,7 +14,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from gateway.values import ClockTime, Duration, SecretRef, WeeklyClock
+from gateway.values import ClockTime, SecretRef, WeeklyClock
 
 MAX_CLIENT_ID = 2**31 - 1
 NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
@@ -137,7 +137,7 @@ class GatewayConfig(Strict):
         default=False, description="Must be true to publish on 0.0.0.0 or ::. Default false."
     )
     trusted_ips: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = Field(
-        default_factory=lambda: [ipaddress.IPv4Network("127.0.0.1/32")],
+        default_factory=lambda: [ipaddress.ip_network("127.0.0.1/32")],
         description="Networks allowed to reach the API. Default [127.0.0.1].",
     )
     client_ids: ClientIdRange = Field(

@@ -199,9 +199,8 @@ class SecretRef(BaseModel):
         """Why the reference cannot be resolved right now, or None when it can."""
         if self.env is not None and not environ.get(self.env):
             return f"environment variable {self.env} is not set"
-        if self.file is not None:
-            if not self.file.is_file():
-                return f"file {self.file} does not exist"
+        if self.file is not None and not self.file.is_file():
+            return f"file {self.file} does not exist"
         return None
 
     def resolve(self, *, environ: EnvReader, read_file: FileReader = read_text_file) -> SecretStr:

@@ -25,7 +25,7 @@ def lint(
     *,
     environ: Mapping[str, str],
     file_exists: Callable[[Path], bool],
-    missing_secret_severity: str = "warning",
+    missing_secret_severity: str = "warning",  # noqa: S107 - a severity, not a secret
 ) -> list[ConfigProblem]:
     """Every cross-field problem of the fleet, in file order."""
     out = _Collector(loaded.locations)
@@ -45,8 +45,7 @@ def lint(
         if key in seen_users:
             out.error(
                 ("gateways", i, "username"),
-                f"gateway {gw.name!r} uses the same username as "
-                f"{gateways[seen_users[key]].name!r}",
+                f"gateway {gw.name!r} uses the same username as {gateways[seen_users[key]].name!r}",
                 "IB allows one session per username; the two would log each other out",
             )
         else:
@@ -307,4 +306,3 @@ def ordered(problems: list[ConfigProblem]) -> list[ConfigProblem]:
         return (0 if loc.line is not None else 1, loc.line or 0, loc.column or 0)
 
     return sorted(problems, key=key)
-

@@ -103,9 +103,7 @@ class AlertSettings(_Strict):
 class ApiSettings(_Strict):
     """The supervisor's HTTP API (health, readiness, metrics, operations)."""
 
-    listen: str = Field(
-        default="127.0.0.1:8710", description="host:port. Default 127.0.0.1:8710."
-    )
+    listen: str = Field(default="127.0.0.1:8710", description="host:port. Default 127.0.0.1:8710.")
     token: SecretRef | None = Field(
         default=None, description="Bearer token for POST endpoints: {env: NAME} or {file: PATH}."
     )

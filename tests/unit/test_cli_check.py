@@ -1,0 +1,92 @@
+"""``ibfleet check``, ``--help`` and ``--version`` as a user runs them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from supervisor.cli import app
+from tests.unit import fleetfiles as ff
+
+REPO = Path(__file__).resolve().parents[2]
+runner = CliRunner()
+
+
+def run_check(path: Path, env: dict[str, str] | None = None) -> tuple[int, str]:
+    result = runner.invoke(app, ["check", "-c", str(path)], env=env or {}, catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+def test_check_passes_clean_file_with_exit_0(tmp_path: Path) -> None:
+    data = ff.fleet()
+    path = tmp_path / "fleet.yaml"
+    path.write_text(ff.dump(data))
+    code, out = run_check(path, ff.env_for(data))
+    assert code == 0, out
+    assert "0 errors, 0 warnings" in out
+
+
+def test_check_lists_every_error_with_location_and_hint_and_exits_1(tmp_path: Path) -> None:
+    data = ff.fleet(strategies=[ff.strategy("a", gateways=["nope"]), ff.strategy("a")])
+    data["gateways"][1]["api_port"] = 4002
+    path = tmp_path / "fleet.yaml"
+    path.write_text(ff.dump(data))
+    code, out = run_check(path, ff.env_for(data))
+    assert code == 1
+    assert "gateways[1].api_port" in out
+    assert "strategies[0].gateways[0]" in out
+    assert "strategies[1].name" in out
+    assert out.count("hint:") >= 3
+    assert f"{path}:" in out
+
+
+def test_check_exits_2_with_line_and_column_on_a_parse_error(tmp_path: Path) -> None:
+    path = tmp_path / "fleet.yaml"
+    path.write_text("fleet: x\ngateways:\n  - name: a\n   mode: paper\n")
+    code, out = run_check(path)
+    assert code == 2
+    assert f"{path}:4:" in out
+    assert "Traceback" not in out
+
+
+def test_check_exits_2_when_the_file_is_missing(tmp_path: Path) -> None:
+    code, out = run_check(tmp_path / "absent.yaml")
+    assert code == 2
+    assert "does not exist" in out
+
+
+def test_check_warnings_alone_exit_0(tmp_path: Path) -> None:
+    path = tmp_path / "fleet.yaml"
+    path.write_text(ff.dump(ff.fleet()))
+    code, out = run_check(path, {})
+    assert code == 0
+    assert "warning" in out and "is not set" in out
+
+
+def test_check_never_prints_a_literal_secret(tmp_path: Path) -> None:
+    data = ff.fleet()
+    data["gateways"][0]["password"] = "s3cr3t-literal"
+    data["gateways"][0]["api_port"] = "bad"
+    path = tmp_path / "fleet.yaml"
+    path.write_text(ff.dump(data))
+    code, out = run_check(path)
+    assert code == 1
+    assert "s3cr3t-literal" not in out
+
+
+@pytest.mark.parametrize("example", sorted((REPO / "deploy").glob("*.yaml")), ids=lambda p: p.name)
+def test_example_fleets_pass_check(example: Path) -> None:
+    code, out = run_check(example)
+    assert code == 0, out
+
+
+def test_console_script_help_and_version() -> None:
+    exe = Path(sys.executable).with_name("ibfleet")
+    help_out = subprocess.run([exe, "--help"], capture_output=True, text=True, check=True).stdout
+    assert "check" in help_out
+    version = subprocess.run([exe, "--version"], capture_output=True, text=True, check=True)
+    assert version.stdout.startswith("ibfleet ")

@@ -1,0 +1,239 @@
+"""``ibfleet check``'s cross-field rules: each listed problem is named on a file that has it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from supervisor.lint import lint
+from supervisor.settings import ConfigError, ConfigProblem, load_text
+from tests.unit import fleetfiles as ff
+
+
+def problems_of(data: dict[str, Any], environ: dict[str, str] | None = None) -> list[ConfigProblem]:
+    env = ff.env_for(data) if environ is None else environ
+    loaded = load_text(ff.dump(data), source="f.yaml", environ={})
+    return lint(loaded, environ=env, file_exists=lambda p: p == Path("/exists"))
+
+
+def errors(data: dict[str, Any], **kw: Any) -> dict[str, str]:
+    return {p.path: p.message for p in problems_of(data, **kw) if p.severity == "error"}
+
+
+def test_a_clean_fleet_has_no_problems() -> None:
+    assert problems_of(ff.fleet()) == []
+
+
+def test_duplicate_gateway_names() -> None:
+    data = ff.fleet()
+    data["gateways"][1]["name"] = "paper-a"
+    assert "duplicate gateway name 'paper-a'" in errors(data)["gateways[1].name"]
+
+
+def test_duplicate_strategy_names() -> None:
+    data = ff.fleet(strategies=[ff.strategy("s"), ff.strategy("s", client_id=11)])
+    assert "duplicate strategy name 's'" in errors(data)["strategies[1].name"]
+
+
+def test_two_gateways_with_the_same_username_by_reference() -> None:
+    data = ff.fleet()
+    data["gateways"][1]["username"] = {"env": "USER_PAPER_A"}
+    assert "same username" in errors(data)["gateways[1].username"]
+
+
+def test_two_gateways_with_the_same_username_by_value() -> None:
+    data = ff.fleet()
+    env = ff.env_for(data)
+    env["USER_PAPER_B"] = env["USER_PAPER_A"]
+    assert "same username" in errors(data, environ=env)["gateways[1].username"]
+
+
+def test_host_port_used_twice() -> None:
+    data = ff.fleet()
+    data["gateways"][1]["api_port"] = 4002
+    assert "host port 4002 is already used" in errors(data)["gateways[1].api_port"]
+
+
+def test_supervisor_api_port_colliding_with_a_gateway() -> None:
+    data = ff.fleet(api={"listen": "127.0.0.1:4012"})
+    assert "already used" in errors(data)["api.listen"]
+
+
+@pytest.mark.parametrize("bind", ["0.0.0.0", "::"])
+def test_public_bind_needs_allow_public_bind(bind: str) -> None:
+    data = ff.fleet()
+    data["gateways"][0]["bind"] = bind
+    assert "every interface" in errors(data)["gateways[0].bind"]
+    data["gateways"][0]["allow_public_bind"] = True
+    assert "gateways[0].bind" not in errors(data)
+
+
+def test_two_strategies_with_one_client_id_on_one_gateway() -> None:
+    data = ff.fleet(strategies=[ff.strategy("a"), ff.strategy("b")])
+    assert "both use client id 10" in errors(data)["strategies[1].client_id"]
+
+
+def test_strategy_client_id_outside_the_gateway_range() -> None:
+    data = ff.fleet(strategies=[ff.strategy("a", client_id=60)])
+    assert "outside gateway 'paper-a'" in errors(data)["strategies[0].client_id"]
+
+
+def test_strategy_client_id_equal_to_the_probe_id() -> None:
+    data = ff.fleet(strategies=[ff.strategy("a", client_id=49)])
+    assert "probe client id" in errors(data)["strategies[0].client_id"]
+
+
+def test_failover_gateway_range_does_not_constrain_the_client_id() -> None:
+    data = ff.fleet(strategies=[ff.strategy("a", gateways=["paper-a", "paper-b"])])
+    data["gateways"][1]["client_ids"] = {"start": 50, "end": 99}
+    assert errors(data) == {}
+
+
+def test_probe_client_id_outside_the_range() -> None:
+    data = ff.fleet()
+    data["gateways"][0]["probe_client_id"] = 100
+    assert "outside client_ids" in errors(data)["gateways[0].probe_client_id"]
+
+
+def test_live_gateway_without_allow_live() -> None:
+    data = ff.fleet()
+    data["gateways"][1].update(mode="live", account="U7654321")
+    assert "allow_live" in errors(data)["gateways[1].mode"]
+
+
+def test_order_placing_strategy_on_a_read_only_gateway() -> None:
+    data = ff.fleet()
+    data["gateways"][0]["read_only"] = True
+    assert "read-only" in errors(data)["strategies[0].gateways[0]"]
+    data["strategies"][0]["read_only"] = True
+    assert errors(data) == {}
+
+
+def test_strategy_naming_an_unknown_gateway() -> None:
+    data = ff.fleet(strategies=[ff.strategy("a", gateways=["paper-z"])])
+    assert "unknown gateway 'paper-z'" in errors(data)["strategies[0].gateways[0]"]
+
+
+def test_paper_gateway_with_a_live_account_id() -> None:
+    data = ff.fleet()
+    data["gateways"][0]["account"] = "U1234567"
+    assert "not a paper account" in errors(data)["gateways[0].account"]
+
+
+def test_live_gateway_with_a_paper_account_id() -> None:
+    data = ff.fleet()
+    data["gateways"][1].update(mode="live", allow_live=True, account="DU7654321")
+    assert "paper account id" in errors(data)["gateways[1].account"]
+
+
+def test_paper_and_live_gateways_sharing_an_account() -> None:
+    data = ff.fleet()
+    data["gateways"][0]["account"] = "F1234567"
+    data["gateways"][0].update(mode="live", allow_live=True)
+    data["gateways"][1].update(account="F1234567")
+    found = errors(data)
+    assert "used by a live gateway" in found["gateways[1].account"]
+
+
+def test_unknown_timezone() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_text(ff.dump(ff.fleet(timezone="Mars/Olympus")))
+    assert info.value.problems[0].path == "timezone"
+    assert "unknown timezone" in info.value.problems[0].message
+
+
+@pytest.mark.parametrize("daily", ["24:00", "7pm", "23:5x"])
+def test_restart_time_that_is_not_a_time(daily: str) -> None:
+    data = ff.fleet()
+    data["gateways"][0]["restart"] = {"daily": daily}
+    with pytest.raises(ConfigError) as info:
+        load_text(ff.dump(data))
+    assert info.value.problems[0].path == "gateways[0].restart.daily"
+
+
+@pytest.mark.parametrize(
+    ("tz", "weekly", "ok"),
+    [
+        ("America/New_York", "Sun 01:30", True),
+        ("America/New_York", "Sun 00:30", False),
+        ("America/New_York", "Sat 23:00", False),
+        ("Europe/London", "Sun 07:00", True),
+        ("Europe/London", "Sun 05:30", False),  # 00:30 in New York in winter
+        ("Asia/Tokyo", "Sun 15:00", True),  # 01:00 / 02:00 New York
+        ("Asia/Tokyo", "Mon 14:30", False),  # Monday in New York
+    ],
+)
+def test_weekly_cold_restart_must_be_sunday_after_one_new_york(
+    tz: str, weekly: str, ok: bool
+) -> None:
+    data = ff.fleet(timezone=tz)
+    data["gateways"][0]["restart"] = {"weekly_cold": weekly}
+    found = errors(data)
+    assert ("gateways[0].restart.weekly_cold" not in found) is ok
+
+
+def test_missing_secret_is_a_warning_for_check_and_an_error_at_run_time() -> None:
+    data = ff.fleet()
+    loaded = load_text(ff.dump(data), environ={})
+    warned = lint(loaded, environ={}, file_exists=lambda p: False)
+    assert {p.severity for p in warned} == {"warning"}
+    assert any("USER_PAPER_A is not set" in p.message for p in warned)
+    strict = lint(loaded, environ={}, file_exists=lambda p: False, missing_secret_severity="error")
+    assert any(p.severity == "error" and "is not set" in p.message for p in strict)
+
+
+def test_missing_secret_file_is_named() -> None:
+    data = ff.fleet()
+    data["gateways"][0]["password"] = {"file": "/run/secrets/absent"}
+    msgs = [p.message for p in problems_of(data)]
+    assert "secret file /run/secrets/absent does not exist" in msgs
+
+
+def test_inline_gateway_secret_warns() -> None:
+    data = ff.fleet()
+    data["gateways"][0]["password"] = "literal-password"
+    found = [p for p in problems_of(data) if p.path == "gateways[0].password"]
+    assert found and found[0].severity == "warning"
+    assert "literal-password" not in found[0].message
+
+
+def test_api_on_a_public_interface_needs_a_token() -> None:
+    data = ff.fleet(api={"listen": "0.0.0.0:8710"})
+    assert "without a token" in errors(data)["api.token"]
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        (("gateways", 0, "api_port"), 0),
+        (("gateways", 0, "api_port"), 65536),
+        (("gateways", 0, "client_ids"), {"start": -1, "end": 3}),
+        (("strategies", 0, "client_id"), 2**31),
+        (("strategies", 0, "safe_state"), {"grace": "-5s"}),
+        (("alerts",), {"repeat_critical_every": "soon"}),
+        (("strategies", 0, "limits"), {"max_orders_per_sec": 50}),
+    ],
+)
+def test_values_out_of_range_are_errors(path: tuple[Any, ...], value: Any) -> None:
+    data = ff.fleet()
+    node: Any = data
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    with pytest.raises(ConfigError) as info:
+        load_text(ff.dump(data))
+    assert info.value.problems, "an out-of-range value must be reported"
+    assert not info.value.unreadable
+
+
+def test_problems_point_at_the_offending_line() -> None:
+    data = ff.fleet()
+    data["gateways"][1]["api_port"] = 4002
+    text = ff.dump(data)
+    loaded = load_text(text, source="f.yaml")
+    (problem,) = lint(loaded, environ=ff.env_for(data), file_exists=lambda p: True)
+    line = problem.location.line
+    assert line is not None
+    assert text.splitlines()[line - 1].strip().startswith("api_port: 4002")

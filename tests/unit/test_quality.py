@@ -1,0 +1,35 @@
+"""The project's own quality gates run with the tests: lint, layering and strict typing of cores."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def _run(*cmd: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+
+
+def test_ruff_finds_nothing() -> None:
+    result = _run(str(BIN / "ruff"), "check", ".")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_layering_contracts_hold() -> None:
+    """supervisor -> plugins -> gateway only, and pure cores import no I/O library."""
+    result = _run(str(BIN / "lint-imports"), "--no-cache")
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+
+
+def test_pure_cores_pass_mypy_strict() -> None:
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())
+    contracts = config["tool"]["importlinter"]["contracts"]
+    pure = next(c for c in contracts if c["type"] == "forbidden")["source_modules"]
+    files = [str(REPO / (m.replace(".", "/") + ".py")) for m in pure]
+    result = _run(sys.executable, "-m", "mypy", "--strict", *files)
+    assert result.returncode == 0, result.stdout[-4000:]

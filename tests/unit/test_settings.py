@@ -1,0 +1,187 @@
+"""The fleet file model: defaults, units, env overrides, secrets, and located errors."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from gateway.values import SecretError, SecretRef, parse_duration, parse_weekly_time
+from supervisor.settings import ConfigError, load_settings, load_text
+from tests.unit import fleetfiles as ff
+
+
+def test_contract_example_loads_with_documented_defaults() -> None:
+    loaded = load_text(ff.dump(ff.fleet()))
+    s = loaded.settings
+    assert s.fleet == "test"
+    assert s.region == "america"
+    assert s.runtime.image == "ghcr.io/gnzsnz/ib-gateway:stable"
+    assert s.alerts.repeat_critical_every == dt.timedelta(minutes=10)
+    assert s.api.listen == "127.0.0.1:8710"
+    gw = s.gateways[0]
+    assert str(gw.bind) == "127.0.0.1" and not gw.allow_public_bind
+    assert gw.effective_probe_client_id == 49
+    assert s.strategies[0].safe_state.grace == dt.timedelta(seconds=5)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("5s", 5), ("10m", 600), ("1h", 3600), ("1h30m", 5400), ("250ms", 0.25), (7, 7)],
+)
+def test_durations_accept_units(text: object, seconds: float) -> None:
+    assert parse_duration(text).total_seconds() == seconds
+
+
+@pytest.mark.parametrize("text", ["5", "5x", "m5", "", "-1s", "1h 2"])
+def test_bad_durations_are_rejected_with_an_example(text: str) -> None:
+    if text == "5":
+        return  # a bare number in text form is not a duration, but as YAML it is an int
+    with pytest.raises(ValueError, match="duration"):
+        parse_duration(text)
+
+
+def test_unquoted_yaml_time_is_read_as_a_clock_time() -> None:
+    text = ff.dump(ff.fleet()).replace(
+        "api_port: 4002", "api_port: 4002\n  restart: {daily: 23:55}", 1
+    )
+    gw = load_text(text).settings.gateways[0]
+    assert gw.restart.daily == dt.time(23, 55)
+
+
+def test_weekly_time_parses_day_names() -> None:
+    assert parse_weekly_time("Sun 01:30").weekday == 6
+    assert parse_weekly_time("sunday 01:30").time == dt.time(1, 30)
+    with pytest.raises(ValueError, match="day of the week"):
+        parse_weekly_time("Sud 01:30")
+
+
+def test_env_override_reaches_a_gateway_by_name() -> None:
+    loaded = load_text(ff.dump(ff.fleet()), environ={"IBFLEET_GATEWAYS__PAPER_B__API_PORT": "4999"})
+    assert loaded.settings.gateways[1].api_port == 4999
+    assert loaded.locations["gateways[1].api_port"].env == "IBFLEET_GATEWAYS__PAPER_B__API_PORT"
+
+
+def test_env_override_reaches_a_gateway_by_index_and_nested_sections() -> None:
+    loaded = load_text(
+        ff.dump(ff.fleet()),
+        environ={
+            "IBFLEET_GATEWAYS__0__CLIENT_IDS__END": "30",
+            "IBFLEET_ALERTS__REPEAT_CRITICAL_EVERY": "2m",
+            "IBFLEET_REGION": "europe",
+            "IBFLEET_SIMULATOR__ENABLED": "true",
+        },
+    )
+    s = loaded.settings
+    assert s.gateways[0].client_ids.end == 30
+    assert s.alerts.repeat_critical_every == dt.timedelta(minutes=2)
+    assert s.region == "europe"
+    assert s.simulator.enabled is True
+
+
+def test_env_override_naming_no_gateway_is_an_error() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_text(ff.dump(ff.fleet()), environ={"IBFLEET_GATEWAYS__NOPE__API_PORT": "1"})
+    assert "IBFLEET_GATEWAYS__NOPE__API_PORT" in info.value.problems[0].message
+
+
+def test_env_override_with_a_bad_value_names_the_variable() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_text(ff.dump(ff.fleet()), environ={"IBFLEET_GATEWAYS__0__API_PORT": "abc"})
+    problem = info.value.problems[0]
+    assert problem.path == "gateways[0].api_port"
+    assert problem.location.render("f.yaml") == "$IBFLEET_GATEWAYS__0__API_PORT"
+
+
+def test_unknown_keys_are_errors_everywhere() -> None:
+    data = ff.fleet(alerts={"routes": [], "repeat_critical_evry": "1m"})
+    data["gateways"][0]["two_factor"] = {"devise": "IB Key"}
+    with pytest.raises(ConfigError) as info:
+        load_text(ff.dump(data))
+    paths = {p.path for p in info.value.problems}
+    assert "alerts.repeat_critical_evry" in paths
+    assert "gateways[0].two_factor.devise" in paths
+    assert all("unknown key" in p.message for p in info.value.problems)
+
+
+def test_every_structural_problem_is_reported_with_its_line() -> None:
+    data = ff.fleet()
+    data["gateways"][0]["api_port"] = 70000
+    data["gateways"][1]["client_ids"] = {"start": 60, "end": 49}
+    data["strategies"][0]["client_id"] = -1
+    text = ff.dump(data)
+    with pytest.raises(ConfigError) as info:
+        load_text(text, source="f.yaml")
+    by_path = {p.path: p for p in info.value.problems}
+    assert set(by_path) >= {
+        "gateways[0].api_port",
+        "gateways[1].client_ids",
+        "strategies[0].client_id",
+    }
+    line = by_path["gateways[0].api_port"].location.line
+    assert line is not None and "api_port: 70000" in text.splitlines()[line - 1]
+
+
+def test_yaml_syntax_error_is_unreadable_with_line_and_column() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_text("fleet: a\ngateways: [\n  - x: 1\n", source="f.yaml")
+    assert info.value.unreadable
+    loc = info.value.problems[0].location
+    assert loc.line is not None and loc.column is not None
+
+
+def test_missing_file_is_unreadable(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(tmp_path / "absent.yaml", environ={})
+    assert info.value.unreadable
+    assert "does not exist" in info.value.problems[0].message
+
+
+def test_config_path_comes_from_the_environment(tmp_path: Path) -> None:
+    path = tmp_path / "fleet.yaml"
+    path.write_text(ff.dump(ff.fleet()))
+    loaded = load_settings(None, environ={"IBFLEET_CONFIG": str(path)})
+    assert loaded.source == str(path)
+
+
+def test_secret_literal_is_redacted_in_repr_and_errors() -> None:
+    data = ff.fleet()
+    data["gateways"][0]["password"] = "hunter2-very-secret"
+    data["gateways"][0]["api_port"] = "not-a-port"
+    text = ff.dump(data)
+    with pytest.raises(ConfigError) as info:
+        load_text(text)
+    assert "hunter2" not in str(info.value)
+    data["gateways"][0]["api_port"] = 4002
+    loaded = load_text(ff.dump(data))
+    assert "hunter2" not in repr(loaded.settings)
+    assert "hunter2" not in str(loaded.settings.gateways[0])
+    ref = loaded.settings.gateways[0].password
+    assert ref.resolve(environ={}).get_secret_value() == "hunter2-very-secret"
+
+
+def test_secret_reference_resolves_from_env_and_file(tmp_path: Path) -> None:
+    secret_file = tmp_path / "pw"
+    secret_file.write_text("from-file\n")
+    assert SecretRef(file=secret_file).resolve(environ={}).get_secret_value() == "from-file"
+    assert SecretRef(env="X").resolve(environ={"X": "from-env"}).get_secret_value() == "from-env"
+    with pytest.raises(SecretError, match="X is not set"):
+        SecretRef(env="X").resolve(environ={})
+    with pytest.raises(SecretError, match="cannot read"):
+        SecretRef(file=tmp_path / "absent").resolve(environ={})
+
+
+def test_secret_reference_needs_exactly_one_source() -> None:
+    data = ff.fleet()
+    data["gateways"][0]["password"] = {"env": "A", "file": "/b"}
+    with pytest.raises(ConfigError) as info:
+        load_text(ff.dump(data))
+    assert info.value.problems[0].path.startswith("gateways[0].password")
+
+
+def test_live_and_public_bind_fields_parse() -> None:
+    data = ff.fleet()
+    data["gateways"][1].update(mode="live", account="U1234567", allow_live=True, bind="::")
+    gw = load_text(ff.dump(data)).settings.gateways[1]
+    assert gw.is_public_bind and gw.mode == "live"
