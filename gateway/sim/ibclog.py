@@ -68,6 +68,11 @@ EXISTING_SESSION_PRIMARYOVERRIDE_YIELDS: Final = (
     "Other session may be primary, so end this session and let the other one proceed (scenario 6)"
 )
 
+# --- TradingLoginHandoffDialogHandler.java ---------------------------------------------------
+# IBC formats this with String.format(..., "{}"), which has no %s, so the line really ends in
+# a literal "{}" whatever the setting.
+TRADING_LOGIN_HANDOFF: Final = "Trading Login Handoff dialog; {}"
+
 # --- LoginFailedDialogHandler.java / LoginErrorDialogHandler.java / GatewayDialogHandler ---
 LOGIN_FAILED: Final = "Login failed"
 # IBC appends a newline and the dialog's texts, so the message text arrives on the next
