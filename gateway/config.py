@@ -142,7 +142,7 @@ class GatewayConfig(Strict):
     )
     client_ids: ClientIdRange = Field(
         default_factory=lambda: ClientIdRange(start=1, end=49),
-        description="Client ids leased to strategies and the probe. Default 1-49.",
+        description="Client ids leased to strategies and the probe: {start, end}. Default 1-49.",
     )
     probe_client_id: int | None = Field(
         default=None,
@@ -155,7 +155,9 @@ class GatewayConfig(Strict):
     allow_live: bool = Field(
         default=False, description="A live gateway is refused unless this is true. Default false."
     )
-    two_factor: TwoFactorConfig = Field(default_factory=TwoFactorConfig)
+    two_factor: TwoFactorConfig = Field(
+        default_factory=TwoFactorConfig, description="2FA handling; see `gateways[].two_factor`."
+    )
     logins_per_hour: int = Field(
         default=4,
         ge=1,
@@ -168,7 +170,9 @@ class GatewayConfig(Strict):
         description="IBC ExistingSessionDetectedAction: primary | primaryoverride | secondary | "
         "manual. Default primary.",
     )
-    restart: RestartConfig = Field(default_factory=RestartConfig)
+    restart: RestartConfig = Field(
+        default_factory=RestartConfig, description="Scheduled restarts; see `gateways[].restart`."
+    )
     memory_limit: str = Field(
         default="1536m",
         pattern=r"^[0-9]+[kmg]$",
@@ -182,7 +186,8 @@ class GatewayConfig(Strict):
         description="Extra container environment (JAVA_HEAP_SIZE, ...). Never put a secret here.",
     )
     probes: list[ProbeContract] = Field(
-        default_factory=list, description="Contracts the permission check requests."
+        default_factory=list,
+        description="Contracts the permission check requests; see `gateways[].probes[]`.",
     )
 
     @field_validator("env")

@@ -75,6 +75,11 @@ class StrategyConfig(_Strict):
         default=False, description="A strategy that never places orders. Default false."
     )
     enabled: bool = Field(default=True, description="Start it with the supervisor. Default true.")
-    safe_state: SafeStateConfig = Field(default_factory=SafeStateConfig)
-    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    safe_state: SafeStateConfig = Field(
+        default_factory=SafeStateConfig,
+        description="What happens when the gateway is lost; see `strategies[].safe_state`.",
+    )
+    limits: LimitsConfig = Field(
+        default_factory=LimitsConfig, description="Risk limits; see `strategies[].limits`."
+    )
     params: dict[str, Any] = Field(default_factory=dict, description="Passed to the strategy.")

@@ -190,14 +190,28 @@ class FleetSettings(BaseSettings):
         default=Region.AMERICA,
         description="america | europe | asia: which IB server reset windows apply.",
     )
-    runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
-    simulator: SimulatorSettings = Field(default_factory=SimulatorSettings)
-    gateways: list[GatewayConfig] = Field(default_factory=list)
-    alerts: AlertSettings = Field(default_factory=AlertSettings)
-    api: ApiSettings = Field(default_factory=ApiSettings)
-    storage: StorageSettings = Field(default_factory=StorageSettings)
-    health: HealthSettings = Field(default_factory=HealthSettings)
-    strategies: list[StrategyConfig] = Field(default_factory=list)
+    runtime: RuntimeSettings = Field(
+        default_factory=RuntimeSettings, description="Container runtime; see `runtime`."
+    )
+    simulator: SimulatorSettings = Field(
+        default_factory=SimulatorSettings, description="Built-in simulator; see `simulator`."
+    )
+    gateways: list[GatewayConfig] = Field(
+        default_factory=list, description="The gateways; see `gateways[]`."
+    )
+    alerts: AlertSettings = Field(
+        default_factory=AlertSettings, description="Alert routing; see `alerts`."
+    )
+    api: ApiSettings = Field(default_factory=ApiSettings, description="HTTP API; see `api`.")
+    storage: StorageSettings = Field(
+        default_factory=StorageSettings, description="Journal; see `storage`."
+    )
+    health: HealthSettings = Field(
+        default_factory=HealthSettings, description="Health probe timing; see `health`."
+    )
+    strategies: list[StrategyConfig] = Field(
+        default_factory=list, description="Hosted strategies; see `strategies[]`."
+    )
 
     @field_validator("timezone")
     @classmethod
