@@ -31,6 +31,8 @@ _IBC_PREFIX = re.compile(
     r"(?:IBC|IBController):\s?(?P<msg>.*)$",
     re.IGNORECASE,
 )
+# docker compose logs puts "<service>  | " in front of each line.
+_COMPOSE_PREFIX = re.compile(r"^[\w.-]{1,128}\s+\|\s?")
 _MAX_LINE = 10_000  # longer lines are cut: a log line is never a reason to spend memory
 
 
@@ -227,6 +229,9 @@ def _docker_time(match: re.Match[str]) -> datetime | None:
 
 def _split(line: str, tz: tzinfo) -> _Split:
     text = line[:_MAX_LINE].rstrip("\r\n")
+    compose = _COMPOSE_PREFIX.match(text)
+    if compose is not None:
+        text = text[compose.end() :]
     at: datetime | None = None
     docker = _DOCKER_TS.match(text)
     if docker is not None:
