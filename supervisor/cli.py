@@ -85,8 +85,12 @@ def check(config: ConfigOption = None) -> None:
     try:
         loaded = load_settings(config, environ=os.environ)
     except ConfigError as exc:
-        render_problems(console, exc.problems, source)
-        errors = sum(1 for p in exc.problems if p.severity == "error")
+        problems = list(exc.problems)
+        if exc.partial is not None:
+            # Cross-field problems of the valid rest, so one run shows everything it can.
+            problems += lint_mod.lint(exc.partial, environ=os.environ, file_exists=Path.is_file)
+        render_problems(console, problems, source)
+        errors = sum(1 for p in problems if p.severity == "error")
         console.print(f"{source}: {errors} error{'s' if errors != 1 else ''}", highlight=False)
         raise typer.Exit(2 if exc.unreadable else 1) from None
     problems = lint_mod.lint(loaded, environ=os.environ, file_exists=Path.is_file)

@@ -33,26 +33,34 @@ def lint(
     gateways = settings.gateways
     by_name: dict[str, GatewayConfig] = {}
 
-    _duplicates(out, "gateways", [g.name for g in gateways], "gateway name")
-    _duplicates(out, "strategies", [s.name for s in settings.strategies], "strategy name")
+    _duplicates(
+        out, "gateways", zip(loaded.gateway_positions, (g.name for g in gateways)), "gateway name"
+    )
+    _duplicates(
+        out,
+        "strategies",
+        zip(loaded.strategy_positions, (s.name for s in settings.strategies)),
+        "strategy name",
+    )
     for gw in gateways:
         by_name.setdefault(gw.name, gw)
 
     # IB allows one session per username: two gateways with one username log each other out.
-    seen_users: dict[str, int] = {}
-    for i, gw in enumerate(gateways):
+    gw_at = list(zip(loaded.gateway_positions, gateways, strict=True))
+    seen_users: dict[str, str] = {}
+    for i, gw in gw_at:
         key = _secret_identity(gw.username, environ)
         if key in seen_users:
             out.error(
                 ("gateways", i, "username"),
-                f"gateway {gw.name!r} uses the same username as {gateways[seen_users[key]].name!r}",
+                f"gateway {gw.name!r} uses the same username as {seen_users[key]!r}",
                 "IB allows one session per username; the two would log each other out",
             )
         else:
-            seen_users[key] = i
+            seen_users[key] = gw.name
 
     ports: dict[int, tuple[str | int, ...]] = {}
-    for i, gw in enumerate(gateways):
+    for i, gw in gw_at:
         path: tuple[str | int, ...] = ("gateways", i, "api_port")
         if gw.api_port in ports:
             out.error(
@@ -69,8 +77,8 @@ def lint(
             "the supervisor's HTTP API needs a port of its own",
         )
 
-    accounts: dict[str, tuple[int, TradingMode]] = {}
-    for i, gw in enumerate(gateways):
+    accounts: dict[str, tuple[str, TradingMode]] = {}
+    for i, gw in gw_at:
         if gw.is_public_bind and not gw.allow_public_bind:
             out.error(
                 ("gateways", i, "bind"),
@@ -101,10 +109,10 @@ def lint(
             out.error(
                 ("gateways", i, "account"),
                 f"account {gw.account} is used by a {earlier[1]} gateway "
-                f"({gateways[earlier[0]].name!r}) and a {gw.mode} gateway",
+                f"({earlier[0]!r}) and a {gw.mode} gateway",
                 "paper and live accounts have different ids; check the account",
             )
-        accounts.setdefault(gw.account, (i, gw.mode))
+        accounts.setdefault(gw.account, (gw.name, gw.mode))
         probe = gw.effective_probe_client_id
         if probe not in gw.client_ids:
             out.error(
@@ -167,7 +175,7 @@ def _secrets(
 ) -> None:
     refs: list[tuple[tuple[str | int, ...], SecretRef]] = []
     settings = loaded.settings
-    for i, gw in enumerate(settings.gateways):
+    for i, gw in zip(loaded.gateway_positions, settings.gateways, strict=True):
         refs.append((("gateways", i, "username"), gw.username))
         refs.append((("gateways", i, "password"), gw.password))
     for r, route in enumerate(settings.alerts.routes):
@@ -195,7 +203,7 @@ def _secrets(
 
 def _strategies(out: _Collector, loaded: LoadedFleet, gateways: dict[str, GatewayConfig]) -> None:
     ids_on_gateway: dict[tuple[str, int], str] = {}
-    for s, strat in enumerate(loaded.settings.strategies):
+    for s, strat in zip(loaded.strategy_positions, loaded.settings.strategies, strict=True):
         for g, gw_name in enumerate(strat.gateways):
             gw = gateways.get(gw_name)
             path: tuple[str | int, ...] = ("strategies", s, "gateways", g)
@@ -247,9 +255,9 @@ def _strategies(out: _Collector, loaded: LoadedFleet, gateways: dict[str, Gatewa
                 )
 
 
-def _duplicates(out: _Collector, section: str, names: Iterable[str], what: str) -> None:
+def _duplicates(out: _Collector, section: str, names: Iterable[tuple[int, str]], what: str) -> None:
     first: dict[str, int] = {}
-    for i, name in enumerate(names):
+    for i, name in names:
         if name in first:
             out.error(
                 (section, i, "name"),

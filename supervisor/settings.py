@@ -280,22 +280,47 @@ class ConfigProblem:
 
 
 class ConfigError(Exception):
-    """The fleet file cannot be used. ``unreadable`` is true when it could not be read or parsed."""
+    """The fleet file cannot be used. ``unreadable`` is true when it could not be read or parsed.
 
-    def __init__(self, problems: list[ConfigProblem], *, unreadable: bool = False) -> None:
+    ``partial`` holds the structurally valid rest of the file, when there is one, so that the
+    cross-field checks can still report their problems in the same run.
+    """
+
+    def __init__(
+        self,
+        problems: list[ConfigProblem],
+        *,
+        unreadable: bool = False,
+        partial: LoadedFleet | None = None,
+    ) -> None:
         super().__init__("; ".join(f"{p.path}: {p.message}" for p in problems))
         self.problems = problems
         self.unreadable = unreadable
+        self.partial = partial
 
 
 @dataclass
 class LoadedFleet:
-    """Validated settings plus what the lint needs to point into the file."""
+    """Validated settings plus what the lint needs to point into the file.
+
+    A *partial* fleet is what remains of a file with structural errors once the broken items
+    are set aside; ``gateway_positions`` and ``strategy_positions`` keep each remaining item's
+    index in the file so problems still point at the right place.
+    """
 
     settings: FleetSettings
     source: str
     locations: dict[str, Location]
     raw: dict[str, Any]
+    gateway_positions: list[int] = field(default_factory=list)
+    strategy_positions: list[int] = field(default_factory=list)
+    partial: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.gateway_positions:
+            self.gateway_positions = list(range(len(self.settings.gateways)))
+        if not self.strategy_positions:
+            self.strategy_positions = list(range(len(self.settings.strategies)))
 
 
 def format_path(parts: tuple[str | int, ...] | list[str | int]) -> str:
@@ -489,13 +514,54 @@ def load_text(
         settings = FleetSettings(**data)
     except ValidationError as exc:
         problems.extend(_validation_problems(exc, locations, source))
-        raise ConfigError(problems) from None
+        partial = _partial(data, exc, source=source, locations=locations)
+        raise ConfigError(problems, partial=partial) from None
     except (TypeError, ValueError, RecursionError) as exc:
         problems.append(ConfigProblem("error", "(top level)", f"cannot be read: {exc}"))
         raise ConfigError(problems) from None
     if problems:
         raise ConfigError(problems)
     return LoadedFleet(settings=settings, source=source, locations=locations, raw=data)
+
+
+def _partial(
+    data: dict[str, Any], exc: ValidationError, *, source: str, locations: dict[str, Location]
+) -> LoadedFleet | None:
+    """The file minus the items and keys that failed validation, or None if even that fails."""
+    bad_items: dict[str, set[int]] = {"gateways": set(), "strategies": set()}
+    bad_keys: set[str] = set()
+    for err in exc.errors(include_input=False, include_url=False):
+        loc = err["loc"]
+        if not loc:
+            return None
+        head = str(loc[0])
+        if head in bad_items and len(loc) > 1 and isinstance(loc[1], int):
+            bad_items[head].add(loc[1])
+        else:
+            bad_keys.add(head)
+    if "fleet" in bad_keys or bad_keys & set(bad_items):
+        return None
+    trimmed = {k: v for k, v in data.items() if k not in bad_keys}
+    positions: dict[str, list[int]] = {}
+    for section, bad in bad_items.items():
+        items = data.get(section) or []
+        if not isinstance(items, list):
+            return None
+        positions[section] = [i for i in range(len(items)) if i not in bad]
+        trimmed[section] = [items[i] for i in positions[section]]
+    try:
+        settings = FleetSettings(**trimmed)
+    except (ValidationError, TypeError, ValueError):
+        return None
+    return LoadedFleet(
+        settings=settings,
+        source=source,
+        locations=locations,
+        raw=data,
+        gateway_positions=positions["gateways"],
+        strategy_positions=positions["strategies"],
+        partial=True,
+    )
 
 
 def load_settings(

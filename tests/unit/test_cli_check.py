@@ -44,6 +44,19 @@ def test_check_lists_every_error_with_location_and_hint_and_exits_1(tmp_path: Pa
     assert f"{path}:" in out
 
 
+def test_check_reports_cross_field_problems_next_to_structural_ones(tmp_path: Path) -> None:
+    data = ff.fleet(strategies=[ff.strategy("a", gateways=["nope"])])
+    data["gateways"][1]["typo_key"] = 1
+    data["gateways"].append(ff.gateway("paper-c", api_port=4002))
+    path = tmp_path / "fleet.yaml"
+    path.write_text(ff.dump(data))
+    code, out = run_check(path, ff.env_for(data))
+    assert code == 1
+    assert "gateways[1].typo_key: unknown key" in out
+    assert "gateways[2].api_port: host port 4002 is already used by gateways[0].api_port" in out
+    assert "strategies[0].gateways[0]: strategy 'a' names unknown gateway 'nope'" in out
+
+
 def test_check_exits_2_with_line_and_column_on_a_parse_error(tmp_path: Path) -> None:
     path = tmp_path / "fleet.yaml"
     path.write_text("fleet: x\ngateways:\n  - name: a\n   mode: paper\n")

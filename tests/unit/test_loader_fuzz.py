@@ -57,6 +57,8 @@ def _load(text: str, environ: dict[str, str]) -> None:
         assert exc.problems, "a ConfigError always says what is wrong"
         for problem in exc.problems:
             assert problem.path and problem.message
+        if exc.partial is not None:
+            lint(exc.partial, environ=environ, file_exists=lambda p: False)
         return
     lint(loaded, environ=environ, file_exists=lambda p: False)
 
