@@ -33,14 +33,13 @@ def lint(
     gateways = settings.gateways
     by_name: dict[str, GatewayConfig] = {}
 
+    gw_names = [g.name for g in gateways]
+    st_names = [s.name for s in settings.strategies]
     _duplicates(
-        out, "gateways", zip(loaded.gateway_positions, (g.name for g in gateways)), "gateway name"
+        out, "gateways", zip(loaded.gateway_positions, gw_names, strict=True), "gateway name"
     )
     _duplicates(
-        out,
-        "strategies",
-        zip(loaded.strategy_positions, (s.name for s in settings.strategies)),
-        "strategy name",
+        out, "strategies", zip(loaded.strategy_positions, st_names, strict=True), "strategy name"
     )
     for gw in gateways:
         by_name.setdefault(gw.name, gw)
