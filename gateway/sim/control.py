@@ -1,0 +1,250 @@
+"""The broker's HTTP control API: the phone (2FA), fault switches, prices, and the truth.
+
+FastAPI, served by uvicorn inside the broker's event loop. Every fault is pushed to the
+gateway it names over the same path order events take, so it works for front ends in this
+process and for gateway containers linked over TCP alike.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI, HTTPException
+from pydantic import BaseModel, Field
+
+from gateway.sim.broker import BrokerOrder
+from gateway.sim.port import Fault, FaultEvent
+
+if TYPE_CHECKING:
+    from gateway.sim.fleet import SimFleet
+    from gateway.sim.service import BrokerService
+
+
+class FaultRequest(BaseModel):
+    """Switch a fault on or off for one gateway."""
+
+    active: bool = True
+    value: float = Field(default=0.0, description="seconds for slow, ticks/s for tick_rate")
+
+
+class LinkRequest(BaseModel):
+    """Lose or restore the IB link; restored with data_lost sends 1101, else 1102."""
+
+    up: bool
+    data_lost: bool = False
+
+
+class PriceRequest(BaseModel):
+    """A new price for a symbol (or local symbol such as EUR.USD)."""
+
+    price: float
+
+
+class RejectLoginsRequest(BaseModel):
+    """Make the login server refuse every login (or stop doing so)."""
+
+    active: bool = True
+
+
+def order_json(order: BrokerOrder) -> dict[str, Any]:
+    """An order as the control API shows it: identity, refs, fills and status history."""
+    return {
+        "perm_id": order.perm_id,
+        "order_ref": order.order_ref,
+        "account": order.account,
+        "gateway": order.gateway,
+        "client_id": order.client_id,
+        "order_id": order.order_id,
+        "symbol": order.contract.local_symbol or order.contract.symbol,
+        "con_id": order.contract.con_id,
+        "action": order.action,
+        "quantity": order.total_quantity,
+        "order_type": order.order_type,
+        "lmt_price": order.lmt_price,
+        "aux_price": order.aux_price,
+        "oca_group": order.oca_group,
+        "parent_perm_id": order.parent_perm_id,
+        "status": order.status.value,
+        "filled": order.filled,
+        "avg_fill_price": order.avg_fill_price,
+        "created_at": order.created_at.isoformat(),
+        "history": [
+            {"at": change.at.isoformat(), "status": change.status, "note": change.note}
+            for change in order.history
+        ],
+    }
+
+
+def create_app(*, service: BrokerService, fleet: SimFleet | None = None) -> FastAPI:
+    """Build the control API for one broker (``fleet`` adds in-process gateway details)."""
+    app = FastAPI(title="ibfleet simulator control API", version="1")
+
+    def known_gateway(name: str) -> None:
+        if name not in service._listeners:
+            raise HTTPException(
+                status_code=404,
+                detail=f"gateway {name!r} is not connected to the broker "
+                f"(connected: {sorted(service._listeners)})",
+            )
+
+    def push(name: str, fault: Fault, active: bool, value: float = 0.0) -> dict[str, Any]:
+        known_gateway(name)
+        service.push_fault(FaultEvent(gateway=name, fault=fault, active=active, value=value))
+        return {"gateway": name, "fault": fault.value, "active": active, "value": value}
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, Any]:
+        return {"ok": True}
+
+    @app.get("/gateways")
+    async def gateways() -> list[dict[str, Any]]:
+        rows = []
+        names = set(service._listeners)
+        if fleet is not None:
+            names |= {f.name for f in fleet.frontends}
+        for name in sorted(names):
+            session = service.session_of_gateway(name)
+            row: dict[str, Any] = {
+                "name": name,
+                "connected": name in service._listeners,
+                "logged_in": session is not None,
+                "username": session.username if session else None,
+                "accounts": list(session.accounts) if session else [],
+                "faults": {
+                    k: v for k, v in service.gateway_state.get(name, {}).items() if v is not None
+                },
+            }
+            if fleet is not None:
+                with_frontend = [f for f in fleet.frontends if f.name == name]
+                if with_frontend:
+                    row["port"] = with_frontend[0].port
+                    row["state"] = with_frontend[0].state.value
+                    row["api_clients"] = sorted(with_frontend[0].sessions)
+            rows.append(row)
+        return rows
+
+    @app.get("/orders")
+    async def orders(
+        account: str | None = None, order_ref: str | None = None
+    ) -> list[dict[str, Any]]:
+        return [
+            order_json(o)
+            for o in service.broker.orders.values()
+            if (account is None or o.account == account)
+            and (order_ref is None or o.order_ref == order_ref)
+        ]
+
+    @app.get("/positions")
+    async def positions() -> list[dict[str, Any]]:
+        rows = []
+        for account_id, account in service.broker.accounts.items():
+            for con_id, position in account.positions.items():
+                spec = service.broker.symbols.by_con_id(con_id)
+                rows.append(
+                    {
+                        "account": account_id,
+                        "con_id": con_id,
+                        "symbol": spec.local_symbol if spec else "",
+                        "quantity": position.quantity,
+                        "avg_cost": position.avg_cost,
+                    }
+                )
+        return rows
+
+    @app.get("/executions")
+    async def executions() -> list[dict[str, Any]]:
+        return [
+            {
+                "exec_id": e.exec_id,
+                "perm_id": e.perm_id,
+                "order_ref": e.order_ref,
+                "account": e.account,
+                "gateway": e.gateway,
+                "client_id": e.client_id,
+                "side": e.side,
+                "shares": e.shares,
+                "price": e.price,
+                "time": e.time.isoformat(),
+            }
+            for e in service.broker.executions
+        ]
+
+    @app.get("/2fa")
+    async def pending() -> list[dict[str, Any]]:
+        return [
+            {
+                "username": p.username,
+                "gateway": p.gateway,
+                "deadline": p.deadline.isoformat(),
+                "reason": p.reason,
+            }
+            for p in service.pending_2fa()
+        ]
+
+    @app.post("/2fa/{username}/approve")
+    async def approve(username: str) -> dict[str, Any]:
+        outcome = service.approve_2fa(username)
+        if outcome is None:
+            raise HTTPException(status_code=404, detail=f"no 2FA pending for username {username!r}")
+        return {"username": username, "result": outcome.kind.value, "reason": outcome.reason}
+
+    @app.post("/2fa/{username}/deny")
+    async def deny(username: str) -> dict[str, Any]:
+        outcome = service.deny_2fa(username)
+        if outcome is None:
+            raise HTTPException(status_code=404, detail=f"no 2FA pending for username {username!r}")
+        return {"username": username, "result": outcome.kind.value, "reason": outcome.reason}
+
+    @app.post("/logins/reject")
+    async def reject_logins(body: RejectLoginsRequest) -> dict[str, Any]:
+        service.authority.reject_all = body.active
+        return {"reject_logins": body.active}
+
+    @app.post("/gateways/{name}/link")
+    async def link(name: str, body: LinkRequest) -> dict[str, Any]:
+        if body.up:
+            return push(name, Fault.LINK, False, 1101 if body.data_lost else 1102)
+        return push(name, Fault.LINK, True)
+
+    @app.post("/gateways/{name}/faults/{fault}")
+    async def fault(name: str, fault: str, body: FaultRequest) -> dict[str, Any]:
+        try:
+            kind = Fault(fault)
+        except ValueError:
+            allowed = sorted(f.value for f in Fault if f not in (Fault.LINK, Fault.SESSION_ENDED))
+            raise HTTPException(
+                status_code=422,
+                detail=f"unknown fault {fault!r}; one of {allowed} (link: POST /gateways/{{name}}/link)",
+            ) from None
+        if kind in (Fault.LINK, Fault.SESSION_ENDED):
+            raise HTTPException(status_code=422, detail=f"fault {fault!r} is not injectable here")
+        if (
+            kind in (Fault.SLOW, Fault.TICK_RATE)
+            and body.active
+            and not (math.isfinite(body.value) and body.value >= 0)
+        ):
+            raise HTTPException(status_code=422, detail=f"{fault}: value must be a number >= 0")
+        return push(name, kind, body.active, body.value)
+
+    @app.put("/prices/{symbol}")
+    async def set_price(symbol: str, body: PriceRequest) -> dict[str, Any]:
+        spec = service.broker.symbols.by_symbol(symbol)
+        if spec is None:
+            known = sorted(s.local_symbol for s in service.broker.symbols)
+            raise HTTPException(
+                status_code=404, detail=f"unknown symbol {symbol!r}; known: {known}"
+            )
+        try:
+            service.broker.set_price(spec.con_id, body.price)
+        except ValueError as exc:
+            raise HTTPException(status_code=422, detail=str(exc)) from None
+        return {"symbol": symbol, "con_id": spec.con_id, "price": body.price}
+
+    @app.get("/prices")
+    async def prices() -> dict[str, float]:
+        return {
+            spec.local_symbol: service.broker.price(spec.con_id) for spec in service.broker.symbols
+        }
+
+    return app

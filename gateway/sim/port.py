@@ -1,0 +1,128 @@
+"""The seam between a gateway front end and the broker: a Protocol and its value types.
+
+A front end in the same process uses :class:`gateway.sim.service.InProcessBrokerPort`; one in
+another process or container uses :class:`gateway.sim.link.RemoteBrokerPort` over TCP. Both
+speak only the flat, JSON-friendly values defined here, so the link is a dumb transport.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from gateway.sim.broker import Bar, BrokerOrder, Execution, OrderEvent, OrderRequest, Reject, WhatIf
+from gateway.sim.contracts import ContractSpec
+
+
+class LoginKind(enum.Enum):
+    """Where a login attempt stands, as the front end acts on it."""
+
+    LOGGED_IN = "logged_in"
+    AWAITING_2FA = "awaiting_2fa"
+    FAILED = "failed"
+    LOCKED_OUT = "locked_out"
+    EXISTING_SESSION = "existing_session"
+
+
+@dataclass(frozen=True, slots=True)
+class LoginOutcome:
+    """A login step flattened for the wire (auth.py's steps carry richer objects)."""
+
+    kind: LoginKind
+    username: str
+    accounts: tuple[str, ...] = ()
+    market_data: str = "realtime"
+    deadline: datetime | None = None
+    reason: str = ""
+    failures: int = 0
+    used_token: bool = False
+    resolution: str = ""
+    locked_until: datetime | None = None
+
+
+class Fault(enum.Enum):
+    """Faults the control API injects into one gateway."""
+
+    LINK = "link"  # IB link lost (1100) / restored (1101 data lost, 1102 data kept)
+    MARKET_FARM = "market_farm"  # 2103 broken / 2104 OK
+    HMDS_FARM = "hmds_farm"  # 2105 broken / 2106 OK
+    STALL = "stall"  # sockets stay open, nothing is answered
+    DROP_CLIENTS = "drop_clients"  # close every API socket
+    CRASH = "crash"  # the gateway process dies
+    SLOW = "slow"  # a delay before each reply, in seconds
+    TICK_RATE = "tick_rate"  # market data ticks per second per subscription
+    SESSION_ENDED = "session_ended"  # another login took this gateway's username
+
+
+@dataclass(frozen=True, slots=True)
+class FaultEvent:
+    """A fault switched on or off (``value`` carries a delay, rate or restore code)."""
+
+    gateway: str
+    fault: Fault
+    active: bool
+    value: float = 0.0
+
+
+GatewayEvent = OrderEvent | FaultEvent
+
+
+class BrokerPort(Protocol):
+    """What a gateway front end needs from IB's servers."""
+
+    async def begin_login(
+        self,
+        *,
+        gateway: str,
+        username: str,
+        password: str,
+        presents_token: bool,
+        existing_session_action: str,
+    ) -> LoginOutcome: ...
+
+    async def await_2fa(self, *, gateway: str, username: str) -> LoginOutcome: ...
+
+    async def logout(self, *, gateway: str) -> None: ...
+
+    def subscribe(self, *, gateway: str, listener: Callable[[GatewayEvent], None]) -> None: ...
+
+    def unsubscribe(self, *, gateway: str) -> None: ...
+
+    def prices(self) -> dict[int, float]: ...
+
+    async def next_order_id(self, *, gateway: str, client_id: int) -> int: ...
+
+    async def place_order(
+        self, *, gateway: str, client_id: int, request: OrderRequest, accounts: list[str]
+    ) -> BrokerOrder | Reject: ...
+
+    async def what_if(self, *, request: OrderRequest, accounts: list[str]) -> WhatIf | Reject: ...
+
+    async def cancel_order(
+        self, *, gateway: str, client_id: int, order_id: int, accounts: list[str]
+    ) -> BrokerOrder | Reject: ...
+
+    async def global_cancel(self, *, accounts: list[str]) -> int: ...
+
+    async def open_orders(self, *, accounts: list[str]) -> list[BrokerOrder]: ...
+
+    async def completed_orders(self, *, accounts: list[str]) -> list[BrokerOrder]: ...
+
+    async def executions(self, *, accounts: list[str]) -> list[Execution]: ...
+
+    async def account_values(self, *, account: str) -> list[tuple[str, str, str]]: ...
+
+    async def positions(
+        self, *, account: str
+    ) -> list[tuple[ContractSpec, float, float, float, float]]: ...
+
+    async def contracts(self, *, query: dict[str, str | int]) -> list[ContractSpec]: ...
+
+    async def historical_bars(
+        self, *, con_id: int, count: int, bar_seconds: int, end: datetime
+    ) -> list[Bar]: ...
+
+    async def now(self) -> datetime: ...
