@@ -1,0 +1,251 @@
+"""The supervisor's HTTP API: health, readiness, metrics, fleet state and operator commands.
+
+FastAPI serves it inside the supervisor's own event loop (uvicorn as a task). The app talks to
+the rest of the supervisor only through the ``FleetControl`` Protocol, so it is tested with a
+small fake and knows nothing of Docker or the TWS API.
+"""
+
+import asyncio
+import contextlib
+import datetime as dt
+import enum
+import hmac
+import logging
+import socket
+from collections.abc import Iterator
+from typing import Annotated, Protocol
+
+import uvicorn
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field
+
+log = logging.getLogger("ibfleet.api")
+
+
+class GatewayView(BaseModel):
+    """One gateway as operators see it."""
+
+    name: str
+    state: str = Field(description="Lifecycle state, e.g. API_READY, AWAITING_2FA, FATAL.")
+    ready: bool = Field(description="Logged in and the API answered a probe within the deadline.")
+    should_run: bool = Field(description="False when an operator stopped it.")
+    mode: str
+    account: str
+    since: dt.datetime | None = Field(default=None, description="When the state was entered.")
+    reason: str = Field(default="", description="Why it is in this state.")
+    last_heartbeat: dt.datetime | None = None
+    heartbeat_rtt_seconds: float | None = None
+    container_id: str | None = None
+    restarts: dict[str, int] = Field(default_factory=dict, description="Restarts by kind.")
+    open_alerts: list[str] = Field(default_factory=list, description="Keys of open alerts.")
+
+
+class EventView(BaseModel):
+    """One journal event."""
+
+    id: int
+    at: dt.datetime
+    kind: str
+    gateway: str | None = None
+    strategy: str | None = None
+    severity: str = "info"
+    message: str
+
+
+class Action(enum.StrEnum):
+    RESTART = "restart"
+    STOP = "stop"
+    START = "start"
+
+
+class CommandResult(BaseModel):
+    """What an operator command did."""
+
+    gateway: str
+    action: Action
+    accepted: bool
+    detail: str
+
+
+class Readiness(BaseModel):
+    ready: bool
+    not_ready: list[str] = Field(description="Gateways that should run but are not ready.")
+
+
+class Problem(BaseModel):
+    """The body of every 4xx and 5xx answer."""
+
+    detail: str
+
+
+class FleetControl(Protocol):
+    """What the API needs from the running supervisor."""
+
+    def gateways(self) -> list[GatewayView]: ...
+
+    def events(
+        self, *, since_id: int | None, limit: int, gateway: str | None
+    ) -> list[EventView]: ...
+
+    async def command(self, gateway: str, action: Action) -> CommandResult: ...
+
+    def metrics(self) -> tuple[bytes, str]: ...
+
+
+def create_app(control: FleetControl, *, token: str | None) -> FastAPI:
+    """The API app. POST endpoints need ``Authorization: Bearer <token>``; with no token
+    configured they are refused, so an API reachable by others can never restart a gateway."""
+    app = FastAPI(
+        title="ibfleet supervisor API",
+        version="1",
+        description="Health, readiness, metrics, fleet state and operator commands.",
+        responses={400: {"model": Problem}, 404: {"model": Problem}},
+    )
+    bearer = HTTPBearer(auto_error=False)
+
+    def find(name: str) -> GatewayView:
+        for view in control.gateways():
+            if view.name == name:
+                return view
+        known = ", ".join(v.name for v in control.gateways()) or "none"
+        raise HTTPException(404, f"no gateway named {name!r} (known: {known})")
+
+    def authorize(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> None:
+        if token is None:
+            raise HTTPException(403, "commands are disabled: set api.token in the fleet file")
+        if credentials is None or credentials.scheme.lower() != "bearer":
+            raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
+        if not hmac.compare_digest(credentials.credentials.encode(), token.encode()):
+            raise HTTPException(401, "wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(_: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse(
+            {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
+        )
+
+    @app.get("/healthz", summary="The supervisor itself is alive")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get(
+        "/readyz",
+        summary="Every gateway that should run is ready",
+        response_model=Readiness,
+        responses={503: {"model": Readiness}},
+    )
+    async def readyz() -> JSONResponse:
+        not_ready = [v.name for v in control.gateways() if v.should_run and not v.ready]
+        body = Readiness(ready=not not_ready, not_ready=not_ready)
+        return JSONResponse(body.model_dump(), status_code=503 if not_ready else 200)
+
+    @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    async def metrics() -> Response:
+        payload, content_type = control.metrics()
+        return Response(payload, media_type=content_type)
+
+    @app.get("/api/v1/gateways", response_model=list[GatewayView])
+    async def list_gateways() -> list[GatewayView]:
+        return control.gateways()
+
+    @app.get("/api/v1/gateways/{name}", response_model=GatewayView)
+    async def get_gateway(name: str) -> GatewayView:
+        return find(name)
+
+    @app.get("/api/v1/events", response_model=list[EventView])
+    async def list_events(
+        since_id: Annotated[int | None, Query(ge=0, description="Events after this id.")] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        gateway: Annotated[str | None, Query(description="Only this gateway's events.")] = None,
+    ) -> list[EventView]:
+        if gateway is not None:
+            find(gateway)
+        return control.events(since_id=since_id, limit=limit, gateway=gateway)
+
+    @app.post(
+        "/api/v1/gateways/{name}/{action}",
+        response_model=CommandResult,
+        responses={401: {"model": Problem}, 403: {"model": Problem}, 409: {"model": Problem}},
+        dependencies=[Depends(authorize)],
+    )
+    async def command(name: str, action: Action) -> CommandResult:
+        find(name)
+        result = await control.command(name, action)
+        log.info(
+            "api_command gateway=%s action=%s accepted=%s", name, action.value, result.accepted
+        )
+        if not result.accepted:
+            raise HTTPException(409, result.detail)
+        return result
+
+    return app
+
+
+class _InLoopServer(uvicorn.Server):
+    """uvicorn without its signal handlers: the supervisor owns SIGTERM and SIGINT."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class ApiError(RuntimeError):
+    """The API could not start (for example, its port is taken)."""
+
+
+class ApiServer:
+    """uvicorn running the app as a task of the supervisor's loop (no threads, no signals)."""
+
+    def __init__(self, app: FastAPI, *, host: str, port: int) -> None:
+        config = uvicorn.Config(
+            app, host=host, port=port, log_level="warning", access_log=False, lifespan="off"
+        )
+        self._host, self._port = host, port
+        self._socket: socket.socket | None = None
+        self._server = _InLoopServer(config)
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self, *, deadline: float = 10.0) -> None:
+        # Bind here rather than in uvicorn, which exits the process on a bind error.
+        try:
+            infos = socket.getaddrinfo(
+                self._host, self._port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            )
+            family, kind, proto, _, address = infos[0]
+            sock = socket.socket(family, kind, proto)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(address)
+            sock.listen(128)
+            sock.setblocking(False)
+        except OSError as exc:
+            raise ApiError(
+                f"the HTTP API cannot listen on {self._host}:{self._port}: {exc.strerror or exc}"
+            ) from None
+        self._socket = sock
+        self._task = asyncio.create_task(self._server.serve(sockets=[sock]), name="ibfleet-api")
+        loop = asyncio.get_running_loop()
+        until = loop.time() + deadline
+        while not self._server.started:
+            if self._task.done():
+                raise ApiError(f"the HTTP API on {self._host}:{self._port} stopped at start")
+            if loop.time() > until:
+                raise ApiError(f"the HTTP API did not start within {deadline:.0f}s")
+            await asyncio.sleep(0.01)
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful when configured as 0)."""
+        if self._socket is None:
+            raise ApiError("the HTTP API is not listening")
+        return int(self._socket.getsockname()[1])
+
+    async def stop(self) -> None:
+        if self._task is None:
+            return
+        self._server.should_exit = True
+        await self._task
+        self._task = None
