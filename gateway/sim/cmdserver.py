@@ -10,6 +10,7 @@ those replies word for word and calls the simulator's async handlers to do the w
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import enum
 import ipaddress
@@ -68,9 +69,12 @@ class CommandHandlers:
 
 def _is_loopback(host: str) -> bool:
     try:
-        return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
+        address = ipaddress.ip_address(host.split("%", 1)[0])
     except ValueError:
         return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback  # ::ffff:127.0.0.1 on a dual-stack socket
+    return address.is_loopback
 
 
 @dataclass
@@ -112,7 +116,8 @@ class IbcCommandServer:
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
         self._progress = _Progress()
-        self.received: list[str] = []  # every command line, for tests and the control API
+        # The latest command lines, for tests and the simulator's control API.
+        self.received: collections.deque[str] = collections.deque(maxlen=1000)
 
     @property
     def port(self) -> int:
