@@ -1,0 +1,908 @@
+"""The per-gateway lifecycle machine: one test per transition, plus random-sequence properties."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from supervisor import lifecycle as lc
+from supervisor.budget import BackoffPolicy
+
+GW = "paper-a"
+USER = "fdemo"
+T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+POLICY = lc.LifecyclePolicy()
+
+
+def key(problem: str) -> str:
+    return lc.alert_key(GW, problem)
+
+
+@dataclass
+class Driver:
+    """Drives one machine under a fake clock and keeps every effect."""
+
+    policy: lc.LifecyclePolicy = POLICY
+    now: datetime = T0
+    status: lc.GatewayStatus = field(init=False)
+    effects: list[lc.Effect] = field(default_factory=list)
+    rng: random.Random | None = None
+
+    def __post_init__(self) -> None:
+        self.status = lc.GatewayStatus.initial(gateway=GW, username=USER, now=self.now)
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+    def send(self, *events: lc.Event) -> list[lc.Effect]:
+        """Apply events at the current time; return this call's effects."""
+        out: list[lc.Effect] = []
+        for event in events:
+            self.status, effects = lc.transition(
+                self.status, event, now=self.now, policy=self.policy, rng=self.rng
+            )
+            out.extend(effects)
+        self.effects.extend(out)
+        return out
+
+    @property
+    def state(self) -> lc.State:
+        return self.status.state
+
+    def to_ready(self) -> None:
+        self.send(
+            lc.OperatorStart(),
+            lc.ContainerCreated(),
+            lc.ContainerStarted(),
+            lc.LoginAttempt(1),
+            lc.LoggedIn(),
+            lc.ApiConnected(),
+            lc.HeartbeatOk(rtt=timedelta(milliseconds=20)),
+        )
+        assert self.state is lc.State.API_READY
+
+    def to_awaiting_2fa(self) -> None:
+        self.send(
+            lc.OperatorStart(), lc.ContainerStarted(), lc.LoginAttempt(1), lc.TwoFactorInitiated()
+        )
+        assert self.state is lc.State.AWAITING_2FA
+
+
+def of_type(effects: list[lc.Effect], kind: type) -> list[lc.Effect]:
+    return [e for e in effects if isinstance(e, kind)]
+
+
+def alerts(effects: list[lc.Effect]) -> list[lc.Alert]:
+    return [e for e in effects if isinstance(e, lc.Alert)]
+
+
+def resolved(effects: list[lc.Effect]) -> set[str]:
+    return {e.key for e in effects if isinstance(e, lc.ResolveAlert)}
+
+
+@pytest.fixture
+def d() -> Driver:
+    return Driver()
+
+
+@pytest.fixture
+def ready() -> Driver:
+    driver = Driver()
+    driver.to_ready()
+    return driver
+
+
+# --- operator commands --------------------------------------------------------------------
+
+
+def test_operator_start_from_absent_requests_container_and_enters_creating(d: Driver) -> None:
+    effects = d.send(lc.OperatorStart())
+    assert d.state is lc.State.CREATING
+    assert effects == [lc.StartContainer()]
+
+
+def test_operator_start_from_stopped_requests_container(ready: Driver) -> None:
+    ready.send(lc.OperatorStop())
+    effects = ready.send(lc.OperatorStart())
+    assert ready.state is lc.State.CREATING
+    assert effects == [lc.StartContainer()]
+
+
+def test_operator_start_in_fatal_is_ignored_until_reset(ready: Driver) -> None:
+    ready.send(lc.LockedOut())
+    assert ready.state is lc.State.FATAL
+    before = ready.status
+    assert ready.send(lc.OperatorStart()) == []
+    assert ready.status == before
+
+
+def test_operator_stop_of_ready_gateway_gates_orders_triggers_safe_state_and_stops(
+    ready: Driver,
+) -> None:
+    effects = ready.send(lc.OperatorStop())
+    assert ready.state is lc.State.STOPPED
+    assert lc.GateOrders(open=False) in effects
+    assert of_type(effects, lc.TriggerSafeState)
+    assert lc.StopContainer() in effects
+
+
+def test_operator_stop_resolves_every_open_alert(d: Driver) -> None:
+    d.to_awaiting_2fa()
+    effects = d.send(lc.OperatorStop())
+    assert resolved(effects) == {key("2fa")}
+    assert d.status.open_alerts == frozenset()
+
+
+def test_operator_restart_of_ready_gateway_is_soft_planned_without_safe_state(
+    ready: Driver,
+) -> None:
+    effects = ready.send(lc.OperatorRestart())
+    assert ready.state is lc.State.RESTARTING
+    assert lc.SoftRestart() in effects
+    assert lc.GateOrders(open=False) in effects
+    assert not of_type(effects, lc.TriggerSafeState)
+    assert ready.status.restarts == ()  # planned restarts do not spend the retry budget
+
+
+def test_operator_restart_while_logging_in_is_a_hard_restart(d: Driver) -> None:
+    d.send(lc.OperatorStart(), lc.ContainerStarted(), lc.LoginAttempt(1))
+    effects = d.send(lc.OperatorRestart())
+    assert d.state is lc.State.RESTARTING
+    assert effects == [lc.HardRestart()]
+
+
+def test_operator_restart_in_stopped_is_ignored(ready: Driver) -> None:
+    ready.send(lc.OperatorStop())
+    assert ready.send(lc.OperatorRestart()) == []
+    assert ready.state is lc.State.STOPPED
+
+
+def test_operator_reset_moves_fatal_to_stopped_and_clears_budgets(ready: Driver) -> None:
+    ready.send(lc.LockedOut())
+    effects = ready.send(lc.OperatorReset())
+    assert ready.state is lc.State.STOPPED
+    assert resolved(effects) == {key("fatal")}
+    assert ready.status.login_attempts == ()
+    assert ready.status.restarts == ()
+
+
+def test_operator_reset_in_backoff_retries_at_once(d: Driver) -> None:
+    d.to_awaiting_2fa()
+    d.send(lc.TwoFactorTimedOut())
+    assert d.state is lc.State.BACKOFF
+    effects = d.send(lc.OperatorReset())
+    assert d.state is lc.State.RESTARTING
+    assert lc.StartContainer() in effects
+    assert d.status.failed_logins == 0
+
+
+# --- container events ---------------------------------------------------------------------
+
+
+def test_container_created_changes_nothing(d: Driver) -> None:
+    d.send(lc.OperatorStart())
+    before = d.status
+    assert d.send(lc.ContainerCreated()) == []
+    assert d.status == before
+
+
+def test_container_started_moves_creating_to_starting_with_login_deadline(d: Driver) -> None:
+    d.send(lc.OperatorStart())
+    assert d.send(lc.ContainerStarted()) == []
+    assert d.state is lc.State.STARTING
+    assert d.status.login_deadline == T0 + POLICY.login_timeout
+
+
+def test_container_started_when_absent_adopts_the_running_container(d: Driver) -> None:
+    d.send(lc.ContainerStarted())
+    assert d.state is lc.State.STARTING
+
+
+def test_container_started_in_stopped_is_ignored(ready: Driver) -> None:
+    ready.send(lc.OperatorStop())
+    assert ready.send(lc.ContainerStarted()) == []
+    assert ready.state is lc.State.STOPPED
+
+
+def test_container_died_unexpectedly_alerts_and_hard_restarts(ready: Driver) -> None:
+    effects = ready.send(lc.ContainerDied(exit_code=137))
+    assert ready.state is lc.State.RESTARTING
+    assert lc.HardRestart() in effects
+    (alert,) = alerts(effects)
+    assert alert.key == key("died")
+    assert GW in alert.body and "137" in alert.body
+    assert of_type(effects, lc.TriggerSafeState)
+    assert len(ready.status.restarts) == 1
+
+
+def test_container_died_during_planned_restart_is_quiet(ready: Driver) -> None:
+    ready.send(lc.OperatorRestart())
+    assert ready.send(lc.ContainerDied(exit_code=0)) == []
+    assert ready.state is lc.State.RESTARTING
+
+
+def test_container_died_in_backoff_is_expected(d: Driver) -> None:
+    d.to_awaiting_2fa()
+    d.send(lc.TwoFactorTimedOut())
+    assert d.send(lc.ContainerDied(exit_code=0)) == []
+    assert d.state is lc.State.BACKOFF
+
+
+def test_container_died_with_ibc_2fa_exit_code_counts_a_failed_login(d: Driver) -> None:
+    d.to_awaiting_2fa()
+    effects = d.send(lc.ContainerDied(exit_code=87))
+    assert d.state is lc.State.BACKOFF
+    assert lc.CountLogin(USER, lc.LoginOutcome.TWOFA_TIMEOUT) in effects
+
+
+def test_container_oom_alerts_with_memory_advice(ready: Driver) -> None:
+    effects = ready.send(lc.ContainerOom())
+    assert ready.state is lc.State.RESTARTING
+    (alert,) = alerts(effects)
+    assert "memory" in alert.body.lower()
+    assert lc.HardRestart() in effects
+
+
+def test_container_destroyed_unexpectedly_recreates_it(ready: Driver) -> None:
+    effects = ready.send(lc.ContainerDestroyed())
+    assert ready.state is lc.State.RESTARTING
+    assert lc.StartContainer() in effects
+    assert alerts(effects)
+
+
+def test_restarts_beyond_the_budget_go_fatal_with_a_critical_alert() -> None:
+    policy = lc.LifecyclePolicy(restart_budget=2, login_budget=50)
+    d = Driver(policy=policy)
+    d.to_ready()
+    for _ in range(2):
+        d.advance(seconds=10)
+        d.send(lc.ContainerDied(exit_code=1))
+        assert d.state is lc.State.RESTARTING
+        d.send(lc.ContainerStarted(), lc.LoginAttempt(1), lc.LoggedIn())
+        d.send(lc.HeartbeatOk(rtt=timedelta(milliseconds=5)))
+        assert d.state is lc.State.API_READY
+    d.advance(seconds=10)
+    effects = d.send(lc.ContainerDied(exit_code=1))
+    assert d.state is lc.State.FATAL
+    assert not of_type(effects, lc.HardRestart)
+    fatal = [a for a in alerts(effects) if a.key == key("fatal")]
+    assert fatal and fatal[0].severity is lc.Severity.CRITICAL
+    assert "human must act" in fatal[0].title
+    assert lc.StopContainer() in effects
+
+
+def test_restart_budget_frees_up_after_the_window() -> None:
+    policy = lc.LifecyclePolicy(restart_budget=1, restart_window=timedelta(minutes=30))
+    d = Driver(policy=policy)
+    d.to_ready()
+    d.send(lc.ContainerDied(exit_code=1), lc.ContainerStarted(), lc.LoginAttempt(1))
+    d.send(lc.LoggedIn(), lc.HeartbeatOk(rtt=timedelta(milliseconds=5)))
+    d.advance(minutes=31)
+    d.send(lc.HeartbeatOk(rtt=timedelta(milliseconds=5)))
+    effects = d.send(lc.ContainerDied(exit_code=1))
+    assert d.state is lc.State.RESTARTING
+    assert lc.HardRestart() in effects
+
+
+# --- auth events --------------------------------------------------------------------------
+
+
+def test_login_attempt_moves_starting_to_logging_in_and_counts_it(d: Driver) -> None:
+    d.send(lc.OperatorStart(), lc.ContainerStarted())
+    effects = d.send(lc.LoginAttempt(1))
+    assert d.state is lc.State.LOGGING_IN
+    assert effects == [lc.CountLogin(USER, lc.LoginOutcome.ATTEMPT)]
+    assert d.status.login_attempts == (T0,)
+
+
+def test_login_attempts_beyond_the_budget_go_fatal_and_stop_the_container() -> None:
+    d = Driver(policy=lc.LifecyclePolicy(login_budget=3))
+    d.send(lc.OperatorStart(), lc.ContainerStarted())
+    for n in range(1, 4):
+        d.advance(seconds=30)
+        d.send(lc.LoginAttempt(n))
+        assert d.state is lc.State.LOGGING_IN
+    d.advance(seconds=30)
+    effects = d.send(lc.LoginAttempt(4))
+    assert d.state is lc.State.FATAL
+    assert lc.StopContainer() in effects
+    assert "lockout" in alerts(effects)[-1].body
+
+
+def test_login_attempt_on_a_ready_gateway_is_a_relogin_and_leaves_ready(ready: Driver) -> None:
+    effects = ready.send(lc.LoginAttempt(1))
+    assert ready.state is lc.State.LOGGING_IN
+    assert lc.GateOrders(open=False) in effects
+    assert of_type(effects, lc.TriggerSafeState)
+
+
+def test_login_attempt_in_backoff_is_ignored(d: Driver) -> None:
+    d.to_awaiting_2fa()
+    d.send(lc.TwoFactorTimedOut())
+    assert d.send(lc.LoginAttempt(2)) == []
+
+
+def test_twofa_initiated_alerts_at_once_naming_gateway_user_and_deadline(d: Driver) -> None:
+    d.send(lc.OperatorStart(), lc.ContainerStarted(), lc.LoginAttempt(1))
+    effects = d.send(lc.TwoFactorInitiated())
+    assert d.state is lc.State.AWAITING_2FA
+    (alert,) = alerts(effects)
+    assert alert.key == key("2fa")
+    assert alert.severity is lc.Severity.CRITICAL
+    assert f"{GW} / {USER}" in alert.body
+    assert "180 s" in alert.body
+    assert d.status.twofa_deadline == T0 + timedelta(seconds=180)
+
+
+def test_twofa_initiated_twice_keeps_the_first_deadline_and_alert(d: Driver) -> None:
+    d.to_awaiting_2fa()
+    d.advance(seconds=30)
+    assert d.send(lc.TwoFactorInitiated()) == []
+    assert d.status.twofa_deadline == T0 + timedelta(seconds=180)
+
+
+def test_twofa_alert_resolves_on_login(d: Driver) -> None:
+    d.to_awaiting_2fa()
+    effects = d.send(lc.LoggedIn())
+    assert key("2fa") in resolved(effects)
+    assert lc.CountLogin(USER, lc.LoginOutcome.SUCCESS) in effects
+
+
+def test_awaiting_2fa_times_out_to_backoff(d: Driver) -> None:
+    d.to_awaiting_2fa()
+    d.advance(seconds=179)
+    assert d.send(lc.Tick()) == []
+    d.advance(seconds=1)
+    effects = d.send(lc.Tick())
+    assert d.state is lc.State.BACKOFF
+    assert lc.CountLogin(USER, lc.LoginOutcome.TWOFA_TIMEOUT) in effects
+    assert key("2fa") in resolved(effects)
+    assert lc.StopContainer() in effects
+    (backoff,) = of_type(effects, lc.ScheduleBackoff)
+    assert backoff == lc.ScheduleBackoff(until=d.now + POLICY.backoff.base)
+
+
+def test_twofa_timed_out_event_goes_to_backoff(d: Driver) -> None:
+    d.to_awaiting_2fa()
+    effects = d.send(lc.TwoFactorTimedOut())
+    assert d.state is lc.State.BACKOFF
+    assert [a.key for a in alerts(effects)] == [key("login")]
+
+
+def test_twofa_timeout_with_restart_policy_restarts_at_once() -> None:
+    policy = lc.LifecyclePolicy(twofa_timeout_action=lc.TwoFactorTimeoutAction.RESTART)
+    d = Driver(policy=policy)
+    d.to_awaiting_2fa()
+    effects = d.send(lc.TwoFactorTimedOut())
+    assert d.state is lc.State.RESTARTING
+    assert lc.HardRestart() in effects
+
+
+def test_repeated_twofa_timeouts_never_loop_forever() -> None:
+    policy = lc.LifecyclePolicy(restart_budget=3, login_budget=100)
+    d = Driver(policy=policy)
+    d.to_awaiting_2fa()
+    for _ in range(20):
+        d.advance(seconds=181)
+        d.send(lc.Tick())  # 2FA deadline -> BACKOFF
+        if d.state is lc.State.FATAL:
+            break
+        assert d.state is lc.State.BACKOFF
+        d.now = d.status.backoff_until or d.now
+        d.send(lc.Tick())  # backoff over -> RESTARTING or FATAL
+        if d.state is lc.State.FATAL:
+            break
+        d.send(lc.ContainerStarted(), lc.LoginAttempt(1), lc.TwoFactorInitiated())
+    assert d.state is lc.State.FATAL
+    assert len(of_type(d.effects, lc.StartContainer)) <= 1 + policy.restart_budget
+
+
+def test_backoff_elapsed_starts_the_container(d: Driver) -> None:
+    d.to_awaiting_2fa()
+    d.send(lc.TwoFactorTimedOut())
+    until = d.status.backoff_until
+    assert until is not None
+    d.now = until - timedelta(seconds=1)
+    assert d.send(lc.Tick()) == []
+    d.now = until
+    effects = d.send(lc.Tick())
+    assert d.state is lc.State.RESTARTING
+    assert lc.StartContainer() in effects
+    d.send(lc.ContainerStarted())
+    assert d.state is lc.State.STARTING
+
+
+def test_backoff_grows_exponentially_per_consecutive_failure(d: Driver) -> None:
+    waits = []
+    d.to_awaiting_2fa()
+    for _ in range(3):
+        d.send(lc.LoginFailed("bad"))
+        assert d.status.backoff_until is not None
+        waits.append(d.status.backoff_until - d.now)
+        d.now = d.status.backoff_until
+        d.send(lc.Tick(), lc.ContainerStarted(), lc.LoginAttempt(1))
+    base = POLICY.backoff.base
+    assert waits == [base, base * 2, base * 4]
+
+
+def test_backoff_is_full_jitter_from_the_injected_rng() -> None:
+    policy = lc.LifecyclePolicy(backoff=BackoffPolicy(base=timedelta(minutes=1)))
+    waits = set()
+    for seed in range(5):
+        d = Driver(policy=policy, rng=random.Random(seed))
+        d.to_awaiting_2fa()
+        d.send(lc.LoginFailed())
+        assert d.status.backoff_until is not None
+        wait = d.status.backoff_until - d.now
+        assert timedelta(0) <= wait <= timedelta(minutes=1)
+        waits.add(wait)
+    assert len(waits) == 5
+
+
+def test_logged_in_is_not_ready_until_the_api_answers_a_probe(d: Driver) -> None:
+    d.send(lc.OperatorStart(), lc.ContainerStarted(), lc.LoginAttempt(1))
+    effects = d.send(lc.LoggedIn(), lc.ApiConnected())
+    assert d.state is lc.State.LOGGING_IN
+    assert d.status.logged_in
+    assert not of_type(effects, lc.GateOrders)
+
+
+def test_login_not_completed_within_the_deadline_goes_to_backoff(d: Driver) -> None:
+    d.send(lc.OperatorStart(), lc.ContainerStarted(), lc.LoginAttempt(1))
+    d.advance(seconds=POLICY.login_timeout.total_seconds())
+    effects = d.send(lc.Tick())
+    assert d.state is lc.State.BACKOFF
+    assert lc.CountLogin(USER, lc.LoginOutcome.FAILED) in effects
+
+
+def test_logged_in_but_api_silent_past_the_deadline_hard_restarts(d: Driver) -> None:
+    d.send(lc.OperatorStart(), lc.ContainerStarted(), lc.LoginAttempt(1), lc.LoggedIn())
+    d.advance(seconds=POLICY.login_timeout.total_seconds())
+    effects = d.send(lc.Tick())
+    assert d.state is lc.State.RESTARTING
+    assert lc.HardRestart() in effects
+    assert key("api") in {a.key for a in alerts(effects)}
+
+
+def test_existing_session_goes_competing_and_alerts(d: Driver) -> None:
+    d.send(lc.OperatorStart(), lc.ContainerStarted(), lc.LoginAttempt(1))
+    effects = d.send(lc.ExistingSessionDetected())
+    assert d.state is lc.State.COMPETING_SESSION
+    (alert,) = alerts(effects)
+    assert alert.key == key("competing") and USER in alert.body
+
+
+def test_existing_session_on_ready_gateway_leaves_ready_with_safe_state(ready: Driver) -> None:
+    effects = ready.send(lc.ExistingSessionDetected())
+    assert ready.state is lc.State.COMPETING_SESSION
+    assert of_type(effects, lc.TriggerSafeState)
+
+
+def test_competing_session_resolves_when_login_completes(d: Driver) -> None:
+    d.send(lc.OperatorStart(), lc.ContainerStarted(), lc.ExistingSessionDetected())
+    effects = d.send(lc.LoggedIn())
+    assert key("competing") in resolved(effects)
+
+
+def test_login_failed_goes_to_backoff_with_an_alert(d: Driver) -> None:
+    d.send(lc.OperatorStart(), lc.ContainerStarted(), lc.LoginAttempt(1))
+    effects = d.send(lc.LoginFailed("invalid password"))
+    assert d.state is lc.State.BACKOFF
+    (alert,) = alerts(effects)
+    assert "invalid password" in alert.body and "retries at" in alert.body
+
+
+def test_locked_out_goes_fatal_and_stops(ready: Driver) -> None:
+    effects = ready.send(lc.LockedOut("Too many failed login attempts"))
+    assert ready.state is lc.State.FATAL
+    assert lc.StopContainer() in effects
+    assert lc.CountLogin(USER, lc.LoginOutcome.LOCKED_OUT) in effects
+    assert alerts(effects)[-1].severity is lc.Severity.CRITICAL
+
+
+def test_cold_restart_is_planned_and_pages_nobody(ready: Driver) -> None:
+    effects = ready.send(lc.ColdRestart())
+    assert ready.state is lc.State.RESTARTING
+    assert not alerts(effects)
+    assert not of_type(effects, lc.TriggerSafeState)
+    assert lc.GateOrders(open=False) in effects
+
+
+def test_ibc_exit_1112_while_logging_in_is_a_login_failure(d: Driver) -> None:
+    d.send(lc.OperatorStart(), lc.ContainerStarted())
+    effects = d.send(lc.IbcExitStatus(code=1112))
+    assert d.state is lc.State.BACKOFF
+    assert "login dialog" in alerts(effects)[0].body
+
+
+def test_ibc_exit_1111_is_a_twofa_timeout(d: Driver) -> None:
+    d.to_awaiting_2fa()
+    effects = d.send(lc.IbcExitStatus(code=1111))
+    assert lc.CountLogin(USER, lc.LoginOutcome.TWOFA_TIMEOUT) in effects
+
+
+def test_ibc_exit_in_session_alerts_and_waits_for_the_start_script(ready: Driver) -> None:
+    effects = ready.send(lc.IbcExitStatus(code=1))
+    assert ready.state is lc.State.RESTARTING
+    assert not of_type(effects, lc.HardRestart)
+    assert ready.status.restart_kind is lc.RestartKind.EXTERNAL
+    assert key("died") in {a.key for a in alerts(effects)}
+
+
+# --- probe results ------------------------------------------------------------------------
+
+
+def test_heartbeat_after_login_enters_api_ready_and_opens_the_gate(d: Driver) -> None:
+    d.send(lc.OperatorStart(), lc.ContainerStarted(), lc.LoginAttempt(1), lc.LoggedIn())
+    effects = d.send(lc.HeartbeatOk(rtt=timedelta(milliseconds=20)))
+    assert d.state is lc.State.API_READY
+    assert effects == [lc.GateOrders(open=True)]
+
+
+def test_api_connected_alone_is_not_ready(d: Driver) -> None:
+    d.send(lc.OperatorStart(), lc.ContainerStarted())
+    assert d.send(lc.ApiConnected()) == []
+    assert d.state is lc.State.STARTING
+
+
+def test_entering_api_ready_resolves_open_alerts(ready: Driver) -> None:
+    ready.send(lc.IbLinkLost())
+    effects = ready.send(lc.IbLinkRestored(data_lost=True))
+    assert ready.state is lc.State.API_READY
+    assert key("degraded") in resolved(effects)
+    assert lc.GateOrders(open=True) in effects
+
+
+def test_link_lost_1100_degrades_alerts_gates_and_triggers_safe_state(ready: Driver) -> None:
+    effects = ready.send(lc.IbLinkLost())
+    assert ready.state is lc.State.DEGRADED
+    assert lc.GateOrders(open=False) in effects
+    assert of_type(effects, lc.TriggerSafeState)
+    assert [a.key for a in alerts(effects)] == [key("degraded")]
+
+
+def test_degraded_returns_to_ready_only_when_every_reason_clears(ready: Driver) -> None:
+    ready.send(lc.IbLinkLost(), lc.FarmBroken("usfarm"))
+    ready.send(lc.IbLinkRestored())
+    assert ready.state is lc.State.DEGRADED
+    ready.send(lc.FarmOk("eufarm"))
+    assert ready.state is lc.State.DEGRADED
+    ready.send(lc.FarmOk("usfarm"))
+    assert ready.state is lc.State.API_READY
+
+
+def test_second_degradation_does_not_page_again(ready: Driver) -> None:
+    ready.send(lc.IbLinkLost())
+    effects = ready.send(lc.FarmBroken("usfarm"))
+    assert alerts(effects) == []
+
+
+def test_permission_mismatch_degrades_and_permission_ok_clears(ready: Driver) -> None:
+    ready.send(lc.PermissionMismatch("read-only API"))
+    assert ready.state is lc.State.DEGRADED
+    ready.send(lc.PermissionOk())
+    assert ready.state is lc.State.API_READY
+
+
+def test_slow_heartbeat_degrades_and_a_fast_one_recovers(ready: Driver) -> None:
+    ready.send(lc.HeartbeatOk(rtt=timedelta(seconds=6)))
+    assert ready.state is lc.State.DEGRADED
+    ready.send(lc.HeartbeatOk(rtt=timedelta(milliseconds=10)))
+    assert ready.state is lc.State.API_READY
+
+
+def test_account_mismatch_goes_fatal(ready: Driver) -> None:
+    effects = ready.send(lc.AccountMismatch(expected="DU123", actual="U999"))
+    assert ready.state is lc.State.FATAL
+    assert "U999" in alerts(effects)[-1].body
+
+
+def test_client_id_in_use_is_ignored(ready: Driver) -> None:
+    before = ready.status
+    assert ready.send(lc.ClientIdInUse(client_id=7)) == []
+    assert ready.status == before
+
+
+def test_heartbeat_missed_degrades_with_a_stall_alert(ready: Driver) -> None:
+    effects = ready.send(lc.HeartbeatMissed())
+    assert ready.state is lc.State.DEGRADED
+    assert {a.key for a in alerts(effects)} == {key("degraded"), key("stall")}
+
+
+def test_heartbeat_overdue_on_tick_degrades(ready: Driver) -> None:
+    ready.advance(seconds=POLICY.heartbeat_deadline.total_seconds() + 1)
+    ready.send(lc.Tick())
+    assert ready.state is lc.State.DEGRADED
+
+
+def test_fresh_heartbeat_keeps_ready_on_tick(ready: Driver) -> None:
+    ready.advance(seconds=POLICY.heartbeat_deadline.total_seconds())
+    assert ready.send(lc.Tick()) == []
+    assert ready.state is lc.State.API_READY
+
+
+def test_stall_that_persists_triggers_a_soft_restart(ready: Driver) -> None:
+    ready.send(lc.HeartbeatMissed())
+    ready.advance(seconds=POLICY.stall_soft_restart_after.total_seconds() - 1)
+    assert not of_type(ready.send(lc.Tick()), lc.SoftRestart)
+    ready.advance(seconds=1)
+    effects = ready.send(lc.Tick())
+    assert ready.state is lc.State.RESTARTING
+    assert lc.SoftRestart() in effects
+    assert len(ready.status.restarts) == 1
+
+
+def test_soft_restart_that_does_not_help_escalates_to_a_hard_restart(ready: Driver) -> None:
+    ready.send(lc.HeartbeatMissed())
+    ready.advance(seconds=POLICY.stall_soft_restart_after.total_seconds())
+    ready.send(lc.Tick())
+    ready.advance(seconds=POLICY.restart_deadline.total_seconds())
+    effects = ready.send(lc.Tick())
+    assert ready.state is lc.State.RESTARTING
+    assert lc.HardRestart() in effects
+    assert ready.status.restart_kind is lc.RestartKind.HARD
+
+
+def test_soft_restart_returns_to_ready_after_the_api_drops_and_answers(ready: Driver) -> None:
+    ready.send(lc.DailyRestartDue())
+    # The old session answering before the restart takes effect proves nothing.
+    ready.send(lc.HeartbeatOk(rtt=timedelta(milliseconds=5)))
+    assert ready.state is lc.State.RESTARTING
+    ready.send(lc.ApiDisconnected(), lc.ApiConnected())
+    effects = ready.send(lc.HeartbeatOk(rtt=timedelta(milliseconds=5)))
+    assert ready.state is lc.State.API_READY
+    assert lc.GateOrders(open=True) in effects
+
+
+def test_api_disconnected_outside_a_window_degrades_and_pages(ready: Driver) -> None:
+    effects = ready.send(lc.ApiDisconnected())
+    assert ready.state is lc.State.DEGRADED
+    assert alerts(effects)
+
+
+# --- reset windows ------------------------------------------------------------------------
+
+
+def test_link_loss_inside_a_reset_window_pages_nobody(ready: Driver) -> None:
+    ready.send(lc.ResetWindowEntered("na-daily"))
+    effects = ready.send(lc.IbLinkLost(), lc.ApiDisconnected(), lc.FarmBroken("usfarm"))
+    assert ready.state is lc.State.RESET_WINDOW
+    assert alerts(effects) == []
+    assert lc.GateOrders(open=False) in effects
+    assert not of_type(effects, lc.TriggerSafeState)
+
+
+def test_recovery_inside_the_window_returns_to_ready(ready: Driver) -> None:
+    ready.send(lc.ResetWindowEntered(), lc.IbLinkLost())
+    ready.send(lc.IbLinkRestored())
+    assert ready.state is lc.State.API_READY
+
+
+def test_not_ready_after_the_window_grace_pages(ready: Driver) -> None:
+    ready.send(lc.ResetWindowEntered(), lc.IbLinkLost())
+    ready.advance(minutes=30)
+    ready.send(lc.ResetWindowLeft())
+    ready.advance(seconds=POLICY.ready_grace_after_window.total_seconds() - 1)
+    ready.send(lc.HeartbeatOk(rtt=timedelta(milliseconds=5)))
+    assert alerts(ready.send(lc.Tick())) == []
+    assert ready.state is lc.State.RESET_WINDOW
+    ready.advance(seconds=1)
+    effects = ready.send(lc.Tick())
+    assert ready.state is lc.State.DEGRADED
+    assert key("not-ready") in {a.key for a in alerts(effects)}
+
+
+def test_permission_mismatch_pages_even_inside_a_reset_window(ready: Driver) -> None:
+    ready.send(lc.ResetWindowEntered())
+    effects = ready.send(lc.PermissionMismatch("no options permission"))
+    assert ready.state is lc.State.DEGRADED
+    assert alerts(effects)
+
+
+def test_degraded_gateway_entering_a_window_becomes_reset_window(ready: Driver) -> None:
+    ready.send(lc.IbLinkLost())
+    ready.send(lc.ResetWindowEntered())
+    assert ready.state is lc.State.RESET_WINDOW
+
+
+def test_twofa_inside_a_reset_window_still_pages(ready: Driver) -> None:
+    ready.send(lc.ResetWindowEntered(), lc.ApiDisconnected(), lc.LoginAttempt(1))
+    effects = ready.send(lc.TwoFactorInitiated())
+    assert key("2fa") in {a.key for a in alerts(effects)}
+
+
+# --- schedule ticks -----------------------------------------------------------------------
+
+
+def test_daily_restart_is_soft_planned_and_triggers_no_safe_state(ready: Driver) -> None:
+    effects = ready.send(lc.DailyRestartDue())
+    assert ready.state is lc.State.RESTARTING
+    assert lc.SoftRestart() in effects
+    assert not of_type(effects, lc.TriggerSafeState)
+    assert not alerts(effects)
+
+
+def test_daily_restart_while_logging_in_is_ignored(d: Driver) -> None:
+    d.send(lc.OperatorStart(), lc.ContainerStarted(), lc.LoginAttempt(1))
+    assert d.send(lc.DailyRestartDue()) == []
+
+
+def test_weekly_reauth_warns_ahead_and_resolves_after_the_full_login(ready: Driver) -> None:
+    boundary = ready.now + timedelta(hours=2)
+    effects = ready.send(lc.WeeklyReauthDue(at=boundary))
+    (alert,) = alerts(effects)
+    assert alert.key == key("reauth") and "IB Key" in alert.body
+    ready.send(lc.LoginAttempt(1), lc.LoggedIn())  # before the boundary: still pending
+    assert key("reauth") in ready.status.open_alerts
+    ready.now = boundary + timedelta(minutes=5)
+    effects = ready.send(lc.LoginAttempt(1), lc.TwoFactorInitiated(), lc.LoggedIn())
+    assert key("reauth") in resolved(effects)
+
+
+# --- machinery ----------------------------------------------------------------------------
+
+
+def test_stopped_ignores_every_non_operator_event(ready: Driver) -> None:
+    ready.send(lc.OperatorStop())
+    before = ready.status
+    for event in (lc.ContainerDied(1), lc.HeartbeatOk(timedelta(0)), lc.Tick(), lc.LoggedIn()):
+        assert ready.send(event) == []
+    assert ready.status == before
+
+
+def test_naive_now_is_rejected_with_a_clear_error(d: Driver) -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        lc.transition(d.status, lc.Tick(), now=datetime(2026, 1, 1), policy=POLICY)
+
+
+def test_a_non_event_is_rejected(d: Driver) -> None:
+    with pytest.raises(TypeError, match="not a lifecycle event"):
+        lc.transition(d.status, "boom", now=T0, policy=POLICY)  # type: ignore[arg-type]
+
+
+def test_policy_rejects_a_non_positive_deadline() -> None:
+    with pytest.raises(ValueError, match="twofa_timeout"):
+        lc.LifecyclePolicy(twofa_timeout=timedelta(0))
+
+
+# --- properties over random event sequences -----------------------------------------------
+
+_EVENTS = st.one_of(
+    st.sampled_from(
+        [
+            lc.ContainerCreated(),
+            lc.ContainerStarted(),
+            lc.ContainerOom(),
+            lc.ContainerDestroyed(),
+            lc.LoginAttempt(1),
+            lc.TwoFactorInitiated(),
+            lc.TwoFactorTimedOut(),
+            lc.LoggedIn(),
+            lc.ExistingSessionDetected(),
+            lc.LoginFailed("x"),
+            lc.LockedOut(),
+            lc.ColdRestart(),
+            lc.ApiConnected(),
+            lc.HeartbeatMissed(),
+            lc.ApiDisconnected(),
+            lc.IbLinkLost(),
+            lc.IbLinkRestored(),
+            lc.IbLinkRestored(data_lost=True),
+            lc.PermissionOk(),
+            lc.ClientIdInUse(3),
+            lc.ResetWindowEntered(),
+            lc.ResetWindowLeft(),
+            lc.DailyRestartDue(),
+            lc.OperatorStart(),
+            lc.OperatorStop(),
+            lc.OperatorRestart(),
+            lc.OperatorReset(),
+            lc.Tick(),
+            lc.Tick(),
+            lc.Tick(),
+        ]
+    ),
+    st.builds(lc.ContainerDied, st.sampled_from([0, 1, 87, 137, 1111])),
+    st.builds(lc.IbcExitStatus, st.sampled_from([1, 87, 88, 1111, 1112])),
+    st.builds(lc.HeartbeatOk, st.sampled_from([timedelta(milliseconds=5), timedelta(seconds=9)])),
+    st.builds(lc.FarmBroken, st.sampled_from(["usfarm", "hmds"])),
+    st.builds(lc.FarmOk, st.sampled_from(["usfarm", "hmds"])),
+    st.builds(lc.PermissionMismatch, st.just("read-only")),
+    st.builds(lc.AccountMismatch, st.just("DU1"), st.just("U2")),
+    st.builds(lc.WeeklyReauthDue, st.just(T0 + timedelta(days=2))),
+)
+# Common life events are repeated so random walks reach deep states, not just FATAL.
+_COMMON = st.sampled_from(
+    [
+        lc.ContainerStarted(),
+        lc.LoginAttempt(1),
+        lc.LoggedIn(),
+        lc.HeartbeatOk(rtt=timedelta(milliseconds=5)),
+        lc.HeartbeatOk(rtt=timedelta(milliseconds=5)),
+        lc.TwoFactorInitiated(),
+        lc.Tick(),
+    ]
+)
+_READY = [
+    lc.OperatorStart(),
+    lc.ContainerStarted(),
+    lc.LoginAttempt(1),
+    lc.LoggedIn(),
+    lc.HeartbeatOk(rtt=timedelta(milliseconds=5)),
+]
+_PREFIXES = st.sampled_from(
+    [
+        [],
+        _READY[:1],
+        _READY[:2],
+        _READY[:3],
+        [*_READY[:3], lc.TwoFactorInitiated()],
+        _READY,
+        [*_READY, lc.ResetWindowEntered()],
+        [*_READY, lc.IbLinkLost()],
+    ]
+)
+_TAIL = st.lists(
+    st.tuples(st.one_of(_COMMON, _EVENTS), st.integers(min_value=0, max_value=900)), max_size=60
+)
+_STEPS = st.builds(lambda prefix, tail: [(e, 1) for e in prefix] + tail, _PREFIXES, _TAIL)
+_RESTART_EFFECTS = (lc.SoftRestart, lc.HardRestart, lc.StartContainer)
+
+
+@settings(max_examples=300, deadline=None)
+@given(steps=_STEPS, seed=st.integers(min_value=0, max_value=10))
+def test_random_event_sequences_keep_the_invariants(
+    steps: list[tuple[lc.Event, int]], seed: int
+) -> None:
+    policy = lc.LifecyclePolicy(restart_budget=3, login_budget=4)
+    status = lc.GatewayStatus.initial(gateway=GW, username=USER, now=T0)
+    rng = random.Random(seed)
+    now = T0
+    open_keys: set[str] = set()
+    gate_open = False
+    for event, seconds in steps:
+        now += timedelta(seconds=seconds)
+        before = status
+        status, effects = lc.transition(status, event, now=now, policy=policy, rng=rng)
+        operator = isinstance(
+            event, lc.OperatorStart | lc.OperatorStop | lc.OperatorRestart | lc.OperatorReset
+        )
+        for effect in effects:
+            if isinstance(effect, lc.Alert):
+                # Never the same key twice without a resolve in between.
+                assert effect.key not in open_keys
+                assert effect.key.startswith(f"gateway:{GW}:")
+                assert GW in effect.body
+                open_keys.add(effect.key)
+            elif isinstance(effect, lc.ResolveAlert):
+                assert effect.key in open_keys
+                open_keys.discard(effect.key)
+            elif isinstance(effect, lc.GateOrders):
+                assert effect.open is not gate_open  # gate toggles, never repeats
+                gate_open = effect.open
+        assert status.open_alerts == open_keys
+        # The gate is open exactly in API_READY.
+        assert gate_open == (status.state is lc.State.API_READY)
+        # FATAL and STOPPED are left, and STOPPED entered, only by operator commands.
+        if before.state in lc.OPERATOR_STATES and status.state is not before.state:
+            assert operator
+        if status.state is lc.State.STOPPED and before.state is not lc.State.STOPPED:
+            assert operator
+        # At most one restart-type effect per step.
+        assert sum(isinstance(e, _RESTART_EFFECTS) for e in effects) <= 1
+        # Readiness means logged in and a probe answer within the deadline.
+        if status.state is lc.State.API_READY:
+            assert status.logged_in and status.last_heartbeat is not None
+            if isinstance(event, lc.Tick):
+                assert now - status.last_heartbeat <= policy.heartbeat_deadline
+        # The retry budget is never exceeded.
+        recent = [t for t in status.restarts if t > now - policy.restart_window]
+        assert len(recent) <= policy.restart_budget
+        # Unchanged state on an ignored event means no effects.
+        if status == before:
+            assert effects == []
