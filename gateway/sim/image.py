@@ -614,9 +614,12 @@ def resolve_base(
         local = None if rebuild_base else _image_id(docker_client, LOCAL_BASE_TAG)
         if local is not None:
             return LOCAL_BASE_TAG, local, BaseSource.LOCAL_CACHED
+        previous = _image_id(docker_client, LOCAL_BASE_TAG)
         built = build_local_base(
             docker_client=docker_client, mirror=mirror, work_root=cache_dir, progress=progress
         )
+        if previous is not None and previous != built:
+            _remove_superseded(docker_client, previous)
     return LOCAL_BASE_TAG, built, BaseSource.LOCAL_BUILT
 
 
