@@ -1,0 +1,510 @@
+"""The Docker adapter behind :class:`gateway.runtime.Runtime`, on the docker SDK.
+
+Every blocking SDK call runs in a bounded thread pool under a deadline, so a hung engine call
+for one container never stalls the event loop or the other gateways. Log and event streams run
+in threads of their own and feed asyncio queues; the event stream reconnects (resuming from the
+last event's time) when the engine drops it.
+
+Secrets: the spec's secret files are copied with ``put_archive`` into the created-but-not-started
+container, owned by the image's user with mode 0400. Nothing of them shows in ``docker inspect``:
+not in the environment (only ``*_FILE`` paths are), and not as a bind mount (whose host path
+inspect would show and whose host file would have to be readable by the container's uid). The
+files live and die with the container's writable layer, so no host copy is ever left behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import io
+import logging
+import os
+import re
+import secrets as secrets_mod
+import tarfile
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+from typing import Any, TypeVar
+
+import docker
+import docker.errors
+import requests.exceptions
+
+from gateway.runtime import (
+    ContainerGone,
+    ContainerState,
+    EventKind,
+    ObservedContainer,
+    RuntimeEvent,
+    RuntimeFailure,
+)
+from gateway.spec import LABEL_FLEET, LABEL_GATEWAY, ContainerSpec
+
+__all__ = ["DockerRuntime", "load_or_create_fingerprint_key", "parse_docker_time_ns"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_EVENT_KINDS = {
+    "start": EventKind.START,
+    "die": EventKind.DIE,
+    "oom": EventKind.OOM,
+    "destroy": EventKind.DESTROY,
+}
+_TS = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)$")
+_ZERO_TIME = "0001-01-01T00:00:00Z"
+
+
+def parse_docker_time_ns(text: str) -> int | None:
+    """RFC 3339 with up to nanoseconds -> integer nanoseconds since the epoch (None if unset)."""
+    if not text or text == _ZERO_TIME:
+        return None
+    match = _TS.match(text.strip())
+    if match is None:
+        return None
+    base = datetime.fromisoformat(
+        match.group(1) + ("+00:00" if match.group(3) == "Z" else match.group(3))
+    )
+    fraction = (match.group(2) or "").ljust(9, "0")
+    return int(base.timestamp()) * 1_000_000_000 + int(fraction or 0)
+
+
+def _datetime_from_ns(value: int | None) -> datetime | None:
+    if value is None:
+        return None
+    return datetime.fromtimestamp(value / 1e9, tz=UTC)
+
+
+def load_or_create_fingerprint_key(path: Path) -> bytes:
+    """The supervisor's spec-hash key: 32 random bytes in a 0600 file, made once and kept.
+
+    It must survive supervisor restarts; a new key would make every gateway look drifted.
+    """
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        key = secrets_mod.token_bytes(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(key)
+        return key
+    if len(data) < 16:
+        raise ValueError(f"fingerprint key file {path} holds {len(data)} bytes; expected 32")
+    return data
+
+
+def _secret_owner(user: str) -> tuple[int, int, int]:
+    """(uid, gid, file mode) for the image's ``User``; a named user cannot be resolved here."""
+    uid_text, _, gid_text = user.partition(":")
+    if not uid_text:
+        return 0, 0, 0o400
+    if uid_text.isdigit() and (not gid_text or gid_text.isdigit()):
+        uid = int(uid_text)
+        return uid, int(gid_text) if gid_text else uid, 0o400
+    # A user given by name: readable inside the container, which holds nothing else.
+    return 0, 0, 0o444
+
+
+def _secrets_tar(spec: ContainerSpec, *, uid: int, gid: int, mode: int) -> bytes:
+    buffer = io.BytesIO()
+    now = int(time.time())
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        dirs: set[PurePosixPath] = set()
+        for item in spec.files:
+            parent = PurePosixPath(item.path).parent
+            while str(parent) not in ("/", "."):
+                dirs.add(parent)
+                parent = parent.parent
+        for directory in sorted(dirs, key=lambda p: len(p.parts)):
+            info = tarfile.TarInfo(str(directory).lstrip("/"))
+            info.type = tarfile.DIRTYPE
+            info.mode = 0o755
+            info.mtime = now
+            tar.addfile(info)
+        for item in spec.files:
+            data = item.content.get_secret_value().encode()
+            info = tarfile.TarInfo(item.path.lstrip("/"))
+            info.size = len(data)
+            info.mode = item.mode if mode == 0o400 else mode
+            info.uid, info.gid = uid, gid
+            info.mtime = now
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def _observe(attrs: dict[str, Any]) -> ObservedContainer:
+    state = attrs.get("State") or {}
+    config = attrs.get("Config") or {}
+    return ObservedContainer(
+        id=attrs["Id"],
+        name=str(attrs.get("Name", "")).lstrip("/"),
+        state=ContainerState.parse(str(state.get("Status", "unknown"))),
+        labels=dict(config.get("Labels") or {}),
+        started_at=_datetime_from_ns(parse_docker_time_ns(str(state.get("StartedAt", "")))),
+        finished_at=_datetime_from_ns(parse_docker_time_ns(str(state.get("FinishedAt", "")))),
+        exit_code=state.get("ExitCode"),
+        oom_killed=bool(state.get("OOMKilled", False)),
+        image=str(config.get("Image", "")),
+    )
+
+
+def _observe_summary(item: dict[str, Any]) -> ObservedContainer:
+    names = item.get("Names") or [""]
+    return ObservedContainer(
+        id=item["Id"],
+        name=str(names[0]).lstrip("/"),
+        state=ContainerState.parse(str(item.get("State", "unknown"))),
+        labels=dict(item.get("Labels") or {}),
+        image=str(item.get("Image", "")),
+    )
+
+
+class DockerRuntime:
+    """:class:`gateway.runtime.Runtime` on a Docker engine."""
+
+    def __init__(
+        self,
+        client: docker.DockerClient,
+        *,
+        call_timeout: float = 60.0,
+        max_workers: int = 16,
+        event_retry: float = 1.0,
+    ) -> None:
+        self._client = client
+        self._api = client.api
+        self._call_timeout = call_timeout
+        self._event_retry = event_retry
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=max_workers, thread_name_prefix="ibfleet-docker"
+        )
+        self._network_locks: dict[str, asyncio.Lock] = {}
+        self._networks_ready: set[str] = set()
+        self._owners: dict[str, tuple[int, int, int]] = {}
+
+    def close(self) -> None:
+        """Release the thread pool (hung calls are abandoned, never waited for)."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def _call(
+        self, op: str, target: str, fn: Callable[[], T], *, extra_timeout: float = 0.0
+    ) -> T:
+        loop = asyncio.get_running_loop()
+        try:
+            return await asyncio.wait_for(
+                loop.run_in_executor(self._pool, fn), timeout=self._call_timeout + extra_timeout
+            )
+        except docker.errors.NotFound as exc:
+            raise ContainerGone(
+                f"{op} {target}: not found ({exc.explanation})", operation=op, container=target
+            ) from None
+        except docker.errors.APIError as exc:
+            raise RuntimeFailure(
+                f"{op} {target}: engine refused ({exc.status_code}: {exc.explanation})",
+                operation=op,
+                container=target,
+            ) from None
+        except (
+            TimeoutError,
+            requests.exceptions.RequestException,
+            docker.errors.DockerException,
+        ) as exc:
+            raise RuntimeFailure(
+                f"{op} {target}: {type(exc).__name__} {exc}".rstrip(),
+                operation=op,
+                container=target,
+            ) from None
+
+    # -- observe -----------------------------------------------------------------------------
+
+    async def list(self, *, fleet: str) -> list[ObservedContainer]:
+        prefix = f"ibfleet-{fleet}-"
+
+        def summaries() -> list[dict[str, Any]]:
+            labelled = self._api.containers(all=True, filters={"label": f"{LABEL_FLEET}={fleet}"})
+            named = self._api.containers(all=True, filters={"name": prefix})
+            seen: dict[str, dict[str, Any]] = {}
+            for item in [*labelled, *named]:
+                names = [str(n).lstrip("/") for n in item.get("Names") or []]
+                is_ours = (item.get("Labels") or {}).get(LABEL_FLEET) == fleet
+                if is_ours or any(n.startswith(prefix) for n in names):
+                    seen[item["Id"]] = item
+            return list(seen.values())
+
+        items = await self._call("list", fleet, summaries)
+
+        async def detail(item: dict[str, Any]) -> ObservedContainer | None:
+            try:
+                return await self.inspect(item["Id"])
+            except ContainerGone:
+                return None  # removed between the listing and the inspect
+            except RuntimeFailure:
+                return _observe_summary(item)  # still tell reconcile that it exists
+
+        found = await asyncio.gather(*(detail(item) for item in items))
+        return [c for c in found if c is not None]
+
+    async def inspect(self, container_id: str) -> ObservedContainer:
+        attrs = await self._call(
+            "inspect", container_id, lambda: self._api.inspect_container(container_id)
+        )
+        return _observe(attrs)
+
+    # -- act ---------------------------------------------------------------------------------
+
+    async def _ensure_network(self, name: str, *, fleet: str) -> None:
+        if name in self._networks_ready:
+            return
+        lock = self._network_locks.setdefault(name, asyncio.Lock())
+        async with lock:
+            if name in self._networks_ready:
+                return
+
+            def ensure() -> None:
+                existing = [n for n in self._api.networks(names=[name]) if n.get("Name") == name]
+                if not existing:
+                    self._api.create_network(
+                        name, driver="bridge", labels={LABEL_FLEET: fleet}, check_duplicate=True
+                    )
+                    log.info("runtime_network_created network=%s fleet=%s", name, fleet)
+
+            await self._call("network", name, ensure)
+            self._networks_ready.add(name)
+
+    async def _owner(self, image: str) -> tuple[int, int, int]:
+        if image not in self._owners:
+            attrs = await self._call("inspect-image", image, lambda: self._api.inspect_image(image))
+            user = str((attrs.get("Config") or {}).get("User") or "")
+            self._owners[image] = _secret_owner(user)
+        return self._owners[image]
+
+    async def create(self, spec: ContainerSpec) -> str:
+        await self._ensure_network(spec.network, fleet=spec.fleet)
+        uid, gid, mode = await self._owner(spec.image)
+        archive = _secrets_tar(spec, uid=uid, gid=gid, mode=mode)
+
+        def create() -> str:
+            host_config = self._api.create_host_config(
+                port_bindings={
+                    f"{p.container_port}/tcp": (p.host_ip, p.host_port) for p in spec.ports
+                },
+                mem_limit=spec.memory_bytes,
+                restart_policy={"Name": spec.restart_policy},
+                network_mode=spec.network,
+            )
+            networking = self._api.create_networking_config(
+                {spec.network: self._api.create_endpoint_config(aliases=list(spec.network_aliases))}
+            )
+            result = self._api.create_container(
+                spec.image,
+                command=list(spec.command) if spec.command is not None else None,
+                entrypoint=list(spec.entrypoint) if spec.entrypoint is not None else None,
+                name=spec.name,
+                environment=spec.env_map,
+                labels=spec.label_map,
+                ports=[p.container_port for p in spec.ports],
+                host_config=host_config,
+                networking_config=networking,
+                detach=True,
+            )
+            container_id = str(result["Id"])
+            try:
+                if spec.files and not self._api.put_archive(container_id, "/", archive):
+                    raise RuntimeFailure(
+                        f"create {spec.name}: the engine refused the secret files",
+                        operation="create",
+                        container=spec.name,
+                    )
+            except BaseException:
+                # Never leave a container that would start without its credentials.
+                with contextlib.suppress(docker.errors.DockerException):
+                    self._api.remove_container(container_id, force=True, v=True)
+                raise
+            return container_id
+
+        container_id = await self._call("create", spec.name, create)
+        log.info("runtime_created container=%s id=%s", spec.name, container_id[:12])
+        return container_id
+
+    async def start(self, container_id: str) -> None:
+        await self._call("start", container_id, lambda: self._api.start(container_id))
+
+    async def stop(self, container_id: str, *, timeout: float) -> None:
+        await self._call(
+            "stop",
+            container_id,
+            lambda: self._api.stop(container_id, timeout=int(timeout)),
+            extra_timeout=timeout,
+        )
+
+    async def remove(self, container_id: str) -> None:
+        await self._call(
+            "remove",
+            container_id,
+            lambda: self._api.remove_container(container_id, force=True, v=True),
+        )
+
+    async def restart(self, container_id: str, *, timeout: float) -> None:
+        await self._call(
+            "restart",
+            container_id,
+            lambda: self._api.restart(container_id, timeout=int(timeout)),
+            extra_timeout=timeout,
+        )
+
+    # -- streams -----------------------------------------------------------------------------
+
+    async def follow_logs(self, container_id: str) -> AsyncIterator[str]:
+        """Lines since the container's current start, each with Docker's RFC 3339 time prefix.
+
+        ``since`` narrows the engine's reply to the start second; the timestamp filter then drops
+        anything older than StartedAt to the nanosecond, so a line from before a restart never
+        shows up as if it were new.
+        """
+        attrs = await self._call(
+            "logs", container_id, lambda: self._api.inspect_container(container_id)
+        )
+        started_ns = parse_docker_time_ns(str((attrs.get("State") or {}).get("StartedAt", "")))
+        if started_ns is None:
+            return
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=10_000)
+        holder: dict[str, Any] = {}
+        done = threading.Event()
+
+        def put(item: str | None) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop closed: nobody is listening
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+
+        def pump() -> None:
+            pending = b""
+            try:
+                stream = self._api.logs(
+                    container_id,
+                    stream=True,
+                    follow=True,
+                    timestamps=True,
+                    since=started_ns / 1e9 - 1.0,
+                )
+                holder["stream"] = stream
+                for chunk in stream:
+                    if done.is_set():
+                        break
+                    pending += chunk
+                    *lines, pending = pending.split(b"\n")
+                    for raw in lines:
+                        put(raw.decode("utf-8", errors="replace"))
+                if pending and not done.is_set():
+                    put(pending.decode("utf-8", errors="replace"))
+            except Exception as exc:  # the stream ends with the container or the engine
+                if not done.is_set():
+                    log.info(
+                        "runtime_logs_ended id=%s error=%s", container_id[:12], type(exc).__name__
+                    )
+            finally:
+                put(None)
+
+        thread = threading.Thread(
+            target=pump, name=f"ibfleet-logs-{container_id[:12]}", daemon=True
+        )
+        thread.start()
+        try:
+            while True:
+                line = await queue.get()
+                if line is None:
+                    return
+                stamp, _, _rest = line.partition(" ")
+                at = parse_docker_time_ns(stamp)
+                if at is not None and at < started_ns:
+                    continue
+                yield line
+        finally:
+            done.set()
+            stream = holder.get("stream")
+            if stream is not None:
+                with contextlib.suppress(Exception):
+                    stream.close()
+
+    async def events(self, *, fleet: str) -> AsyncIterator[RuntimeEvent]:
+        """This fleet's start/die/oom/destroy events; reconnects until the caller stops."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[RuntimeEvent] = asyncio.Queue()
+        done = threading.Event()
+        holder: dict[str, Any] = {}
+
+        def pump() -> None:
+            since: float | None = None
+            while not done.is_set():
+                try:
+                    stream = self._api.events(
+                        decode=True,
+                        since=since,
+                        filters={
+                            "type": "container",
+                            "label": f"{LABEL_FLEET}={fleet}",
+                            "event": list(_EVENT_KINDS),
+                        },
+                    )
+                    holder["stream"] = stream
+                    for item in stream:
+                        if done.is_set():
+                            return
+                        event = _event_from(item)
+                        nanos = item.get("timeNano")
+                        if isinstance(nanos, int):
+                            # Resume just after this event if the stream breaks.
+                            since = nanos / 1e9 + 1e-6
+                        if event is not None:
+                            with contextlib.suppress(RuntimeError):
+                                loop.call_soon_threadsafe(queue.put_nowait, event)
+                except Exception as exc:
+                    if done.is_set():
+                        return
+                    log.warning(
+                        "runtime_events_reconnect fleet=%s error=%s", fleet, type(exc).__name__
+                    )
+                if since is None:
+                    since = time.time()
+                done.wait(self._event_retry)
+
+        thread = threading.Thread(target=pump, name=f"ibfleet-events-{fleet}", daemon=True)
+        thread.start()
+        try:
+            while True:
+                yield await queue.get()
+        finally:
+            done.set()
+            stream = holder.get("stream")
+            if stream is not None:
+                with contextlib.suppress(Exception):
+                    stream.close()
+
+
+def _event_from(item: dict[str, Any]) -> RuntimeEvent | None:
+    kind = _EVENT_KINDS.get(str(item.get("Action") or item.get("status") or ""))
+    if kind is None:
+        return None
+    actor = item.get("Actor") or {}
+    attributes = actor.get("Attributes") or {}
+    nanos = item.get("timeNano")
+    at = (
+        datetime.fromtimestamp(nanos / 1e9, tz=UTC)
+        if isinstance(nanos, int)
+        else datetime.fromtimestamp(float(item.get("time", time.time())), tz=UTC)
+    )
+    exit_code: int | None = None
+    if kind is EventKind.DIE:
+        with contextlib.suppress(TypeError, ValueError):
+            exit_code = int(attributes.get("exitCode"))
+    return RuntimeEvent(
+        kind=kind,
+        container_id=str(actor.get("ID") or item.get("id") or ""),
+        at=at,
+        name=str(attributes.get("name", "")),
+        gateway=attributes.get(LABEL_GATEWAY),
+        exit_code=exit_code,
+    )

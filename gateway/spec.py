@@ -1,0 +1,356 @@
+"""A gateway's container spec, rendered from its config: pure, no I/O.
+
+The spec follows the gnzsnz/ib-gateway image contract (which ibfleet's simulator image honours
+too). Credentials never go into the environment: the username, the password and IBC's
+config.ini (which must carry both, because the image reads no ``*_FILE`` variable once
+``CUSTOM_CONFIG=yes``) travel as :class:`SecretFile` entries that the runtime copies into the
+created-but-not-started container. The image has ``TWS_PASSWORD_FILE`` but no username file
+variant; ``TWS_USERID_FILE`` is set anyway as an ibfleet extension the simulator reads, and the
+real image takes the username from the mounted config.ini instead.
+
+The ``io.ibfleet.spec-hash`` label is a stable hash of everything rendered, with each secret
+file represented by a keyed fingerprint (HMAC with the supervisor's fingerprint key) instead of
+its content: a password change recreates the gateway, yet the label, which anyone with access to
+``docker inspect`` can read, cannot be brute-forced back into a weak password.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from pydantic import SecretStr
+
+from gateway.config import GatewayConfig, TradingMode, TwoFactorTimeoutAction
+
+__all__ = [
+    "API_PORT_LIVE",
+    "API_PORT_PAPER",
+    "COMMAND_SERVER_PORT",
+    "CONFIG_INI_PATH",
+    "LABEL_COMPONENT",
+    "LABEL_FLEET",
+    "LABEL_GATEWAY",
+    "LABEL_SPEC_HASH",
+    "PASSWORD_PATH",
+    "RESERVED_ENV",
+    "SECRETS_DIR",
+    "USERNAME_PATH",
+    "ContainerSpec",
+    "GatewaySecrets",
+    "PortBinding",
+    "SecretFile",
+    "SpecError",
+    "container_name",
+    "ibc_clock",
+    "memory_bytes",
+    "render_ibc_config",
+    "render_spec",
+]
+
+LABEL_FLEET = "io.ibfleet.fleet"
+LABEL_GATEWAY = "io.ibfleet.gateway"
+LABEL_SPEC_HASH = "io.ibfleet.spec-hash"
+LABEL_COMPONENT = "io.ibfleet.component"
+
+# socat ports of the gnzsnz image (the gateway itself listens on 4001/4002 on loopback only).
+API_PORT_LIVE = 4003
+API_PORT_PAPER = 4004
+COMMAND_SERVER_PORT = 7462
+
+SECRETS_DIR = "/run/secrets/ibfleet"
+USERNAME_PATH = f"{SECRETS_DIR}/username"
+PASSWORD_PATH = f"{SECRETS_DIR}/password"
+CONFIG_INI_PATH = f"{SECRETS_DIR}/config.ini"
+
+# Keys the renderer owns or that would carry a credential: a gateway's extra env may not set them.
+RESERVED_ENV = frozenset(
+    {
+        "TWS_USERID",
+        "TWS_USERID_FILE",
+        "TWS_PASSWORD",
+        "TWS_PASSWORD_FILE",
+        "TWS_USERID_PAPER",
+        "TWS_PASSWORD_PAPER",
+        "TWS_PASSWORD_PAPER_FILE",
+        "VNC_SERVER_PASSWORD",
+        "TRADING_MODE",
+        "READ_ONLY_API",
+        "TWOFA_TIMEOUT_ACTION",
+        "RELOGIN_AFTER_TWOFA_TIMEOUT",
+        "TWOFA_DEVICE",
+        "AUTO_RESTART_TIME",
+        "TWS_COLD_RESTART",
+        "EXISTING_SESSION_DETECTED_ACTION",
+        "TIME_ZONE",
+        "TZ",
+        "CUSTOM_CONFIG",
+        "IBC_INI",
+    }
+)
+
+_MEMORY = re.compile(r"^([0-9]+)([kmg])$")
+_MEMORY_UNITS = {"k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+class SpecError(ValueError):
+    """A gateway config that cannot be rendered; the message names the gateway and the field."""
+
+
+@dataclass(frozen=True, slots=True)
+class GatewaySecrets:
+    """A gateway's resolved credentials; SecretStr keeps them out of every repr."""
+
+    username: SecretStr
+    password: SecretStr
+
+
+@dataclass(frozen=True, slots=True)
+class SecretFile:
+    """A file the runtime places in the container before its first start (never in env)."""
+
+    path: str
+    content: SecretStr
+    mode: int = 0o400
+
+
+@dataclass(frozen=True, slots=True)
+class PortBinding:
+    """A container TCP port published on one host interface only."""
+
+    host_ip: str
+    host_port: int
+    container_port: int
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerSpec:
+    """Everything a runtime needs to run one gateway; no Docker type appears here."""
+
+    name: str
+    fleet: str
+    gateway: str
+    image: str
+    env: tuple[tuple[str, str], ...]
+    files: tuple[SecretFile, ...]
+    ports: tuple[PortBinding, ...]
+    network: str
+    network_aliases: tuple[str, ...]
+    labels: tuple[tuple[str, str], ...]
+    memory_bytes: int
+    spec_hash: str
+    entrypoint: tuple[str, ...] | None = None
+    command: tuple[str, ...] | None = None
+    # Restarts belong to the supervisor, never to the engine.
+    restart_policy: str = field(default="no")
+
+    @property
+    def env_map(self) -> dict[str, str]:
+        return dict(self.env)
+
+    @property
+    def label_map(self) -> dict[str, str]:
+        return dict(self.labels)
+
+
+def container_name(*, fleet: str, gateway: str) -> str:
+    """``ibfleet-<fleet>-<gateway>``: the name reconcile looks for and refuses to steal."""
+    return f"ibfleet-{fleet}-{gateway}"
+
+
+def memory_bytes(limit: str, *, where: str = "memory_limit") -> int:
+    """Docker-style ``1536m`` / ``2g`` / ``512k`` as bytes."""
+    match = _MEMORY.match(limit.strip().lower())
+    if match is None:
+        raise SpecError(f"{where}: {limit!r} is not a memory size; write e.g. 1536m or 2g")
+    return int(match.group(1)) * _MEMORY_UNITS[match.group(2)]
+
+
+def ibc_clock(value: dt.time) -> str:
+    """IBC's ``hh:mm AM/PM``, unquoted: a quoted value was silently taken as a logoff time."""
+    hour = value.hour % 12 or 12
+    return f"{hour:02d}:{value.minute:02d} {'AM' if value.hour < 12 else 'PM'}"
+
+
+def _yes_no(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
+def _ini_value(text: str, *, what: str, gateway: str) -> str:
+    # A newline would let a value inject further IBC settings.
+    if "\n" in text or "\r" in text:
+        raise SpecError(f"gateway {gateway!r}: {what} contains a line break")
+    return text
+
+
+def render_ibc_config(
+    gateway: GatewayConfig, *, secrets: GatewaySecrets, control_from: Sequence[str] = ()
+) -> str:
+    """IBC's config.ini with the command server on, for ``CUSTOM_CONFIG=yes`` images."""
+    two = gateway.two_factor
+    restart = gateway.restart
+    username = _ini_value(
+        secrets.username.get_secret_value(), what="the username", gateway=gateway.name
+    )
+    password = _ini_value(
+        secrets.password.get_secret_value(), what="the password", gateway=gateway.name
+    )
+    lines = [
+        "# Rendered by ibfleet; the supervisor owns this file.",
+        "FIX=no",
+        f"IbLoginId={username}",
+        f"IbPassword={password}",
+        f"TradingMode={gateway.mode.value}",
+        f"ReadOnlyApi={_yes_no(gateway.read_only)}",
+        f"SecondFactorDevice={_ini_value(two.device, what='two_factor.device', gateway=gateway.name)}",
+        "ReloginAfterSecondFactorAuthenticationTimeout="
+        + _yes_no(two.timeout_action is TwoFactorTimeoutAction.RESTART),
+        f"ExistingSessionDetectedAction={gateway.existing_session.value}",
+        "AcceptIncomingConnectionAction=reject",
+        "AcceptNonBrokerageAccountWarning=yes",
+        f"AutoRestartTime={ibc_clock(restart.daily) if restart.daily else ''}",
+        "AutoLogoffTime=",
+        f"ColdRestartTime={restart.weekly_cold.time.strftime('%H:%M') if restart.weekly_cold else ''}",
+        f"CommandServerPort={COMMAND_SERVER_PORT}",
+        f"ControlFrom={','.join(control_from)}",
+        "BindAddress=",
+        "CommandPrompt=",
+        "SuppressInfoMessages=yes",
+        "AllowBlindTrading=no",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _fingerprint(key: bytes, path: str, content: SecretStr) -> str:
+    mac = hmac.new(key, digestmod=hashlib.sha256)
+    mac.update(path.encode())
+    mac.update(b"\0")
+    mac.update(content.get_secret_value().encode())
+    return mac.hexdigest()
+
+
+def _spec_hash(payload: Mapping[str, object]) -> str:
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def render_spec(
+    gateway: GatewayConfig,
+    *,
+    fleet: str,
+    network: str,
+    image: str,
+    timezone: str,
+    secrets: GatewaySecrets,
+    fingerprint_key: bytes,
+    control_from: Sequence[str] = (),
+    entrypoint: Sequence[str] | None = None,
+    command: Sequence[str] | None = None,
+) -> ContainerSpec:
+    """Render one gateway's container spec. Pure: secrets come in resolved, nothing is written.
+
+    ``fingerprint_key`` keys the secrets' fingerprints in the spec hash; it must stay the same
+    across supervisor restarts or every gateway would look drifted and be recreated.
+    """
+    if not fingerprint_key:
+        raise SpecError("fingerprint_key is empty; the spec hash would expose password hashes")
+    if gateway.mode is TradingMode.LIVE and not gateway.allow_live:
+        raise SpecError(f"gateway {gateway.name!r}: mode live needs allow_live: true")
+    if gateway.is_public_bind and not gateway.allow_public_bind:
+        raise SpecError(
+            f"gateway {gateway.name!r}: bind {gateway.bind} is public; set allow_public_bind"
+        )
+    clash = sorted(set(gateway.env) & RESERVED_ENV)
+    if clash:
+        raise SpecError(
+            f"gateway {gateway.name!r}: env sets {', '.join(clash)}, which ibfleet renders "
+            "itself (credentials never go into the environment)"
+        )
+    two = gateway.two_factor
+    restart = gateway.restart
+    env: dict[str, str] = {
+        "TRADING_MODE": gateway.mode.value,
+        "READ_ONLY_API": _yes_no(gateway.read_only),
+        "TWOFA_TIMEOUT_ACTION": two.timeout_action.value,
+        "RELOGIN_AFTER_TWOFA_TIMEOUT": _yes_no(
+            two.timeout_action is TwoFactorTimeoutAction.RESTART
+        ),
+        "TWOFA_DEVICE": two.device,
+        "EXISTING_SESSION_DETECTED_ACTION": gateway.existing_session.value,
+        "TIME_ZONE": timezone,
+        "TZ": timezone,
+        "CUSTOM_CONFIG": "yes",
+        "IBC_INI": CONFIG_INI_PATH,
+        "TWS_PASSWORD_FILE": PASSWORD_PATH,
+        "TWS_USERID_FILE": USERNAME_PATH,
+    }
+    if restart.daily is not None:
+        env["AUTO_RESTART_TIME"] = ibc_clock(restart.daily)
+    if restart.weekly_cold is not None:
+        env["TWS_COLD_RESTART"] = restart.weekly_cold.time.strftime("%H:%M")
+    env.update(gateway.env)
+
+    files = (
+        SecretFile(path=USERNAME_PATH, content=secrets.username),
+        SecretFile(path=PASSWORD_PATH, content=secrets.password),
+        SecretFile(
+            path=CONFIG_INI_PATH,
+            content=SecretStr(
+                render_ibc_config(gateway, secrets=secrets, control_from=control_from)
+            ),
+        ),
+    )
+    container_port = API_PORT_LIVE if gateway.mode is TradingMode.LIVE else API_PORT_PAPER
+    ports = (
+        PortBinding(
+            host_ip=str(gateway.bind), host_port=gateway.api_port, container_port=container_port
+        ),
+    )
+    name = container_name(fleet=fleet, gateway=gateway.name)
+    mem = memory_bytes(gateway.memory_limit, where=f"gateway {gateway.name!r}: memory_limit")
+    base_labels = {
+        LABEL_FLEET: fleet,
+        LABEL_GATEWAY: gateway.name,
+        LABEL_COMPONENT: "gateway",
+    }
+    entry = tuple(entrypoint) if entrypoint is not None else None
+    cmd = tuple(command) if command is not None else None
+    payload: dict[str, object] = {
+        "name": name,
+        "image": image,
+        "env": sorted(env.items()),
+        "files": [
+            [f.path, oct(f.mode), _fingerprint(fingerprint_key, f.path, f.content)] for f in files
+        ],
+        "ports": [[p.host_ip, p.host_port, p.container_port] for p in ports],
+        "network": network,
+        "aliases": [gateway.name],
+        "labels": sorted(base_labels.items()),
+        "memory": mem,
+        "entrypoint": list(entry) if entry is not None else None,
+        "command": list(cmd) if cmd is not None else None,
+        "restart": "no",
+    }
+    digest = _spec_hash(payload)
+    labels = {**base_labels, LABEL_SPEC_HASH: digest}
+    return ContainerSpec(
+        name=name,
+        fleet=fleet,
+        gateway=gateway.name,
+        image=image,
+        env=tuple(sorted(env.items())),
+        files=files,
+        ports=ports,
+        network=network,
+        network_aliases=(gateway.name,),
+        labels=tuple(sorted(labels.items())),
+        memory_bytes=mem,
+        spec_hash=digest,
+        entrypoint=entry,
+        command=cmd,
+    )

@@ -1,0 +1,436 @@
+"""The reconcile loop: observe the runtime, plan (pure), act; at start, on events, periodically.
+
+Automatic (re)starts of a gateway are rationed: the first one after a failure is immediate,
+later ones wait an exponential, fully jittered backoff, and a sliding-window retry budget stops
+a crash loop altogether (the gateway is then held until an operator starts it again). Every
+decision and every runtime event is handed to ``publish`` so the supervisor's wiring can feed
+the per-gateway lifecycle. Closing the orchestrator leaves every container running: restarts of
+the supervisor must never cost a gateway its session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from gateway.runtime import ContainerGone, ObservedContainer, Runtime, RuntimeEvent
+from gateway.spec import ContainerSpec
+from supervisor import reconcile
+from supervisor.budget import BackoffPolicy, SlidingWindow
+from supervisor.reconcile import Action, ActionKind
+
+__all__ = [
+    "Orchestrator",
+    "OrchestratorEvent",
+    "OrchestratorEventKind",
+    "Publisher",
+    "RestartPolicy",
+]
+
+log = logging.getLogger(__name__)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class OrchestratorEventKind(enum.Enum):
+    ACTION_DONE = "action_done"
+    ACTION_FAILED = "action_failed"
+    ADOPTED = "adopted"
+    CONFLICT = "conflict"
+    BACKOFF = "backoff"  # an automatic restart is deferred until retry_at
+    BUDGET_EXHAUSTED = "budget_exhausted"  # held until an operator starts the gateway
+    OPERATOR_STOPPED = "operator_stopped"
+    OPERATOR_STARTED = "operator_started"
+    RECONCILE_FAILED = "reconcile_failed"  # the runtime could not even be listed
+
+
+@dataclass(frozen=True, slots=True)
+class OrchestratorEvent:
+    kind: OrchestratorEventKind
+    gateway: str
+    at: datetime
+    action: ActionKind | None = None
+    container_id: str | None = None
+    detail: str = ""
+    retry_at: datetime | None = None
+
+
+Publisher = Callable[[RuntimeEvent | OrchestratorEvent], None]
+
+
+@dataclass(frozen=True, slots=True)
+class RestartPolicy:
+    """How automatic restarts of one gateway are rationed."""
+
+    backoff: BackoffPolicy = field(
+        default_factory=lambda: BackoffPolicy(base=timedelta(seconds=10), cap=timedelta(minutes=10))
+    )
+    budget: int = 6  # automatic restarts allowed per budget_window
+    budget_window: timedelta = timedelta(hours=1)
+    # A container that stays up this long resets the backoff to "restart at once".
+    stable_after: timedelta = timedelta(minutes=5)
+
+
+@dataclass(slots=True)
+class _Restarts:
+    window: SlidingWindow
+    attempts: int = 0
+    retry_at: datetime | None = None
+    exhausted: bool = False
+    announced_retry: datetime | None = None
+    seen: bool = False  # a container of this gateway was observed or created by us
+
+
+class Orchestrator:
+    """Observe -> plan -> act for one fleet behind a :class:`gateway.runtime.Runtime`."""
+
+    def __init__(
+        self,
+        *,
+        runtime: Runtime,
+        fleet: str,
+        desired: Sequence[ContainerSpec],
+        publish: Publisher,
+        clock: Callable[[], datetime] = utc_now,
+        interval: float = 30.0,
+        policy: RestartPolicy | None = None,
+        rng: random.Random | None = None,
+        stop_timeout: float = 30.0,
+        action_timeout: float = 120.0,
+        event_retry: float = 1.0,
+    ) -> None:
+        self._runtime = runtime
+        self._fleet = fleet
+        self._desired: tuple[ContainerSpec, ...] = tuple(desired)
+        self._publish = publish
+        self._clock = clock
+        self._interval = interval
+        self._policy = policy or RestartPolicy()
+        self._rng = rng or random.Random()
+        self._stop_timeout = stop_timeout
+        self._action_timeout = action_timeout
+        self._event_retry = event_retry
+        self._restarts: dict[str, _Restarts] = {}
+        self._operator_stopped: set[str] = set()
+        self._announced: set[tuple[OrchestratorEventKind, str]] = set()
+        self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._closing = asyncio.Event()
+        self.passes = 0  # completed reconcile passes, for tests and metrics
+
+    # -- operator surface --------------------------------------------------------------------
+
+    @property
+    def operator_stopped(self) -> frozenset[str]:
+        return frozenset(self._operator_stopped)
+
+    def set_desired(self, desired: Sequence[ContainerSpec]) -> None:
+        """Replace the desired specs (a reloaded fleet file); the next pass applies them."""
+        self._desired = tuple(desired)
+        self.request_reconcile()
+
+    def request_reconcile(self) -> None:
+        self._wake.set()
+
+    async def operator_stop(self, gateway: str) -> None:
+        """Stop a gateway and keep it stopped until :meth:`operator_start`."""
+        self._operator_stopped.add(gateway)
+        self._emit(OrchestratorEventKind.OPERATOR_STOPPED, gateway)
+        async with self._lock:
+            for container in await self._runtime.list(fleet=self._fleet):
+                if container.fleet == self._fleet and container.gateway == gateway:
+                    if container.is_alive:
+                        await self._runtime.stop(container.id, timeout=self._stop_timeout)
+
+    def operator_start(self, gateway: str) -> None:
+        """Undo an operator stop or a spent budget: the gateway may run (and retry) again."""
+        self._operator_stopped.discard(gateway)
+        state = self._restarts.get(gateway)
+        if state is not None:
+            state.attempts = 0
+            state.retry_at = None
+            state.exhausted = False
+            state.window = SlidingWindow(
+                limit=self._policy.budget, window=self._policy.budget_window
+            )
+        self._announced = {a for a in self._announced if not a[1].startswith(f"{gateway}/")}
+        self._emit(OrchestratorEventKind.OPERATOR_STARTED, gateway)
+        self.request_reconcile()
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Reconcile now, then on every runtime event and every ``interval`` until closed."""
+        events = asyncio.create_task(self._follow_events(), name=f"ibfleet-events-{self._fleet}")
+        try:
+            while not self._closing.is_set():
+                self._wake.clear()
+                await self.reconcile_once()
+                await self._sleep_until_woken()
+        finally:
+            events.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await events
+            log.info("orchestrator_stopped fleet=%s containers=left_running", self._fleet)
+
+    async def close(self) -> None:
+        """End :meth:`run` after the current pass; containers are left as they are."""
+        self._closing.set()
+        self._wake.set()
+
+    async def _sleep_until_woken(self) -> None:
+        timeout = self._interval
+        now = self._clock()
+        for state in self._restarts.values():
+            if state.retry_at is not None and not state.exhausted:
+                timeout = min(timeout, max(0.0, (state.retry_at - now).total_seconds()))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+
+    async def _follow_events(self) -> None:
+        while True:
+            try:
+                async for event in self._runtime.events(fleet=self._fleet):
+                    self._safe_publish(event)
+                    self.request_reconcile()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the stream broke: say so, then follow it again
+                log.warning(
+                    "runtime_events_broken fleet=%s error=%s", self._fleet, type(exc).__name__
+                )
+            # A stream that ended may have missed events: reconcile covers the gap.
+            self.request_reconcile()
+            await asyncio.sleep(self._event_retry)
+
+    # -- one pass ----------------------------------------------------------------------------
+
+    async def reconcile_once(self) -> list[Action]:
+        """Observe, plan and act once; returns the plan (including ADOPT/WAIT/CONFLICT)."""
+        async with self._lock:
+            try:
+                observed = await asyncio.wait_for(
+                    self._runtime.list(fleet=self._fleet), timeout=self._action_timeout
+                )
+            except Exception as exc:
+                self._emit(
+                    OrchestratorEventKind.RECONCILE_FAILED,
+                    "*",
+                    detail=f"cannot list containers: {type(exc).__name__}: {exc}",
+                )
+                return []
+            now = self._clock()
+            self._note_observed(observed, now)
+            actions = reconcile.plan(
+                self._desired, observed, fleet=self._fleet, hold=self._hold(now, observed)
+            )
+            allowed = [a for a in actions if self._admit(a, now)]
+            by_gateway: dict[str, list[Action]] = {}
+            for action in allowed:
+                by_gateway.setdefault(action.gateway, []).append(action)
+            # Gateways are acted on concurrently; each gateway's actions run in plan order.
+            await asyncio.gather(*(self._act_all(group) for group in by_gateway.values()))
+            self.passes += 1
+            return actions
+
+    def _state(self, gateway: str) -> _Restarts:
+        state = self._restarts.get(gateway)
+        if state is None:
+            state = _Restarts(
+                window=SlidingWindow(limit=self._policy.budget, window=self._policy.budget_window)
+            )
+            self._restarts[gateway] = state
+        return state
+
+    def _note_observed(self, observed: Sequence[ObservedContainer], now: datetime) -> None:
+        for container in observed:
+            if container.fleet != self._fleet or container.gateway is None:
+                continue
+            state = self._state(container.gateway)
+            state.seen = True
+            stable = container.started_at is not None and (
+                now - container.started_at >= self._policy.stable_after
+            )
+            if container.is_alive and stable and state.attempts:
+                state.attempts = 0
+                state.retry_at = None
+
+    def _hold(self, now: datetime, observed: Sequence[ObservedContainer]) -> frozenset[str]:
+        held = set(self._operator_stopped)
+        for gateway, state in self._restarts.items():
+            if state.exhausted or (state.retry_at is not None and now < state.retry_at):
+                held.add(gateway)
+        return frozenset(held)
+
+    def _admit(self, action: Action, now: datetime) -> bool:
+        """Apply backoff and the retry budget to automatic restarts; False defers the action."""
+        gateway = action.gateway
+        state = self._state(gateway)
+        if action.kind is ActionKind.CONFLICT:
+            self._emit_once(
+                OrchestratorEventKind.CONFLICT,
+                gateway,
+                container_id=action.container.id if action.container else None,
+                detail=action.reason,
+            )
+            return False
+        if action.kind is ActionKind.WAIT:
+            if state.retry_at is not None and now < state.retry_at and not state.exhausted:
+                if state.announced_retry != state.retry_at:
+                    state.announced_retry = state.retry_at
+                    self._emit(
+                        OrchestratorEventKind.BACKOFF,
+                        gateway,
+                        detail=f"restart attempt {state.attempts + 1} deferred",
+                        retry_at=state.retry_at,
+                    )
+            return False
+        if action.kind is ActionKind.ADOPT:
+            cid = action.container.id if action.container else ""
+            self._emit_once(OrchestratorEventKind.ADOPTED, gateway, container_id=cid)
+            return False
+        if not action.starts_container:
+            return True
+        automatic = action.kind is ActionKind.START or (
+            state.seen and (action.container is None or not action.container.is_alive)
+        )
+        state.seen = True
+        if not automatic:
+            return True  # a first creation or a rollout of a running gateway's new spec
+        if not state.window.allows(now):
+            state.exhausted = True
+            self._emit_once(
+                OrchestratorEventKind.BUDGET_EXHAUSTED,
+                gateway,
+                detail=f"{self._policy.budget} automatic restarts within "
+                f"{self._policy.budget_window}; held until an operator starts it",
+            )
+            return False
+        state.window = state.window.record(now)
+        delay = self._policy.backoff.delay(state.attempts, rng=self._rng)
+        state.attempts += 1
+        state.retry_at = now + delay
+        return True
+
+    async def _act_all(self, group: list[Action]) -> None:
+        for action in group:
+            try:
+                await asyncio.wait_for(self._act(action), timeout=self._action_timeout)
+            except Exception as exc:
+                self._emit(
+                    OrchestratorEventKind.ACTION_FAILED,
+                    action.gateway,
+                    action=action.kind,
+                    container_id=action.container.id if action.container else None,
+                    detail=f"{type(exc).__name__}: {exc}",
+                )
+                return  # later actions of this gateway depended on this one
+            else:
+                self._emit(
+                    OrchestratorEventKind.ACTION_DONE,
+                    action.gateway,
+                    action=action.kind,
+                    container_id=action.container.id if action.container else None,
+                    detail=action.reason,
+                )
+
+    async def _act(self, action: Action) -> None:
+        runtime = self._runtime
+        container = action.container
+        if action.kind is ActionKind.REMOVE and container is not None:
+            await self._stop_and_remove(container)
+        elif action.kind is ActionKind.RECREATE and container is not None:
+            assert action.spec is not None
+            await self._stop_and_remove(container)
+            await self._create_and_start(action.spec)
+        elif action.kind is ActionKind.CREATE:
+            assert action.spec is not None
+            await self._create_and_start(action.spec)
+        elif action.kind is ActionKind.START and container is not None:
+            await runtime.start(container.id)
+
+    async def _create_and_start(self, spec: ContainerSpec) -> None:
+        container_id = await self._runtime.create(spec)
+        await self._runtime.start(container_id)
+
+    async def _stop_and_remove(self, container: ObservedContainer) -> None:
+        # A graceful stop first lets IBC log off, so IB does not see an abandoned session.
+        steps: list[Callable[[], Awaitable[None]]] = []
+        if container.is_alive:
+            steps.append(lambda: self._runtime.stop(container.id, timeout=self._stop_timeout))
+        steps.append(lambda: self._runtime.remove(container.id))
+        for step in steps:
+            with contextlib.suppress(ContainerGone):
+                await step()
+
+    # -- publishing --------------------------------------------------------------------------
+
+    def _emit(
+        self,
+        kind: OrchestratorEventKind,
+        gateway: str,
+        *,
+        action: ActionKind | None = None,
+        container_id: str | None = None,
+        detail: str = "",
+        retry_at: datetime | None = None,
+    ) -> None:
+        event = OrchestratorEvent(
+            kind=kind,
+            gateway=gateway,
+            at=self._clock(),
+            action=action,
+            container_id=container_id,
+            detail=detail,
+            retry_at=retry_at,
+        )
+        level = logging.WARNING if kind in _WARN else logging.INFO
+        log.log(
+            level,
+            "orchestrator_%s fleet=%s gateway=%s action=%s container=%s detail=%r",
+            kind.value,
+            self._fleet,
+            gateway,
+            action.value if action else "-",
+            (container_id or "-")[:12],
+            detail,
+        )
+        self._safe_publish(event)
+
+    def _emit_once(
+        self,
+        kind: OrchestratorEventKind,
+        gateway: str,
+        *,
+        container_id: str | None = None,
+        detail: str = "",
+    ) -> None:
+        key = (kind, f"{gateway}/{container_id or ''}")
+        if key in self._announced:
+            return
+        self._announced.add(key)
+        self._emit(kind, gateway, container_id=container_id, detail=detail)
+
+    def _safe_publish(self, event: RuntimeEvent | OrchestratorEvent) -> None:
+        try:
+            self._publish(event)
+        except Exception as exc:  # a broken subscriber must not stop reconciling
+            log.exception("orchestrator_publish_failed error=%s", type(exc).__name__)
+
+
+_WARN = frozenset(
+    {
+        OrchestratorEventKind.ACTION_FAILED,
+        OrchestratorEventKind.CONFLICT,
+        OrchestratorEventKind.BUDGET_EXHAUSTED,
+        OrchestratorEventKind.RECONCILE_FAILED,
+    }
+)
