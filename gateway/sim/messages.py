@@ -157,7 +157,7 @@ def parse_place_order(fields: list[str], *, server_version: int) -> OrderRequest
         r.skip(1, "faProfile")
     r.skip(4, "modelCode..exemptCode")
     oca_type = r.int("ocaType")
-    r.skip(18, "rule80A..volatilityType")
+    r.skip(17, "rule80A..volatilityType")
     dn_type = r.str("deltaNeutralOrderType")
     r.skip(1, "deltaNeutralAuxPrice")
     if dn_type:
