@@ -207,7 +207,8 @@ def _merge(windows: list[Window]) -> list[Window]:
         if merged and window.start <= merged[-1].end:
             last = merged[-1]
             if window.end > last.end:
-                name = last.name if last.name == window.name else f"{last.name}+{window.name}"
+                parts = last.name.split("+")
+                name = last.name if window.name in parts else f"{last.name}+{window.name}"
                 merged[-1] = Window(last.region, name, last.start, window.end)
             continue
         merged.append(window)
