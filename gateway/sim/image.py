@@ -430,6 +430,34 @@ def _remove_superseded(client: docker.DockerClient, image_id: str) -> None:
         client.images.remove(image_id, noprune=False)
 
 
+def last_image_of_step(log: list[str], step_fragment: str) -> str | None:
+    """The image id a classic-builder step produced (its ` ---> <id>` line), if logged."""
+    inside = False
+    found: str | None = None
+    for line in log:
+        if re.match(r"^Step \d+/\d+ :", line):
+            inside = step_fragment in line
+            continue
+        match = re.match(r"^ ---> ([0-9a-f]{12,64})$", line.rstrip())
+        if inside and match:
+            found = match.group(1)
+    return found
+
+
+def _forget_old_app_stage(client: docker.DockerClient, *, log: list[str], record: Path) -> None:
+    # Each code change leaves the previous build's untagged app stage behind; drop the one
+    # this tag made last time (its parents are shared with the new build and stay).
+    current = last_image_of_step(log, "--prefix /opt/ibfleet-app")
+    if current is None:
+        return
+    with contextlib.suppress(OSError):
+        previous = record.read_text(encoding="utf-8").strip()
+        if previous and previous != current:
+            _remove_superseded(client, previous)
+    with contextlib.suppress(OSError):
+        record.write_text(current, encoding="utf-8")
+
+
 def _pull_with_deadline(
     client: docker.DockerClient, name: str, *, timeout_s: float
 ) -> tuple[bool, str]:
@@ -678,6 +706,7 @@ def build_sim_image(
                 raise ImageBuildError(f"the build finished but {tag} is not in the engine")
             if previous is not None and previous != image_id:
                 _remove_superseded(docker_client, previous)
+            _forget_old_app_stage(docker_client, log=log, record=cache / f"stage-{lock_name}.id")
     steps, cached = count_cached_steps(log)
     return ImageInfo(
         tag=tag,

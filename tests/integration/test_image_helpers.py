@@ -93,3 +93,19 @@ def test_no_engine_is_a_clear_error(tmp_path: Path) -> None:
     )
     with pytest.raises(sim_image_mod.ImageBuildError, match="no Docker engine answers"):
         sim_image_mod.build_sim_image(docker_client=client, cache_dir=tmp_path / "cache")
+
+
+def test_last_image_of_a_step_is_read_from_the_build_log() -> None:
+    log = [
+        "Step 7/9 : COPY app/ /wheels/app/",
+        " ---> 18ed01348f0a",
+        "Step 8/9 : RUN pip install --prefix /opt/ibfleet-app x.whl",
+        " ---> Running in 11704012d5f6",
+        "Processing x.whl",
+        "Removing intermediate container 11704012d5f6",
+        " ---> 2a43c81e1aad",
+        "Step 9/9 : FROM base",
+        " ---> b6ad31bd7a8a",
+    ]
+    assert sim_image_mod.last_image_of_step(log, "--prefix /opt/ibfleet-app") == "2a43c81e1aad"
+    assert sim_image_mod.last_image_of_step(log, "no such step") is None
