@@ -812,15 +812,8 @@ def image_command(
         typer.echo(info.tag)
         return
     typer.echo(
-        json.dumps(
-            {
-                "tag": info.tag,
-                "image_id": info.image_id,
-                "base": info.base,
-                "base_source": info.base_source.value,
-                "deps_wheels_cached": info.deps_wheels_cached,
-                "steps_cached": f"{info.steps_cached}/{info.steps_total}",
-                "seconds": round(info.duration_s, 1),
-            }
-        )
+        f"built {info.tag} ({info.image_id[7:19]}) in {info.duration_s:.1f} s; "
+        f"base {info.base} ({info.base_source.value}); "
+        f"dependency wheels {'cached' if info.deps_wheels_cached else 'built'}; "
+        f"{info.steps_cached}/{info.steps_total} build steps from cache"
     )
