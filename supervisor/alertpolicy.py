@@ -219,9 +219,7 @@ class AlertBook:
         )
         routes = self.policy.routes_for(clean.severity)
         self._open[clean.key] = _Open(clean, now, routes, now)
-        return [
-            self._send(clean.key, route, DeliveryKind.RAISE, clean, now) for route in routes
-        ]
+        return [self._send(clean.key, route, DeliveryKind.RAISE, clean, now) for route in routes]
 
     def resolve(self, key: str, now: datetime) -> list[Delivery]:
         """Close ``key`` and tell the routes that heard about it; nothing if it is not open."""
