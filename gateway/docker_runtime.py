@@ -499,7 +499,7 @@ def _event_from(item: dict[str, Any]) -> RuntimeEvent | None:
     exit_code: int | None = None
     if kind is EventKind.DIE:
         with contextlib.suppress(TypeError, ValueError):
-            exit_code = int(attributes.get("exitCode"))
+            exit_code = int(str(attributes.get("exitCode")))
     return RuntimeEvent(
         kind=kind,
         container_id=str(actor.get("ID") or item.get("id") or ""),

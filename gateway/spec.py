@@ -200,6 +200,8 @@ def render_ibc_config(
     password = _ini_value(
         secrets.password.get_secret_value(), what="the password", gateway=gateway.name
     )
+    device = _ini_value(two.device, what="two_factor.device", gateway=gateway.name)
+    cold = restart.weekly_cold.time.strftime("%H:%M") if restart.weekly_cold else ""
     lines = [
         "# Rendered by ibfleet; the supervisor owns this file.",
         "FIX=no",
@@ -207,7 +209,7 @@ def render_ibc_config(
         f"IbPassword={password}",
         f"TradingMode={gateway.mode.value}",
         f"ReadOnlyApi={_yes_no(gateway.read_only)}",
-        f"SecondFactorDevice={_ini_value(two.device, what='two_factor.device', gateway=gateway.name)}",
+        f"SecondFactorDevice={device}",
         "ReloginAfterSecondFactorAuthenticationTimeout="
         + _yes_no(two.timeout_action is TwoFactorTimeoutAction.RESTART),
         f"ExistingSessionDetectedAction={gateway.existing_session.value}",
@@ -215,7 +217,7 @@ def render_ibc_config(
         "AcceptNonBrokerageAccountWarning=yes",
         f"AutoRestartTime={ibc_clock(restart.daily) if restart.daily else ''}",
         "AutoLogoffTime=",
-        f"ColdRestartTime={restart.weekly_cold.time.strftime('%H:%M') if restart.weekly_cold else ''}",
+        f"ColdRestartTime={cold}",
         f"CommandServerPort={COMMAND_SERVER_PORT}",
         f"ControlFrom={','.join(control_from)}",
         "BindAddress=",

@@ -146,9 +146,9 @@ class Orchestrator:
         self._emit(OrchestratorEventKind.OPERATOR_STOPPED, gateway)
         async with self._lock:
             for container in await self._runtime.list(fleet=self._fleet):
-                if container.fleet == self._fleet and container.gateway == gateway:
-                    if container.is_alive:
-                        await self._runtime.stop(container.id, timeout=self._stop_timeout)
+                ours = container.fleet == self._fleet and container.gateway == gateway
+                if ours and container.is_alive:
+                    await self._runtime.stop(container.id, timeout=self._stop_timeout)
 
     def operator_start(self, gateway: str) -> None:
         """Undo an operator stop or a spent budget: the gateway may run (and retry) again."""
@@ -283,15 +283,15 @@ class Orchestrator:
             )
             return False
         if action.kind is ActionKind.WAIT:
-            if state.retry_at is not None and now < state.retry_at and not state.exhausted:
-                if state.announced_retry != state.retry_at:
-                    state.announced_retry = state.retry_at
-                    self._emit(
-                        OrchestratorEventKind.BACKOFF,
-                        gateway,
-                        detail=f"restart attempt {state.attempts + 1} deferred",
-                        retry_at=state.retry_at,
-                    )
+            deferred = state.retry_at is not None and now < state.retry_at
+            if deferred and not state.exhausted and state.announced_retry != state.retry_at:
+                state.announced_retry = state.retry_at
+                self._emit(
+                    OrchestratorEventKind.BACKOFF,
+                    gateway,
+                    detail=f"restart attempt {state.attempts + 1} deferred",
+                    retry_at=state.retry_at,
+                )
             return False
         if action.kind is ActionKind.ADOPT:
             cid = action.container.id if action.container else ""

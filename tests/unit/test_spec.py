@@ -1,0 +1,238 @@
+"""Container spec rendering: the gnzsnz contract, secrets kept out of env, and the spec hash."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import SecretStr
+
+from gateway.config import GatewayConfig
+from gateway.spec import (
+    CONFIG_INI_PATH,
+    LABEL_FLEET,
+    LABEL_GATEWAY,
+    LABEL_SPEC_HASH,
+    PASSWORD_PATH,
+    USERNAME_PATH,
+    ContainerSpec,
+    GatewaySecrets,
+    SpecError,
+    ibc_clock,
+    memory_bytes,
+    render_spec,
+)
+
+PASSWORD = "s3cret-Pa55word"
+USERNAME = "fleetuser1"
+KEY = b"k" * 32
+
+
+def gateway(**overrides: Any) -> GatewayConfig:
+    data: dict[str, Any] = {
+        "name": "paper-1",
+        "mode": "paper",
+        "account": "DU1234567",
+        "username": {"env": "IB_USER"},
+        "password": {"env": "IB_PASS"},
+        "api_port": 4102,
+    }
+    data.update(overrides)
+    return GatewayConfig.model_validate(data)
+
+
+def render(
+    gw: GatewayConfig | None = None,
+    *,
+    password: str = PASSWORD,
+    key: bytes = KEY,
+    **kwargs: Any,
+) -> ContainerSpec:
+    params: dict[str, Any] = {
+        "fleet": "prod",
+        "network": "ibfleet-prod",
+        "image": "ghcr.io/gnzsnz/ib-gateway:stable",
+        "timezone": "America/New_York",
+    }
+    params.update(kwargs)
+    return render_spec(
+        gw or gateway(),
+        secrets=GatewaySecrets(username=SecretStr(USERNAME), password=SecretStr(password)),
+        fingerprint_key=key,
+        **params,
+    )
+
+
+class TestImageContract:
+    def test_paper_gateway_gets_the_gnzsnz_environment(self) -> None:
+        env = render().env_map
+        assert env["TRADING_MODE"] == "paper"
+        assert env["READ_ONLY_API"] == "no"
+        assert env["TWOFA_TIMEOUT_ACTION"] == "restart"
+        assert env["RELOGIN_AFTER_TWOFA_TIMEOUT"] == "yes"
+        assert env["TWOFA_DEVICE"] == "IB Key"
+        assert env["EXISTING_SESSION_DETECTED_ACTION"] == "primary"
+        assert env["TIME_ZONE"] == "America/New_York"
+        assert env["CUSTOM_CONFIG"] == "yes"
+        assert env["IBC_INI"] == CONFIG_INI_PATH
+        assert env["TWS_PASSWORD_FILE"] == PASSWORD_PATH
+        assert env["TWS_USERID_FILE"] == USERNAME_PATH
+
+    def test_exit_on_2fa_timeout_disables_relogin(self) -> None:
+        env = render(gateway(two_factor={"timeout_action": "exit"})).env_map
+        assert env["TWOFA_TIMEOUT_ACTION"] == "exit"
+        assert env["RELOGIN_AFTER_TWOFA_TIMEOUT"] == "no"
+
+    def test_restart_times_use_ibc_format_without_quotes(self) -> None:
+        spec = render(gateway(restart={"daily": "23:55", "weekly_cold": "Sun 01:30"}))
+        assert spec.env_map["AUTO_RESTART_TIME"] == "11:55 PM"
+        assert spec.env_map["TWS_COLD_RESTART"] == "01:30"
+        ini = next(f for f in spec.files if f.path == CONFIG_INI_PATH).content.get_secret_value()
+        assert "AutoRestartTime=11:55 PM\n" in ini
+        assert '"' not in ini
+
+    def test_no_restart_times_means_no_restart_env(self) -> None:
+        env = render().env_map
+        assert "AUTO_RESTART_TIME" not in env
+        assert "TWS_COLD_RESTART" not in env
+
+    def test_extra_env_is_passed_through(self) -> None:
+        env = render(gateway(env={"JAVA_HEAP_SIZE": "1024"})).env_map
+        assert env["JAVA_HEAP_SIZE"] == "1024"
+
+    @pytest.mark.parametrize("key", ["TWS_PASSWORD", "TWS_USERID", "TRADING_MODE", "IBC_INI"])
+    def test_extra_env_may_not_set_reserved_keys(self, key: str) -> None:
+        with pytest.raises(SpecError, match=rf"'paper-1'.*{key}"):
+            render(gateway(env={key: "x"}))
+
+    def test_paper_api_is_published_from_4004_on_the_configured_interface_only(self) -> None:
+        (port,) = render(gateway(api_port=4102, bind="127.0.0.1")).ports
+        assert (port.host_ip, port.host_port, port.container_port) == ("127.0.0.1", 4102, 4004)
+
+    def test_live_api_is_published_from_4003(self) -> None:
+        live = gateway(mode="live", account="U1234567", allow_live=True, bind="10.0.0.5")
+        (port,) = render(live).ports
+        assert (port.host_ip, port.container_port) == ("10.0.0.5", 4003)
+
+    def test_live_gateway_without_allow_live_is_refused(self) -> None:
+        with pytest.raises(SpecError, match="allow_live"):
+            render(gateway(mode="live", account="U1234567"))
+
+    def test_public_bind_without_permission_is_refused(self) -> None:
+        with pytest.raises(SpecError, match="public"):
+            render(gateway(bind="0.0.0.0"))
+
+    def test_public_bind_with_permission_is_published(self) -> None:
+        (port,) = render(gateway(bind="0.0.0.0", allow_public_bind=True)).ports
+        assert port.host_ip == "0.0.0.0"
+
+
+class TestIdentity:
+    def test_name_labels_network_memory_and_restart_policy(self) -> None:
+        spec = render(gateway(memory_limit="2g"))
+        assert spec.name == "ibfleet-prod-paper-1"
+        assert spec.label_map[LABEL_FLEET] == "prod"
+        assert spec.label_map[LABEL_GATEWAY] == "paper-1"
+        assert spec.label_map[LABEL_SPEC_HASH] == spec.spec_hash
+        assert spec.network == "ibfleet-prod"
+        assert spec.network_aliases == ("paper-1",)
+        assert spec.memory_bytes == 2 * 1024**3
+        assert spec.restart_policy == "no"
+
+    def test_memory_sizes(self) -> None:
+        assert memory_bytes("1536m") == 1536 * 1024**2
+        assert memory_bytes("512k") == 512 * 1024
+        with pytest.raises(SpecError, match="memory size"):
+            memory_bytes("lots")
+
+
+class TestSecrets:
+    def test_no_credential_appears_in_env_labels_or_repr(self) -> None:
+        spec = render()
+        visible = " ".join(
+            [*(f"{k}={v}" for k, v in spec.env), *(f"{k}={v}" for k, v in spec.labels)]
+        )
+        assert PASSWORD not in visible
+        assert USERNAME not in visible
+        assert PASSWORD not in repr(spec)
+        assert "TWS_PASSWORD" not in spec.env_map
+        assert "TWS_USERID" not in spec.env_map
+
+    def test_credentials_travel_as_read_only_files(self) -> None:
+        files = {f.path: f for f in render().files}
+        assert files[PASSWORD_PATH].content.get_secret_value() == PASSWORD
+        assert files[USERNAME_PATH].content.get_secret_value() == USERNAME
+        assert all(f.mode == 0o400 for f in files.values())
+
+    def test_ibc_config_enables_the_command_server_and_carries_credentials(self) -> None:
+        spec = render(control_from=["172.30.0.1"])
+        ini = next(f for f in spec.files if f.path == CONFIG_INI_PATH).content.get_secret_value()
+        lines = set(ini.splitlines())
+        assert "CommandServerPort=7462" in lines
+        assert "ControlFrom=172.30.0.1" in lines
+        assert f"IbLoginId={USERNAME}" in lines
+        assert f"IbPassword={PASSWORD}" in lines
+        assert "TradingMode=paper" in lines
+        assert "AcceptIncomingConnectionAction=reject" in lines
+
+    def test_a_line_break_in_the_password_is_refused_without_showing_it(self) -> None:
+        with pytest.raises(SpecError) as info:
+            render(password="abc\nCommandServerPort=1")
+        assert "line break" in str(info.value)
+        assert "abc" not in str(info.value)
+
+    def test_empty_fingerprint_key_is_refused(self) -> None:
+        with pytest.raises(SpecError, match="fingerprint_key"):
+            render(key=b"")
+
+
+class TestSpecHash:
+    def test_same_input_gives_the_same_hash(self) -> None:
+        assert render().spec_hash == render().spec_hash
+
+    def test_password_change_changes_the_hash(self) -> None:
+        assert render(password="other-password").spec_hash != render().spec_hash
+
+    def test_hash_is_keyed_so_it_does_not_leak_a_plain_password_digest(self) -> None:
+        assert render(key=b"a" * 32).spec_hash != render(key=b"b" * 32).spec_hash
+
+    @pytest.mark.parametrize(
+        "change",
+        [
+            {"api_port": 4200},
+            {"read_only": True},
+            {"memory_limit": "2g"},
+            {"env": {"JAVA_HEAP_SIZE": "2048"}},
+            {"restart": {"daily": "23:00"}},
+        ],
+    )
+    def test_config_changes_change_the_hash(self, change: dict[str, Any]) -> None:
+        assert render(gateway(**change)).spec_hash != render().spec_hash
+
+    def test_image_change_changes_the_hash(self) -> None:
+        assert render(image="ibfleet-sim:test").spec_hash != render().spec_hash
+
+    def test_probe_list_is_not_part_of_the_container(self) -> None:
+        # Probes are the supervisor's business: editing them must not restart a gateway.
+        probed = gateway(probes=[{"symbol": "AAPL"}])
+        assert render(probed).spec_hash == render().spec_hash
+
+
+@given(st.times())
+def test_ibc_clock_is_twelve_hour_with_am_pm(value: dt.time) -> None:
+    text = ibc_clock(value)
+    match = re.fullmatch(r"(\d\d):(\d\d) (AM|PM)", text)
+    assert match is not None
+    hour, minute, half = int(match.group(1)), int(match.group(2)), match.group(3)
+    assert 1 <= hour <= 12
+    assert minute == value.minute
+    assert (hour % 12) + (12 if half == "PM" else 0) == value.hour
+
+
+def test_ibc_clock_midnight_and_noon() -> None:
+    assert ibc_clock(dt.time(0, 5)) == "12:05 AM"
+    assert ibc_clock(dt.time(12, 0)) == "12:00 PM"
