@@ -396,6 +396,8 @@ class SqliteJournal:
     # -- opening ---------------------------------------------------------------------------
 
     def _take_lock(self) -> int:
+        if not self.path.parent.is_dir():
+            raise JournalError(f"journal {self.path}: directory {self.path.parent} does not exist")
         lock_path = self.path.with_name(self.path.name + ".lock")
         try:
             fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -426,8 +428,6 @@ class SqliteJournal:
             os.close(fd)
 
     def _connect(self) -> sqlite3.Connection:
-        if not self.path.parent.is_dir():
-            raise JournalError(f"journal {self.path}: directory {self.path.parent} does not exist")
         try:
             db = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False, timeout=5.0
@@ -873,9 +873,7 @@ class SqliteJournal:
         return self._intent_from_row(row, history)
 
     @staticmethod
-    def _intent_from_row(
-        row: Sequence[Any], history: Sequence[Sequence[Any]] = ()
-    ) -> OrderIntent:
+    def _intent_from_row(row: Sequence[Any], history: Sequence[Sequence[Any]] = ()) -> OrderIntent:
         return OrderIntent(
             key=row[0],
             strategy=row[1],

@@ -274,9 +274,7 @@ class FleetMetrics:
             )
         owner = self._gw(gateway)
         for known in self._gateway_states:
-            self._labels(owner, self.gateway_state, gateway, known).set(
-                1 if known == name else 0
-            )
+            self._labels(owner, self.gateway_state, gateway, known).set(1 if known == name else 0)
 
     def set_gateway_ready(self, gateway: str, ready: bool) -> None:
         """Readiness as the supervisor judges it (logged in and answering)."""
@@ -332,9 +330,7 @@ class FleetMetrics:
             )
         owner = self._st(strategy)
         for known in self._strategy_states:
-            self._labels(owner, self.strategy_state, strategy, known).set(
-                1 if known == name else 0
-            )
+            self._labels(owner, self.strategy_state, strategy, known).set(1 if known == name else 0)
 
     def order_counted(self, strategy: str, outcome: str) -> None:
         """Count one order (``sent``, ``rejected_risk``, ``rate_limited``, ``filled``, ...)."""

@@ -1,0 +1,145 @@
+"""A real SMTP server for tests: aiosmtpd on 127.0.0.1 with an ephemeral port.
+
+with SmtpSink() as smtp:
+    url = f"mailto://alerts@127.0.0.1:{smtp.port}?smtp=127.0.0.1&from=...&to=..."
+    ...
+    message = smtp.wait_for(lambda m: "2FA" in m.subject, timeout=10)
+"""
+
+from __future__ import annotations
+
+import email
+import email.message
+import email.policy
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+__all__ = ["ReceivedMail", "SmtpSink"]
+
+
+@dataclass(frozen=True)
+class ReceivedMail:
+    """One message as the server received it."""
+
+    mail_from: str
+    rcpt_tos: tuple[str, ...]
+    raw: bytes
+    message: email.message.EmailMessage
+
+    @property
+    def subject(self) -> str:
+        return str(self.message.get("Subject", ""))
+
+    @property
+    def text(self) -> str:
+        """All text parts, decoded, joined (what a reader would see)."""
+        parts = []
+        for part in self.message.walk():
+            if part.get_content_maintype() == "text":
+                parts.append(str(part.get_content()))
+        return "\n".join(parts)
+
+
+class _Handler:
+    def __init__(self, sink: SmtpSink) -> None:
+        self._sink = sink
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        raw = envelope.original_content or envelope.content or b""
+        if isinstance(raw, str):
+            raw = raw.encode()
+        message = email.message_from_bytes(raw, policy=email.policy.default)
+        assert isinstance(message, email.message.EmailMessage)
+        self._sink._add(
+            ReceivedMail(
+                mail_from=str(envelope.mail_from),
+                rcpt_tos=tuple(envelope.rcpt_tos),
+                raw=raw,
+                message=message,
+            )
+        )
+        return "250 Message accepted for delivery"
+
+
+class _EphemeralController(Controller):
+    """aiosmtpd's Controller, bound to port 0; learns the real port before its self-check."""
+
+    def _trigger_server(self) -> None:
+        if self.port == 0 and self.server is not None:
+            self.port = self.server.sockets[0].getsockname()[1]
+        super()._trigger_server()
+
+
+class SmtpSink:
+    """Plain SMTP (no TLS, no auth) on 127.0.0.1; collects every message it receives."""
+
+    def __init__(self, *, hostname: str = "127.0.0.1") -> None:
+        self._lock = threading.Condition()
+        self._messages: list[ReceivedMail] = []
+        self._controller = _EphemeralController(_Handler(self), hostname=hostname, port=0)
+        self.hostname = hostname
+
+    def start(self) -> SmtpSink:
+        self._controller.start()
+        return self
+
+    def stop(self) -> None:
+        self._controller.stop()
+
+    def __enter__(self) -> SmtpSink:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        port = self._controller.port
+        if not port:
+            raise RuntimeError("SmtpSink is not started")
+        return int(port)
+
+    @property
+    def messages(self) -> list[ReceivedMail]:
+        """A snapshot of everything received so far, in arrival order."""
+        with self._lock:
+            return list(self._messages)
+
+    def _add(self, mail: ReceivedMail) -> None:
+        with self._lock:
+            self._messages.append(mail)
+            self._lock.notify_all()
+
+    def wait_for(
+        self, predicate: Callable[[ReceivedMail], bool], timeout: float = 10.0
+    ) -> ReceivedMail:
+        """The first message matching ``predicate``; waits up to ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while True:
+                for mail in self._messages:
+                    if predicate(mail):
+                        return mail
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    subjects = [m.subject for m in self._messages]
+                    raise TimeoutError(
+                        f"no matching mail within {timeout}s; received subjects: {subjects}"
+                    )
+                self._lock.wait(left)
+
+    def mailto_url(
+        self, *, to: str = "ops@ibfleet.test", sender: str = "alerts@ibfleet.test"
+    ) -> str:
+        """An apprise URL that sends plain SMTP to this sink (insecure mode, no login)."""
+        user = sender.partition("@")[0]
+        return (
+            f"mailto://{user}@{self.hostname}:{self.port}"
+            f"?smtp={self.hostname}&from={sender}&to={to}&name=ibfleet"
+        )
