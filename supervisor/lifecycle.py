@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import enum
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
-from typing import Any, TypeAlias
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeAlias, TypeVar
 
 from supervisor.alertpolicy import Alert, Severity
 from supervisor.budget import BackoffPolicy, SlidingWindow
@@ -568,6 +568,106 @@ class GatewayStatus:
         """True in API_READY: logged in and answering probes."""
         return self.state in READY_STATES
 
+    def to_record(self) -> dict[str, Any]:
+        """JSON-compatible fields, so the journal can persist the machine across restarts."""
+        record: dict[str, Any] = {}
+        for name in _STR_FIELDS | _BOOL_FIELDS | _INT_FIELDS:
+            record[name] = getattr(self, name)
+        for name in _INSTANT_FIELDS:
+            value = getattr(self, name)
+            record[name] = None if value is None else value.astimezone(UTC).isoformat()
+        for name in _INSTANT_TUPLE_FIELDS:
+            record[name] = [t.astimezone(UTC).isoformat() for t in getattr(self, name)]
+        for name in _STR_SET_FIELDS:
+            record[name] = sorted(getattr(self, name))
+        record["state"] = self.state.value
+        record["restart_kind"] = None if self.restart_kind is None else self.restart_kind.value
+        return record
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> GatewayStatus:
+        """Rebuild from :meth:`to_record`; a bad field raises ValueError naming it."""
+        where = f"gateway status {record.get('gateway', '?')!r}"
+        values: dict[str, Any] = {}
+        for name in _STR_FIELDS:
+            values[name] = _typed(record, name, str, where)
+        for name in _BOOL_FIELDS:
+            values[name] = _typed(record, name, bool, where)
+        for name in _INT_FIELDS:
+            values[name] = _typed(record, name, int, where)
+        for name in _INSTANT_FIELDS:
+            raw = record.get(name)
+            values[name] = None if raw is None else _instant(raw, f"{where}.{name}")
+        for name in _INSTANT_TUPLE_FIELDS:
+            items = _typed(record, name, list, where)
+            values[name] = tuple(
+                _instant(item, f"{where}.{name}[{i}]") for i, item in enumerate(items)
+            )
+        for name in _STR_SET_FIELDS:
+            items = _typed(record, name, list, where)
+            if not all(isinstance(item, str) for item in items):
+                raise ValueError(f"{where}.{name}: expected a list of strings, got {items!r}")
+            values[name] = frozenset(items)
+        values["state"] = _enum(State, record.get("state"), f"{where}.state")
+        kind = record.get("restart_kind")
+        values["restart_kind"] = (
+            None if kind is None else _enum(RestartKind, kind, f"{where}.restart_kind")
+        )
+        return cls(**values)
+
+
+_STR_FIELDS = frozenset({"gateway", "username", "reason"})
+_BOOL_FIELDS = frozenset(
+    {"logged_in", "api_connected", "in_window", "restart_planned", "api_dropped"}
+)
+_INT_FIELDS = frozenset({"failed_logins", "restart_count"})
+_INSTANT_FIELDS = frozenset(
+    {
+        "since",
+        "last_heartbeat",
+        "login_deadline",
+        "twofa_deadline",
+        "stall_since",
+        "window_ended_at",
+        "restart_deadline",
+        "backoff_until",
+        "reauth_at",
+    }
+)
+_INSTANT_TUPLE_FIELDS = frozenset({"restarts", "login_attempts"})
+_STR_SET_FIELDS = frozenset({"degraded_reasons", "open_alerts"})
+
+
+def _typed(record: Mapping[str, Any], name: str, kind: type, where: str) -> Any:
+    value = record.get(name)
+    # bool is an int subclass; an int field must not accept True.
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ValueError(f"{where}.{name}: expected {kind.__name__}, got {value!r}")
+    return value
+
+
+def _instant(value: object, where: str) -> datetime:
+    if not isinstance(value, str):
+        raise ValueError(f"{where}: expected an ISO-8601 timestamp, got {value!r}")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{where}: {value!r} is not an ISO-8601 timestamp") from None
+    if parsed.tzinfo is None:
+        raise ValueError(f"{where}: {value!r} has no UTC offset")
+    return parsed.astimezone(UTC)
+
+
+_E = TypeVar("_E", bound=enum.Enum)
+
+
+def _enum(kind: type[_E], value: object, where: str) -> _E:
+    try:
+        return kind(value)
+    except ValueError:
+        allowed = ", ".join(str(member.value) for member in kind)
+        raise ValueError(f"{where}: {value!r} is not one of {allowed}") from None
+
 
 def alert_key(gateway: str, problem: str) -> str:
     """The alert key for ``problem`` on ``gateway`` (``gateway:paper-a:2fa``)."""
@@ -910,7 +1010,6 @@ def _on_operator_stop(step: _Step, _: OperatorStop) -> None:
         restart_deadline=None,
         backoff_until=None,
         login_deadline=None,
-        in_window=step.status.in_window,
     )
     step.goto(State.STOPPED, "operator stop")
 
@@ -1380,8 +1479,10 @@ def _on_tick(step: _Step, _: Tick) -> None:
         and status.restart_deadline
         and now >= status.restart_deadline
     ):
-        # RESTARTING/CREATING -> RESTARTING (hard): the restart did not bring it back.
+        # RESTARTING/CREATING -> RESTARTING: the restart did not bring it back; restart the
+        # container (or start it again if it never started), within the budget.
         kind = status.restart_kind.value if status.restart_kind else "pending"
+        again = RestartKind.START if status.restart_kind is RestartKind.START else RestartKind.HARD
         step.alert(
             "restart",
             Severity.WARNING,
@@ -1390,7 +1491,7 @@ def _on_tick(step: _Step, _: Tick) -> None:
             f"{_seconds(policy.restart_deadline)} after a {kind} restart; ibfleet "
             "restarts the container.",
         )
-        _restart(step, RestartKind.HARD, f"{kind} restart did not complete", planned=False)
+        _restart(step, again, f"{kind} restart did not complete", planned=False)
     elif state in SESSION_STATES:
         _tick_session(step)
 

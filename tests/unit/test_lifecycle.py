@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import random
+import typing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -742,6 +745,168 @@ def test_weekly_reauth_warns_ahead_and_resolves_after_the_full_login(ready: Driv
     ready.now = boundary + timedelta(minutes=5)
     effects = ready.send(lc.LoginAttempt(1), lc.TwoFactorInitiated(), lc.LoggedIn())
     assert key("reauth") in resolved(effects)
+
+
+# --- more transitions ---------------------------------------------------------------------
+
+
+def test_daily_restart_comes_back_through_login_without_any_alert(ready: Driver) -> None:
+    ready.send(lc.DailyRestartDue())
+    ready.send(lc.ApiDisconnected(), lc.LoginAttempt(1))
+    assert ready.state is lc.State.LOGGING_IN
+    ready.send(lc.LoggedIn(), lc.ApiConnected(), lc.HeartbeatOk(rtt=timedelta(milliseconds=5)))
+    assert ready.state is lc.State.API_READY
+    assert alerts(ready.effects) == []
+    assert not of_type(ready.effects, lc.TriggerSafeState)
+
+
+def test_container_restarted_underneath_a_ready_gateway_goes_starting_with_safe_state(
+    ready: Driver,
+) -> None:
+    effects = ready.send(lc.ContainerStarted())
+    assert ready.state is lc.State.STARTING
+    assert of_type(effects, lc.TriggerSafeState)
+    assert not ready.status.logged_in
+
+
+def test_adopted_running_gateway_becomes_ready_on_a_probe_answer(d: Driver) -> None:
+    # After a supervisor restart: the container is found running and the API answers.
+    d.send(lc.ContainerStarted())
+    effects = d.send(lc.HeartbeatOk(rtt=timedelta(milliseconds=5)))
+    assert d.state is lc.State.API_READY
+    assert effects == [lc.GateOrders(open=True)]
+
+
+def test_container_that_never_starts_is_started_again_after_the_deadline(d: Driver) -> None:
+    d.send(lc.OperatorStart())
+    d.advance(seconds=POLICY.restart_deadline.total_seconds())
+    effects = d.send(lc.Tick())
+    assert d.state is lc.State.RESTARTING
+    assert lc.StartContainer() in effects
+    assert key("restart") in {a.key for a in alerts(effects)}
+
+
+def test_operator_stop_of_a_fatal_gateway_goes_stopped(ready: Driver) -> None:
+    ready.send(lc.LockedOut())
+    effects = ready.send(lc.OperatorStop())
+    assert ready.state is lc.State.STOPPED
+    assert key("fatal") in resolved(effects)
+    assert lc.StopContainer() not in effects  # FATAL already stopped it
+
+
+def test_window_flags_are_tracked_while_stopped(ready: Driver) -> None:
+    ready.send(lc.OperatorStop())
+    assert ready.send(lc.ResetWindowEntered()) == []
+    assert ready.status.in_window
+    assert ready.state is lc.State.STOPPED
+
+
+def test_leaving_a_window_that_was_never_entered_is_ignored(ready: Driver) -> None:
+    before = ready.status
+    assert ready.send(lc.ResetWindowLeft()) == []
+    assert ready.status == before
+
+
+def test_status_round_trips_through_json(ready: Driver) -> None:
+    ready.send(lc.IbLinkLost(), lc.FarmBroken("usfarm"), lc.ContainerDied(exit_code=1))
+    ready.send(lc.WeeklyReauthDue(at=T0 + timedelta(days=1)))
+    record = json.loads(json.dumps(ready.status.to_record()))
+    assert lc.GatewayStatus.from_record(record) == ready.status
+    names = {f.name for f in dataclasses.fields(lc.GatewayStatus)}
+    assert set(record) == names
+
+
+def test_status_record_errors_name_the_field(ready: Driver) -> None:
+    record = ready.status.to_record()
+    record["state"] = "sleeping"
+    with pytest.raises(ValueError, match=r"'paper-a'.state: 'sleeping' is not one of"):
+        lc.GatewayStatus.from_record(record)
+    record = ready.status.to_record()
+    record["restarts"] = ["2026-01-01T00:00:00"]
+    with pytest.raises(ValueError, match=r"restarts\[0\]: .* has no UTC offset"):
+        lc.GatewayStatus.from_record(record)
+
+
+def _status_in(state: lc.State) -> lc.GatewayStatus:
+    d = Driver(policy=lc.LifecyclePolicy(login_budget=50))
+    paths: dict[lc.State, list[lc.Event]] = {
+        lc.State.ABSENT: [],
+        lc.State.CREATING: [lc.OperatorStart()],
+        lc.State.STARTING: [lc.OperatorStart(), lc.ContainerStarted()],
+        lc.State.LOGGING_IN: [lc.OperatorStart(), lc.ContainerStarted(), lc.LoginAttempt(1)],
+        lc.State.AWAITING_2FA: [lc.OperatorStart(), lc.ContainerStarted(), lc.TwoFactorInitiated()],
+        lc.State.COMPETING_SESSION: [
+            lc.OperatorStart(),
+            lc.ContainerStarted(),
+            lc.ExistingSessionDetected(),
+        ],
+        lc.State.API_READY: _READY,
+        lc.State.DEGRADED: [*_READY, lc.IbLinkLost()],
+        lc.State.RESET_WINDOW: [*_READY, lc.ResetWindowEntered(), lc.IbLinkLost()],
+        lc.State.RESTARTING: [*_READY, lc.DailyRestartDue()],
+        lc.State.BACKOFF: [lc.OperatorStart(), lc.ContainerStarted(), lc.LoginFailed()],
+        lc.State.STOPPED: [lc.OperatorStart(), lc.OperatorStop()],
+        lc.State.FATAL: [*_READY, lc.LockedOut()],
+    }
+    d.send(*paths[state])
+    assert d.state is state
+    return d.status
+
+
+_ONE_OF_EACH: list[lc.Event] = [
+    lc.ContainerCreated(),
+    lc.ContainerStarted(),
+    lc.ContainerDied(exit_code=1),
+    lc.ContainerDied(exit_code=87),
+    lc.ContainerOom(),
+    lc.ContainerDestroyed(),
+    lc.LoginAttempt(1),
+    lc.TwoFactorInitiated(),
+    lc.TwoFactorTimedOut(),
+    lc.LoggedIn(),
+    lc.ExistingSessionDetected(),
+    lc.LoginFailed("x"),
+    lc.LockedOut(),
+    lc.ColdRestart(),
+    lc.IbcExitStatus(code=1),
+    lc.IbcExitStatus(code=1112),
+    lc.ApiConnected(),
+    lc.HeartbeatOk(rtt=timedelta(milliseconds=5)),
+    lc.HeartbeatMissed(),
+    lc.ApiDisconnected(),
+    lc.IbLinkLost(),
+    lc.IbLinkRestored(),
+    lc.FarmBroken("usfarm"),
+    lc.FarmOk("usfarm"),
+    lc.AccountMismatch("DU1", "U2"),
+    lc.PermissionMismatch("read-only"),
+    lc.PermissionOk(),
+    lc.ClientIdInUse(3),
+    lc.ResetWindowEntered(),
+    lc.ResetWindowLeft(),
+    lc.DailyRestartDue(),
+    lc.WeeklyReauthDue(at=T0),
+    lc.OperatorStart(),
+    lc.OperatorStop(),
+    lc.OperatorRestart(),
+    lc.OperatorReset(),
+    lc.Tick(),
+]
+
+
+def test_one_of_each_covers_every_event_type() -> None:
+    assert {type(e) for e in _ONE_OF_EACH} == set(typing.get_args(lc.Event))
+
+
+@pytest.mark.parametrize("state", list(lc.State), ids=lambda s: s.name)
+def test_every_state_answers_every_event(state: lc.State) -> None:
+    status = _status_in(state)
+    for event in _ONE_OF_EACH:
+        for later in (timedelta(seconds=1), timedelta(hours=2)):
+            new, effects = lc.transition(status, event, now=T0 + later, policy=POLICY)
+            assert isinstance(new, lc.GatewayStatus)
+            if new == status:
+                assert effects == []
 
 
 # --- machinery ----------------------------------------------------------------------------
