@@ -436,8 +436,11 @@ class DockerRuntime:
         done = threading.Event()
         holder: dict[str, Any] = {}
 
+        # Events from the moment of subscribing on, even if the thread connects a bit later.
+        subscribed = time.time()
+
         def pump() -> None:
-            since: float | None = None
+            since = subscribed
             while not done.is_set():
                 try:
                     stream = self._api.events(
@@ -467,8 +470,6 @@ class DockerRuntime:
                     log.warning(
                         "runtime_events_reconnect fleet=%s error=%s", fleet, type(exc).__name__
                     )
-                if since is None:
-                    since = time.time()
                 done.wait(self._event_retry)
 
         thread = threading.Thread(target=pump, name=f"ibfleet-events-{fleet}", daemon=True)
