@@ -506,6 +506,9 @@ def url_secrets(url: str) -> set[str]:
         out.add(urllib.parse.unquote(parts.password))
     # Webhook tokens sit in the path or the query (slack://TokenA/TokenB/TokenC, ?token=...).
     candidates = [seg for seg in parts.path.split("/") if seg]
+    host = parts.netloc.rpartition("@")[2]  # not .hostname: that lower-cases the token
+    if host and "." not in host and ":" not in host and host != "localhost":
+        candidates.append(host)  # a dotless "host" is a token (slack://TokenA/...)
     candidates.extend(v for _k, v in urllib.parse.parse_qsl(parts.query))
     if parts.username and parts.scheme not in ("mailto", "mailtos"):
         candidates.append(parts.username)  # token-in-user forms (ntfy://token@host)
