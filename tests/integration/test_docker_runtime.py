@@ -8,6 +8,7 @@ image's command line.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import uuid
@@ -95,17 +96,13 @@ def remove_fleet(client: docker.DockerClient, fleet: str) -> None:
     for item in client.api.containers(all=True, filters={"name": f"ibfleet-{fleet}-"}):
         _force_remove(client, item["Id"])
     for net in client.api.networks(names=[f"ibfleet-{fleet}"]):
-        try:
+        with contextlib.suppress(docker.errors.NotFound):
             client.api.remove_network(net["Id"])
-        except docker.errors.NotFound:
-            pass
 
 
 def _force_remove(client: docker.DockerClient, container_id: str) -> None:
-    try:
+    with contextlib.suppress(docker.errors.NotFound):
         client.api.remove_container(container_id, force=True, v=True)
-    except docker.errors.NotFound:
-        pass
 
 
 async def until(condition: Any, *, timeout: float, what: str) -> Any:
