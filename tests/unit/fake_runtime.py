@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from gateway.runtime import (
@@ -202,7 +202,3 @@ class FakeRuntime:
         )
         for queue in self._subscribers:
             queue.put_nowait(event)
-
-
-def with_labels(container: FakeContainer, **labels: str) -> FakeContainer:
-    return replace(container, labels={**container.labels, **labels})
