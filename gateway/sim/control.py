@@ -7,6 +7,8 @@ process and for gateway containers linked over TCP alike.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import math
 from typing import TYPE_CHECKING, Any
 
@@ -74,6 +76,44 @@ def order_json(order: BrokerOrder) -> dict[str, Any]:
             for change in order.history
         ],
     }
+
+
+class ControlServer:
+    """The control API served by uvicorn inside the running event loop."""
+
+    def __init__(self, app: FastAPI, *, host: str, port: int) -> None:
+        import uvicorn
+
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
+        self._server = uvicorn.Server(config)
+        self._server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        self._task: asyncio.Task[None] | None = None
+        self.host = host
+        self.url = ""
+
+    async def start(self, *, timeout: float = 10.0) -> str:
+        """Start serving; returns the base URL with the bound port."""
+        self._task = asyncio.create_task(self._server.serve())
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()
+                raise RuntimeError(f"sim control API did not start on {self.host}")
+            if loop.time() > deadline:
+                raise RuntimeError(f"sim control API did not start on {self.host} in {timeout} s")
+            await asyncio.sleep(0.01)
+        bound = self._server.servers[0].sockets[0].getsockname()[1]
+        shown = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+        self.url = f"http://{shown}:{bound}"
+        return self.url
+
+    async def stop(self) -> None:
+        """Ask uvicorn to exit and wait for it."""
+        self._server.should_exit = True
+        if self._task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._task, 5)
 
 
 def create_app(*, service: BrokerService, fleet: SimFleet | None = None) -> FastAPI:

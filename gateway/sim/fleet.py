@@ -16,12 +16,16 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from gateway.sim import auth
 from gateway.sim.broker import Broker, BrokerConfig
 from gateway.sim.frontend import FrontEndConfig, GatewayFrontEnd, LineSink
 from gateway.sim.port import Fault, FaultEvent, LoginKind, LoginOutcome
 from gateway.sim.service import BrokerService, InProcessBrokerPort, system_clock
+
+if TYPE_CHECKING:
+    from gateway.sim.control import ControlServer
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +85,7 @@ class SimFleet:
         self.frontends: list[GatewayFrontEnd] = []
         self.lines: list[str] = []
         self._control_port = control_port
-        self._control_server: object | None = None
-        self._control_task: asyncio.Task[None] | None = None
+        self._control_server: ControlServer | None = None
         self.control_url = ""
 
     # -- construction ----------------------------------------------------------------------
@@ -185,36 +188,19 @@ class SimFleet:
         )
 
     async def _start_control(self, port: int) -> None:
-        import uvicorn
+        from gateway.sim.control import ControlServer, create_app
 
-        from gateway.sim.control import create_app
-
-        app = create_app(service=self.service, fleet=self)
-        config = uvicorn.Config(app, host=self.host, port=port, log_level="warning", lifespan="off")
-        server = uvicorn.Server(config)
-        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        server = ControlServer(create_app(service=self.service, fleet=self), host=self.host, port=port)
         self._control_server = server
-        self._control_task = asyncio.create_task(server.serve())
-        deadline = asyncio.get_running_loop().time() + 10
-        while not server.started:
-            if self._control_task.done():
-                self._control_task.result()
-                raise RuntimeError(f"sim control API did not start on {self.host}:{port}")
-            if asyncio.get_running_loop().time() > deadline:
-                raise RuntimeError(f"sim control API did not start on {self.host}:{port} in 10 s")
-            await asyncio.sleep(0.01)
-        bound = server.servers[0].sockets[0].getsockname()[1]
-        self.control_url = f"http://{self.host}:{bound}"
+        self.control_url = await server.start()
 
     async def close(self) -> None:
         """Stop every gateway, the control API and the broker."""
         for frontend in self.frontends:
             with contextlib.suppress(Exception):
                 await frontend.stop()
-        if self._control_server is not None and self._control_task is not None:
-            self._control_server.should_exit = True  # type: ignore[attr-defined]
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._control_task, 5)
+        if self._control_server is not None:
+            await self._control_server.stop()
         await self.service.stop()
 
     # -- access ----------------------------------------------------------------------------

@@ -198,6 +198,8 @@ class GatewayFrontEnd:
         elif outcome.kind is LoginKind.FAILED and outcome.reason != "twofa_timed_out":
             self.ibc(ibclog.detected_dialog(ibclog.DIALOG_LOGIN_FAILED))
             self.ibc(ibclog.LOGIN_FAILED)
+            # IBC 3.24's LoginFailedDialogHandler stops for a cold restart after this dialog.
+            self.ibc(ibclog.COLD_RESTART_IN_PROGRESS)
             for line in ibclog.login_error_message(
                 "Invalid username or password."
                 if outcome.reason == "bad_credentials"

@@ -38,7 +38,10 @@ async def shared() -> SimFleet:
         GatewaySpec(name="gw-none", username="nina", password="pw"),
     ]
     async with SimFleet.start(
-        gateways=specs, users=users, tick_rate=200.0, step_interval=0.02,
+        gateways=specs,
+        users=users,
+        tick_rate=200.0,
+        step_interval=0.02,
         broker_config=BrokerConfig(volatility=0.0),
     ) as fleet:
         yield fleet
@@ -108,7 +111,9 @@ async def test_link_lost_and_restored(lib, sim: SimFleet, clients: Clients, data
     codes = await collect_errors(ib)
     assert (await post(sim, "/gateways/gw1/link", {"up": False})).status_code == 200
     await wait_for(lambda: 1100 in codes, what="1100")
-    assert (await post(sim, "/gateways/gw1/link", {"up": True, "data_lost": data_lost})).status_code == 200
+    assert (
+        await post(sim, "/gateways/gw1/link", {"up": True, "data_lost": data_lost})
+    ).status_code == 200
     await wait_for(lambda: code in codes, what=str(code))
     assert ib.isConnected()
 

@@ -88,7 +88,9 @@ async def test_market_order_fills_with_ib_message_order(lib, sim: SimFleet, clie
     ("order_type", "lmt", "aux"),
     [("LMT", 191.0, None), ("STP", None, 189.0), ("STP LMT", 191.0, 189.0)],
 )
-async def test_marketable_order_types_fill(lib, sim: SimFleet, clients: Clients, order_type, lmt, aux):
+async def test_marketable_order_types_fill(
+    lib, sim: SimFleet, clients: Clients, order_type, lmt, aux
+):
     ib = await clients.connect(sim.ports[0])
     contract = await qualified(ib, aapl(lib))
     order = lib.Order(action="BUY", totalQuantity=5, orderType=order_type)
@@ -206,7 +208,9 @@ async def test_what_if_returns_margins_without_placing(lib, sim: SimFleet, clien
     assert sim.broker.orders == {}
 
 
-async def test_executions_and_commissions_reach_a_later_client(lib, sim: SimFleet, clients: Clients):
+async def test_executions_and_commissions_reach_a_later_client(
+    lib, sim: SimFleet, clients: Clients
+):
     ib = await clients.connect(sim.ports[0])
     contract = await qualified(ib, aapl(lib))
     trade = ib.placeOrder(contract, lib.MarketOrder("BUY", 10))
@@ -288,16 +292,25 @@ async def test_market_data_realtime_ticks(lib, sim: SimFleet, clients: Clients):
 async def test_historical_bars_are_deterministic(lib, sim: SimFleet, clients: Clients):
     ib = await clients.connect(sim.ports[0])
     contract = await qualified(ib, aapl(lib))
-    args = dict(endDateTime="20261120 16:00:00", durationStr="2 D", barSizeSetting="1 hour",
-                whatToShow="TRADES", useRTH=True)
+    args = dict(
+        endDateTime="20261120 16:00:00",
+        durationStr="2 D",
+        barSizeSetting="1 hour",
+        whatToShow="TRADES",
+        useRTH=True,
+    )
     bars = await ib.reqHistoricalDataAsync(contract, **args)
     again = await ib.reqHistoricalDataAsync(contract, **args)
     assert len(bars) > 5
     assert [(b.date, b.close) for b in bars] == [(b.date, b.close) for b in again]
     assert all(b.low <= min(b.open, b.close) and b.high >= max(b.open, b.close) for b in bars)
     daily = await ib.reqHistoricalDataAsync(
-        contract, endDateTime="", durationStr="10 D", barSizeSetting="1 day",
-        whatToShow="TRADES", useRTH=True,
+        contract,
+        endDateTime="",
+        durationStr="10 D",
+        barSizeSetting="1 day",
+        whatToShow="TRADES",
+        useRTH=True,
     )
     assert len(daily) == 10
 

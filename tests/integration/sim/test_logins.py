@@ -138,14 +138,23 @@ async def test_lockout_after_three_failures():
         login=False,
     ) as sim:
         kinds = [(await sim.login(0)).kind for _ in range(4)]
-        assert kinds == [LoginKind.FAILED, LoginKind.FAILED, LoginKind.LOCKED_OUT, LoginKind.LOCKED_OUT]
+        assert kinds == [
+            LoginKind.FAILED,
+            LoginKind.FAILED,
+            LoginKind.LOCKED_OUT,
+            LoginKind.LOCKED_OUT,
+        ]
         assert any(ibclog.TOO_MANY_FAILED_PREFIX in line for line in sim.lines)
 
 
 async def test_existing_session_secondary_newcomer_gives_way(lib, clients: Clients):
     specs = [
-        GatewaySpec(name="gw-1", username="carol", password="pw", existing_session_action="primary"),
-        GatewaySpec(name="gw-2", username="carol", password="pw", existing_session_action="secondary"),
+        GatewaySpec(
+            name="gw-1", username="carol", password="pw", existing_session_action="primary"
+        ),
+        GatewaySpec(
+            name="gw-2", username="carol", password="pw", existing_session_action="secondary"
+        ),
     ]
     users = [auth.User(username="carol", password="pw", accounts=("DU5000001",))]
     async with SimFleet.start(gateways=specs, users=users, login=False) as sim:
@@ -159,8 +168,12 @@ async def test_existing_session_secondary_newcomer_gives_way(lib, clients: Clien
 
 async def test_existing_session_override_ends_the_old_session(lib, clients: Clients):
     specs = [
-        GatewaySpec(name="gw-1", username="carol", password="pw", existing_session_action="primaryoverride"),
-        GatewaySpec(name="gw-2", username="carol", password="pw", existing_session_action="primaryoverride"),
+        GatewaySpec(
+            name="gw-1", username="carol", password="pw", existing_session_action="primaryoverride"
+        ),
+        GatewaySpec(
+            name="gw-2", username="carol", password="pw", existing_session_action="primaryoverride"
+        ),
     ]
     users = [auth.User(username="carol", password="pw", accounts=("DU5000001",))]
     async with SimFleet.start(gateways=specs, users=users, login=False) as sim:
