@@ -279,6 +279,12 @@ class Journal(Protocol):
     def load_login_ledger(self) -> dict[str, Any] | None:
         """The last saved login ledger record, or None on a fresh journal."""
 
+    def save_record(self, name: str, record: Mapping[str, Any], *, now: datetime) -> None:
+        """Replace a named JSON record (e.g. ``gateway:paper-a:status`` for the lifecycle)."""
+
+    def load_record(self, name: str) -> dict[str, Any] | None:
+        """A named record saved with :meth:`save_record`, or None."""
+
     # operator state
     def set_operator_state(
         self,
@@ -673,6 +679,15 @@ class SqliteJournal:
         """The last saved login ledger record, or None on a fresh journal."""
         return self._load_state(_LOGIN_LEDGER)
 
+    def save_record(self, name: str, record: Mapping[str, Any], *, now: datetime) -> None:
+        """Replace a named JSON record (e.g. ``gateway:paper-a:status`` for the lifecycle)."""
+        # Prefixed so a record can never overwrite the alert book or the login ledger.
+        self._save_state(f"record:{name}", record, now)
+
+    def load_record(self, name: str) -> dict[str, Any] | None:
+        """A named record saved with :meth:`save_record`, or None."""
+        return self._load_state(f"record:{name}")
+
     # -- operator state --------------------------------------------------------------------
 
     def set_operator_state(
@@ -1019,6 +1034,14 @@ class AsyncJournal:
     async def load_login_ledger(self) -> dict[str, Any] | None:
         """See :meth:`Journal.load_login_ledger`."""
         return await self.run(self.journal.load_login_ledger)
+
+    async def save_record(self, name: str, record: Mapping[str, Any], *, now: datetime) -> None:
+        """See :meth:`Journal.save_record`."""
+        await self.run(lambda: self.journal.save_record(name, record, now=now))
+
+    async def load_record(self, name: str) -> dict[str, Any] | None:
+        """See :meth:`Journal.load_record`."""
+        return await self.run(lambda: self.journal.load_record(name))
 
     async def set_operator_state(
         self,

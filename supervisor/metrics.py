@@ -89,6 +89,10 @@ class TwoFactorOutcome(enum.Enum):
     DENIED = "denied"
 
 
+def _value(label: enum.Enum | str) -> str:
+    return str(label.value) if isinstance(label, enum.Enum) else str(label)
+
+
 def _state_names(states: Iterable[Any]) -> tuple[str, ...]:
     names = tuple(s.name if isinstance(s, enum.Enum) else str(s) for s in states)
     if not names or len(set(names)) != len(names):
@@ -285,13 +289,13 @@ class FleetMetrics:
         self._labels(self._gw(gateway), self.heartbeat_rtt, gateway).observe(rtt_seconds)
         self._heartbeat_age.last_good[self._clean(gateway)] = at
 
-    def gateway_restarted(self, gateway: str, kind: RestartKind) -> None:
-        """Count one restart of ``kind``."""
-        self._labels(self._gw(gateway), self.restarts, gateway, kind.value).inc()
+    def gateway_restarted(self, gateway: str, kind: enum.Enum | str) -> None:
+        """Count one restart of ``kind`` (this module's or the lifecycle's RestartKind)."""
+        self._labels(self._gw(gateway), self.restarts, gateway, _value(kind)).inc()
 
-    def login_attempted(self, gateway: str, outcome: str) -> None:
-        """Count one login attempt (``ok``, ``failed``, ``twofa_timeout``, ...)."""
-        self._labels(self._gw(gateway), self.logins, gateway, outcome).inc()
+    def login_attempted(self, gateway: str, outcome: enum.Enum | str) -> None:
+        """Count one login attempt (``success``, ``failed``, ``twofa_timeout``, ...)."""
+        self._labels(self._gw(gateway), self.logins, gateway, _value(outcome)).inc()
 
     def twofa_prompted(self, gateway: str, outcome: TwoFactorOutcome) -> None:
         """Count one finished 2FA prompt."""

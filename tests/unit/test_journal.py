@@ -93,6 +93,17 @@ def test_reopened_journal_keeps_everything_written_before_close(path: Path) -> N
         assert journal.kv_get("mean-rev", "position") == {"AAPL": 10}
 
 
+def test_named_records_survive_a_restart_and_never_touch_the_alert_book(path: Path) -> None:
+    with SqliteJournal(path) as journal:
+        journal.save_record("alert_book", {"mine": 1}, now=T0)
+        journal.save_record("gateway:paper-a:status", {"state": "api_ready"}, now=T0)
+    with SqliteJournal(path) as journal:
+        assert journal.load_record("gateway:paper-a:status") == {"state": "api_ready"}
+        assert journal.load_record("alert_book") == {"mine": 1}
+        assert journal.load_alert_book() is None
+        assert journal.load_record("other") is None
+
+
 def test_fresh_journal_has_no_saved_state(path: Path) -> None:
     with SqliteJournal(path) as journal:
         assert journal.load_alert_book() is None

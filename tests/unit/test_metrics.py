@@ -100,6 +100,7 @@ def test_counters_use_total_suffix_and_labels(metrics: FleetMetrics) -> None:
     metrics.gateway_restarted("paper-a", RestartKind.SOFT)
     metrics.gateway_restarted("paper-a", RestartKind.SOFT)
     metrics.gateway_restarted("paper-a", RestartKind.CONTAINER)
+    metrics.gateway_restarted("paper-a", "external")
     metrics.login_attempted("paper-a", "failed")
     metrics.twofa_prompted("paper-a", TwoFactorOutcome.TIMED_OUT)
     metrics.alert_sent("routes[0]", "critical")
@@ -108,6 +109,7 @@ def test_counters_use_total_suffix_and_labels(metrics: FleetMetrics) -> None:
     gw = ("gateway", "paper-a")
     assert s[("ibfleet_gateway_restarts_total", (gw, ("kind", "soft")))] == 2
     assert s[("ibfleet_gateway_restarts_total", (gw, ("kind", "container")))] == 1
+    assert s[("ibfleet_gateway_restarts_total", (gw, ("kind", "external")))] == 1
     assert s[("ibfleet_logins_total", (gw, ("outcome", "failed")))] == 1
     assert s[("ibfleet_twofa_prompts_total", (gw, ("outcome", "timed_out")))] == 1
     assert s[("ibfleet_alerts_sent_total", (("route", "routes[0]"), ("severity", "critical")))] == 1
@@ -180,3 +182,12 @@ def test_a_secret_never_appears_in_a_label(clock: FakeClock) -> None:
     body, _ = m.render()
     assert secret not in body.decode()
     assert ("ibfleet_logins_total", (("gateway", "redacted"), ("outcome", "ok"))) in scrape(m)
+
+
+def test_default_states_are_the_lifecycle_states(clock: FakeClock) -> None:
+    from supervisor import lifecycle
+
+    m = FleetMetrics(version="1", clock=clock)
+    assert m.gateway_states == tuple(s.name for s in lifecycle.State)
+    m.set_gateway_state("g", lifecycle.State.API_READY)
+    assert scrape(m)[("ibfleet_gateway_state", (("gateway", "g"), ("state", "API_READY")))] == 1
