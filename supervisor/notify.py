@@ -16,6 +16,8 @@ import asyncio
 import concurrent.futures
 import contextlib
 import contextvars
+import functools
+import inspect
 import logging
 import sys
 import urllib.parse
@@ -166,9 +168,9 @@ class AppriseSender:
         return DeliveryResult(ok=False, error=reason)
 
 
+@functools.cache
 def _notify_takes_timeout() -> bool:
-    import inspect
-
+    # apprise >= 2 bounds the whole call itself; older versions only have socket timeouts.
     try:
         return "timeout" in inspect.signature(apprise.Apprise.notify).parameters
     except (TypeError, ValueError):
