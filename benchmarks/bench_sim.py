@@ -51,7 +51,9 @@ async def bench_connect(rounds: int) -> list[float]:
 async def bench_orders(rounds: int) -> list[float]:
     # IB's 50 msg/s pacing would drop orders sent back to back: lift it to time the path.
     async with SimFleet.start(
-        gateways=1, control_port=None, broker_config=BrokerConfig(lot_size=1e9),
+        gateways=1,
+        control_port=None,
+        broker_config=BrokerConfig(lot_size=1e9),
         max_msg_rate=1_000_000,
     ) as sim:
         ib = ib_async.IB()
@@ -109,7 +111,7 @@ async def bench_capacity(gateways: int, clients_per: int) -> tuple[float, float,
         up = time.perf_counter() - started
         mid = rss_mib()
         ibs = []
-        for index, port in enumerate(sim.ports):
+        for port in sim.ports:
             for c in range(clients_per):
                 ib = ib_async.IB()
                 await ib.connectAsync("127.0.0.1", port, clientId=c + 1, timeout=10)
@@ -119,7 +121,6 @@ async def bench_capacity(gateways: int, clients_per: int) -> tuple[float, float,
         after = rss_mib()
         for ib in ibs:
             ib.disconnect()
-        del index
     return up, mid - before, after - before
 
 
@@ -130,7 +131,9 @@ async def main(quick: bool) -> None:
     up, idle_mib, loaded_mib = await bench_capacity(count, 2)
     rows.append((f"{count} gateways start + login", f"{up * 1000:.0f} ms"))
     rows.append((f"{count} gateways RSS growth", f"{idle_mib:.1f} MiB"))
-    rows.append((f"{count} gateways x 2 clients RSS growth", f"{loaded_mib:.1f} MiB (incl. clients)"))
+    rows.append(
+        (f"{count} gateways x 2 clients RSS growth", f"{loaded_mib:.1f} MiB (incl. clients)")
+    )
     connects = await bench_connect(10 if quick else 40)
     rows.append(("ib_async connect (median)", f"{statistics.median(connects) * 1000:.1f} ms"))
     orders = await bench_orders(50 if quick else 300)
@@ -139,8 +142,10 @@ async def main(quick: bool) -> None:
     for lines, rate in ((1, 100_000.0), (1, 200_000.0), (5, 40_000.0)):
         throughput = await bench_ticks(1.0 if quick else 3.0, rate, lines)
         rows.append(
-            (f"ticks/s to one ib_async client ({lines} line(s), offered {rate * lines:,.0f})",
-             f"{throughput:,.0f}")
+            (
+                f"ticks/s to one ib_async client ({lines} line(s), offered {rate * lines:,.0f})",
+                f"{throughput:,.0f}",
+            )
         )
     width = max(len(name) for name, _ in rows)
     print(f"{'measure'.ljust(width)}  value")

@@ -73,10 +73,14 @@ async def _until_signalled() -> asyncio.Event:
 def run(
     ctx: typer.Context,
     gateways: Annotated[int, typer.Option(min=1, max=500, help="Number of gateways.")] = 2,
-    port_base: Annotated[int, typer.Option(help="Gateway i listens on port-base + i (0 = ephemeral).")] = 4100,
+    port_base: Annotated[
+        int, typer.Option(help="Gateway i listens on port-base + i (0 = ephemeral).")
+    ] = 4100,
     control_port: Annotated[int, typer.Option(help="Control API port (0 = ephemeral).")] = 8780,
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
-    twofa: Annotated[bool, typer.Option("--2fa", help="Users need 2FA (approve via the control API).")] = False,
+    twofa: Annotated[
+        bool, typer.Option("--2fa", help="Users need 2FA (approve via the control API).")
+    ] = False,
     tick_rate: Annotated[float, typer.Option(min=0.0, help="Ticks/s per market data line.")] = 20.0,
 ) -> None:
     """Process mode: a broker and N gateways in one process (paper accounts)."""
@@ -128,7 +132,9 @@ def broker(
     users_file: Annotated[Path | None, typer.Option(help="JSON list of users.")] = None,
     twofa: Annotated[bool, typer.Option("--2fa", help="Default users need 2FA.")] = False,
     seed: Annotated[int, typer.Option(help="Seed of the price random walk.")] = 7,
-    twofa_timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to approve a 2FA push.")] = 180.0,
+    twofa_timeout: Annotated[
+        float, typer.Option(min=0.1, help="Seconds to approve a 2FA push.")
+    ] = 180.0,
     max_failures: Annotated[int, typer.Option(min=1, help="Failed logins before a lockout.")] = 3,
     lockout: Annotated[float, typer.Option(min=0.0, help="Lockout period in seconds.")] = 300.0,
 ) -> None:

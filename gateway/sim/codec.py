@@ -6,6 +6,7 @@ what :func:`encode_frame` returns, so the framing rules can be fuzzed without a 
 
 from __future__ import annotations
 
+import builtins
 import re
 import struct
 from collections.abc import Iterable
@@ -140,17 +141,17 @@ class FrameDecoder:
 class FieldReader:
     """Cursor over a message's fields with typed reads that name the field when they fail."""
 
-    def __init__(self, fields: list[str], *, message: str) -> None:
+    def __init__(self, fields: list[builtins.str], *, message: builtins.str) -> None:
         self._fields = fields
         self._pos = 0
         self._message = message
 
     @property
-    def remaining(self) -> int:
+    def remaining(self) -> builtins.int:
         """How many fields are left to read."""
         return len(self._fields) - self._pos
 
-    def str(self, name: str) -> str:
+    def str(self, name: builtins.str) -> builtins.str:
         """Next field as text."""
         if self._pos >= len(self._fields):
             raise ProtocolError(f"{self._message}: missing field {name!r} at {self._pos}")
@@ -158,13 +159,13 @@ class FieldReader:
         self._pos += 1
         return value
 
-    def opt_str(self, name: str, default: str = "") -> str:
+    def opt_str(self, name: builtins.str, default: builtins.str = "") -> builtins.str:
         """Next field as text, or a default when the message ended early (older clients)."""
         if self._pos >= len(self._fields):
             return default
         return self.str(name)
 
-    def int(self, name: str, default: int = 0) -> int:
+    def int(self, name: builtins.str, default: builtins.int = 0) -> builtins.int:
         """Next field as an integer; empty text gives the default."""
         raw = self.str(name)
         if raw == "":
@@ -182,7 +183,7 @@ class FieldReader:
                 f"{self._message}: field {name!r} at {self._pos - 1} is not an integer: {raw!r}"
             ) from None
 
-    def float(self, name: str, default: float = 0.0) -> float:
+    def float(self, name: builtins.str, default: builtins.float = 0.0) -> builtins.float:
         """Next field as a float; empty text gives the default."""
         raw = self.str(name)
         if raw == "":
@@ -196,11 +197,11 @@ class FieldReader:
                 f"{self._message}: field {name!r} at {self._pos - 1} is not a number: {raw!r}"
             ) from None
 
-    def bool(self, name: str) -> bool:
+    def bool(self, name: builtins.str) -> builtins.bool:
         """Next field as a 0/1 flag (empty is false)."""
         return self.int(name) != 0
 
-    def skip(self, count: int, name: str) -> None:
+    def skip(self, count: builtins.int, name: builtins.str) -> None:
         """Skip fields the simulator does not use."""
         for index in range(count):
             self.str(f"{name}[{index}]")

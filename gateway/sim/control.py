@@ -86,7 +86,6 @@ class ControlServer:
 
         config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
         self._server = uvicorn.Server(config)
-        self._server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         self._task: asyncio.Task[None] | None = None
         self.host = host
         self.url = ""
@@ -255,7 +254,8 @@ def create_app(*, service: BrokerService, fleet: SimFleet | None = None) -> Fast
             allowed = sorted(f.value for f in Fault if f not in (Fault.LINK, Fault.SESSION_ENDED))
             raise HTTPException(
                 status_code=422,
-                detail=f"unknown fault {fault!r}; one of {allowed} (link: POST /gateways/{{name}}/link)",
+                detail=f"unknown fault {fault!r}; one of {allowed} "
+                "(link: POST /gateways/{name}/link)",
             ) from None
         if kind in (Fault.LINK, Fault.SESSION_ENDED):
             raise HTTPException(status_code=422, detail=f"fault {fault!r} is not injectable here")

@@ -90,7 +90,9 @@ def _port(env: Mapping[str, str], name: str, default: int) -> int:
 def parse_auto_restart_time(text: str) -> time:
     """IBC's AutoRestartTime, ``hh:mm AM/PM`` with no quotes (a quoted value is an error)."""
     if text.startswith(("'", '"')):
-        raise ConfigError(f"AUTO_RESTART_TIME={text!r}: remove the quotes (IBC reads them literally)")
+        raise ConfigError(
+            f"AUTO_RESTART_TIME={text!r}: remove the quotes (IBC reads them literally)"
+        )
     match = _TIME_RE.match(text.strip())
     if match is None:
         raise ConfigError(f"AUTO_RESTART_TIME={text!r}: expected hh:mm AM or hh:mm PM")
@@ -100,7 +102,9 @@ def parse_auto_restart_time(text: str) -> time:
     return time((hour % 12) + (12 if half == "PM" else 0), minute)
 
 
-def read_env(env: Mapping[str, str], *, read_text: Callable[[str], str] | None = None) -> GatewayEnv:
+def read_env(
+    env: Mapping[str, str], *, read_text: Callable[[str], str] | None = None
+) -> GatewayEnv:
     """Validate the container env; raises ConfigError naming the bad variable."""
     reader = read_text or (lambda path: Path(path).read_text(encoding="utf-8"))
     username = env.get("TWS_USERID", "").strip()
@@ -111,7 +115,9 @@ def read_env(env: Mapping[str, str], *, read_text: Callable[[str], str] | None =
         try:
             password = reader(password_file).strip()
         except OSError as exc:
-            raise ConfigError(f"TWS_PASSWORD_FILE={password_file!r}: cannot read ({exc.strerror})") from None
+            raise ConfigError(
+                f"TWS_PASSWORD_FILE={password_file!r}: cannot read ({exc.strerror})"
+            ) from None
     elif "TWS_PASSWORD" in env:
         password = env["TWS_PASSWORD"]
     else:
@@ -131,7 +137,9 @@ def read_env(env: Mapping[str, str], *, read_text: Callable[[str], str] | None =
     broker = env.get("IBFLEET_SIM_BROKER", "").strip()
     host, _, port_text = broker.rpartition(":")
     if not host or not port_text.isdigit():
-        raise ConfigError(f"IBFLEET_SIM_BROKER={broker!r}: expected host:port of the sim broker link")
+        raise ConfigError(
+            f"IBFLEET_SIM_BROKER={broker!r}: expected host:port of the sim broker link"
+        )
     return GatewayEnv(
         username=username,
         password=password,
@@ -140,7 +148,8 @@ def read_env(env: Mapping[str, str], *, read_text: Callable[[str], str] | None =
         twofa_timeout_action=action,
         relogin_after_twofa_timeout=_yes_no(env, "RELOGIN_AFTER_TWOFA_TIMEOUT", False),
         auto_restart_time=parse_auto_restart_time(restart_raw) if restart_raw else None,
-        existing_session_action=env.get("EXISTING_SESSION_DETECTED_ACTION", "primary").strip() or "primary",
+        existing_session_action=env.get("EXISTING_SESSION_DETECTED_ACTION", "primary").strip()
+        or "primary",
         time_zone=zone,
         broker_host=host,
         broker_port=int(port_text),
@@ -161,7 +170,9 @@ def next_restart(now: datetime, at: time) -> datetime:
 class GatewayProcess:
     """One gateway container's life: login loop, API, command server, exit code."""
 
-    def __init__(self, settings: GatewayEnv, *, out: Callable[[str], None], host: str = "0.0.0.0") -> None:
+    def __init__(
+        self, settings: GatewayEnv, *, out: Callable[[str], None], host: str = "0.0.0.0"
+    ) -> None:
         self.settings = settings
         self.out = out
         self.host = host

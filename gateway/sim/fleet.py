@@ -190,7 +190,9 @@ class SimFleet:
     async def _start_control(self, port: int) -> None:
         from gateway.sim.control import ControlServer, create_app
 
-        server = ControlServer(create_app(service=self.service, fleet=self), host=self.host, port=port)
+        server = ControlServer(
+            create_app(service=self.service, fleet=self), host=self.host, port=port
+        )
         self._control_server = server
         self.control_url = await server.start()
 

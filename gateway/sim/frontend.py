@@ -314,7 +314,8 @@ class GatewayFrontEnd:
             else:
                 self._broadcast(
                     1102,
-                    "Connectivity between IB and Trader Workstation has been restored - data maintained.",
+                    "Connectivity between IB and Trader Workstation has been restored - "
+                    "data maintained.",
                 )
         elif event.fault is Fault.MARKET_FARM:
             self.market_farm_ok = not event.active
@@ -523,7 +524,8 @@ class ApiSession:
             self.send_error(
                 -1,
                 100,
-                f"Max rate of messages per second has been exceeded:max={self.gw.config.max_msg_rate} "
+                "Max rate of messages per second has been exceeded:"
+                f"max={self.gw.config.max_msg_rate} "
                 f"rec={len(self._stamps)} (1)",
             )
         return False
@@ -1067,7 +1069,8 @@ async def _place_order(s: ApiSession, fields: list[str]) -> None:
         s.send_error(
             request.order_id,
             321,
-            "Error validating request.-'bN' : cause - The API interface is currently in Read-Only mode.",
+            "Error validating request.-'bN' : cause - "
+            "The API interface is currently in Read-Only mode.",
         )
         return
     if request.what_if:

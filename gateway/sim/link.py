@@ -52,9 +52,22 @@ _ENUMS: dict[str, type[enum.Enum]] = {
 }
 _OPS = frozenset(
     {
-        "begin_login", "await_2fa", "logout", "next_order_id", "place_order", "what_if",
-        "cancel_order", "global_cancel", "open_orders", "completed_orders", "executions",
-        "account_values", "positions", "contracts", "historical_bars", "now",
+        "begin_login",
+        "await_2fa",
+        "logout",
+        "next_order_id",
+        "place_order",
+        "what_if",
+        "cancel_order",
+        "global_cancel",
+        "open_orders",
+        "completed_orders",
+        "executions",
+        "account_values",
+        "positions",
+        "contracts",
+        "historical_bars",
+        "now",
     }
 )
 
@@ -68,7 +81,9 @@ def to_wire(value: Any) -> Any:
     if isinstance(value, enum.Enum):
         return {"__e": type(value).__name__, "v": value.value}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        body = {f.name: to_wire(getattr(value, f.name)) for f in dataclasses.fields(value) if f.init}
+        body = {
+            f.name: to_wire(getattr(value, f.name)) for f in dataclasses.fields(value) if f.init
+        }
         return {"__t": type(value).__name__, **body}
     if isinstance(value, datetime):
         return {"__dt": value.isoformat()}
@@ -275,7 +290,9 @@ class RemoteBrokerPort:
                         else:
                             future.set_exception(LinkError(str(message.get("error"))))
         except (asyncio.IncompleteReadError, ConnectionError, LinkError) as exc:
-            log.warning("sim_broker_link_closed host=%s port=%s error=%r", self.host, self.port, exc)
+            log.warning(
+                "sim_broker_link_closed host=%s port=%s error=%r", self.host, self.port, exc
+            )
         finally:
             self.closed.set()
             for future in self._waiting.values():
@@ -298,13 +315,17 @@ class RemoteBrokerPort:
         self._listener = listener
         if self._writer is not None:
             req_id = next(self._ids)
-            self._writer.write(encode({"id": req_id, "op": "subscribe", "args": {"gateway": gateway}}))
+            self._writer.write(
+                encode({"id": req_id, "op": "subscribe", "args": {"gateway": gateway}})
+            )
 
     def unsubscribe(self, *, gateway: str) -> None:
         self._listener = None
         if self._writer is not None and not self._writer.is_closing():
             req_id = next(self._ids)
-            self._writer.write(encode({"id": req_id, "op": "unsubscribe", "args": {"gateway": gateway}}))
+            self._writer.write(
+                encode({"id": req_id, "op": "unsubscribe", "args": {"gateway": gateway}})
+            )
 
     def prices(self) -> dict[int, float]:
         return self._prices
@@ -319,6 +340,7 @@ class RemoteBrokerPort:
 
     def __getattr__(self, name: str) -> Any:
         if name in _OPS:
+
             async def call(**kwargs: Any) -> Any:
                 return await self._call(name, **kwargs)
 

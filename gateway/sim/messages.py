@@ -330,7 +330,7 @@ def open_order(
         "",
         0,
         "",
-        -1,  # modelCode, goodTillDate, rule80A, percentOffset, settlingFirm, shortSaleSlot, designatedLocation, exemptCode
+        -1,  # modelCode..exemptCode (8 fields)
         0,
         "",
         "",
@@ -413,7 +413,7 @@ def open_order(
         0,
         0,
         0,
-        "",  # cashQty, dontUseAutoPriceForHedge, isOmsContainer, discretionaryUpToLimitPrice, usePriceMgmtAlgo
+        "",  # cashQty..usePriceMgmtAlgo (5 fields)
     ]
     if server_version >= 159:
         fields.append(0)  # duration
@@ -463,7 +463,7 @@ def completed_order(order: BrokerOrder, *, server_version: int) -> Fields:
         0,
         "",
         "",
-        "",  # continuousUpdate, referencePriceType, trailStopPrice, trailingPercent, comboLegsDescrip
+        "",  # continuousUpdate..comboLegsDescrip (5 fields)
         0,
         0,
         0,

@@ -357,13 +357,31 @@ class BrokerService:
 
 
 class InProcessBrokerPort:
-    """A front end's view of a broker in the same process: a thin pass-through."""
+    """A front end's view of a broker in the same process: a thin pass-through.
+
+    It exists so a front end holds only the :class:`BrokerPort` surface, never the service
+    (the remote port offers exactly the same surface over TCP).
+    """
 
     def __init__(self, service: BrokerService) -> None:
         self._s = service
 
-    async def begin_login(self, **kwargs: object) -> LoginOutcome:  # type: ignore[no-untyped-def]
-        return await self._s.begin_login(**kwargs)  # type: ignore[arg-type]
+    async def begin_login(
+        self,
+        *,
+        gateway: str,
+        username: str,
+        password: str,
+        presents_token: bool,
+        existing_session_action: str,
+    ) -> LoginOutcome:
+        return await self._s.begin_login(
+            gateway=gateway,
+            username=username,
+            password=password,
+            presents_token=presents_token,
+            existing_session_action=existing_session_action,
+        )
 
     async def await_2fa(self, *, gateway: str, username: str) -> LoginOutcome:
         return await self._s.await_2fa(gateway=gateway, username=username)
@@ -380,6 +398,55 @@ class InProcessBrokerPort:
     def prices(self) -> dict[int, float]:
         return self._s.prices()
 
-    def __getattr__(self, name: str) -> object:
-        # The trading calls have the same signatures on both sides: forward them.
-        return getattr(self._s, name)
+    async def next_order_id(self, *, gateway: str, client_id: int) -> int:
+        return await self._s.next_order_id(gateway=gateway, client_id=client_id)
+
+    async def place_order(
+        self, *, gateway: str, client_id: int, request: OrderRequest, accounts: list[str]
+    ) -> BrokerOrder | Reject:
+        return await self._s.place_order(
+            gateway=gateway, client_id=client_id, request=request, accounts=accounts
+        )
+
+    async def what_if(self, *, request: OrderRequest, accounts: list[str]) -> WhatIf | Reject:
+        return await self._s.what_if(request=request, accounts=accounts)
+
+    async def cancel_order(
+        self, *, gateway: str, client_id: int, order_id: int, accounts: list[str]
+    ) -> BrokerOrder | Reject:
+        return await self._s.cancel_order(
+            gateway=gateway, client_id=client_id, order_id=order_id, accounts=accounts
+        )
+
+    async def global_cancel(self, *, accounts: list[str]) -> int:
+        return await self._s.global_cancel(accounts=accounts)
+
+    async def open_orders(self, *, accounts: list[str]) -> list[BrokerOrder]:
+        return await self._s.open_orders(accounts=accounts)
+
+    async def completed_orders(self, *, accounts: list[str]) -> list[BrokerOrder]:
+        return await self._s.completed_orders(accounts=accounts)
+
+    async def executions(self, *, accounts: list[str]) -> list[Execution]:
+        return await self._s.executions(accounts=accounts)
+
+    async def account_values(self, *, account: str) -> list[tuple[str, str, str]]:
+        return await self._s.account_values(account=account)
+
+    async def positions(
+        self, *, account: str
+    ) -> list[tuple[ContractSpec, float, float, float, float]]:
+        return await self._s.positions(account=account)
+
+    async def contracts(self, *, query: dict[str, str | int]) -> list[ContractSpec]:
+        return await self._s.contracts(query=query)
+
+    async def historical_bars(
+        self, *, con_id: int, count: int, bar_seconds: int, end: datetime
+    ) -> list[Bar]:
+        return await self._s.historical_bars(
+            con_id=con_id, count=count, bar_seconds=bar_seconds, end=end
+        )
+
+    async def now(self) -> datetime:
+        return await self._s.now()

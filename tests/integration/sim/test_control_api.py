@@ -31,11 +31,16 @@ async def test_truth_endpoints_show_orders_positions_gateways(lib, sim: SimFleet
         assert len(orders) == 1
         row = orders[0]
         assert (row["account"], row["gateway"], row["client_id"], row["perm_id"]) == (
-            "DU1000001", "gw1", 4, trade.order.permId,
+            "DU1000001",
+            "gw1",
+            4,
+            trade.order.permId,
         )
         assert [h["status"] for h in row["history"]][-1] == "Filled"
         positions = (await http.get("/positions")).json()
-        assert {"account": "DU1000001", "symbol": "AAPL", "quantity": 7.0}.items() <= positions[0].items()
+        assert {"account": "DU1000001", "symbol": "AAPL", "quantity": 7.0}.items() <= positions[
+            0
+        ].items()
         gateways = {g["name"]: g for g in (await http.get("/gateways")).json()}
         assert gateways["gw1"]["logged_in"] and gateways["gw1"]["port"] == sim.ports[0]
         assert 4 in gateways["gw1"]["api_clients"]
@@ -58,7 +63,11 @@ async def test_truth_endpoints_show_orders_positions_gateways(lib, sim: SimFleet
 )
 async def test_bad_requests_get_clear_4xx(sim: SimFleet, method, path, body, status, needle):
     async with httpx.AsyncClient(base_url=sim.control_url) as http:
-        response = await getattr(http, method)(path, json=body) if body is not None else await getattr(http, method)(path)
+        response = (
+            await getattr(http, method)(path, json=body)
+            if body is not None
+            else await getattr(http, method)(path)
+        )
     assert response.status_code == status
     assert needle in response.text
 
@@ -67,7 +76,10 @@ def test_process_mode_cli_prints_ports_and_serves():
     code = "from gateway.sim.cli import app; app()"
     proc = subprocess.Popen(
         [sys.executable, "-c", code, "--gateways", "2", "--port-base", "0", "--control-port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=os.getcwd(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=os.getcwd(),
     )
     try:
         lines: list[str] = []

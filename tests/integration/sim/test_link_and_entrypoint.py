@@ -44,8 +44,13 @@ async def broker(users: list[auth.User], auth_config: auth.AuthorityConfig | Non
 
     b.task = asyncio.create_task(
         serve_broker(
-            host="127.0.0.1", link_port=0, control_port=0, users=users,
-            auth_config=auth_config, ready=on_ready, stop=b.stop,
+            host="127.0.0.1",
+            link_port=0,
+            control_port=0,
+            users=users,
+            auth_config=auth_config,
+            ready=on_ready,
+            stop=b.stop,
         )
     )
     await asyncio.wait_for(ready.wait(), 10)
@@ -71,10 +76,14 @@ def env(link_port: int, **extra: str) -> dict[str, str]:
 
 
 def users(twofa: bool = False) -> list[auth.User]:
-    return [auth.User(username="simuser1", password="pw", accounts=("DU7000001",), twofa_required=twofa)]
+    return [
+        auth.User(username="simuser1", password="pw", accounts=("DU7000001",), twofa_required=twofa)
+    ]
 
 
-async def start_process(link_port: int, **extra: str) -> tuple[GatewayProcess, asyncio.Task, list[str]]:
+async def start_process(
+    link_port: int, **extra: str
+) -> tuple[GatewayProcess, asyncio.Task, list[str]]:
     lines: list[str] = []
     process = GatewayProcess(read_env(env(link_port, **extra)), out=lines.append, host="127.0.0.1")
     task = asyncio.create_task(process.run(connect_timeout=5))
@@ -93,10 +102,14 @@ async def test_remote_gateway_trades_and_stops_on_command(lib, clients: Clients)
         trade = ib.placeOrder(contract, order)
         await wait_for(lambda: trade.orderStatus.status == "Filled", what="filled over the link")
         ticker = ib.reqMktData(contract)
-        await wait_for(lambda: ticker.last == ticker.last and ticker.last > 0, what="ticks over link")
+        await wait_for(
+            lambda: ticker.last == ticker.last and ticker.last > 0, what="ticks over link"
+        )
         async with httpx.AsyncClient(base_url=b.url) as http:
             orders = (await http.get("/orders")).json()
-            assert [(o["order_ref"], o["gateway"]) for o in orders] == [("remote-1", "container-gw")]
+            assert [(o["order_ref"], o["gateway"]) for o in orders] == [
+                ("remote-1", "container-gw")
+            ]
             codes: list[int] = []
             ib.errorEvent += lambda req_id, code, *args: codes.append(code)
             await http.post("/gateways/container-gw/link", json={"up": False})
@@ -105,7 +118,7 @@ async def test_remote_gateway_trades_and_stops_on_command(lib, clients: Clients)
         # STOP through the IBC-style command server
         assert process.command_server is not None
         cmd_port = process.command_server.port
-        reader, writer = await asyncio.open_connection("127.0.0.1", cmd_port)
+        _, writer = await asyncio.open_connection("127.0.0.1", cmd_port)
         writer.write(b"STOP\n")
         await writer.drain()
         assert (await asyncio.wait_for(task, 10)) == 0
@@ -115,7 +128,7 @@ async def test_remote_gateway_trades_and_stops_on_command(lib, clients: Clients)
 async def test_2fa_timeout_exits_1111_which_a_shell_sees_as_87():
     quick = auth.AuthorityConfig(twofa_timeout=timedelta(seconds=0.3))
     async with broker(users(twofa=True), quick) as b:
-        process, task, lines = await start_process(b.link_port, TWOFA_TIMEOUT_ACTION="exit")
+        _, task, lines = await start_process(b.link_port, TWOFA_TIMEOUT_ACTION="exit")
         code = await asyncio.wait_for(task, 10)
         assert code == EXIT_2FA_TIMEOUT and code % 256 == 87
         assert any(ibclog.CLOSING_AFTER_2FA in line for line in lines)
@@ -124,8 +137,10 @@ async def test_2fa_timeout_exits_1111_which_a_shell_sees_as_87():
 
 async def test_2fa_denied_is_a_failed_login_with_cold_restart():
     async with broker(users(twofa=True)) as b:
-        process, task, lines = await start_process(b.link_port)
-        await wait_for(lambda: any(ibclog.SECOND_FACTOR_INITIATED in line for line in lines), what="2FA")
+        _, task, lines = await start_process(b.link_port)
+        await wait_for(
+            lambda: any(ibclog.SECOND_FACTOR_INITIATED in line for line in lines), what="2FA"
+        )
         async with httpx.AsyncClient(base_url=b.url) as http:
             assert (await http.post("/2fa/simuser1/deny")).status_code == 200
         assert await asyncio.wait_for(task, 10) == 1
@@ -135,7 +150,9 @@ async def test_2fa_denied_is_a_failed_login_with_cold_restart():
 async def test_restart_command_relogs_without_2fa(lib, clients: Clients):
     async with broker(users(twofa=True)) as b:
         process, task, lines = await start_process(b.link_port)
-        await wait_for(lambda: any(ibclog.SECOND_FACTOR_INITIATED in line for line in lines), what="2FA")
+        await wait_for(
+            lambda: any(ibclog.SECOND_FACTOR_INITIATED in line for line in lines), what="2FA"
+        )
         async with httpx.AsyncClient(base_url=b.url) as http:
             await http.post("/2fa/simuser1/approve")
         await wait_for(lambda: process.command_server is not None, what="command server")
@@ -145,7 +162,9 @@ async def test_restart_command_relogs_without_2fa(lib, clients: Clients):
         await writer.drain()
         reply = await asyncio.wait_for(reader.readline(), 5)
         assert reply.startswith(b"OK")
-        await wait_for(lambda: sum(ibclog.LOGIN_COMPLETED in line for line in lines) == 2, what="relogin")
+        await wait_for(
+            lambda: sum(ibclog.LOGIN_COMPLETED in line for line in lines) == 2, what="relogin"
+        )
         assert sum(ibclog.SECOND_FACTOR_INITIATED in line for line in lines) == before
         ib = await clients.connect(process.frontend.port)
         assert ib.isConnected()

@@ -3,10 +3,9 @@ restart tokens and the weekly boundary (injected clock), with IBC's log lines.""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
-
-import asyncio
 
 import httpx
 import pytest

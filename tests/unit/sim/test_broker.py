@@ -37,15 +37,25 @@ def broker() -> Broker:
 
 
 def req(order_id: int, **kw) -> OrderRequest:
-    base = dict(order_id=order_id, con_id=AAPL, symbol="AAPL", sec_type="STK", exchange="SMART",
-                currency="USD", action="BUY", total_quantity=10, order_type="MKT")
+    base = dict(
+        order_id=order_id,
+        con_id=AAPL,
+        symbol="AAPL",
+        sec_type="STK",
+        exchange="SMART",
+        currency="USD",
+        action="BUY",
+        total_quantity=10,
+        order_type="MKT",
+    )
     base.update(kw)
     return OrderRequest(**base)
 
 
 def place(broker: Broker, order_id: int, client_id: int = 1, gateway: str = "gw1", **kw):
-    result = broker.place_order(gateway=gateway, client_id=client_id, request=req(order_id, **kw),
-                                accounts=[ACCOUNT])
+    result = broker.place_order(
+        gateway=gateway, client_id=client_id, request=req(order_id, **kw), accounts=[ACCOUNT]
+    )
     assert not isinstance(result, Reject), result
     return result
 
@@ -56,8 +66,11 @@ def test_fill_events_come_in_ib_order(broker):
     order = place(broker, 1)
     kinds = [e.kind for e in events]
     assert kinds == [
-        OrderEventKind.OPEN_ORDER, OrderEventKind.STATUS,
-        OrderEventKind.OPEN_ORDER, OrderEventKind.EXECUTION, OrderEventKind.STATUS,
+        OrderEventKind.OPEN_ORDER,
+        OrderEventKind.STATUS,
+        OrderEventKind.OPEN_ORDER,
+        OrderEventKind.EXECUTION,
+        OrderEventKind.STATUS,
         OrderEventKind.COMMISSION,
     ]
     assert order.status is OrderState.FILLED
@@ -89,7 +102,9 @@ def test_sell_stop_triggers_below_stop_price(broker):
 
 def test_bracket_is_held_until_last_child_transmits(broker):
     parent = place(broker, 1, order_type="LMT", lmt_price=191.0, transmit=False)
-    tp = place(broker, 2, action="SELL", order_type="LMT", lmt_price=200.0, parent_id=1, transmit=False)
+    tp = place(
+        broker, 2, action="SELL", order_type="LMT", lmt_price=200.0, parent_id=1, transmit=False
+    )
     assert parent.status is OrderState.HELD and tp.status is OrderState.HELD
     sl = place(broker, 3, action="SELL", order_type="STP", aux_price=180.0, parent_id=1)
     assert parent.status is OrderState.FILLED
@@ -126,11 +141,15 @@ def test_cancel_of_filled_order_is_rejected_with_10148(broker):
 
 
 def test_rejects_name_the_problem(broker):
-    bad = broker.place_order(gateway="g", client_id=1, request=req(1, order_type="TRAIL"), accounts=[ACCOUNT])
+    bad = broker.place_order(
+        gateway="g", client_id=1, request=req(1, order_type="TRAIL"), accounts=[ACCOUNT]
+    )
     assert isinstance(bad, Reject) and bad.code == 387
     bad = broker.place_order(gateway="g", client_id=1, request=req(2, con_id=1), accounts=[ACCOUNT])
     assert isinstance(bad, Reject) and bad.code == 200
-    bad = broker.place_order(gateway="g", client_id=1, request=req(3, account="U999"), accounts=[ACCOUNT])
+    bad = broker.place_order(
+        gateway="g", client_id=1, request=req(3, account="U999"), accounts=[ACCOUNT]
+    )
     assert isinstance(bad, Reject) and "U999" in bad.message
 
 
@@ -162,8 +181,12 @@ def test_historical_bars_are_deterministic_and_consistent(broker):
 def test_global_cancel_only_touches_given_accounts(broker):
     broker.open_account("DU2")
     mine = place(broker, 1, order_type="LMT", lmt_price=150.0)
-    other = broker.place_order(gateway="g", client_id=1, request=req(2, order_type="LMT", lmt_price=150.0),
-                               accounts=["DU2"])
+    other = broker.place_order(
+        gateway="g",
+        client_id=1,
+        request=req(2, order_type="LMT", lmt_price=150.0),
+        accounts=["DU2"],
+    )
     broker.global_cancel(accounts=[ACCOUNT])
     assert mine.status is OrderState.CANCELLED
     assert not isinstance(other, Reject) and other.status is OrderState.SUBMITTED

@@ -16,7 +16,10 @@ def test_frames_round_trip_through_the_decoder():
     decoder = FrameDecoder(expect_api_sign=False)
     data = codec.encode_frame([49, 1, 1700000000]) + codec.encode_frame(["a", "", True, None])
     payloads = decoder.feed(data)
-    assert [codec.split_fields(p) for p in payloads] == [["49", "1", "1700000000"], ["a", "", "1", ""]]
+    assert [codec.split_fields(p) for p in payloads] == [
+        ["49", "1", "1700000000"],
+        ["a", "", "1", ""],
+    ]
 
 
 def test_decoder_waits_for_a_whole_frame_split_anywhere():
