@@ -82,6 +82,9 @@ def run(
         bool, typer.Option("--2fa", help="Users need 2FA (approve via the control API).")
     ] = False,
     tick_rate: Annotated[float, typer.Option(min=0.0, help="Ticks/s per market data line.")] = 20.0,
+    twofa_timeout: Annotated[
+        float, typer.Option(min=0.1, help="Seconds to approve a 2FA push.")
+    ] = 180.0,
 ) -> None:
     """Process mode: a broker and N gateways in one process (paper accounts)."""
     if ctx.invoked_subcommand is not None:
@@ -97,6 +100,7 @@ def run(
             control_port=control_port,
             host=host,
             tick_rate=tick_rate,
+            auth_config=auth.AuthorityConfig(twofa_timeout=timedelta(seconds=twofa_timeout)),
             login=True,
         ) as sim:
             if twofa:

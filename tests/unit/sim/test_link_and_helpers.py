@@ -1,0 +1,98 @@
+"""Broker-link value encoding, bar arithmetic and restart scheduling (no sockets)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, time
+
+import pytest
+
+from gateway.sim.broker import (
+    BrokerOrder,
+    OrderEvent,
+    OrderEventKind,
+    OrderRequest,
+    OrderState,
+    StatusChange,
+)
+from gateway.sim.codec import ProtocolError
+from gateway.sim.contracts import default_symbols
+from gateway.sim.entrypoint import next_restart
+from gateway.sim.frontend import bar_count
+from gateway.sim.link import LinkError, from_wire, to_wire
+from gateway.sim.port import Fault, FaultEvent, LoginKind, LoginOutcome
+
+
+def roundtrip(value):
+    return from_wire(json.loads(json.dumps(to_wire(value))))
+
+
+def test_order_event_survives_the_link():
+    now = datetime(2026, 11, 23, 15, 0, tzinfo=UTC)
+    order = BrokerOrder(
+        perm_id=5,
+        gateway="gw",
+        client_id=1,
+        order_id=2,
+        account="DU1",
+        contract=default_symbols()[0],
+        action="BUY",
+        total_quantity=3.0,
+        order_type="MKT",
+        lmt_price=None,
+        aux_price=None,
+        tif="DAY",
+        oca_group="",
+        order_ref="r",
+        parent_id=0,
+        parent_perm_id=0,
+        transmit=True,
+        status=OrderState.FILLED,
+        created_at=now,
+        history=[StatusChange(at=now, status="Filled")],
+    )
+    event = OrderEvent(kind=OrderEventKind.STATUS, order=order)
+    assert roundtrip(event) == event
+
+
+def test_login_outcome_keeps_tuples_and_enums():
+    outcome = LoginOutcome(kind=LoginKind.LOGGED_IN, username="u", accounts=("DU1", "DU2"))
+    assert roundtrip(outcome) == outcome
+    fault = FaultEvent(gateway="g", fault=Fault.SLOW, active=True, value=0.5)
+    assert roundtrip(fault) == fault
+    request = OrderRequest(
+        order_id=1,
+        con_id=2,
+        symbol="A",
+        sec_type="STK",
+        exchange="SMART",
+        currency="USD",
+        action="BUY",
+        total_quantity=1,
+        order_type="MKT",
+    )
+    assert roundtrip({"request": request}) == {"request": request}
+
+
+def test_unknown_tag_is_a_link_error():
+    with pytest.raises(LinkError, match="Nope"):
+        from_wire({"__t": "Nope"})
+
+
+@pytest.mark.parametrize(
+    ("duration", "size", "expected"),
+    [("1 D", "1 hour", (6, 3600)), ("10 D", "1 day", (10, 86400)), ("3600 S", "1 min", (60, 60))],
+)
+def test_bar_count(duration, size, expected):
+    assert bar_count(duration, size) == expected
+
+
+def test_bar_count_names_bad_input():
+    with pytest.raises(ProtocolError, match="bad duration"):
+        bar_count("forever", "1 hour")
+
+
+def test_next_restart_is_strictly_in_the_future():
+    now = datetime(2026, 11, 23, 23, 50, tzinfo=UTC)
+    assert next_restart(now, time(23, 45)) == datetime(2026, 11, 24, 23, 45, tzinfo=UTC)
+    assert next_restart(now, time(23, 55)) == datetime(2026, 11, 23, 23, 55, tzinfo=UTC)
