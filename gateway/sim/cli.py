@@ -127,13 +127,41 @@ async def _login_quietly(sim: object, index: int) -> None:
     typer.echo(f"gateway {sim.specs[index].name}: {outcome.kind.value} port {sim.ports[index]}")
 
 
+def parse_user_spec(spec: str) -> auth.User:
+    """``username:password:account[,account...][:2fa][:delayed|:none]`` from ``--user``."""
+    parts = spec.split(":")
+    if len(parts) < 3 or not all(parts[:3]):
+        raise typer.BadParameter(
+            f"--user {spec!r}: expected username:password:account[:2fa][:delayed|:none]"
+        )
+    flags = {p.lower() for p in parts[3:]}
+    unknown = flags - {"2fa", "delayed", "none", "realtime", "live", "paper"}
+    if unknown:
+        raise typer.BadParameter(f"--user {spec!r}: unknown flag(s) {sorted(unknown)}")
+    market = next((m for m in ("delayed", "none") if m in flags), "realtime")
+    return auth.User(
+        username=parts[0],
+        password=parts[1],
+        accounts=tuple(a for a in parts[2].split(",") if a),
+        mode=auth.Mode.LIVE if "live" in flags else auth.Mode.PAPER,
+        twofa_required="2fa" in flags,
+        market_data=auth.MarketData(market),
+    )
+
+
 @app.command("broker")
 def broker(
-    port: Annotated[int, typer.Option(help="Broker link port for gateway containers.")] = 7500,
+    port: Annotated[
+        int, typer.Option("--port", "--link-port", help="Broker link port for gateway containers.")
+    ] = 7500,
     control_port: Annotated[int, typer.Option(help="Control API port.")] = 8780,
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "0.0.0.0",
     users: Annotated[int, typer.Option(min=1, help="simuser1..N when no users file.")] = 4,
     users_file: Annotated[Path | None, typer.Option(help="JSON list of users.")] = None,
+    user: Annotated[
+        list[str] | None,
+        typer.Option(help="username:password:account[:2fa][:delayed|:none]; repeatable."),
+    ] = None,
     twofa: Annotated[bool, typer.Option("--2fa", help="Default users need 2FA.")] = False,
     seed: Annotated[int, typer.Option(help="Seed of the price random walk.")] = 7,
     twofa_timeout: Annotated[
@@ -145,7 +173,10 @@ def broker(
     """Run the broker alone (the broker container): link + control API."""
     from gateway.sim.entrypoint import serve_broker
 
-    people = load_users(users_file, count=users, twofa=twofa)
+    if user:
+        people = [parse_user_spec(spec) for spec in user]
+    else:
+        people = load_users(users_file, count=users, twofa=twofa)
 
     async def main() -> None:
         stop = await _until_signalled()

@@ -57,6 +57,7 @@ class GatewayEnv:
     read_only: bool
     twofa_timeout_action: str
     relogin_after_twofa_timeout: bool
+    twofa_exit_interval: int
     auto_restart_time: time | None
     existing_session_action: str
     time_zone: str
@@ -84,6 +85,15 @@ def _port(env: Mapping[str, str], name: str, default: int) -> int:
         return default
     if not raw.isdigit() or not 0 <= int(raw) <= 65535:
         raise ConfigError(f"{name}={raw!r}: expected a TCP port number")
+    return int(raw)
+
+
+def _seconds(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit():
+        raise ConfigError(f"{name}={raw!r}: expected a whole number of seconds")
     return int(raw)
 
 
@@ -147,6 +157,7 @@ def read_env(
         read_only=_yes_no(env, "READ_ONLY_API", False),
         twofa_timeout_action=action,
         relogin_after_twofa_timeout=_yes_no(env, "RELOGIN_AFTER_TWOFA_TIMEOUT", False),
+        twofa_exit_interval=_seconds(env, "TWOFA_EXIT_INTERVAL", 60),
         auto_restart_time=parse_auto_restart_time(restart_raw) if restart_raw else None,
         existing_session_action=env.get("EXISTING_SESSION_DETECTED_ACTION", "primary").strip()
         or "primary",
@@ -188,6 +199,7 @@ class GatewayProcess:
                 read_only=settings.read_only,
                 existing_session_action=settings.existing_session_action,
                 relogin_after_2fa_timeout=settings.relogin_after_twofa_timeout,
+                twofa_exit_interval=settings.twofa_exit_interval,
             ),
             broker=self.port,
             line_sink=out,

@@ -82,7 +82,7 @@ class FrontEndConfig:
     tick_rate: float = 20.0  # price ticks per second per market data subscription
     max_msg_rate: int = 50  # IB's pacing limit per client per second (error 100 above it)
     relogin_after_2fa_timeout: bool = False
-    twofa_exit_interval: int = 60
+    twofa_exit_interval: int = 0  # IBC's SecondFactorAuthenticationExitInterval (IBC: 60)
     client_id_hold: float = 0.0  # seconds a client id stays "in use" after a disconnect
 
 
@@ -175,6 +175,10 @@ class GatewayFrontEnd:
             self.ibc(ibclog.LOGIN_FRAME_BECAME_2FA)
             outcome = await self.broker.await_2fa(gateway=self.name, username=self.config.username)
             if outcome.kind is LoginKind.FAILED and outcome.reason == "twofa_timed_out":
+                # IBC waits SecondFactorAuthenticationExitInterval after the dialog closes.
+                self.ibc(ibclog.exit_if_not_completed(seconds=self.config.twofa_exit_interval))
+                if self.config.twofa_exit_interval > 0:
+                    await asyncio.sleep(self.config.twofa_exit_interval)
                 self.ibc(ibclog.CLOSING_AFTER_2FA)
                 if self.config.relogin_after_2fa_timeout:
                     self.ibc(ibclog.RELOGIN_AFTER_2FA_TIMEOUT)

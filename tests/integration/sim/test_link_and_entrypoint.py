@@ -128,7 +128,9 @@ async def test_remote_gateway_trades_and_stops_on_command(lib, clients: Clients)
 async def test_2fa_timeout_exits_1111_which_a_shell_sees_as_87():
     quick = auth.AuthorityConfig(twofa_timeout=timedelta(seconds=0.3))
     async with broker(users(twofa=True), quick) as b:
-        _, task, lines = await start_process(b.link_port, TWOFA_TIMEOUT_ACTION="exit")
+        _, task, lines = await start_process(
+            b.link_port, TWOFA_TIMEOUT_ACTION="exit", TWOFA_EXIT_INTERVAL="0"
+        )
         code = await asyncio.wait_for(task, 10)
         assert code == EXIT_2FA_TIMEOUT and code % 256 == 87
         assert any(ibclog.CLOSING_AFTER_2FA in line for line in lines)
