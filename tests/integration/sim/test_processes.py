@@ -1,0 +1,109 @@
+"""Broker and gateway as separate OS processes (as in containers), linked over TCP."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from queue import Empty, Queue
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.timeout(90)
+CLI = "from gateway.sim.cli import app; app()"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def reader(proc: subprocess.Popen) -> Queue:
+    lines: Queue = Queue()
+
+    def pump() -> None:
+        for line in proc.stdout:
+            lines.put(line.rstrip("\n"))
+
+    threading.Thread(target=pump, daemon=True).start()
+    return lines
+
+
+def wait_line(lines: Queue, needle: str, seen: list[str], timeout: float = 30) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            line = lines.get(timeout=0.2)
+        except Empty:
+            continue
+        seen.append(line)
+        if needle in line:
+            return line
+    raise AssertionError(f"no line with {needle!r} within {timeout} s; saw: {seen[-20:]}")
+
+
+async def test_gateway_process_logs_in_through_broker_process(lib):
+    broker = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            CLI,
+            "broker",
+            "--host",
+            "127.0.0.1",
+            "--link-port",
+            "0",
+            "--control-port",
+            "0",
+            "--user",
+            "simuser1:pw:DU8000001",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    gateway = None
+    try:
+        blines, seen = reader(broker), []
+        link = wait_line(blines, "broker link:", seen).rsplit(":", 1)[1]
+        control = wait_line(blines, "control API:", seen).split(": ", 1)[1]
+        api_port = free_port()
+        env = {
+            **os.environ,
+            "TWS_USERID": "simuser1",
+            "TWS_PASSWORD": "pw",
+            "TRADING_MODE": "paper",
+            "IBFLEET_SIM_BROKER": f"127.0.0.1:{link}",
+            "IBFLEET_SIM_GATEWAY_NAME": "proc-gw",
+            "IBFLEET_SIM_API_PORT": str(api_port),
+            "IBFLEET_SIM_COMMAND_PORT": "0",
+        }
+        gateway = subprocess.Popen(
+            [sys.executable, "-c", CLI, "gateway"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        glines, gseen = reader(gateway), []
+        wait_line(glines, "Login has completed", gseen)
+        wait_line(glines, "CommandServer started", gseen)
+        gateways = httpx.get(f"{control}/gateways", timeout=5).json()
+        assert [(g["name"], g["logged_in"]) for g in gateways] == [("proc-gw", True)]
+        ib = lib.IB()
+        await ib.connectAsync("127.0.0.1", api_port, clientId=1, timeout=10)
+        assert ib.managedAccounts() == ["DU8000001"]
+        assert (await ib.reqCurrentTimeAsync()).year >= 2024
+        ib.disconnect()
+    finally:
+        for proc in (gateway, broker):
+            if proc is not None:
+                proc.send_signal(signal.SIGTERM)
+        codes = [p.wait(timeout=15) for p in (gateway, broker) if p is not None]
+    assert codes == [0, 0]
