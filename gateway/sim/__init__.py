@@ -1,1 +1,1 @@
-"""The IB Gateway simulator: a broker and TWS API gateway front ends that real clients connect to."""
+"""The IB Gateway simulator: a broker, and TWS API gateway front ends real clients use."""

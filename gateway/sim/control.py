@@ -120,11 +120,11 @@ def create_app(*, service: BrokerService, fleet: SimFleet | None = None) -> Fast
     app = FastAPI(title="ibfleet simulator control API", version="1")
 
     def known_gateway(name: str) -> None:
-        if name not in service._listeners:
+        if name not in service.connected_gateways():
             raise HTTPException(
                 status_code=404,
                 detail=f"gateway {name!r} is not connected to the broker "
-                f"(connected: {sorted(service._listeners)})",
+                f"(connected: {service.connected_gateways()})",
             )
 
     def push(name: str, fault: Fault, active: bool, value: float = 0.0) -> dict[str, Any]:
@@ -139,14 +139,14 @@ def create_app(*, service: BrokerService, fleet: SimFleet | None = None) -> Fast
     @app.get("/gateways")
     async def gateways() -> list[dict[str, Any]]:
         rows = []
-        names = set(service._listeners)
+        names = set(service.connected_gateways())
         if fleet is not None:
             names |= {f.name for f in fleet.frontends}
         for name in sorted(names):
             session = service.session_of_gateway(name)
             row: dict[str, Any] = {
                 "name": name,
-                "connected": name in service._listeners,
+                "connected": name in service.connected_gateways(),
                 "logged_in": session is not None,
                 "username": session.username if session else None,
                 "accounts": list(session.accounts) if session else [],

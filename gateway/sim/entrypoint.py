@@ -281,10 +281,10 @@ class GatewayProcess:
             self.stop_requested.set()
 
         async def reconnect_account() -> None:
-            self.frontend.ibc("Reconnecting account")
+            log.info("sim_gateway_command command=RECONNECTACCOUNT gateway=%s", self.frontend.name)
 
         async def reconnect_data() -> None:
-            self.frontend.ibc("Reconnecting data")
+            log.info("sim_gateway_command command=RECONNECTDATA gateway=%s", self.frontend.name)
 
         commands = IbcCommandServer(
             handlers=CommandHandlers(

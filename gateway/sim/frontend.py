@@ -480,6 +480,8 @@ class ApiSession:
                         log.warning("sim_api_bad_handshake gateway=%s error=%s", self.gw.name, exc)
                         return
                     handshake_done = True
+                    # A stalled gateway does not even finish the handshake.
+                    await self.gw.unstalled.wait()
                     now = await self.gw.broker.now()
                     self.writer.write(encode_frame([self.version, messages.connection_time(now)]))
                     continue

@@ -157,6 +157,10 @@ class BrokerService:
         """Forget a gateway's listener (it stopped)."""
         self._listeners.pop(gateway, None)
 
+    def connected_gateways(self) -> list[str]:
+        """Names of the gateway front ends currently linked to the broker."""
+        return sorted(self._listeners)
+
     def _route_order_event(self, event: OrderEvent) -> None:
         # Every gateway whose session holds the order's account hears about it.
         for gateway, session in list(self._sessions.items()):
