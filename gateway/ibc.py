@@ -79,7 +79,7 @@ async def send(
     *,
     host: str,
     port: int,
-    timeout: float = 10.0,  # noqa: ASYNC109 (the caller-facing deadline is the point here)
+    timeout: float = 10.0,
     connect_timeout: float | None = None,
 ) -> IbcReply:
     """Send one command to IBC's command server at ``host:port`` and return its OK reply.

@@ -1,0 +1,414 @@
+"""The health probe: one API session per gateway on its reserved client id.
+
+It connects, checks the account and the market data permissions, then sends a heartbeat
+(``reqCurrentTime``) every few seconds with a deadline, so a gateway that keeps its socket open
+but answers nothing is seen within that deadline (the clients' own disconnect detection only
+sees a closed socket). Everything it learns is emitted as typed ``ProbeEvent`` values for the
+supervisor's lifecycle. The TWS client sits behind ``TwsSession``; ``IbAsyncSession`` is the
+ib_async adapter, and tests drive the probe with a fake or against the simulator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import enum
+import logging
+import math
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from gateway import codes
+from gateway.config import MarketDataExpectation, ProbeContract, TradingMode
+
+log = logging.getLogger("ibfleet.probe")
+
+
+class ClientIdInUse(ConnectionError):
+    """The gateway refused the client id with error 326."""
+
+
+class DataKind(enum.StrEnum):
+    REALTIME = "realtime"
+    DELAYED = "delayed"
+    NONE = "none"
+    UNKNOWN = "unknown"  # no tick and no error within the deadline
+
+
+# ------------------------------------------------------------------------------- events
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeConnected:
+    client_id: int
+    accounts: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeConnectFailed:
+    client_id: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeClientIdInUse:
+    """Error 326: the probe moves to ``next_client_id``."""
+
+    client_id: int
+    next_client_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeHeartbeat:
+    rtt: float  # seconds
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeHeartbeatMissed:
+    """No answer within the deadline while the socket stays open: a stalled gateway."""
+
+    waited: float  # seconds
+    consecutive: int
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeDisconnected:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeApiCode:
+    """A connectivity or farm notice (1100, 1101, 1102, 2103, ...)."""
+
+    code: int
+    message: str
+    kind: codes.CodeKind
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeAccountChecked:
+    ok: bool
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class ProbePermissionChecked:
+    symbol: str
+    expected: str
+    got: str
+    ok: bool
+
+
+ProbeEvent = (
+    ProbeConnected
+    | ProbeConnectFailed
+    | ProbeClientIdInUse
+    | ProbeHeartbeat
+    | ProbeHeartbeatMissed
+    | ProbeDisconnected
+    | ProbeApiCode
+    | ProbeAccountChecked
+    | ProbePermissionChecked
+)
+
+
+# ------------------------------------------------------------------------------- the seam
+
+
+class TwsSession(Protocol):
+    """The few TWS API calls the probe makes. Every call is bounded by the caller."""
+
+    async def connect(self, *, host: str, port: int, client_id: int, timeout: float) -> list[str]:
+        """Connect and return the managed accounts; raises ``ClientIdInUse`` on 326."""
+        ...
+
+    async def current_time(self) -> None: ...
+
+    async def market_data_kind(self, contract: ProbeContract, *, timeout: float) -> DataKind: ...
+
+    def disconnect(self) -> None: ...
+
+    def is_connected(self) -> bool: ...
+
+
+#: Builds a session whose API codes and disconnects are reported to the two callbacks.
+SessionFactory = Callable[
+    [Callable[[int, str], None], Callable[[], None]],
+    TwsSession,
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeSettings:
+    heartbeat_every: float = 1.0  # seconds between heartbeats
+    heartbeat_deadline: float = 1.0  # seconds a heartbeat may take
+    connect_deadline: float = 10.0
+    permission_deadline: float = 5.0
+    recheck_permissions_every: float = 600.0
+    reconnect_delay: float = 1.0
+
+
+class HealthProbe:
+    """Watches one gateway until cancelled; every observation goes to ``emit``."""
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        account: str,
+        mode: TradingMode,
+        contracts: Sequence[ProbeContract],
+        client_id: Callable[[], int],
+        rotate_client_id: Callable[[], int],
+        session_factory: SessionFactory,
+        emit: Callable[[ProbeEvent], None],
+        settings: ProbeSettings = ProbeSettings(),
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        monotonic: Callable[[], float] | None = None,
+    ) -> None:
+        self._host, self._port = host, port
+        self._account, self._mode = account, mode
+        self._contracts = list(contracts)
+        self._client_id = client_id
+        self._rotate = rotate_client_id
+        self._factory = session_factory
+        self._emit = emit
+        self._settings = settings
+        self._sleep = sleep
+        self._monotonic = monotonic or asyncio.get_running_loop().time
+        self._lost = asyncio.Event()
+        self._session: TwsSession | None = None
+
+    async def run(self) -> None:
+        """Connect, check, heartbeat; reconnect after a disconnect. Runs until cancelled."""
+        try:
+            while True:
+                await self._one_session()
+                await self._sleep(self._settings.reconnect_delay)
+        finally:
+            if self._session is not None:
+                self._session.disconnect()
+
+    def _on_code(self, code: int, message: str) -> None:
+        kind = codes.classify(code)
+        if kind in _REPORTED_KINDS:
+            self._emit(ProbeApiCode(code=code, message=message, kind=kind))
+
+    def _on_disconnect(self) -> None:
+        self._lost.set()
+
+    async def _one_session(self) -> None:
+        s = self._settings
+        self._lost = asyncio.Event()
+        session = self._factory(self._on_code, self._on_disconnect)
+        self._session = session
+        client_id = self._client_id()
+        try:
+            # asyncio.timeout, not wait_for, throughout: 3.11's wait_for can swallow a
+            # cancellation when the awaited call completes at the same moment.
+            async with asyncio.timeout(s.connect_deadline + 1):
+                accounts = await session.connect(
+                    host=self._host,
+                    port=self._port,
+                    client_id=client_id,
+                    timeout=s.connect_deadline,
+                )
+        except ClientIdInUse:
+            session.disconnect()
+            self._emit(ProbeClientIdInUse(client_id=client_id, next_client_id=self._rotate()))
+            return
+        except (OSError, TimeoutError, ConnectionError) as exc:
+            session.disconnect()
+            reason = str(exc) or type(exc).__name__
+            self._emit(ProbeConnectFailed(client_id=client_id, reason=reason))
+            return
+        self._emit(ProbeConnected(client_id=client_id, accounts=tuple(accounts)))
+        self._emit(self._check_account(accounts))
+        try:
+            await self._watch(session)
+        finally:
+            session.disconnect()
+
+    def _check_account(self, accounts: Sequence[str]) -> ProbeAccountChecked:
+        if self._account not in accounts:
+            listed = ", ".join(accounts) or "none"
+            return ProbeAccountChecked(
+                ok=False, detail=f"account {self._account} is not managed (managed: {listed})"
+            )
+        paper = self._account.startswith("D")
+        if paper != (self._mode is TradingMode.PAPER):
+            return ProbeAccountChecked(
+                ok=False, detail=f"account {self._account} does not fit mode {self._mode}"
+            )
+        return ProbeAccountChecked(ok=True, detail=f"account {self._account} is managed")
+
+    async def _check_permissions(self, session: TwsSession) -> None:
+        for contract in self._contracts:
+            try:
+                async with asyncio.timeout(self._settings.permission_deadline + 1):
+                    got = await session.market_data_kind(
+                        contract, timeout=self._settings.permission_deadline
+                    )
+            except (TimeoutError, ConnectionError, OSError):
+                got = DataKind.UNKNOWN
+            if got is DataKind.UNKNOWN and not session.is_connected():
+                return
+            expected = MarketDataExpectation(contract.expect)
+            self._emit(
+                ProbePermissionChecked(
+                    symbol=contract.symbol,
+                    expected=expected.value,
+                    got=got.value,
+                    ok=got.value == expected.value,
+                )
+            )
+
+    async def _watch(self, session: TwsSession) -> None:
+        s = self._settings
+        missed = 0
+        next_permissions = self._monotonic()
+        while not self._lost.is_set():
+            if self._contracts and self._monotonic() >= next_permissions:
+                await self._check_permissions(session)
+                next_permissions = self._monotonic() + s.recheck_permissions_every
+            started = self._monotonic()
+            try:
+                async with asyncio.timeout(s.heartbeat_deadline):
+                    await session.current_time()
+            except TimeoutError:
+                if self._lost.is_set() or not session.is_connected():
+                    break
+                missed += 1
+                self._emit(
+                    ProbeHeartbeatMissed(waited=self._monotonic() - started, consecutive=missed)
+                )
+            except (ConnectionError, OSError):
+                break
+            else:
+                missed = 0
+                self._emit(ProbeHeartbeat(rtt=self._monotonic() - started))
+            remaining = max(0.0, s.heartbeat_every - (self._monotonic() - started))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(remaining):
+                    await self._lost.wait()
+        self._emit(ProbeDisconnected(reason="the API socket closed"))
+
+
+_REPORTED_KINDS = frozenset(
+    {
+        codes.CodeKind.CONNECTIVITY_LOST,
+        codes.CodeKind.CONNECTIVITY_RESTORED,
+        codes.CodeKind.FARM_BROKEN,
+        codes.CodeKind.FARM_OK,
+        codes.CodeKind.RECONNECT_REQUIRED,
+    }
+)
+
+
+# ------------------------------------------------------------------------------- ib_async
+
+
+class IbAsyncSession:
+    """``TwsSession`` on the real ib_async client."""
+
+    def __init__(
+        self, on_code: Callable[[int, str], None], on_disconnect: Callable[[], None]
+    ) -> None:
+        import ib_async  # the adapter is the only place the client library is touched
+
+        self._ib_async = ib_async
+        self._ib = ib_async.IB()
+        self._on_code = on_code
+        self._on_disconnect = on_disconnect
+        self._refused = False
+        self._ib.errorEvent += self._error
+        self._ib.disconnectedEvent += self._disconnected
+        self._waiters: dict[int, asyncio.Future[DataKind]] = {}
+
+    def _error(self, req_id: int, code: int, message: str, contract: object = None) -> None:
+        if code == codes.ApiCode.CLIENT_ID_IN_USE:
+            self._refused = True
+        con_id = getattr(contract, "conId", None)
+        if con_id in self._waiters and not self._waiters[con_id].done():
+            if code == codes.ApiCode.DELAYED_DATA_SHOWN:
+                self._waiters[con_id].set_result(DataKind.DELAYED)
+            elif code in codes.MARKET_DATA_PERMISSION:
+                self._waiters[con_id].set_result(DataKind.NONE)
+        self._on_code(code, message)
+
+    def _disconnected(self) -> None:
+        self._on_disconnect()
+
+    async def connect(self, *, host: str, port: int, client_id: int, timeout: float) -> list[str]:
+        try:
+            await self._ib.connectAsync(
+                host, port, clientId=client_id, timeout=timeout, readonly=True
+            )
+        except (TimeoutError, ConnectionError, OSError) as exc:
+            if self._refused:
+                raise ClientIdInUse(f"client id {client_id} is in use") from None
+            raise ConnectionError(
+                f"cannot connect to {host}:{port}: {exc or 'timed out'}"
+            ) from None
+        if self._refused:
+            raise ClientIdInUse(f"client id {client_id} is in use")
+        return list(self._ib.managedAccounts())
+
+    async def current_time(self) -> None:
+        await self._ib.reqCurrentTimeAsync()
+
+    async def market_data_kind(self, contract: ProbeContract, *, timeout: float) -> DataKind:
+        ib = self._ib
+        query = self._ib_async.Contract(
+            symbol=contract.symbol,
+            secType=contract.sec_type,
+            exchange=contract.exchange,
+            currency=contract.currency,
+        )
+        qualified = await ib.qualifyContractsAsync(query)
+        target = qualified[0] if qualified else None
+        if not isinstance(target, self._ib_async.Contract):
+            return DataKind.UNKNOWN
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[DataKind] = loop.create_future()
+        self._waiters[target.conId] = waiter
+        # Type 3 asks for delayed data where real-time is not permitted; IB still sends
+        # real-time data (type 1) to an account that has the subscription.
+        ib.reqMarketDataType(3)
+        ticker = ib.reqMktData(target, "", False, False)
+
+        def on_update(t: object) -> None:
+            price = getattr(t, "last", math.nan)
+            bid = getattr(t, "bid", math.nan)
+            if waiter.done() or (math.isnan(price) and math.isnan(bid)):
+                return
+            kind = getattr(t, "marketDataType", 1)
+            waiter.set_result(DataKind.REALTIME if kind in (1, 2) else DataKind.DELAYED)
+
+        ticker.updateEvent += on_update
+        try:
+            async with asyncio.timeout(timeout):
+                return await waiter
+        except TimeoutError:
+            return DataKind.UNKNOWN
+        finally:
+            ticker.updateEvent -= on_update
+            self._waiters.pop(target.conId, None)
+            with contextlib.suppress(Exception):
+                ib.cancelMktData(target)
+
+    def disconnect(self) -> None:
+        self._ib.errorEvent -= self._error
+        self._ib.disconnectedEvent -= self._disconnected
+        self._ib.disconnect()
+
+    def is_connected(self) -> bool:
+        return bool(self._ib.isConnected())
+
+
+def probe_timestamp() -> dt.datetime:
+    """Wall-clock time for probe observations (UTC)."""
+    return dt.datetime.now(dt.UTC)
