@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from gateway.sim import cli as sim_cli
 from supervisor import lint as lint_mod
 from supervisor.settings import ConfigError, ConfigProblem, load_settings
 
@@ -20,6 +21,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+app.add_typer(sim_cli.app, name="sim")
 
 ConfigOption = Annotated[
     Path | None,

@@ -207,3 +207,27 @@ def gateway() -> None:
     from gateway.sim.entrypoint import run_gateway
 
     raise typer.Exit(run_gateway(os.environ) % 256)
+
+
+@app.command("image")
+def image(
+    tag: Annotated[str, typer.Option("--tag", help="Tag of the image to build.")] = (
+        "ibfleet-sim:latest"
+    ),
+    base: Annotated[
+        str | None,
+        typer.Option("--base", help="Base image (Python 3.11, Debian bookworm) to build on."),
+    ] = None,
+    rebuild_base: Annotated[
+        bool, typer.Option("--rebuild-base", help="Rebuild the local debootstrap base.")
+    ] = False,
+    mirror: Annotated[
+        str | None, typer.Option("--mirror", help="Debian mirror for debootstrap (default: apt's).")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the result.")] = False,
+) -> None:
+    """Build the simulator image with no container registry (a local base when none can be
+    pulled, cached); a second build takes seconds."""
+    from gateway.sim.image import image_command
+
+    image_command(tag=tag, base=base, rebuild_base=rebuild_base, mirror=mirror, quiet=quiet)

@@ -50,6 +50,9 @@ def broker_command() -> list[str]:
         str(BROKER_LINK_PORT),
         "--control-port",
         str(CONTROL_PORT),
+        # The 2FA-timeout test must not wait IB's 180 s.
+        "--twofa-timeout",
+        "8",
     ]
     for username, (account, twofa) in USERS.items():
         spec = f"{username}:{PASSWORD}:{account}" + (":2fa" if twofa else "")
