@@ -85,7 +85,7 @@ class FleetControl(Protocol):
 
     def gateways(self) -> list[GatewayView]: ...
 
-    def events(
+    async def events(
         self, *, since_id: int | None, limit: int, gateway: str | None
     ) -> list[EventView]: ...
 
@@ -164,7 +164,7 @@ def create_app(control: FleetControl, *, token: str | None) -> FastAPI:
     ) -> list[EventView]:
         if gateway is not None:
             find(gateway)
-        return control.events(since_id=since_id, limit=limit, gateway=gateway)
+        return await control.events(since_id=since_id, limit=limit, gateway=gateway)
 
     @app.post(
         "/api/v1/gateways/{name}/{action}",

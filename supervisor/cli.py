@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 from importlib import metadata
 from pathlib import Path
 from typing import Annotated
 
+import httpx
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from gateway.sim import cli as sim_cli
 from supervisor import lint as lint_mod
-from supervisor.settings import ConfigError, ConfigProblem, load_settings
+from supervisor.settings import ConfigError, ConfigProblem, LoadedFleet, load_settings
 
 app = typer.Typer(
     name="ibfleet",
@@ -109,6 +113,177 @@ def check(config: ConfigOption = None) -> None:
     )
     console.print(summary, highlight=False, soft_wrap=True)
     raise typer.Exit(1 if errors else 0)
+
+
+# ------------------------------------------------------------------------------ run
+
+
+def _load_for_run(config: Path | None) -> LoadedFleet:
+    """Settings for a command that acts: structural problems and missing secrets are fatal."""
+    console = Console(stderr=True, highlight=False)
+    source = str(config or os.environ.get("IBFLEET_CONFIG") or "fleet.yaml")
+    try:
+        loaded = load_settings(config, environ=os.environ)
+    except ConfigError as exc:
+        render_problems(console, exc.problems, source)
+        raise typer.Exit(2 if exc.unreadable else 1) from None
+    problems = lint_mod.lint(
+        loaded,
+        environ=os.environ,
+        file_exists=Path.is_file,
+        missing_secret_severity="error",  # noqa: S106 - a severity, not a secret
+    )
+    errors = [p for p in problems if p.severity == "error"]
+    if errors:
+        render_problems(console, errors, loaded.source)
+        console.print(f"{loaded.source}: fix the errors above first (`ibfleet check`)")
+        raise typer.Exit(1)
+    return loaded
+
+
+@app.command()
+def run(config: ConfigOption = None) -> None:
+    """Supervise the fleet in the foreground (structured logs on stderr).
+
+    SIGTERM or SIGINT stops the supervisor cleanly and leaves the gateways running.
+    """
+    from supervisor import run as run_mod
+
+    loaded = _load_for_run(config)
+    run_mod.configure_logging()
+    try:
+        asyncio.run(run_mod.run_until_signalled(loaded.settings, environ=os.environ))
+    except run_mod.StartupError as exc:
+        Console(stderr=True).print(f"ibfleet run: {exc}", highlight=False)
+        raise typer.Exit(1) from None
+
+
+# ------------------------------------------------------------------------------ API clients
+
+UrlOption = Annotated[
+    str | None,
+    typer.Option("--url", help="Supervisor API URL. Default: api.listen of the fleet file."),
+]
+
+
+def _api(config: Path | None, url: str | None) -> tuple[str, str | None]:
+    """The API URL and bearer token, from --url / the fleet file."""
+    token: str | None = os.environ.get("IBFLEET_API_TOKEN") or None
+    if url is not None:
+        return url.rstrip("/"), token
+    try:
+        loaded = load_settings(config, environ=os.environ)
+    except ConfigError as exc:
+        render_problems(Console(stderr=True), exc.problems, str(config or "fleet.yaml"))
+        raise typer.Exit(2) from None
+    api = loaded.settings.api
+    if api.token is not None and api.token.missing_reason(environ=os.environ) is None:
+        token = api.token.resolve(environ=os.environ).get_secret_value()
+    host = "127.0.0.1" if api.host in ("0.0.0.0", "") else api.host
+    host = f"[{host}]" if ":" in host else host
+    return f"http://{host}:{api.port}", token
+
+
+def _get(url: str, path: str, **params: str | int | None) -> object:
+    try:
+        response = httpx.get(url + path, params={k: v for k, v in params.items() if v is not None})
+    except httpx.HTTPError as exc:
+        Console(stderr=True).print(f"cannot reach the supervisor at {url}: {exc}")
+        raise typer.Exit(3) from None
+    if response.status_code >= 400:
+        Console(stderr=True).print(f"{url}{path}: {response.status_code} {response.text}")
+        raise typer.Exit(1)
+    return response.json()
+
+
+@app.command()
+def status(
+    config: ConfigOption = None,
+    url: UrlOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """The fleet at a glance: gateway, state, mode, account, last heartbeat, open alerts."""
+    base, _ = _api(config, url)
+    rows = _get(base, "/api/v1/gateways")
+    assert isinstance(rows, list)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(title=f"ibfleet at {base}")
+    for column in ("gateway", "state", "ready", "mode", "account", "last heartbeat", "alerts"):
+        table.add_column(column)
+    for row in rows:
+        beat = row.get("last_heartbeat") or "-"
+        rtt = row.get("heartbeat_rtt_seconds")
+        if rtt is not None:
+            beat = f"{beat[11:19]} ({rtt * 1000:.1f} ms)"
+        table.add_row(
+            row["name"],
+            row["state"],
+            "yes" if row["ready"] else "no",
+            row["mode"],
+            row["account"],
+            beat,
+            ", ".join(row.get("open_alerts") or []) or "-",
+        )
+    Console().print(table)
+
+
+@app.command()
+def events(
+    config: ConfigOption = None,
+    url: UrlOption = None,
+    gateway: Annotated[str | None, typer.Option(help="Only this gateway.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Recent journal events (state changes, alerts, operator commands)."""
+    base, _ = _api(config, url)
+    rows = _get(base, "/api/v1/events", gateway=gateway, limit=limit)
+    assert isinstance(rows, list)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        who = row.get("gateway") or row.get("strategy") or "-"
+        typer.echo(f"{row['at']} {row['severity']:8} {who:12} {row['kind']:9} {row['message']}")
+
+
+gateway_app = typer.Typer(help="Operate one gateway through the running supervisor.")
+app.add_typer(gateway_app, name="gateway")
+
+
+def _command(name: str, action: str, config: Path | None, url: str | None) -> None:
+    base, token = _api(config, url)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        response = httpx.post(f"{base}/api/v1/gateways/{name}/{action}", headers=headers)
+    except httpx.HTTPError as exc:
+        Console(stderr=True).print(f"cannot reach the supervisor at {base}: {exc}")
+        raise typer.Exit(3) from None
+    detail = response.json().get("detail", response.text)
+    if response.status_code >= 400:
+        Console(stderr=True).print(f"{action} {name}: {response.status_code} {detail}")
+        raise typer.Exit(1)
+    typer.echo(f"{action} {name}: {detail}")
+
+
+@gateway_app.command("restart")
+def gateway_restart(name: str, config: ConfigOption = None, url: UrlOption = None) -> None:
+    """Restart a gateway (softly through IBC when it can: no new 2FA)."""
+    _command(name, "restart", config, url)
+
+
+@gateway_app.command("stop")
+def gateway_stop(name: str, config: ConfigOption = None, url: UrlOption = None) -> None:
+    """Stop a gateway and keep it stopped (no alerts, no restarts)."""
+    _command(name, "stop", config, url)
+
+
+@gateway_app.command("start")
+def gateway_start(name: str, config: ConfigOption = None, url: UrlOption = None) -> None:
+    """Start a stopped gateway, or release one from FATAL after you fixed the cause."""
+    _command(name, "start", config, url)
 
 
 def main() -> None:

@@ -66,6 +66,7 @@ class GatewayEnv:
     gateway_name: str
     api_port: int
     command_port: int
+    control_from: tuple[str, ...] = ()
 
 
 def _yes_no(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -117,11 +118,22 @@ def read_env(
 ) -> GatewayEnv:
     """Validate the container env; raises ConfigError naming the bad variable."""
     reader = read_text or (lambda path: Path(path).read_text(encoding="utf-8"))
-    username = env.get("TWS_USERID", "").strip()
+    ini = _read_ibc_ini(env, reader)
+    username = env.get("TWS_USERID", "").strip() or ini.get("iblogin", "")
+    username_file = env.get("TWS_USERID_FILE", "").strip()
+    if not username and username_file:
+        try:
+            username = reader(username_file).strip()
+        except OSError as exc:
+            raise ConfigError(
+                f"TWS_USERID_FILE={username_file!r}: cannot read ({exc.strerror})"
+            ) from None
     if not username:
-        raise ConfigError("TWS_USERID is not set")
+        raise ConfigError("no username: set TWS_USERID, TWS_USERID_FILE or IbLoginId in IBC_INI")
     password_file = env.get("TWS_PASSWORD_FILE", "").strip()
-    if password_file:
+    if ini.get("ibpassword"):
+        password = ini["ibpassword"]
+    elif password_file:
         try:
             password = reader(password_file).strip()
         except OSError as exc:
@@ -167,7 +179,34 @@ def read_env(
         gateway_name=env.get("IBFLEET_SIM_GATEWAY_NAME", "").strip() or socket.gethostname(),
         api_port=_port(env, "IBFLEET_SIM_API_PORT", LIVE_PORT if mode == "live" else PAPER_PORT),
         command_port=_port(env, "IBFLEET_SIM_COMMAND_PORT", COMMAND_PORT),
+        control_from=tuple(
+            a.strip()
+            for a in (env.get("IBFLEET_SIM_CONTROL_FROM", "") or ini.get("controlfrom", "")).split(
+                ","
+            )
+            if a.strip()
+        ),
     )
+
+
+def _read_ibc_ini(env: Mapping[str, str], reader: Callable[[str], str]) -> dict[str, str]:
+    """With CUSTOM_CONFIG=yes the gnzsnz image reads IBC's config.ini (at IBC_INI) as given:
+    credentials (IbLoginId, IbPassword) and ControlFrom come from there. Keys lower-cased."""
+    if env.get("CUSTOM_CONFIG", "").strip().lower() != "yes":
+        return {}
+    path = env.get("IBC_INI", "").strip() or "/root/ibc/config.ini"
+    try:
+        text = reader(path)
+    except OSError as exc:
+        raise ConfigError(f"IBC_INI={path!r}: cannot read ({exc.strerror})") from None
+    values: dict[str, str] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        values[key.strip().lower()] = value.strip()
+    return values
 
 
 def next_restart(now: datetime, at: time) -> datetime:
@@ -295,6 +334,7 @@ class GatewayProcess:
             ),
             host=self.host,
             port=self.settings.command_port,
+            control_from=self.settings.control_from,
         )
         self.command_server = commands
         await commands.start()

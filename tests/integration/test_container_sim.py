@@ -103,7 +103,12 @@ def broker(containers, sim_image: str):
 
 def run_gateway(containers, sim_image: str, broker, password_file: Path, *, user: str, **env):
     container, network, _ = broker
+    network.reload()
+    # Commands sent to the published port arrive from the network's gateway address (IBC's
+    # ControlFrom must allow it, as it must allow the supervisor in a real fleet).
+    bridge = network.attrs["IPAM"]["Config"][0]["Gateway"]
     environment = {
+        "IBFLEET_SIM_CONTROL_FROM": bridge,
         "TWS_USERID": user,
         "TWS_PASSWORD_FILE": "/run/secrets/tws_password",
         "TRADING_MODE": "paper",

@@ -51,7 +51,9 @@ class FakeFleet:
     def gateways(self) -> list[GatewayView]:
         return list(self.views.values())
 
-    def events(self, *, since_id: int | None, limit: int, gateway: str | None) -> list[EventView]:
+    async def events(
+        self, *, since_id: int | None, limit: int, gateway: str | None
+    ) -> list[EventView]:
         events = [
             EventView(id=i, at=NOW, kind="state", gateway=g, message=f"event {i}")
             for i, g in enumerate(["paper-a", "paper-b", "paper-a"], start=1)

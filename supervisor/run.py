@@ -1,0 +1,268 @@
+"""``ibfleet run``: build every part from the settings, run until told to stop, stop cleanly.
+
+This is the only place that opens the journal, reads the secrets, talks to the Docker engine
+and binds the HTTP API; everything below gets what it needs passed in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any, TextIO
+
+from gateway.runtime import Runtime
+from gateway.spec import ContainerSpec, GatewaySecrets, render_spec
+from gateway.values import SecretError
+from supervisor import lifecycle as lc
+from supervisor.alertpolicy import Redactor
+from supervisor.api import ApiServer, create_app
+from supervisor.budget import LoginLedger
+from supervisor.journal import AsyncJournal, SqliteJournal
+from supervisor.metrics import FleetMetrics
+from supervisor.notify import AlertDispatcher, Notifier, build_routes, fleet_redactor
+from supervisor.service import Clock, Supervisor, utc_now
+from supervisor.settings import FleetSettings
+
+log = logging.getLogger("ibfleet.run")
+
+
+class StartupError(Exception):
+    """The supervisor cannot start; the message says what to fix."""
+
+
+# ------------------------------------------------------------------------------ logging
+
+
+class RedactingFilter(logging.Filter):
+    """Last line of defence: no secret value leaves through a log record."""
+
+    def __init__(self, redactor: Redactor) -> None:
+        super().__init__()
+        self._redactor = redactor
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = self._redactor.redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+def configure_logging(*, level: int = logging.INFO, stream: TextIO | None = None) -> None:
+    """One structured line per event: ``time level logger event key=value ...``."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s", "%Y-%m-%dT%H:%M:%S")
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for noisy in ("ib_async", "ib_insync", "uvicorn", "apprise", "docker", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+# ------------------------------------------------------------------------------ building
+
+
+def resolve_credentials(
+    settings: FleetSettings, environ: Mapping[str, str]
+) -> dict[str, GatewaySecrets]:
+    """Every gateway's username and password, or a StartupError listing each one missing."""
+    out: dict[str, GatewaySecrets] = {}
+    missing: list[str] = []
+    for gw in settings.gateways:
+        try:
+            out[gw.name] = GatewaySecrets(
+                username=gw.username.resolve(environ=environ),
+                password=gw.password.resolve(environ=environ),
+            )
+        except SecretError as exc:
+            missing.append(f"gateways[{gw.name}]: {exc}")
+    if missing:
+        raise StartupError("secrets cannot be read:\n  " + "\n  ".join(missing))
+    return out
+
+
+def fingerprint_key_path(settings: FleetSettings) -> Path:
+    return settings.storage.path.with_name(settings.storage.path.name + ".spec-key")
+
+
+def desired_specs(
+    settings: FleetSettings,
+    credentials: Mapping[str, GatewaySecrets],
+    *,
+    fingerprint_key: bytes,
+    control_from: Sequence[str] = (),
+) -> list[ContainerSpec]:
+    """The containers the fleet file asks for."""
+    image_of = settings.simulator.image if settings.simulator.enabled else settings.runtime.image
+    return [
+        render_spec(
+            gw,
+            fleet=settings.fleet,
+            network=settings.runtime.network,
+            image=gw.image or image_of,
+            timezone=settings.timezone,
+            secrets=credentials[gw.name],
+            fingerprint_key=fingerprint_key,
+            control_from=control_from,
+        )
+        for gw in settings.gateways
+    ]
+
+
+@dataclass
+class Running:
+    """A started supervisor and what must be closed with it."""
+
+    supervisor: Supervisor
+    api: ApiServer
+    dispatcher: AlertDispatcher
+    notifier: Notifier
+    journal: AsyncJournal
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.supervisor.settings.api.host}:{self.api.port}"
+
+    async def close(self) -> None:
+        """Stop supervising and serving; the gateway containers keep running."""
+        await self.api.stop()
+        await self.supervisor.stop()
+        await self.dispatcher.stop()
+        self.notifier.close()
+        await self.journal.aclose()
+
+
+async def start_supervisor(
+    settings: FleetSettings,
+    *,
+    environ: Mapping[str, str],
+    runtime: Runtime,
+    specs: Sequence[ContainerSpec] | None = None,
+    clock: Clock = utc_now,
+    console: TextIO | None = None,
+    api_port: int | None = None,
+    extra: Callable[[Supervisor], None] | None = None,
+    supervisor_options: Mapping[str, Any] | None = None,
+) -> Running:
+    """Open the journal, restore state, start reconcile, probes, alerts and the HTTP API."""
+    credentials = resolve_credentials(settings, environ)
+    try:
+        journal = SqliteJournal(settings.storage.path)
+    except Exception as exc:
+        raise StartupError(str(exc)) from None
+    ajournal = AsyncJournal(journal)
+    redactor = fleet_redactor(settings, environ=environ)
+    version = _version()
+    metrics = FleetMetrics(version=version, redactor=redactor)
+    policy, senders, _ = build_routes(settings.alerts, environ=environ, console=console)
+    notifier = Notifier(senders, redactor=redactor)
+    dispatcher = await AlertDispatcher.restore(
+        policy=policy, redactor=redactor, notifier=notifier, store=ajournal, metrics=metrics
+    )
+    restored: dict[str, lc.GatewayStatus] = {}
+    for gw in settings.gateways:
+        record = await ajournal.load_record(f"gateway:{gw.name}")
+        if record is not None:
+            try:
+                restored[gw.name] = lc.GatewayStatus.from_record(record)
+            except ValueError as exc:
+                log.warning("state_not_restored gateway=%s error=%s", gw.name, exc)
+    ledger_record = await ajournal.load_login_ledger()
+    limit = max((gw.logins_per_hour for gw in settings.gateways), default=4)
+    ledger = (
+        LoginLedger.from_record(ledger_record, limit=limit)
+        if ledger_record
+        else LoginLedger(limit=limit)
+    )
+    if specs is None:
+        from gateway.docker_runtime import load_or_create_fingerprint_key
+
+        key = load_or_create_fingerprint_key(fingerprint_key_path(settings))
+        specs = desired_specs(settings, credentials, fingerprint_key=key)
+    supervisor = Supervisor(
+        settings=settings,
+        runtime=runtime,
+        desired=specs,
+        journal=ajournal,
+        dispatcher=dispatcher,
+        metrics=metrics,
+        clock=clock,
+        restored=restored,
+        ledger=ledger,
+        usernames={n: c.username.get_secret_value() for n, c in credentials.items()},
+        **dict(supervisor_options or {}),
+    )
+    if extra is not None:
+        extra(supervisor)
+    token = (
+        settings.api.token.resolve(environ=environ).get_secret_value()
+        if (settings.api.token is not None)
+        else None
+    )
+    api = ApiServer(
+        create_app(supervisor, token=token),
+        host=settings.api.host,
+        port=settings.api.port if api_port is None else api_port,
+    )
+    dispatcher.start()
+    await supervisor.start()
+    try:
+        await api.start()
+    except Exception:
+        await supervisor.stop()
+        await dispatcher.stop()
+        notifier.close()
+        await ajournal.aclose()
+        raise
+    log.info(
+        "supervisor_started fleet=%s gateways=%d api=%s:%d version=%s",
+        settings.fleet,
+        len(settings.gateways),
+        settings.api.host,
+        api.port,
+        version,
+    )
+    return Running(supervisor, api, dispatcher, notifier, ajournal)
+
+
+def docker_runtime() -> Runtime:
+    """The Docker runtime, or a StartupError saying that no engine answers."""
+    import docker
+
+    from gateway.docker_runtime import DockerRuntime
+
+    try:
+        client = docker.from_env(timeout=30)
+        client.ping()
+    except Exception as exc:
+        raise StartupError(f"no Docker engine answers: {exc}") from None
+    return DockerRuntime(client)
+
+
+async def run_until_signalled(settings: FleetSettings, *, environ: Mapping[str, str]) -> None:
+    """``ibfleet run``: supervise until SIGTERM or SIGINT, then stop and leave gateways running."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    running = await start_supervisor(settings, environ=environ, runtime=docker_runtime())
+    try:
+        await stop.wait()
+        log.info("supervisor_stopping reason=signal gateways=left-running")
+    finally:
+        await running.close()
+
+
+def _version() -> str:
+    try:
+        return metadata.version("ibfleet")
+    except metadata.PackageNotFoundError:
+        return "unknown"

@@ -1,0 +1,666 @@
+"""The supervisor process: every part wired together around one lifecycle per gateway.
+
+Inputs reach a gateway's controller as lifecycle events: container events from the runtime,
+auth events parsed from the container's log (since its current start only), probe results,
+schedule ticks and operator commands. The controller runs the pure ``lifecycle.transition`` and
+carries out the effects it returns (soft restart through IBC's command server, a container
+restart, alerts, order gating, safe state). State, alerts and the login budget go to the journal
+so a restarted supervisor carries on where it stopped, without paging again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from gateway import authlog, codes, ibc
+from gateway import probe as probe_mod
+from gateway.config import GatewayConfig
+from gateway.leases import ClientIdLeases
+from gateway.runtime import EventKind, ObservedContainer, Runtime, RuntimeEvent
+from gateway.spec import ContainerSpec
+from supervisor import lifecycle as lc
+from supervisor import schedules
+from supervisor.alertpolicy import Alert, Severity
+from supervisor.api import Action, CommandResult, EventView, GatewayView
+from supervisor.budget import LoginLedger
+from supervisor.journal import AsyncJournal
+from supervisor.metrics import FleetMetrics, TwoFactorOutcome
+from supervisor.notify import AlertDispatcher
+from supervisor.orchestrator import Orchestrator, OrchestratorEvent, OrchestratorEventKind
+from supervisor.settings import FleetSettings
+
+log = logging.getLogger("ibfleet.supervisor")
+
+Clock = Callable[[], datetime]
+#: Hooks the strategy host registers: (gateway, open) and (gateway, reason).
+GateHook = Callable[[str, bool], None]
+SafeStateHook = Callable[[str, str], None]
+IbcSend = Callable[..., Awaitable[ibc.IbcReply]]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def lifecycle_policy(settings: FleetSettings, gw: GatewayConfig) -> lc.LifecyclePolicy:
+    """The lifecycle's thresholds from the fleet file."""
+    h = settings.health
+    action = (
+        lc.TwoFactorTimeoutAction.RESTART
+        if gw.two_factor.timeout_action.value == "restart"
+        else lc.TwoFactorTimeoutAction.BACKOFF
+    )
+    return lc.LifecyclePolicy(
+        heartbeat_deadline=h.heartbeat_deadline * 2 + h.heartbeat_every,
+        slow_heartbeat=h.heartbeat_deadline,
+        login_timeout=h.login_deadline,
+        ready_grace_after_window=h.after_window_grace,
+        login_budget=gw.logins_per_hour,
+        twofa_timeout_action=action,
+    )
+
+
+# ------------------------------------------------------------------------------ translation
+
+
+def from_auth_event(event: authlog.AuthEvent) -> lc.Event | None:
+    """An IBC log event as a lifecycle input (None for lines that change nothing)."""
+    match event:
+        case authlog.LoginAttempt(number=number):
+            return lc.LoginAttempt(number=number)
+        case authlog.TwoFactorInitiated():
+            return lc.TwoFactorInitiated()
+        case authlog.TwoFactorTimedOut():
+            return lc.TwoFactorTimedOut()
+        case authlog.LoggedIn(configured=False):
+            return lc.LoggedIn()
+        case authlog.ExistingSessionDetected():
+            return lc.ExistingSessionDetected()
+        case authlog.LoginFailed(message=message):
+            return lc.LoginFailed(message=message or "")
+        case authlog.TooManyFailedAttempts():
+            return lc.LockedOut(message="too many failed login attempts")
+        case authlog.ColdRestart():
+            return lc.ColdRestart()
+        case authlog.ExitStatus(status=status):
+            return lc.IbcExitStatus(code=status)
+    return None
+
+
+def from_probe_event(event: probe_mod.ProbeEvent, *, account: str) -> lc.Event | None:
+    """A probe observation as a lifecycle input."""
+    match event:
+        case probe_mod.ProbeConnected():
+            return lc.ApiConnected()
+        case probe_mod.ProbeHeartbeat(rtt=rtt):
+            return lc.HeartbeatOk(rtt=timedelta(seconds=rtt))
+        case probe_mod.ProbeHeartbeatMissed():
+            return lc.HeartbeatMissed()
+        case probe_mod.ProbeDisconnected():
+            return lc.ApiDisconnected()
+        case probe_mod.ProbeClientIdInUse(client_id=client_id):
+            return lc.ClientIdInUse(client_id=client_id)
+        case probe_mod.ProbeAccountChecked(ok=False, detail=detail):
+            return lc.AccountMismatch(expected=account, actual=detail)
+        case probe_mod.ProbePermissionChecked(ok=ok, symbol=symbol, expected=exp, got=got):
+            if ok:
+                return lc.PermissionOk()
+            return lc.PermissionMismatch(detail=f"{symbol}: expected {exp} data, got {got}")
+        case probe_mod.ProbeApiCode(code=code, message=message):
+            if code in codes.CONNECTIVITY_LOST:
+                return lc.IbLinkLost()
+            if code in codes.CONNECTIVITY_RESTORED:
+                return lc.IbLinkRestored(data_lost=code == codes.ApiCode.RESTORED_DATA_LOST)
+            farm = codes.farm_of(code, message)
+            if farm is not None and code in codes.FARM_BROKEN:
+                return lc.FarmBroken(farm=farm.name or farm.kind.value)
+            if farm is not None and code in codes.FARM_OK:
+                return lc.FarmOk(farm=farm.name or farm.kind.value)
+    return None
+
+
+def from_runtime_event(event: RuntimeEvent) -> lc.Event | None:
+    match event.kind:
+        case EventKind.START:
+            return lc.ContainerStarted()
+        case EventKind.DIE:
+            return lc.ContainerDied(exit_code=event.exit_code or 0)
+        case EventKind.OOM:
+            return lc.ContainerOom()
+        case EventKind.DESTROY:
+            return lc.ContainerDestroyed()
+    return None
+
+
+# ------------------------------------------------------------------------------ one gateway
+
+
+@dataclass
+class Deps:
+    """What every controller shares; one object, passed down."""
+
+    settings: FleetSettings
+    runtime: Runtime
+    orchestrator: Orchestrator
+    journal: AsyncJournal
+    dispatcher: AlertDispatcher
+    metrics: FleetMetrics
+    clock: Clock
+    probe_factory: probe_mod.SessionFactory
+    ibc_send: IbcSend
+    rng: random.Random
+    ledger: LoginLedger
+    probe_settings: probe_mod.ProbeSettings
+    gate_hooks: list[GateHook] = field(default_factory=list)
+    safe_state_hooks: list[SafeStateHook] = field(default_factory=list)
+
+
+class GatewayController:
+    """Owns one gateway's lifecycle; events are handled one at a time, in arrival order."""
+
+    def __init__(
+        self, *, gw: GatewayConfig, deps: Deps, status: lc.GatewayStatus, restored: bool
+    ) -> None:
+        self.gw = gw
+        self.deps = deps
+        self.status = status
+        self.restored = restored
+        self.policy = lifecycle_policy(deps.settings, gw)
+        self.container: ObservedContainer | None = None
+        self.heartbeat_rtt: float | None = None
+        self.leases = ClientIdLeases(
+            start=gw.client_ids.start,
+            end=gw.client_ids.end,
+            probe_id=gw.effective_probe_client_id,
+        )
+        self._queue: asyncio.Queue[lc.Event] = asyncio.Queue()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._worker: asyncio.Task[None] | None = None
+        self._logs: asyncio.Task[None] | None = None
+        self._probe: asyncio.Task[None] | None = None
+        self.processed = 0
+
+    # -- input --------------------------------------------------------------------------
+
+    def post(self, event: lc.Event) -> None:
+        self._queue.put_nowait(event)
+
+    def start(self) -> None:
+        self._worker = asyncio.create_task(self._work(), name=f"gateway-{self.gw.name}")
+        self._probe = asyncio.create_task(self._run_probe(), name=f"probe-{self.gw.name}")
+        # A restored state says where this gateway was; the order gate starts closed anyway.
+        self._gate(self.status.ready)
+
+    async def close(self) -> None:
+        for task in (self._worker, self._logs, self._probe, *self._tasks):
+            if task is not None:
+                task.cancel()
+        for task in (self._worker, self._logs, self._probe, *self._tasks):
+            if task is not None:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    async def drain(self, timeout: float = 5.0) -> None:
+        """Wait until every posted event has been handled (tests, shutdown)."""
+        async with asyncio.timeout(timeout):
+            await self._queue.join()
+
+    async def _work(self) -> None:
+        while True:
+            event = await self._queue.get()
+            try:
+                await self._handle(event)
+            except Exception:
+                log.exception("gateway_event_failed gateway=%s event=%s", self.gw.name, event)
+            finally:
+                self._queue.task_done()
+
+    async def _handle(self, event: lc.Event) -> None:
+        now = self.deps.clock()
+        before = self.status
+        self.status, effects = lc.transition(
+            before, event, now=now, policy=self.policy, rng=self.deps.rng
+        )
+        self.processed += 1
+        m = self.deps.metrics
+        m.set_gateway_state(self.gw.name, self.status.state)
+        m.set_gateway_ready(self.gw.name, self.status.ready)
+        if self.status.state is not before.state:
+            log.info(
+                "gateway_state gateway=%s from=%s to=%s reason=%r",
+                self.gw.name,
+                before.state.name,
+                self.status.state.name,
+                self.status.reason,
+            )
+            await self.deps.journal.append_event(
+                at=now,
+                kind="state",
+                gateway=self.gw.name,
+                severity="info",
+                message=f"{before.state.name} -> {self.status.state.name}: {self.status.reason}",
+                fields={"event": type(event).__name__},
+            )
+        if self.status != before:
+            await self.deps.journal.save_record(
+                f"gateway:{self.gw.name}", self.status.to_record(), now=now
+            )
+        for effect in effects:
+            await self._effect(effect, now)
+
+    # -- effects ------------------------------------------------------------------------
+
+    async def _effect(self, effect: object, now: datetime) -> None:
+        d = self.deps
+        match effect:
+            case Alert():
+                await d.dispatcher.raise_(effect)
+                await d.journal.append_event(
+                    at=now,
+                    kind="alert",
+                    gateway=self.gw.name,
+                    severity=effect.severity.name.lower(),
+                    message=effect.title,
+                )
+            case lc.ResolveAlert(key=key):
+                await d.dispatcher.resolve(key)
+            case lc.SoftRestart():
+                d.metrics.gateway_restarted(self.gw.name, "soft")
+                self._spawn(self._soft_restart())
+            case lc.HardRestart():
+                d.metrics.gateway_restarted(self.gw.name, "hard")
+                self._spawn(self._hard_restart())
+            case lc.StartContainer():
+                d.orchestrator.operator_start(self.gw.name)
+            case lc.StopContainer():
+                self._spawn(d.orchestrator.operator_stop(self.gw.name))
+            case lc.GateOrders(open=is_open):
+                self._gate(is_open)
+            case lc.TriggerSafeState(reason=reason):
+                for hook in d.safe_state_hooks:
+                    hook(self.gw.name, reason)
+            case lc.ScheduleBackoff(until=until):
+                self._spawn(self._tick_at(until))
+            case lc.CountLogin(username=username, outcome=outcome):
+                d.metrics.login_attempted(self.gw.name, outcome)
+                if outcome is lc.LoginOutcome.ATTEMPT:
+                    d.ledger = d.ledger.record(username, now=now)
+                    await d.journal.save_login_ledger(d.ledger.to_record(), now=now)
+                if outcome is lc.LoginOutcome.TWOFA_TIMEOUT:
+                    d.metrics.twofa_prompted(self.gw.name, TwoFactorOutcome.TIMED_OUT)
+
+    def _gate(self, is_open: bool) -> None:
+        for hook in self.deps.gate_hooks:
+            hook(self.gw.name, is_open)
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _tick_at(self, until: datetime) -> None:
+        delay = (until - self.deps.clock()).total_seconds()
+        await asyncio.sleep(max(0.0, delay))
+        self.post(lc.Tick())
+
+    async def _soft_restart(self) -> None:
+        container = self.container
+        address = None
+        if container is not None:
+            address = await self.deps.runtime.command_address(container.id)
+        if address is None:
+            log.warning("soft_restart_unreachable gateway=%s", self.gw.name)
+            return  # the lifecycle's restart deadline escalates to a hard restart
+        try:
+            reply = await self.deps.ibc_send("RESTART", host=address[0], port=address[1])
+            log.info("soft_restart gateway=%s reply=%r", self.gw.name, reply.text)
+        except ibc.IbcCommandError as exc:
+            log.warning("soft_restart_failed gateway=%s error=%s", self.gw.name, exc)
+
+    async def _hard_restart(self) -> None:
+        container = self.container
+        if container is None:
+            self.deps.orchestrator.request_reconcile()
+            return
+        try:
+            await self.deps.runtime.restart(container.id, timeout=30.0)
+        except Exception as exc:
+            log.warning("hard_restart_failed gateway=%s error=%s", self.gw.name, exc)
+            self.deps.orchestrator.request_reconcile()
+
+    # -- observers ----------------------------------------------------------------------
+
+    def on_container(self, container: ObservedContainer, *, adopted: bool) -> None:
+        """A (new) container of this gateway runs: follow its log from its current start."""
+        self.container = container
+        if self._logs is not None:
+            self._logs.cancel()
+        started = container.started_at or self.deps.clock()
+        if adopted and self.restored:
+            # The restored state already knows what happened before this supervisor started.
+            started = max(started, self.deps.clock())
+        self._logs = asyncio.create_task(
+            self._follow(container.id, started), name=f"logs-{self.gw.name}"
+        )
+
+    async def _follow(self, container_id: str, started: datetime) -> None:
+        follower = authlog.AuthLogFollower(started_at=started)
+        try:
+            async for line in self.deps.runtime.follow_logs(container_id):
+                for event in follower.feed(line):
+                    mapped = from_auth_event(event)
+                    if mapped is not None:
+                        self.post(mapped)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("log_follow_ended gateway=%s error=%s", self.gw.name, exc)
+
+    def _on_probe(self, event: probe_mod.ProbeEvent) -> None:
+        m = self.deps.metrics
+        if isinstance(event, probe_mod.ProbeHeartbeat):
+            self.heartbeat_rtt = event.rtt
+            m.observe_heartbeat(self.gw.name, event.rtt, at=self.deps.clock().timestamp())
+        if isinstance(event, probe_mod.ProbeApiCode):
+            farm = codes.farm_of(event.code, event.message)
+            if farm is not None:
+                m.set_farm(self.gw.name, farm.name or farm.kind.value, event.code in codes.FARM_OK)
+        if isinstance(event, probe_mod.ProbeConnectFailed) and not self.status.api_connected:
+            return  # nothing listens yet: the login deadline covers a gateway that never answers
+        mapped = from_probe_event(event, account=self.gw.account)
+        if mapped is not None:
+            self.post(mapped)
+
+    async def _run_probe(self) -> None:
+        host = str(self.gw.bind)
+        if self.gw.bind.is_unspecified:
+            host = "127.0.0.1" if self.gw.bind.version == 4 else "::1"
+        probe = probe_mod.HealthProbe(
+            host=host,
+            port=self.gw.api_port,
+            account=self.gw.account,
+            mode=self.gw.mode,
+            contracts=self.gw.probes,
+            client_id=lambda: self.leases.probe,
+            rotate_client_id=lambda: self.leases.rotate(
+                ClientIdLeases.PROBE, now=self.deps.clock()
+            ),
+            session_factory=self.deps.probe_factory,
+            emit=self._on_probe,
+            settings=self.deps.probe_settings,
+        )
+        await probe.run()
+
+    def view(self, *, should_run: bool) -> GatewayView:
+        s = self.status
+        return GatewayView(
+            name=self.gw.name,
+            state=s.state.name,
+            ready=s.ready,
+            should_run=should_run,
+            mode=self.gw.mode.value,
+            account=self.gw.account,
+            since=s.since,
+            reason=s.reason,
+            last_heartbeat=s.last_heartbeat,
+            heartbeat_rtt_seconds=self.heartbeat_rtt,
+            container_id=self.container.id[:12] if self.container else None,
+            restarts={"total": s.restart_count},
+            open_alerts=sorted(s.open_alerts),
+        )
+
+
+# ------------------------------------------------------------------------------ the fleet
+
+
+class Supervisor:
+    """The whole fleet: controllers, orchestrator, schedules and alerts.
+
+    It is also the HTTP API's ``FleetControl``.
+    """
+
+    def __init__(
+        self,
+        *,
+        settings: FleetSettings,
+        runtime: Runtime,
+        desired: Sequence[ContainerSpec],
+        journal: AsyncJournal,
+        dispatcher: AlertDispatcher,
+        metrics: FleetMetrics,
+        clock: Clock = utc_now,
+        probe_factory: probe_mod.SessionFactory = probe_mod.IbAsyncSession,
+        ibc_send: IbcSend = ibc.send,
+        rng: random.Random | None = None,
+        reconcile_interval: float = 30.0,
+        tick_every: float = 1.0,
+        restored: Mapping[str, lc.GatewayStatus] | None = None,
+        ledger: LoginLedger | None = None,
+        usernames: Mapping[str, str] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.runtime = runtime
+        self.clock = clock
+        self.tick_every = tick_every
+        self.orchestrator = Orchestrator(
+            runtime=runtime,
+            fleet=settings.fleet,
+            desired=desired,
+            publish=self._on_runtime,
+            clock=clock,
+            interval=reconcile_interval,
+        )
+        h = settings.health
+        self.deps = Deps(
+            settings=settings,
+            runtime=runtime,
+            orchestrator=self.orchestrator,
+            journal=journal,
+            dispatcher=dispatcher,
+            metrics=metrics,
+            clock=clock,
+            probe_factory=probe_factory,
+            ibc_send=ibc_send,
+            rng=rng or random.Random(),
+            ledger=ledger or LoginLedger(limit=4, window=timedelta(hours=1)),
+            probe_settings=probe_mod.ProbeSettings(
+                heartbeat_every=h.heartbeat_every.total_seconds(),
+                heartbeat_deadline=h.heartbeat_deadline.total_seconds(),
+                connect_deadline=h.connect_deadline.total_seconds(),
+            ),
+        )
+        restored = restored or {}
+        now = clock()
+        self.controllers: dict[str, GatewayController] = {}
+        for gw in settings.gateways:
+            status = restored.get(gw.name)
+            self.controllers[gw.name] = GatewayController(
+                gw=gw,
+                deps=self.deps,
+                status=status
+                or lc.GatewayStatus.initial(
+                    gateway=gw.name, username=(usernames or {}).get(gw.name, gw.name), now=now
+                ),
+                restored=status is not None,
+            )
+        self._window: schedules.Window | None = None
+        self._daily_next: dict[str, datetime] = {}
+        self._reauth_warned: datetime | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._started = asyncio.Event()
+
+    # -- running --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        for controller in self.controllers.values():
+            controller.start()
+        for container in await self.runtime.list(fleet=self.settings.fleet):
+            found = self.controllers.get(container.gateway or "")
+            if found is not None and container.is_alive:
+                if not found.restored:
+                    found.post(lc.ContainerStarted())
+                found.on_container(container, adopted=True)
+        self._tasks = [
+            asyncio.create_task(self.orchestrator.run(), name="orchestrator"),
+            asyncio.create_task(self._ticker(), name="ticker"),
+        ]
+        self._started.set()
+
+    async def stop(self) -> None:
+        """Stop supervising; the gateway containers keep running."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.orchestrator.close()
+        for controller in self.controllers.values():
+            await controller.close()
+
+    def _on_runtime(self, event: RuntimeEvent | OrchestratorEvent) -> None:
+        if isinstance(event, OrchestratorEvent):
+            self._on_orchestrator(event)
+            return
+        controller = self.controllers.get(event.gateway or "")
+        if controller is None:
+            return
+        mapped = from_runtime_event(event)
+        if event.kind is EventKind.START:
+            self._spawn_inspect(controller, event.container_id)
+        if mapped is not None:
+            controller.post(mapped)
+
+    def _spawn_inspect(self, controller: GatewayController, container_id: str) -> None:
+        async def inspect() -> None:
+            try:
+                container = await self.runtime.inspect(container_id)
+            except Exception as exc:
+                log.warning("inspect_failed gateway=%s error=%s", controller.gw.name, exc)
+                return
+            controller.on_container(container, adopted=False)
+
+        self._tasks.append(asyncio.create_task(inspect()))
+
+    def _on_orchestrator(self, event: OrchestratorEvent) -> None:
+        controller = self.controllers.get(event.gateway)
+        level = logging.WARNING if "FAIL" in event.kind.name else logging.INFO
+        log.log(
+            level,
+            "orchestrator gateway=%s kind=%s detail=%r",
+            event.gateway,
+            event.kind.value,
+            event.detail,
+        )
+        if controller is None:
+            return
+        if event.kind is OrchestratorEventKind.BUDGET_EXHAUSTED:
+            # The orchestrator holds the gateway; tell the humans through the lifecycle's path.
+            self._spawn_alert(
+                Alert(
+                    key=lc.alert_key(event.gateway, "restart-budget"),
+                    severity=Severity.CRITICAL,
+                    title=f"{event.gateway}: container restarts exhausted",
+                    body=f"Gateway {event.gateway} died too often ({event.detail}). "
+                    f"Check `docker logs`, then run `ibfleet gateway start {event.gateway}`.",
+                )
+            )
+
+    def _spawn_alert(self, alert: Alert) -> None:
+        self._tasks.append(asyncio.create_task(self.deps.dispatcher.raise_(alert)))
+
+    async def _ticker(self) -> None:
+        while True:
+            self.tick(self.clock())
+            await asyncio.sleep(self.tick_every)
+
+    def tick(self, now: datetime) -> None:
+        """Schedule inputs for every gateway: reset windows, daily restarts, weekly re-auth."""
+        region = schedules.Region(self.settings.region.value)
+        window = schedules.in_reset_window(region, now)
+        posts: list[lc.Event] = [lc.Tick()]
+        if window is not None and self._window is None:
+            posts.append(lc.ResetWindowEntered(name=window.name))
+        elif window is None and self._window is not None:
+            posts.append(lc.ResetWindowLeft())
+        self._window = window
+        lead = self.settings.health.reauth_warning
+        reauth_at = schedules.next_weekly_reauth(now)
+        if schedules.reauth_warning_due(now, lead) and self._reauth_warned != reauth_at:
+            self._reauth_warned = reauth_at
+            posts.append(lc.WeeklyReauthDue(at=reauth_at))
+        for name, controller in self.controllers.items():
+            for event in posts:
+                controller.post(event)
+            daily = controller.gw.restart.daily
+            if daily is None:
+                continue
+            due = self._daily_next.get(name)
+            if due is None:
+                self._daily_next[name] = schedules.next_daily(daily, zone=self.settings.tz, now=now)
+            elif now >= due:
+                controller.post(lc.DailyRestartDue())
+                self._daily_next[name] = schedules.next_daily(daily, zone=self.settings.tz, now=now)
+
+    async def settle(self, timeout: float = 5.0) -> None:
+        for controller in self.controllers.values():
+            await controller.drain(timeout)
+
+    # -- FleetControl ---------------------------------------------------------------------
+
+    def gateways(self) -> list[GatewayView]:
+        stopped = self.orchestrator.operator_stopped
+        return [
+            c.view(should_run=name not in stopped and c.status.state is not lc.State.STOPPED)
+            for name, c in self.controllers.items()
+        ]
+
+    async def events(
+        self, *, since_id: int | None, limit: int, gateway: str | None
+    ) -> list[EventView]:
+        records = await self.deps.journal.events(since_id=since_id, gateway=gateway, limit=limit)
+        return [
+            EventView(
+                id=r.id,
+                at=r.at,
+                kind=r.kind,
+                gateway=r.gateway,
+                strategy=r.strategy,
+                severity=r.severity,
+                message=r.message,
+            )
+            for r in records
+        ]
+
+    async def command(self, gateway: str, action: Action) -> CommandResult:
+        controller = self.controllers[gateway]
+        events: dict[Action, lc.Event] = {
+            Action.RESTART: lc.OperatorRestart(),
+            Action.STOP: lc.OperatorStop(),
+            Action.START: lc.OperatorStart(),
+        }
+        event = events[action]
+        controller.post(event)
+        await controller.drain()
+        await self.deps.journal.append_event(
+            at=self.clock(),
+            kind="operator",
+            gateway=gateway,
+            severity="info",
+            message=f"operator {action.value}",
+        )
+        return CommandResult(
+            gateway=gateway,
+            action=action,
+            accepted=True,
+            detail=f"{action.value}: now {controller.status.state.name}",
+        )
+
+    def metrics(self) -> tuple[bytes, str]:
+        return self.deps.metrics.render()
