@@ -42,7 +42,13 @@ from gateway.runtime import (
     RuntimeEvent,
     RuntimeFailure,
 )
-from gateway.spec import LABEL_FLEET, LABEL_GATEWAY, ContainerSpec
+from gateway.spec import (
+    COMMAND_SERVER_PORT,
+    LABEL_FLEET,
+    LABEL_GATEWAY,
+    ContainerSpec,
+    with_control_from,
+)
 
 __all__ = ["DockerRuntime", "load_or_create_fingerprint_key", "parse_docker_time_ns"]
 
@@ -184,6 +190,8 @@ class DockerRuntime:
         )
         self._network_locks: dict[str, asyncio.Lock] = {}
         self._networks_ready: set[str] = set()
+        # Each fleet network's gateway IPs: where the supervisor's connections into it come from.
+        self._network_gateways: dict[str, tuple[str, ...]] = {}
         self._owners: dict[str, tuple[int, int, int]] = {}
 
     def close(self) -> None:
@@ -254,6 +262,23 @@ class DockerRuntime:
         )
         return _observe(attrs)
 
+    async def command_address(self, container_id: str) -> tuple[str, int] | None:
+        """The container's IP on its (fleet) network and IBC's 7462; the host reaches bridge
+        networks directly on Linux, so the command server needs no published port."""
+        attrs = await self._call(
+            "inspect", container_id, lambda: self._api.inspect_container(container_id)
+        )
+        if not (attrs.get("State") or {}).get("Running"):
+            return None
+        networks = (attrs.get("NetworkSettings") or {}).get("Networks") or {}
+        mode = str((attrs.get("HostConfig") or {}).get("NetworkMode") or "")
+        ordered = sorted(networks.items(), key=lambda item: (item[0] != mode, item[0]))
+        for _name, endpoint in ordered:
+            address = str((endpoint or {}).get("IPAddress") or "")
+            if address:
+                return address, COMMAND_SERVER_PORT
+        return None
+
     # -- act ---------------------------------------------------------------------------------
 
     async def _ensure_network(self, name: str, *, fleet: str) -> None:
@@ -264,16 +289,24 @@ class DockerRuntime:
             if name in self._networks_ready:
                 return
 
-            def ensure() -> None:
+            def ensure() -> tuple[str, ...]:
                 existing = [n for n in self._api.networks(names=[name]) if n.get("Name") == name]
                 if not existing:
                     self._api.create_network(
                         name, driver="bridge", labels={LABEL_FLEET: fleet}, check_duplicate=True
                     )
                     log.info("runtime_network_created network=%s fleet=%s", name, fleet)
+                attrs = self._api.inspect_network(name)
+                configs = (attrs.get("IPAM") or {}).get("Config") or []
+                return tuple(str(c["Gateway"]) for c in configs if c.get("Gateway"))
 
-            await self._call("network", name, ensure)
+            self._network_gateways[name] = await self._call("network", name, ensure)
             self._networks_ready.add(name)
+
+    async def network_gateways(self, name: str, *, fleet: str) -> tuple[str, ...]:
+        """The fleet network's gateway IPs (created if missing): the host's side of it."""
+        await self._ensure_network(name, fleet=fleet)
+        return self._network_gateways.get(name, ())
 
     async def _owner(self, image: str) -> tuple[int, int, int]:
         if image not in self._owners:
@@ -284,6 +317,8 @@ class DockerRuntime:
 
     async def create(self, spec: ContainerSpec) -> str:
         await self._ensure_network(spec.network, fleet=spec.fleet)
+        # The supervisor's IBC commands arrive from the network's gateway IP: allow it.
+        spec = with_control_from(spec, self._network_gateways.get(spec.network, ()))
         uid, gid, mode = await self._owner(spec.image)
         archive = _secrets_tar(spec, uid=uid, gid=gid, mode=mode)
 

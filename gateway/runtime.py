@@ -138,6 +138,11 @@ class Runtime(Protocol):
 
     async def inspect(self, container_id: str) -> ObservedContainer: ...
 
+    async def command_address(self, container_id: str) -> tuple[str, int] | None:
+        """Where the supervisor reaches the gateway's IBC command server, or None while the
+        container is not running (no address to reach)."""
+        ...
+
     def follow_logs(self, container_id: str) -> AsyncIterator[str]:
         """Lines from the container's current start only, each prefixed with its RFC 3339 time."""
         ...

@@ -16,6 +16,7 @@ its content: a password change recreates the gateway, yet the label, which anyon
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import hmac
@@ -33,6 +34,7 @@ __all__ = [
     "API_PORT_PAPER",
     "COMMAND_SERVER_PORT",
     "CONFIG_INI_PATH",
+    "LABEL_ACCOUNT",
     "LABEL_COMPONENT",
     "LABEL_FLEET",
     "LABEL_GATEWAY",
@@ -51,12 +53,15 @@ __all__ = [
     "memory_bytes",
     "render_ibc_config",
     "render_spec",
+    "with_control_from",
 ]
 
 LABEL_FLEET = "io.ibfleet.fleet"
 LABEL_GATEWAY = "io.ibfleet.gateway"
 LABEL_SPEC_HASH = "io.ibfleet.spec-hash"
 LABEL_COMPONENT = "io.ibfleet.component"
+# The IB account the gateway serves: not a secret, and what an in-process simulator registers.
+LABEL_ACCOUNT = "io.ibfleet.account"
 
 # socat ports of the gnzsnz image (the gateway itself listens on 4001/4002 on loopback only).
 API_PORT_LIVE = 4003
@@ -319,6 +324,7 @@ def render_spec(
         LABEL_FLEET: fleet,
         LABEL_GATEWAY: gateway.name,
         LABEL_COMPONENT: "gateway",
+        LABEL_ACCOUNT: gateway.account,
     }
     entry = tuple(entrypoint) if entrypoint is not None else None
     cmd = tuple(command) if command is not None else None
@@ -356,3 +362,39 @@ def render_spec(
         entrypoint=entry,
         command=cmd,
     )
+
+
+def with_control_from(spec: ContainerSpec, addresses: Sequence[str]) -> ContainerSpec:
+    """The spec with ``addresses`` added to IBC's ControlFrom in its config.ini.
+
+    A runtime learns the address the supervisor's commands come from (the fleet network's
+    gateway IP) only once the network exists, so it adds it at create time. The spec hash is
+    left as rendered: the address is a fact of the host, not of the desired configuration.
+    """
+    extra = [a.strip() for a in addresses if a.strip()]
+    for address in extra:
+        if any(ch in address for ch in ",\r\n"):
+            raise SpecError(f"control address {address!r} of {spec.name!r} is not one address")
+    if not extra:
+        return spec
+    files = []
+    for item in spec.files:
+        if item.path != CONFIG_INI_PATH:
+            files.append(item)
+            continue
+        lines = item.content.get_secret_value().split("\n")
+        for index, line in enumerate(lines):
+            if line.startswith("ControlFrom="):
+                present = [a for a in line.removeprefix("ControlFrom=").split(",") if a]
+                merged = present + [a for a in extra if a not in present]
+                lines[index] = "ControlFrom=" + ",".join(merged)
+                break
+        else:
+            lines.insert(
+                len(lines) - 1 if lines and lines[-1] == "" else len(lines),
+                "ControlFrom=" + ",".join(extra),
+            )
+        files.append(
+            SecretFile(path=item.path, content=SecretStr("\n".join(lines)), mode=item.mode)
+        )
+    return dataclasses.replace(spec, files=tuple(files))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import socket
 import uuid
@@ -272,3 +273,49 @@ async def test_list_finds_a_container_claiming_the_fleet_name_without_its_label(
     assert set(found) == {ours, squatter}
     assert found[squatter].fleet is None
     assert found[ours].gateway == "a"
+
+
+# Listens on IBC's command port and answers each connection with the peer's address and the
+# ControlFrom line of the config.ini the runtime placed in the container.
+PEER_ECHO = (
+    "import socket\n"
+    "ini = open('/run/secrets/ibfleet/config.ini').read().splitlines()\n"
+    "allowed = next(l for l in ini if l.startswith('ControlFrom='))\n"
+    "print('echo ready', flush=True)\n"
+    "s = socket.socket()\n"
+    "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+    "s.bind(('0.0.0.0', 7462))\n"
+    "s.listen()\n"
+    "while True:\n"
+    "    c, peer = s.accept()\n"
+    "    c.sendall(f'{peer[0]} {allowed}\\n'.encode())\n"
+    "    c.close()\n"
+)
+
+
+async def test_command_address_is_reachable_and_control_from_allows_the_supervisor(
+    runtime: DockerRuntime, docker_client: docker.DockerClient, fleet: str, sim_image: str
+) -> None:
+    spec = dataclasses.replace(
+        gateway_spec("a", fleet=fleet, image=sim_image),
+        entrypoint=("/opt/ibfleet/bin/python", "-c", PEER_ECHO),
+    )
+    container_id = await runtime.create(spec)
+    assert await runtime.command_address(container_id) is None  # created, not running
+    await runtime.start(container_id)
+    await first_line(runtime, container_id, timeout=30)
+    address = await runtime.command_address(container_id)
+    assert address is not None
+    host, port = address
+    assert port == 7462
+    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 10)
+    reply = (await asyncio.wait_for(reader.readline(), 10)).decode().split()
+    writer.close()
+    peer, allowed = reply
+    # Our connection arrives from the fleet network's gateway IP, which ControlFrom lists.
+    assert allowed.removeprefix("ControlFrom=").split(",") == [peer]
+    (network,) = docker_client.api.networks(names=[f"ibfleet-{fleet}"])
+    gateways = [
+        c["Gateway"] for c in docker_client.api.inspect_network(network["Id"])["IPAM"]["Config"]
+    ]
+    assert peer in gateways

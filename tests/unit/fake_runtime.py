@@ -174,6 +174,13 @@ class FakeRuntime:
     async def inspect(self, container_id: str) -> ObservedContainer:
         return self._get(container_id, "inspect").observe()
 
+    async def command_address(self, container_id: str) -> tuple[str, int] | None:
+        container = self._get(container_id, "command_address")
+        if container.state is not ContainerState.RUNNING:
+            return None
+        # A fake address per container, so callers can tell gateways apart.
+        return f"10.0.0.{int(container.id[-4:]) % 250 + 2}", 7462
+
     async def follow_logs(self, container_id: str) -> AsyncIterator[str]:
         self._get(container_id, "logs")
         for line in ():

@@ -14,6 +14,7 @@ from pydantic import SecretStr
 from gateway.config import GatewayConfig
 from gateway.spec import (
     CONFIG_INI_PATH,
+    LABEL_ACCOUNT,
     LABEL_FLEET,
     LABEL_GATEWAY,
     LABEL_SPEC_HASH,
@@ -25,6 +26,7 @@ from gateway.spec import (
     ibc_clock,
     memory_bytes,
     render_spec,
+    with_control_from,
 )
 
 PASSWORD = "s3cret-Pa55word"
@@ -143,6 +145,9 @@ class TestIdentity:
         assert spec.memory_bytes == 2 * 1024**3
         assert spec.restart_policy == "no"
 
+    def test_account_is_a_label_so_an_in_process_simulator_can_register_it(self) -> None:
+        assert render(gateway(account="DU7654321")).label_map[LABEL_ACCOUNT] == "DU7654321"
+
     def test_memory_sizes(self) -> None:
         assert memory_bytes("1536m") == 1536 * 1024**2
         assert memory_bytes("512k") == 512 * 1024
@@ -188,6 +193,36 @@ class TestSecrets:
     def test_empty_fingerprint_key_is_refused(self) -> None:
         with pytest.raises(SpecError, match="fingerprint_key"):
             render(key=b"")
+
+
+def _ini(spec: ContainerSpec) -> str:
+    return next(f for f in spec.files if f.path == CONFIG_INI_PATH).content.get_secret_value()
+
+
+class TestControlFrom:
+    def test_runtime_address_is_added_to_the_rendered_control_from(self) -> None:
+        spec = with_control_from(render(control_from=["10.1.0.9"]), ["172.30.0.1"])
+        assert "ControlFrom=10.1.0.9,172.30.0.1" in _ini(spec).splitlines()
+
+    def test_adding_keeps_the_hash_credentials_and_other_files(self) -> None:
+        rendered = render()
+        spec = with_control_from(rendered, ["172.30.0.1"])
+        assert spec.spec_hash == rendered.spec_hash
+        assert "ControlFrom=172.30.0.1" in _ini(spec).splitlines()
+        assert f"IbPassword={PASSWORD}" in _ini(spec).splitlines()
+        assert _ini(spec).endswith("\n")
+        before = {f.path: f.content.get_secret_value() for f in rendered.files}
+        after = {f.path: f.content.get_secret_value() for f in spec.files}
+        assert before[PASSWORD_PATH] == after[PASSWORD_PATH]
+        assert before[USERNAME_PATH] == after[USERNAME_PATH]
+
+    def test_an_address_already_listed_is_not_repeated(self) -> None:
+        spec = with_control_from(render(control_from=["172.30.0.1"]), ["172.30.0.1"])
+        assert "ControlFrom=172.30.0.1" in _ini(spec).splitlines()
+
+    def test_an_address_with_a_separator_is_refused(self) -> None:
+        with pytest.raises(SpecError, match="not one address"):
+            with_control_from(render(), ["1.2.3.4,5.6.7.8"])
 
 
 class TestSpecHash:
