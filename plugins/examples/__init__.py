@@ -1,0 +1,1 @@
+"""Example strategies (entry points ``meanrev`` and ``pinger``); they trade the simulator."""

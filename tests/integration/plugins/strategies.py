@@ -1,0 +1,65 @@
+"""Small strategies for the host tests (loaded by ``module:Class``)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from plugins import api
+
+AAPL = api.Instrument("AAPL")
+
+
+class Resting(api.Strategy):
+    """Keeps ``count`` resting buys far under the market; re-places them after a failover."""
+
+    async def on_start(self) -> None:
+        self.events: list[object] = []
+        await self.ctx.subscribe(AAPL)
+        self.ctx.call_every(timedelta(seconds=0.05), "top-up")
+
+    async def on_timer(self, timer: str) -> None:
+        want = int(self.ctx.params.get("count", 3))
+        price = self.ctx.last_price(AAPL)
+        if price is None:
+            return
+        for _ in range(want - len(self.ctx.open_orders())):
+            await self.ctx.place(
+                api.OrderSpec(AAPL, api.Side.BUY, 1, limit_price=round(price * 0.8, 2))
+            )
+
+    async def on_gateway_state(self, change: api.GatewayChange) -> None:
+        self.events.append(change)
+
+    async def on_order_status(self, update: api.OrderUpdate) -> None:
+        self.events.append(update)
+
+
+class Boom(api.Strategy):
+    """Places one resting order, then raises on its first timer."""
+
+    async def on_start(self) -> None:
+        await self.ctx.subscribe(AAPL)
+        self.ctx.call_every(timedelta(seconds=0.05), "boom")
+        self.placed = False
+
+    async def on_timer(self, timer: str) -> None:
+        price = self.ctx.last_price(AAPL)
+        if price is None:
+            return
+        if not self.placed:
+            await self.ctx.place(
+                api.OrderSpec(AAPL, api.Side.BUY, 1, limit_price=round(price * 0.8, 2))
+            )
+            self.placed = True
+            return
+        raise RuntimeError("strategy bug")
+
+
+class Buyer(api.Strategy):
+    """Buys ``quantity`` at market once, then rests a far limit order."""
+
+    async def on_start(self) -> None:
+        await self.ctx.subscribe(AAPL)
+        if self.ctx.store.get("bought") is None:
+            await self.ctx.place(api.OrderSpec(AAPL, api.Side.BUY, float(self.ctx.params["quantity"]), limit_price=1000.0))
+            self.ctx.store.set("bought", True)
