@@ -70,8 +70,8 @@ async def wait_for(
 def two_gateway_users() -> list[auth.User]:
     """Two usernames on one account: the primary and the failover gateway."""
     return [
-        auth.User(username="alpha", password="sim-password", accounts=(ACCOUNT,)),  # noqa: S106
-        auth.User(username="beta", password="sim-password", accounts=(ACCOUNT,)),  # noqa: S106
+        auth.User(username="alpha", password="sim-password", accounts=(ACCOUNT,)),
+        auth.User(username="beta", password="sim-password", accounts=(ACCOUNT,)),
     ]
 
 

@@ -61,5 +61,9 @@ class Buyer(api.Strategy):
     async def on_start(self) -> None:
         await self.ctx.subscribe(AAPL)
         if self.ctx.store.get("bought") is None:
-            await self.ctx.place(api.OrderSpec(AAPL, api.Side.BUY, float(self.ctx.params["quantity"]), limit_price=1000.0))
+            await self.ctx.place(
+                api.OrderSpec(
+                    AAPL, api.Side.BUY, float(self.ctx.params["quantity"]), limit_price=1000.0
+                )
+            )
             self.ctx.store.set("bought", True)

@@ -12,7 +12,6 @@ import pytest
 from gateway.sim.port import Fault
 from plugins.host import SafeStatePath, SafeStateTrigger, StrategyState
 from tests.integration.plugins.helpers import (
-    RecordingAlerts,
     RecordingMetrics,
     make_host,
     open_at_broker,
@@ -51,20 +50,24 @@ async def test_primary_crash_cancels_orders_and_resumes_on_secondary(tmp_path: P
             cancelled_after = time.perf_counter() - t0
             assert cancelled_after < 0.5 + 2.0
             await wait_for(
-                lambda: host.strategies()[0].state is StrategyState.RUNNING
-                and host.strategies()[0].gateway == "gw-b",
+                lambda: (
+                    host.strategies()[0].state is StrategyState.RUNNING
+                    and host.strategies()[0].gateway == "gw-b"
+                ),
                 timeout=5,
                 what="the strategy running on gw-b",
             )
             await wait_for(
-                lambda: len(
-                    [
-                        o
-                        for o in sim.broker.orders.values()
-                        if o.gateway == "gw-b" and o.order_ref.startswith("rest-")
-                    ]
-                )
-                >= 3,
+                lambda: (
+                    len(
+                        [
+                            o
+                            for o in sim.broker.orders.values()
+                            if o.gateway == "gw-b" and o.order_ref.startswith("rest-")
+                        ]
+                    )
+                    >= 3
+                ),
                 timeout=5,
                 what="new orders placed through gw-b",
             )
