@@ -51,6 +51,7 @@ __all__ = [
     "container_name",
     "ibc_clock",
     "memory_bytes",
+    "render_container",
     "render_ibc_config",
     "render_spec",
     "with_control_from",
@@ -258,11 +259,13 @@ def render_spec(
     control_from: Sequence[str] = (),
     entrypoint: Sequence[str] | None = None,
     command: Sequence[str] | None = None,
+    extra_env: Mapping[str, str] | None = None,
 ) -> ContainerSpec:
     """Render one gateway's container spec. Pure: secrets come in resolved, nothing is written.
 
     ``fingerprint_key`` keys the secrets' fingerprints in the spec hash; it must stay the same
     across supervisor restarts or every gateway would look drifted and be recreated.
+    ``extra_env`` is ibfleet's own additions (the simulator's broker address), never the user's.
     """
     if not fingerprint_key:
         raise SpecError("fingerprint_key is empty; the spec hash would expose password hashes")
@@ -318,13 +321,53 @@ def render_spec(
             host_ip=str(gateway.bind), host_port=gateway.api_port, container_port=container_port
         ),
     )
-    name = container_name(fleet=fleet, gateway=gateway.name)
     mem = memory_bytes(gateway.memory_limit, where=f"gateway {gateway.name!r}: memory_limit")
+    return render_container(
+        fleet=fleet,
+        gateway=gateway.name,
+        component="gateway",
+        image=image,
+        env={**env, **(extra_env or {})},
+        files=files,
+        ports=ports,
+        network=network,
+        memory=mem,
+        fingerprint_key=fingerprint_key,
+        extra_labels={LABEL_ACCOUNT: gateway.account},
+        entrypoint=entrypoint,
+        command=command,
+    )
+
+
+def render_container(
+    *,
+    fleet: str,
+    gateway: str,
+    component: str,
+    image: str,
+    env: Mapping[str, str],
+    files: Sequence[SecretFile],
+    ports: Sequence[PortBinding],
+    network: str,
+    memory: int,
+    fingerprint_key: bytes,
+    extra_labels: Mapping[str, str] | None = None,
+    entrypoint: Sequence[str] | None = None,
+    command: Sequence[str] | None = None,
+) -> ContainerSpec:
+    """Any fleet container's spec (a gateway, the simulator's broker) with its spec hash.
+
+    The container is named ``ibfleet-<fleet>-<gateway>``, aliased ``<gateway>`` on the network
+    and labelled with the fleet, so reconcile treats every such container alike.
+    """
+    if not fingerprint_key:
+        raise SpecError("fingerprint_key is empty; the spec hash would expose password hashes")
+    name = container_name(fleet=fleet, gateway=gateway)
     base_labels = {
         LABEL_FLEET: fleet,
-        LABEL_GATEWAY: gateway.name,
-        LABEL_COMPONENT: "gateway",
-        LABEL_ACCOUNT: gateway.account,
+        LABEL_GATEWAY: gateway,
+        LABEL_COMPONENT: component,
+        **(extra_labels or {}),
     }
     entry = tuple(entrypoint) if entrypoint is not None else None
     cmd = tuple(command) if command is not None else None
@@ -337,9 +380,9 @@ def render_spec(
         ],
         "ports": [[p.host_ip, p.host_port, p.container_port] for p in ports],
         "network": network,
-        "aliases": [gateway.name],
+        "aliases": [gateway],
         "labels": sorted(base_labels.items()),
-        "memory": mem,
+        "memory": memory,
         "entrypoint": list(entry) if entry is not None else None,
         "command": list(cmd) if cmd is not None else None,
         "restart": "no",
@@ -349,15 +392,15 @@ def render_spec(
     return ContainerSpec(
         name=name,
         fleet=fleet,
-        gateway=gateway.name,
+        gateway=gateway,
         image=image,
         env=tuple(sorted(env.items())),
-        files=files,
-        ports=ports,
+        files=tuple(files),
+        ports=tuple(ports),
         network=network,
-        network_aliases=(gateway.name,),
+        network_aliases=(gateway,),
         labels=tuple(sorted(labels.items())),
-        memory_bytes=mem,
+        memory_bytes=memory,
         spec_hash=digest,
         entrypoint=entry,
         command=cmd,
