@@ -693,7 +693,7 @@ class _Runner:
         """Reconcile on ``session``, then let the strategy act (first time: ``on_start``)."""
         self.session = session
         self.active = session.gateway
-        await self.reconcile(session)
+        result = await self.reconcile(session)
         await self._resubscribe(session)
         self.trading = True
         self.set_state(StrategyState.RUNNING)
@@ -705,6 +705,16 @@ class _Runner:
                 gateway=session.gateway, ready=True, reason="reconciled", failover=failover
             )
             self.post("gateway", lambda: self._hook().on_gateway_state(change))
+        for key in result.unknown:
+            # Told after on_start / the gateway change, so the strategy has its state.
+            update = api.OrderUpdate(
+                key=key,
+                status=IntentState.UNKNOWN,
+                filled=0.0,
+                remaining=0.0,
+                message="not found at IB after reconnect; not re-sent",
+            )
+            self.post("order", lambda u=update: self._hook().on_order_status(u))
 
     async def _resubscribe(self, session: _Session) -> None:
         for con_id in list(self.subscriptions):
@@ -931,9 +941,9 @@ class _Runner:
             cancelled = await self._cancel_all(session)
             closing: tuple[str, ...] = ()
             if action is SafeStateAction.FLATTEN:
-                await self.reconcile(session, tell=False)
+                await self.reconcile(session)
                 closing = await self._flatten(session)
-            await self.reconcile(session, tell=False)
+            await self.reconcile(session)
         except (ConnectionError, TimeoutError, OSError) as exc:
             log.warning(
                 "safe_state_path_failed strategy=%s gateway=%s reason=%s",
@@ -1064,7 +1074,7 @@ class _Runner:
 
     # -- reconciliation --------------------------------------------------------------------
 
-    async def reconcile(self, session: _Session, *, tell: bool = True) -> Reconciliation:
+    async def reconcile(self, session: _Session) -> Reconciliation:
         """Match the journal's maybe-live intents to IB's view from ``session``."""
         ib = session.ib
         open_trades = await self._request(session, ib.reqAllOpenOrdersAsync())
@@ -1171,16 +1181,6 @@ class _Runner:
                 f"strategy {self.name}: an orderRef is at IB more than once",
                 ", ".join(result.duplicates),
             )
-        if tell and self.strategy is not None and self.started:
-            for key in result.unknown:
-                update = api.OrderUpdate(
-                    key=key,
-                    status=IntentState.UNKNOWN,
-                    filled=0.0,
-                    remaining=0.0,
-                    message="not found at IB after reconnect; not re-sent",
-                )
-                self.post("order", lambda u=update: self._hook().on_order_status(u))
         return result
 
     def _order_from_record(self, record: Any) -> _Order:
