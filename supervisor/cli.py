@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 from importlib import metadata
 from pathlib import Path
@@ -284,6 +285,26 @@ def gateway_stop(name: str, config: ConfigOption = None, url: UrlOption = None) 
 def gateway_start(name: str, config: ConfigOption = None, url: UrlOption = None) -> None:
     """Start a stopped gateway, or release one from FATAL after you fixed the cause."""
     _command(name, "start", config, url)
+
+
+@app.command()
+def demo(
+    duration: Annotated[
+        float | None, typer.Option(help="Stop after this many seconds (default: Ctrl-C).")
+    ] = None,
+    api_port: Annotated[int, typer.Option(help="Port of the supervisor's HTTP API.")] = 8710,
+    live: Annotated[bool, typer.Option(help="Live status table (off: plain lines).")] = True,
+) -> None:
+    """A simulated fleet under the real supervisor, with scripted faults. No IB account needed."""
+    from supervisor import demo as demo_mod
+    from supervisor import run as run_mod
+
+    run_mod.configure_logging(level=logging.WARNING)
+    try:
+        demo_mod.main(duration=duration, api_port=api_port, live=live)
+    except run_mod.StartupError as exc:
+        Console(stderr=True).print(f"ibfleet demo: {exc}", highlight=False)
+        raise typer.Exit(1) from None
 
 
 def main() -> None:

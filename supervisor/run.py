@@ -63,8 +63,12 @@ def configure_logging(*, level: int = logging.INFO, stream: TextIO | None = None
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("ib_async", "ib_insync", "uvicorn", "apprise", "docker", "urllib3"):
+    for noisy in ("uvicorn", "apprise", "docker", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # The probe reports what the client library would log (refused connects, 1100, ...) as
+    # lifecycle events of its own; the library's copies would only repeat them.
+    for chatty in ("ib_async", "ib_insync"):
+        logging.getLogger(chatty).setLevel(logging.CRITICAL)
 
 
 # ------------------------------------------------------------------------------ building

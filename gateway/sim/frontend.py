@@ -926,7 +926,17 @@ async def _mkt_data(s: ApiSession, fields: list[str]) -> None:
             "Requested market data is not subscribed.Delayed market data is not available.",
         )
         return
-    delayed = entitlement == "delayed" or s.md_type in (3, 4)
+    # As at IB: a user with the subscription gets live data whatever type was asked for (type 3
+    # means "delayed where live is not permitted"); one without it gets delayed data only if it
+    # asked for delayed (3 or 4), and error 354 otherwise.
+    delayed = entitlement == "delayed"
+    if delayed and s.md_type not in (3, 4):
+        s.send_error(
+            req_id,
+            354,
+            "Requested market data is not subscribed. Delayed market data is available.",
+        )
+        return
     if entitlement == "delayed":
         s.send_error(
             req_id,

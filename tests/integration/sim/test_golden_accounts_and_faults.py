@@ -80,6 +80,32 @@ async def test_delayed_entitlement_gets_10167_then_delayed_ticks(
     assert ticker.marketDataType == 3
 
 
+async def test_delayed_entitlement_asking_live_data_gets_354(
+    lib, shared: SimFleet, clients: Clients
+):
+    ib = await clients.connect(shared.frontend("gw-delayed").port)
+    errors = []
+    ib.errorEvent += lambda req_id, code, *args: errors.append(code)
+    contract = lib.Stock("AAPL", "SMART", "USD")
+    await ib.qualifyContractsAsync(contract)
+    ib.reqMarketDataType(1)
+    ticker = ib.reqMktData(contract)
+    await wait_for(lambda: 354 in errors, what="error 354")
+    assert 10167 not in errors and math.isnan(ticker.last)
+
+
+async def test_realtime_entitlement_asking_delayed_data_gets_live_data(
+    lib, shared: SimFleet, clients: Clients
+):
+    ib = await clients.connect(shared.frontend("gw-a").port)
+    contract = lib.Stock("AAPL", "SMART", "USD")
+    await ib.qualifyContractsAsync(contract)
+    ib.reqMarketDataType(3)
+    ticker = ib.reqMktData(contract)
+    await wait_for(lambda: not math.isnan(ticker.last), what="live last")
+    assert ticker.marketDataType == 1
+
+
 async def test_no_entitlement_gets_354_and_no_ticks(lib, shared: SimFleet, clients: Clients):
     ib = await clients.connect(shared.frontend("gw-none").port)
     errors = []

@@ -1,0 +1,201 @@
+"""``ibfleet demo``: a small simulated fleet under the real supervisor, with scripted faults.
+
+No IB account and no configuration: two paper gateways run against the built-in simulator
+(in-process), the supervisor watches them exactly as it would watch real ones, and a script
+injects the faults users meet at 3 a.m. (a 2FA prompt approved after a few seconds, an IB link
+loss, a stalled gateway). Alerts go to the console; the metrics and the API are served as usual.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import signal
+import tempfile
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+import yaml
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from supervisor.run import Running, desired_specs, resolve_credentials, start_supervisor
+from supervisor.settings import FleetSettings, load_text
+
+log = logging.getLogger("ibfleet.demo")
+
+DEMO_USERS = {"demo-a": "demouser-a", "demo-b": "demouser-b"}
+DEMO_ACCOUNT = "DU1000001"
+
+
+def demo_fleet(
+    *, workdir: Path, api_port: int, base_port: int
+) -> tuple[FleetSettings, dict[str, str]]:
+    """The demo's fleet file (two paper gateways on one account) and its secret environment."""
+    environ = {"IBFLEET_API_TOKEN": secrets.token_urlsafe(24)}
+    gateways = []
+    for index, (name, user) in enumerate(DEMO_USERS.items()):
+        var = name.upper().replace("-", "_")
+        environ[f"{var}_USER"] = user
+        environ[f"{var}_PASSWORD"] = secrets.token_urlsafe(12)
+        gateways.append(
+            {
+                "name": name,
+                "mode": "paper",
+                "account": DEMO_ACCOUNT,
+                "username": {"env": f"{var}_USER"},
+                "password": {"env": f"{var}_PASSWORD"},
+                "api_port": base_port + index,
+                "client_ids": {"start": 1 + 50 * index, "end": 49 + 50 * index},
+                "probes": [{"symbol": "AAPL", "expect": "realtime"}],
+            }
+        )
+    fleet = {
+        "fleet": "demo",
+        "simulator": {"enabled": True},
+        "gateways": gateways,
+        "alerts": {
+            "routes": [{"urls": ["console://"], "min_severity": "info"}],
+            "repeat_critical_every": "10m",
+        },
+        # Port 0 (any free port) is the demo's own option; the file needs a real one.
+        "api": {"listen": f"127.0.0.1:{api_port or 8710}", "token": {"env": "IBFLEET_API_TOKEN"}},
+        "storage": {"path": str(workdir / "journal.sqlite")},
+    }
+    loaded = load_text(yaml.safe_dump(fleet, sort_keys=False), source="demo", environ={})
+    return loaded.settings, environ
+
+
+@dataclass
+class Step:
+    at: float  # seconds after the start
+    says: str
+    act: Callable[[], Awaitable[None] | None]
+
+
+def status_table(running: Running, title: str) -> Table:
+    table = Table(title=title, expand=False)
+    for column in ("gateway", "state", "ready", "heartbeat", "reason", "alerts"):
+        table.add_column(column)
+    for view in running.supervisor.gateways():
+        rtt = view.heartbeat_rtt_seconds
+        table.add_row(
+            view.name,
+            view.state,
+            "yes" if view.ready else "no",
+            f"{rtt * 1000:.1f} ms" if rtt is not None else "-",
+            view.reason[:48],
+            ", ".join(a.split(":")[-1] for a in view.open_alerts) or "-",
+        )
+    return table
+
+
+async def run_demo(
+    *,
+    duration: float | None,
+    api_port: int = 8710,
+    base_port: int = 4601,
+    out: TextIO | None = None,
+    live: bool = True,
+) -> Running | None:
+    """Run the demo until ``duration`` seconds pass (None: until Ctrl-C)."""
+    from gateway.sim.port import Fault, FaultEvent
+    from gateway.sim.runtime import InProcessRuntime
+
+    console = Console(file=out, highlight=False)
+    with tempfile.TemporaryDirectory(prefix="ibfleet-demo-") as tmp:
+        settings, environ = demo_fleet(workdir=Path(tmp), api_port=api_port, base_port=base_port)
+        runtime = InProcessRuntime(twofa_users={DEMO_USERS["demo-a"]})
+        async with runtime:
+            control_url = await runtime.start_control(0)
+            credentials = resolve_credentials(settings, environ)
+            specs = desired_specs(settings, credentials, fingerprint_key=secrets.token_bytes(32))
+            running = await start_supervisor(
+                settings,
+                environ=environ,
+                runtime=runtime,
+                specs=specs,
+                console=out,
+                api_port=api_port,
+                supervisor_options={"reconcile_interval": 5.0},
+            )
+            service = runtime.broker_service
+
+            def fault(gateway: str, kind: Fault, active: bool, value: float = 0.0) -> None:
+                service.push_fault(
+                    FaultEvent(gateway=gateway, fault=kind, active=active, value=value)
+                )
+
+            def approve() -> None:
+                service.approve_2fa(DEMO_USERS["demo-a"])
+
+            script = [
+                Step(8, "approving demo-a's IB Key prompt (as if on the phone)", approve),
+                Step(
+                    20,
+                    "IB link lost on demo-b (error 1100)",
+                    lambda: fault("demo-b", Fault.LINK, True),
+                ),
+                Step(
+                    30,
+                    "IB link restored on demo-b (1102)",
+                    lambda: fault("demo-b", Fault.LINK, False, 1102),
+                ),
+                Step(
+                    40,
+                    "demo-b stalls: socket open, no answers",
+                    lambda: fault("demo-b", Fault.STALL, True),
+                ),
+                Step(55, "demo-b answers again", lambda: fault("demo-b", Fault.STALL, False)),
+            ]
+            console.print(
+                f"[bold]ibfleet demo[/bold]: fleet 'demo', 2 simulated paper gateways\n"
+                f"  metrics   {running.api_url}/metrics\n"
+                f"  status    {running.api_url}/api/v1/gateways   (or: ibfleet status --url "
+                f"{running.api_url})\n"
+                f"  simulator {control_url}   (the broker's control API)\n"
+                f"  Ctrl-C to stop."
+            )
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.add_signal_handler(sig, stop.set)
+            started = loop.time()
+            pending = list(script)
+            title = "ibfleet demo (live)"
+            context = (
+                Live(status_table(running, title), console=console, refresh_per_second=2)
+                if live
+                else contextlib.nullcontext()
+            )
+            try:
+                with context as view:
+                    while not stop.is_set():
+                        elapsed = loop.time() - started
+                        while pending and pending[0].at <= elapsed:
+                            step = pending.pop(0)
+                            console.print(f"[cyan]t+{step.at:.0f}s[/cyan] {step.says}")
+                            result = step.act()
+                            if result is not None:
+                                await result
+                        if view is not None:
+                            view.update(status_table(running, title))
+                        if duration is not None and elapsed >= duration:
+                            break
+                        with contextlib.suppress(TimeoutError):
+                            async with asyncio.timeout(0.5):
+                                await stop.wait()
+                console.print(status_table(running, "ibfleet demo (final)"))
+            finally:
+                await running.close()
+    return None
+
+
+def main(*, duration: float | None, api_port: int, live: bool) -> None:
+    asyncio.run(run_demo(duration=duration, api_port=api_port, live=live))
