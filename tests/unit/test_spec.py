@@ -271,3 +271,119 @@ def test_ibc_clock_is_twelve_hour_with_am_pm(value: dt.time) -> None:
 def test_ibc_clock_midnight_and_noon() -> None:
     assert ibc_clock(dt.time(0, 5)) == "12:05 AM"
     assert ibc_clock(dt.time(12, 0)) == "12:00 PM"
+
+
+class TestSimulatorFleet:
+    """supervisor.simfleet renders the broker and simulated gateways with this module."""
+
+    @staticmethod
+    def fleet_specs(**kwargs: Any) -> list[ContainerSpec]:
+        from supervisor import simfleet
+
+        gateways = [gateway(name="gw1", account="DU1001"), gateway(name="gw2", account="DU1002")]
+        secrets = {
+            gw.name: GatewaySecrets(
+                username=SecretStr(f"user-{gw.name}"), password=SecretStr(f"{PASSWORD}-{gw.name}")
+            )
+            for gw in gateways
+        }
+        return simfleet.render_sim_fleet(
+            gateways,
+            fleet="prod",
+            network="ibfleet-prod",
+            image="ibfleet-sim:latest",
+            timezone="UTC",
+            secrets=secrets,
+            fingerprint_key=KEY,
+            **kwargs,
+        )
+
+    def test_broker_comes_first_with_its_users_as_a_secret_file(self) -> None:
+        import json
+
+        broker = self.fleet_specs(twofa_users={"user-gw2"})[0]
+        assert broker.gateway == "sim-broker" and broker.network_aliases == ("sim-broker",)
+        assert broker.label_map["io.ibfleet.component"] == "sim-broker"
+        assert broker.command is not None and broker.command[0] == "broker"
+        assert "--users-file" in broker.command
+        (users_file,) = broker.files
+        rows = json.loads(users_file.content.get_secret_value())
+        assert [(r["username"], r["accounts"], r["twofa_required"]) for r in rows] == [
+            ("user-gw1", ["DU1001"], False),
+            ("user-gw2", ["DU1002"], True),
+        ]
+        visible = repr(broker) + " ".join(broker.command) + repr(broker.env)
+        assert PASSWORD not in visible
+
+    def test_broker_control_api_is_published_on_loopback_only(self) -> None:
+        broker = self.fleet_specs(control_port=8799)[0]
+        (binding,) = broker.ports
+        assert (binding.host_ip, binding.host_port, binding.container_port) == (
+            "127.0.0.1",
+            8799,
+            7471,
+        )
+
+    def test_gateways_run_the_simulator_image_and_reach_the_broker_by_alias(self) -> None:
+        _, gw1, _ = self.fleet_specs()
+        assert gw1.image == "ibfleet-sim:latest"
+        assert gw1.env_map["IBFLEET_SIM_BROKER"] == "sim-broker:7470"
+        assert gw1.env_map["IBFLEET_SIM_GATEWAY_NAME"] == "gw1"
+        assert gw1.ports[0].container_port == 4004
+
+    def test_the_planner_creates_the_broker_and_never_calls_it_an_orphan(self) -> None:
+        from gateway.runtime import ContainerState, ObservedContainer
+        from supervisor.reconcile import ActionKind, plan
+
+        specs = self.fleet_specs()
+        fresh = plan(specs, [], fleet="prod")
+        assert {a.gateway for a in fresh if a.kind is ActionKind.CREATE} == {
+            "sim-broker",
+            "gw1",
+            "gw2",
+        }
+        observed = [
+            ObservedContainer(
+                id=f"id-{s.gateway}",
+                name=s.name,
+                state=ContainerState.RUNNING,
+                labels=s.label_map,
+            )
+            for s in specs
+        ]
+        steady = plan(specs, observed, fleet="prod")
+        assert {a.kind for a in steady} == {ActionKind.ADOPT}
+
+    def test_a_password_change_recreates_the_broker(self) -> None:
+        from supervisor import simfleet
+
+        users = [
+            simfleet.SimUser(
+                username=SecretStr("u"),
+                password=SecretStr(pw),
+                account="DU1",
+                mode=gateway().mode,
+            )
+            for pw in ("one", "two")
+        ]
+        a, b = (
+            simfleet.render_broker_spec(
+                fleet="prod", network="n", image="i", users=[u], fingerprint_key=KEY
+            )
+            for u in users
+        )
+        assert a.spec_hash != b.spec_hash
+
+    def test_a_gateway_named_like_the_broker_is_refused(self) -> None:
+        from supervisor import simfleet
+
+        with pytest.raises(SpecError, match="broker"):
+            simfleet.render_sim_gateway_spec(
+                gateway(name="sim-broker"),
+                fleet="prod",
+                network="n",
+                image="i",
+                timezone="UTC",
+                secrets=GatewaySecrets(username=SecretStr("u"), password=SecretStr("p")),
+                fingerprint_key=KEY,
+            )
