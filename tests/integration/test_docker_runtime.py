@@ -1,8 +1,9 @@
 """The Docker adapter against the real engine: secrets, ports, labels, logs and events.
 
-The gateways run the simulator image with a stand-in entrypoint (a tiny TCP listener on the
-gnzsnz API port that logs one line per start) until ``ibfleet sim gateway`` is wired into the
-image's command line.
+Most gateways here run the simulator image with a stand-in entrypoint (a tiny TCP listener on
+the gnzsnz API port that logs one line per start with a nonce): the adapter's own behaviour is
+clearer against it. Tests that need a gateway that logs in and answers the TWS API use
+:func:`sim_fleet`: the simulator's broker container and real simulated gateways.
 """
 
 from __future__ import annotations
@@ -88,6 +89,63 @@ def gateway_spec(
         fingerprint_key=KEY,
         entrypoint=STANDIN_ENTRYPOINT,
     )
+
+
+def sim_fleet(
+    fleet: str,
+    *,
+    image: str,
+    names: tuple[str, ...] = ("a", "b"),
+    ports: list[int] | None = None,
+    control_port: int | None = None,
+) -> list[ContainerSpec]:
+    """A simulator fleet: the broker container first, then gateways that log in to it."""
+    from supervisor import simfleet
+
+    gateways = [
+        GatewayConfig.model_validate(
+            {
+                "name": name,
+                "mode": "paper",
+                "account": f"DU{5000001 + i}",
+                "username": {"env": "U"},
+                "password": {"env": "P"},
+                "api_port": ports[i] if ports else free_port(),
+                "memory_limit": "256m",
+            }
+        )
+        for i, name in enumerate(names)
+    ]
+    secrets = {
+        gw.name: GatewaySecrets(
+            username=SecretStr(f"{fleet}-{gw.name}"), password=SecretStr(PASSWORD)
+        )
+        for gw in gateways
+    }
+    return simfleet.render_sim_fleet(
+        gateways,
+        fleet=fleet,
+        network=f"ibfleet-{fleet}",
+        image=image,
+        timezone="UTC",
+        secrets=secrets,
+        fingerprint_key=KEY,
+        control_port=control_port or free_port(),
+    )
+
+
+async def api_answers(port: int, *, client_id: int = 990) -> bool:
+    """True once the real ib_async client connects and sees the gateway's account."""
+    from ib_async import IB
+
+    ib = IB()
+    try:
+        await ib.connectAsync("127.0.0.1", port, clientId=client_id, timeout=3)
+        return bool(ib.managedAccounts())
+    except (OSError, TimeoutError, ConnectionError):
+        return False
+    finally:
+        ib.disconnect()
 
 
 def remove_fleet(client: docker.DockerClient, fleet: str) -> None:

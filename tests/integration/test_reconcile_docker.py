@@ -19,7 +19,14 @@ from supervisor.orchestrator import (
     OrchestratorEventKind,
     RestartPolicy,
 )
-from tests.integration.test_docker_runtime import fleet, gateway_spec, runtime, until
+from tests.integration.test_docker_runtime import (
+    api_answers,
+    fleet,
+    gateway_spec,
+    runtime,
+    sim_fleet,
+    until,
+)
 
 pytestmark = pytest.mark.docker
 __all__ = ["fleet", "runtime"]  # fixtures shared with the adapter tests
@@ -92,16 +99,18 @@ async def bring_up(
     return item
 
 
-async def test_two_gateway_fleet_comes_up_and_a_killed_gateway_runs_again(
+async def test_two_gateway_fleet_comes_up_and_a_killed_gateway_answers_again(
     docker_client: docker.DockerClient,
     runtime: DockerRuntime,
     fleet: str,
     sim_image: str,
     running: list[Running],
 ) -> None:
-    desired = [gateway_spec(n, fleet=fleet, image=sim_image) for n in ("a", "b")]
+    desired = sim_fleet(fleet, image=sim_image)
+    broker, gateways = desired[0], desired[1:]
     item = await bring_up(docker_client, runtime, fleet, desired, running)
-    for spec in desired:
+    assert broker.gateway == "sim-broker"
+    for spec in gateways:
         attrs = state(docker_client, spec.name)
         assert attrs is not None
         labels = attrs["Config"]["Labels"]  # type: ignore[index]
@@ -115,12 +124,19 @@ async def test_two_gateway_fleet_comes_up_and_a_killed_gateway_runs_again(
             what="ports",
         )
         assert [p["HostIp"] for p in ports] == ["127.0.0.1"]
-    before = state(docker_client, desired[0].name)
+        # Ready means logged in at the broker and answering the TWS API, not "running".
+        await until(
+            lambda s=spec: api_answers(s.ports[0].host_port),
+            timeout=90,
+            what=f"{spec.gateway} to answer the API",
+        )
+    killed = gateways[0]
+    before = state(docker_client, killed.name)
     assert before is not None
     docker_client.api.kill(before["Id"])
 
     def restarted() -> bool:
-        now = state(docker_client, desired[0].name)
+        now = state(docker_client, killed.name)
         return (
             now is not None
             and now["State"]["Status"] == "running"  # type: ignore[index]
@@ -128,12 +144,18 @@ async def test_two_gateway_fleet_comes_up_and_a_killed_gateway_runs_again(
         )
 
     await until(restarted, timeout=60, what="the killed gateway to run again")
-    after = state(docker_client, desired[0].name)
+    await until(
+        lambda: api_answers(killed.ports[0].host_port, client_id=991),
+        timeout=90,
+        what="the killed gateway to answer the API again",
+    )
+    after = state(docker_client, killed.name)
     assert after is not None and after["Id"] == before["Id"]  # started again, not recreated
     assert any(
         isinstance(e, RuntimeEvent) and e.kind.value == "die" and e.exit_code == 137
         for e in item.published
     )
+    assert is_running(docker_client, broker.name)  # the broker was not touched
 
 
 async def test_changed_spec_recreates_only_that_gateway(
