@@ -1,20 +1,24 @@
-"""Reconcile cost for 100 gateways on the in-memory fake runtime; optionally kill -> back (Docker).
+"""Reconcile cost for 100 gateways (fake and in-process runtimes); docker kill -> API back.
 
     .venv/bin/python benchmarks/bench_reconcile.py [--gateways 100] [--iterations 200]
+    .venv/bin/python benchmarks/bench_reconcile.py --in-process
     .venv/bin/python benchmarks/bench_reconcile.py --docker --image ibfleet-sim:test --kills 10
 
 Part 1 reports the CPU time of one planner call and of one orchestrator pass (observe -> plan ->
-act) in steady state and with 10 % of the fleet killed, plus the tracemalloc peak and the RSS.
-Part 2 (``--docker``) kills a real container of a running orchestrator and times until the API
-port accepts a connection again (median of ``--kills``). With ``--ib-async`` it waits for the real
-ib_async client's ``connectAsync`` instead; that needs an image whose entrypoint runs a simulated
-gateway (``ibfleet sim gateway``), which the stand-in listener is not.
+act) in steady state and with 10 % of the fleet killed, plus the tracemalloc peak and the RSS,
+on the in-memory fake runtime. Part 2 (``--in-process``) brings the same fleet up on the
+InProcessRuntime (real simulated gateways logging in to an in-process broker) and reports the
+bring-up time, the CPU of a steady orchestrator pass and the memory. Part 3 (``--docker``) runs a
+simulator fleet (broker + one gateway) on the engine, kills the gateway from outside and times
+until the real ib_async client's ``connectAsync`` succeeds again (median of ``--kills``); with
+``--tcp`` it runs the stand-in listener and waits for a TCP accept only.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import resource
 import socket
 import statistics
@@ -35,6 +39,7 @@ from fake_runtime import FakeRuntime  # noqa: E402
 from pydantic import SecretStr  # noqa: E402
 
 from gateway.config import GatewayConfig  # noqa: E402
+from gateway.sim.runtime import InProcessRuntime  # noqa: E402
 from gateway.spec import ContainerSpec, GatewaySecrets, render_spec  # noqa: E402
 from supervisor.orchestrator import Orchestrator  # noqa: E402
 from supervisor.reconcile import plan  # noqa: E402
@@ -125,6 +130,57 @@ async def bench_fake(n: int, iterations: int) -> None:
     print(f"max_rss_mib={rss_mb:.0f}")
 
 
+async def bench_in_process(n: int, iterations: int) -> None:
+    fleet = "benchip"
+    desired = specs(n, fleet=fleet, image="ibfleet-sim:inprocess", ports=free_ports(n))
+    tracemalloc.start()
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    async with InProcessRuntime() as runtime:
+        orch = Orchestrator(runtime=runtime, fleet=fleet, desired=desired, publish=lambda e: None)
+        wall = time.perf_counter()
+        cpu = time.process_time()
+        await orch.reconcile_once()
+        addresses = [await runtime.command_address(c.id) for c in await runtime.list(fleet=fleet)]
+        while not all(addresses):
+            await asyncio.sleep(0.01)
+            addresses = [
+                await runtime.command_address(c.id) for c in await runtime.list(fleet=fleet)
+            ]
+        up_wall = time.perf_counter() - wall
+        up_cpu = time.process_time() - cpu
+        _, up_peak = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        start = time.process_time()
+        for _ in range(iterations):
+            await orch.reconcile_once()
+        steady_s = (time.process_time() - start) / iterations
+        _, steady_peak = tracemalloc.get_traced_memory()
+        current, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"in_process_gateways={n} iterations={iterations}")
+    print(f"in_process_bring_up_all_logged_in_wall_s={up_wall:.3f} cpu_s={up_cpu:.3f}")
+    print(f"in_process_orchestrator_pass_steady_cpu_ms={steady_s * 1000:.3f}")
+    print(f"in_process_tracemalloc_after_bring_up_kib={current / 1024:.0f}")
+    print(f"in_process_tracemalloc_peak_bring_up_kib={up_peak / 1024:.0f}")
+    print(f"in_process_tracemalloc_peak_steady_kib={steady_peak / 1024:.0f}")
+    print(f"in_process_max_rss_mib={rss_mb:.0f} (before: {rss_before:.0f})")
+
+
+def free_ports(n: int) -> list[int]:
+    """n distinct free loopback ports (held open together so none repeats)."""
+    sockets = []
+    try:
+        for _ in range(n):
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            sockets.append(sock)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -153,22 +209,25 @@ async def answers(port: int, *, use_ib_async: bool) -> bool:
 
 
 async def bench_docker(image: str, kills: int, *, use_ib_async: bool) -> None:
+    from datetime import timedelta
+
     import docker
-    from test_docker_runtime import STANDIN_ENTRYPOINT, remove_fleet
+    from test_docker_runtime import STANDIN_ENTRYPOINT, remove_fleet, sim_fleet
 
     from gateway.docker_runtime import DockerRuntime
+    from supervisor.budget import BackoffPolicy
+    from supervisor.orchestrator import RestartPolicy
 
     client = docker.from_env(timeout=120)
     fleet = f"b{uuid.uuid4().hex[:8]}"
     port = free_port()
-    entry = None if use_ib_async else STANDIN_ENTRYPOINT
-    (spec,) = specs(1, fleet=fleet, image=image, entrypoint=entry, ports=[port])
+    if use_ib_async:
+        desired = sim_fleet(fleet, image=image, names=("gw",), ports=[port])
+        spec = desired[-1]
+    else:
+        (spec,) = specs(1, fleet=fleet, image=image, entrypoint=STANDIN_ENTRYPOINT, ports=[port])
+        desired = [spec]
     runtime = DockerRuntime(client)
-    from datetime import timedelta
-
-    from supervisor.budget import BackoffPolicy
-    from supervisor.orchestrator import RestartPolicy
-
     policy = RestartPolicy(
         backoff=BackoffPolicy(base=timedelta(milliseconds=1), cap=timedelta(milliseconds=2)),
         budget=kills + 5,
@@ -176,7 +235,7 @@ async def bench_docker(image: str, kills: int, *, use_ib_async: bool) -> None:
     orch = Orchestrator(
         runtime=runtime,
         fleet=fleet,
-        desired=[spec],
+        desired=desired,
         publish=lambda e: None,
         policy=policy,
         interval=5.0,
@@ -184,19 +243,24 @@ async def bench_docker(image: str, kills: int, *, use_ib_async: bool) -> None:
     task = asyncio.create_task(orch.run())
     samples: list[float] = []
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 90
         while not await answers(port, use_ib_async=use_ib_async):
             if time.monotonic() > deadline:
                 raise SystemExit("the gateway never answered")
             await asyncio.sleep(0.05)
         for _ in range(kills):
-            container_id = client.api.inspect_container(spec.name)["Id"]
+            attrs = client.api.inspect_container(spec.name)
+            container_id, started_at = attrs["Id"], attrs["State"]["StartedAt"]
             started = time.monotonic()
             client.api.kill(container_id)
-            await asyncio.sleep(0.05)  # let the port close before probing again
+            # Wait for the kill to take effect (the old process must not answer the probe).
+            while client.api.inspect_container(container_id)["State"]["StartedAt"] == started_at:
+                if not client.api.inspect_container(container_id)["State"]["Running"]:
+                    break
+                await asyncio.sleep(0.01)
             while not await answers(port, use_ib_async=use_ib_async):
-                if time.monotonic() - started > 60:
-                    raise SystemExit("the gateway did not come back within 60 s")
+                if time.monotonic() - started > 90:
+                    raise SystemExit("the gateway did not come back within 90 s")
                 await asyncio.sleep(0.02)
             samples.append(time.monotonic() - started)
     finally:
@@ -218,12 +282,19 @@ def main() -> None:
     parser.add_argument("--docker", action="store_true")
     parser.add_argument("--image", default="ibfleet-sim:test")
     parser.add_argument("--kills", type=int, default=10)
-    parser.add_argument("--ib-async", action="store_true")
+    parser.add_argument("--tcp", action="store_true", help="stand-in listener, TCP accept only")
+    parser.add_argument("--in-process", action="store_true")
+    parser.add_argument("--skip-fake", action="store_true")
     args = parser.parse_args()
+    # ib_async logs every refused connect while the gateway is down; the figures are the output.
+    logging.getLogger("ib_async").setLevel(logging.CRITICAL)
     print(f"# {datetime.now(UTC).isoformat(timespec='seconds')} python={sys.version.split()[0]}")
-    asyncio.run(bench_fake(args.gateways, args.iterations))
+    if not args.skip_fake:
+        asyncio.run(bench_fake(args.gateways, args.iterations))
+    if args.in_process:
+        asyncio.run(bench_in_process(args.gateways, min(args.iterations, 50)))
     if args.docker:
-        asyncio.run(bench_docker(args.image, args.kills, use_ib_async=args.ib_async))
+        asyncio.run(bench_docker(args.image, args.kills, use_ib_async=not args.tcp))
 
 
 if __name__ == "__main__":
