@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import functools
 import logging
 import math
 import random
@@ -593,11 +594,11 @@ class _Runner:
                 if builder is not None:
                     done = builder.add(price, self.host.clock())
                     if done is not None:
-                        self.post("bar", lambda b=done: self._hook().on_bar(b))
+                        self.post("bar", functools.partial(self._hook().on_bar, done))
             first = con_id not in self.tickers_pending
             self.tickers_pending[con_id] = ticker
             if first:
-                self.post("tick", lambda c=con_id: self._deliver_tick(c))
+                self.post("tick", functools.partial(self._deliver_tick, con_id))
 
     async def _deliver_tick(self, con_id: int) -> None:
         ticker = self.tickers_pending.pop(con_id, None)
@@ -714,7 +715,7 @@ class _Runner:
                 remaining=0.0,
                 message="not found at IB after reconnect; not re-sent",
             )
-            self.post("order", lambda u=update: self._hook().on_order_status(u))
+            self.post("order", functools.partial(self._hook().on_order_status, update))
 
     async def _resubscribe(self, session: _Session) -> None:
         for con_id in list(self.subscriptions):
@@ -1387,7 +1388,7 @@ class _Runner:
             instrument=instrument,
             side=api.Side(order.action),
             quantity=float(order.totalQuantity),
-            limit_price=order.lmtPrice if order.orderType == "LMT" else None,
+            limit_price=float(order.lmtPrice or 0.0) if order.orderType == "LMT" else None,
             con_id=contract.conId,
             gateway=session.gateway,
         )

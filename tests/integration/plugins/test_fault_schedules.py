@@ -51,11 +51,14 @@ async def test_random_fault_schedule_never_duplicates_an_order(tmp_path: Path, o
                 index = 0 if status.gateway == "gw-a" else 1
                 name = ("gw-a", "gw-b")[index]
                 choice = rng.choice(["drop", "flap", "link", "crash", "calm"])
+                if index in crashed:
+                    # A crashed gateway stays down: nothing more to inject there.
+                    choice = "calm"
                 if choice == "crash" and not crashed and index == 0:
                     crashed.add(index)
                     sim.fault(index, Fault.CRASH, active=True)
                     host.on_gateway_state(name, False, "crashed")
-                elif choice == "drop" and index not in crashed:
+                elif choice == "drop":
                     sim.fault(index, Fault.DROP_CLIENTS, active=True)
                 elif choice == "flap":
                     host.on_gateway_state(name, False, "probe late")
