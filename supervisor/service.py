@@ -34,7 +34,7 @@ from supervisor.journal import AsyncJournal
 from supervisor.metrics import FleetMetrics, TwoFactorOutcome
 from supervisor.notify import AlertDispatcher
 from supervisor.orchestrator import Orchestrator, OrchestratorEvent, OrchestratorEventKind
-from supervisor.settings import FleetSettings
+from supervisor.settings import FleetSettings, Region
 
 log = logging.getLogger("ibfleet.supervisor")
 
@@ -47,6 +47,14 @@ IbcSend = Callable[..., Awaitable[ibc.IbcReply]]
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+#: The fleet file's region names and the schedule's.
+REGIONS = {
+    Region.AMERICA: schedules.Region.NORTH_AMERICA,
+    Region.EUROPE: schedules.Region.EUROPE,
+    Region.ASIA: schedules.Region.ASIA,
+}
 
 
 def lifecycle_policy(settings: FleetSettings, gw: GatewayConfig) -> lc.LifecyclePolicy:
@@ -305,6 +313,11 @@ class GatewayController:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    @staticmethod
+    async def _later(delay: float, call: Callable[[], None]) -> None:
+        await asyncio.sleep(delay)
+        call()
+
     async def _tick_at(self, until: datetime) -> None:
         delay = (until - self.deps.clock()).total_seconds()
         await asyncio.sleep(max(0.0, delay))
@@ -342,19 +355,38 @@ class GatewayController:
         self.container = container
         if self._logs is not None:
             self._logs.cancel()
-        started = container.started_at or self.deps.clock()
-        if adopted and self.restored:
-            # The restored state already knows what happened before this supervisor started.
-            started = max(started, self.deps.clock())
+        started = container.started_at or utc_now()
+        # A restored state already knows the story before this supervisor started: the backlog
+        # is read only for where the login stands now (log times are wall-clock times).
+        backlog_until = utc_now() if adopted and self.restored else None
         self._logs = asyncio.create_task(
-            self._follow(container.id, started), name=f"logs-{self.gw.name}"
+            self._follow(container.id, started, backlog_until), name=f"logs-{self.gw.name}"
         )
 
-    async def _follow(self, container_id: str, started: datetime) -> None:
+    async def _follow(
+        self, container_id: str, started: datetime, backlog_until: datetime | None
+    ) -> None:
         follower = authlog.AuthLogFollower(started_at=started)
+        summarised = asyncio.Event()
+
+        def summarise() -> None:
+            # The login completed while no supervisor watched: say so once.
+            if not summarised.is_set():
+                summarised.set()
+                if follower.logged_in and not self.status.logged_in:
+                    self.post(lc.LoggedIn())
+
+        if backlog_until is not None:
+            # The backlog arrives at once; if nothing new follows, summarise it shortly.
+            self._spawn(self._later(1.0, summarise))
         try:
             async for line in self.deps.runtime.follow_logs(container_id):
-                for event in follower.feed(line):
+                events = follower.feed(line)
+                if backlog_until is not None and not summarised.is_set():
+                    if all(e.at is not None and e.at < backlog_until for e in events):
+                        continue
+                    summarise()
+                for event in events:
                     mapped = from_auth_event(event)
                     if mapped is not None:
                         self.post(mapped)
@@ -577,12 +609,16 @@ class Supervisor:
 
     async def _ticker(self) -> None:
         while True:
-            self.tick(self.clock())
+            try:
+                self.tick(self.clock())
+            except Exception:
+                # A broken schedule must not stop the ticks that drive every deadline.
+                log.exception("tick_failed")
             await asyncio.sleep(self.tick_every)
 
     def tick(self, now: datetime) -> None:
         """Schedule inputs for every gateway: reset windows, daily restarts, weekly re-auth."""
-        region = schedules.Region(self.settings.region.value)
+        region = REGIONS[self.settings.region]
         window = schedules.in_reset_window(region, now)
         posts: list[lc.Event] = [lc.Tick()]
         if window is not None and self._window is None:

@@ -11,10 +11,12 @@ from __future__ import annotations
 import email
 import email.message
 import email.policy
+import json
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from aiosmtpd.controller import Controller
@@ -143,3 +145,54 @@ class SmtpSink:
             f"mailto://{user}@{self.hostname}:{self.port}"
             f"?smtp={self.hostname}&from={sender}&to={to}&name=ibfleet"
         )
+
+
+class WebhookSink:
+    """A tiny HTTP server that records JSON POST bodies."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict[str, Any]] = []
+        self._cond = threading.Condition()
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                data = json.loads(self.rfile.read(length) or b"{}")
+                with sink._cond:
+                    sink.bodies.append(data)
+                    sink._cond.notify_all()
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> WebhookSink:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    @property
+    def url(self) -> str:
+        return f"json://127.0.0.1:{self.port}/hook"
+
+    def wait_for(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 10) -> dict:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for body in self.bodies:
+                    if predicate(body):
+                        return body
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"no matching webhook call; got {self.bodies}")
+                self._cond.wait(left)

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +17,7 @@ from supervisor.alertpolicy import Alert, AlertBook, AlertPolicy, Redactor, Rout
 from supervisor.journal import AsyncJournal, SqliteJournal
 from supervisor.metrics import FleetMetrics
 from supervisor.notify import AlertDispatcher, AppriseSender, Notifier, Sender
-from tests.integration.smtp import SmtpSink
+from tests.integration.smtp import SmtpSink, WebhookSink
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -31,57 +28,6 @@ CRIT = Alert(
     "live-a waits for 2FA",
     f"Approve the IB Key prompt for user ibuser1 (login used password={SECRET}).",
 )
-
-
-class WebhookSink:
-    """A tiny HTTP server that records JSON POST bodies."""
-
-    def __init__(self) -> None:
-        self.bodies: list[dict[str, Any]] = []
-        self._cond = threading.Condition()
-        sink = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", "0"))
-                data = json.loads(self.rfile.read(length) or b"{}")
-                with sink._cond:
-                    sink.bodies.append(data)
-                    sink._cond.notify_all()
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def __enter__(self) -> WebhookSink:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    @property
-    def url(self) -> str:
-        return f"json://127.0.0.1:{self.port}/hook"
-
-    def wait_for(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 10) -> dict:
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                for body in self.bodies:
-                    if predicate(body):
-                        return body
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError(f"no matching webhook call; got {self.bodies}")
-                self._cond.wait(left)
 
 
 def closed_port() -> int:

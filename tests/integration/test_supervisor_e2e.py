@@ -1,0 +1,259 @@
+"""The supervisor end to end on real parts: simulated gateways (in-process runtime) over real TCP
+probed by the real ib_async client, a real SMTP server behind an apprise mailto:// route, a real
+json:// webhook, the real journal and HTTP API. Docker is the only thing swapped out here."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import secrets
+import socket
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from gateway.sim.port import Fault, FaultEvent
+from gateway.sim.runtime import InProcessRuntime
+from supervisor.run import Running, desired_specs, resolve_credentials, start_supervisor
+from supervisor.settings import FleetSettings, load_text
+from tests.integration.smtp import SmtpSink, WebhookSink
+
+NY = dt.timezone(dt.timedelta(hours=-5))  # winter New York, enough for picking test instants
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def shifted_clock(target: dt.datetime) -> Callable[[], dt.datetime]:
+    """Real time, moved so that 'now' starts at ``target`` and keeps flowing."""
+    offset = target - dt.datetime.now(dt.UTC)
+    return lambda: dt.datetime.now(dt.UTC) + offset
+
+
+#: A Wednesday at noon in New York: no reset window in any region.
+MIDDAY = dt.datetime(2026, 11, 18, 12, 0, tzinfo=NY)
+#: The same Wednesday at 00:10 in New York: inside North America's nightly reset window.
+IN_WINDOW = dt.datetime(2026, 11, 18, 0, 10, tzinfo=NY)
+
+
+@dataclass
+class Fleet:
+    settings: FleetSettings
+    environ: dict[str, str]
+    runtime: InProcessRuntime
+    smtp: SmtpSink
+    hook: WebhookSink
+    workdir: Path
+    running: Running | None = None
+
+    def user(self, gateway: str) -> str:
+        return self.environ[f"{gateway.upper().replace('-', '_')}_USER"]
+
+    async def start(self, clock: Callable[[], dt.datetime]) -> Running:
+        credentials = resolve_credentials(self.settings, self.environ)
+        specs = desired_specs(self.settings, credentials, fingerprint_key=b"k" * 32)
+        self.running = await start_supervisor(
+            self.settings,
+            environ=self.environ,
+            runtime=self.runtime,
+            specs=specs,
+            clock=clock,
+            api_port=0,
+            supervisor_options={"reconcile_interval": 2.0, "tick_every": 0.2},
+        )
+        return self.running
+
+    async def api(self, path: str) -> httpx.Response:
+        assert self.running is not None
+        async with httpx.AsyncClient(base_url=self.running.api_url, timeout=5) as client:
+            return await client.get(path)
+
+    def fault(self, gateway: str, kind: Fault, active: bool, value: float = 0.0) -> None:
+        self.runtime.broker_service.push_fault(
+            FaultEvent(gateway=gateway, fault=kind, active=active, value=value)
+        )
+
+    async def mail(self, predicate: Callable[[Any], bool], timeout: float = 30.0) -> Any:
+        return await asyncio.to_thread(self.smtp.wait_for, predicate, timeout)
+
+    def mails(self, text: str) -> list[Any]:
+        return [m for m in self.smtp.messages if text in m.subject + m.text]
+
+
+def fleet_file(workdir: Path, *, smtp: SmtpSink, hook: WebhookSink) -> tuple[str, dict[str, str]]:
+    environ = {"IBFLEET_API_TOKEN": secrets.token_urlsafe(16)}
+    gateways = []
+    for index, name in enumerate(("gw-a", "gw-b")):
+        var = name.upper().replace("-", "_")
+        environ[f"{var}_USER"] = f"user-{name}"
+        environ[f"{var}_PASSWORD"] = f"pw-{secrets.token_hex(8)}"
+        gateways.append(
+            {
+                "name": name,
+                "mode": "paper",
+                "account": "DU1000001",
+                "username": {"env": f"{var}_USER"},
+                "password": {"env": f"{var}_PASSWORD"},
+                "api_port": free_port(),
+                "client_ids": {"start": 1 + 50 * index, "end": 49 + 50 * index},
+            }
+        )
+    data = {
+        "fleet": f"e2e-{secrets.token_hex(3)}",
+        "simulator": {"enabled": True},
+        "gateways": gateways,
+        "alerts": {
+            "routes": [
+                {"urls": [smtp.mailto_url()], "min_severity": "warning"},
+                {"urls": [hook.url], "min_severity": "warning"},
+            ]
+        },
+        "api": {"listen": "127.0.0.1:8710", "token": {"env": "IBFLEET_API_TOKEN"}},
+        "storage": {"path": str(workdir / "journal.sqlite")},
+        "health": {"heartbeat_every": "250ms", "heartbeat_deadline": "500ms"},
+    }
+    return yaml.safe_dump(data, sort_keys=False), environ
+
+
+@pytest.fixture
+async def make_fleet(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
+    made: list[Fleet] = []
+
+    async def make(*, twofa: tuple[str, ...] = ()) -> Fleet:
+        smtp = SmtpSink().start()
+        hook = WebhookSink().__enter__()
+        text, environ = fleet_file(tmp_path, smtp=smtp, hook=hook)
+        settings = load_text(text, environ={}).settings
+        users = {environ[f"{g.upper().replace('-', '_')}_USER"] for g in twofa}
+        runtime = InProcessRuntime(twofa_users=users)
+        await runtime.__aenter__()
+        fleet = Fleet(settings, environ, runtime, smtp, hook, tmp_path)
+        made.append(fleet)
+        return fleet
+
+    yield make
+    for fleet in made:
+        if fleet.running is not None:
+            await fleet.running.close()
+        await fleet.runtime.close()
+        fleet.smtp.stop()
+        fleet.hook.__exit__()
+
+
+async def until(predicate: Callable[[], Any], *, timeout: float = 20.0, what: str) -> None:
+    try:
+        async with asyncio.timeout(timeout):
+            while not predicate():
+                await asyncio.sleep(0.05)
+    except TimeoutError:
+        raise AssertionError(f"not within {timeout}s: {what}") from None
+
+
+async def ready(fleet: Fleet, timeout: float = 30.0) -> None:
+    async def check() -> bool:
+        return (await fleet.api("/readyz")).status_code == 200
+
+    async with asyncio.timeout(timeout):
+        while not await check():
+            await asyncio.sleep(0.1)
+
+
+async def test_2fa_prompt_is_mailed_and_posted_then_resolved_after_approval(make_fleet) -> None:
+    fleet = await make_fleet(twofa=("gw-a",))
+    await fleet.start(shifted_clock(MIDDAY))
+    user = fleet.user("gw-a")
+    prompt = await fleet.mail(lambda m: "approve the IB Key" in m.subject)
+    assert "gw-a" in prompt.text and user in prompt.text
+    await asyncio.to_thread(
+        fleet.hook.wait_for, lambda b: "approve the IB Key" in b.get("title", "")
+    )
+    readyz = await fleet.api("/readyz")
+    assert readyz.status_code == 503 and "gw-a" in readyz.json()["not_ready"]
+
+    control = await fleet.runtime.start_control(0)
+    async with httpx.AsyncClient(base_url=control, timeout=5) as client:
+        assert (await client.post(f"/2fa/{user}/approve")).status_code == 200
+
+    resolved = await fleet.mail(lambda m: "Resolved" in m.subject and "IB Key" in m.subject)
+    assert "gw-a" in resolved.text
+    await asyncio.to_thread(fleet.hook.wait_for, lambda b: "Resolved" in b.get("title", ""))
+    await ready(fleet)
+    view = (await fleet.api("/api/v1/gateways/gw-a")).json()
+    assert view["state"] == "API_READY" and view["open_alerts"] == []
+    # No secret ever reaches a mail.
+    for mail in fleet.smtp.messages:
+        for key, value in fleet.environ.items():
+            if "PASSWORD" in key or key == "IBFLEET_API_TOKEN":
+                assert value not in mail.text + mail.subject
+
+
+async def test_stalled_gateway_is_detected_and_alerted(make_fleet) -> None:
+    fleet = await make_fleet()
+    running = await fleet.start(shifted_clock(MIDDAY))
+    await ready(fleet)
+    fleet.fault("gw-b", Fault.STALL, True)
+    stalled = await fleet.mail(lambda m: "gw-b" in m.subject and "stall" in m.subject.lower())
+    assert "heartbeat" in stalled.text
+    assert running.supervisor.controllers["gw-b"].status.state.name == "DEGRADED"
+    fleet.fault("gw-b", Fault.STALL, False)
+    await fleet.mail(lambda m: "Resolved" in m.subject and "gw-b" in m.subject)
+    await ready(fleet)
+
+
+async def test_link_loss_outside_the_reset_window_pages(make_fleet) -> None:
+    fleet = await make_fleet()
+    await fleet.start(shifted_clock(MIDDAY))
+    await ready(fleet)
+    fleet.fault("gw-a", Fault.LINK, True)
+    page = await fleet.mail(lambda m: "gw-a" in m.subject)
+    assert "1100" in page.text
+
+
+async def test_link_loss_inside_the_reset_window_pages_nobody(make_fleet) -> None:
+    fleet = await make_fleet()
+    running = await fleet.start(shifted_clock(IN_WINDOW))
+    controller = running.supervisor.controllers["gw-a"]
+    await until(lambda: controller.status.api_connected, what="probe connected")
+    fleet.fault("gw-a", Fault.LINK, True)
+    await until(
+        lambda: controller.status.state.name == "RESET_WINDOW",
+        what=f"in reset window (state {controller.status.state.name}: {controller.status.reason})",
+    )
+    # The expected outage is handled: the state says so, and the alert book stays empty.
+    fleet.fault("gw-a", Fault.LINK, False, 1102)
+    await until(lambda: controller.status.api_connected, what="probe still connected")
+    await controller.drain()
+    await running.dispatcher.wait_idle(10)
+    assert fleet.smtp.messages == []
+    assert fleet.hook.bodies == []
+
+
+async def test_restarted_supervisor_does_not_page_again(make_fleet) -> None:
+    fleet = await make_fleet(twofa=("gw-a",))
+    first = await fleet.start(shifted_clock(MIDDAY))
+    await fleet.mail(lambda m: "approve the IB Key" in m.subject)
+    await first.dispatcher.wait_idle(10)
+    await first.close()
+    fleet.running = None
+
+    second = await fleet.start(shifted_clock(MIDDAY))
+    controller = second.supervisor.controllers["gw-a"]
+    assert controller.restored and controller.status.state.name == "AWAITING_2FA"
+    # Let the new supervisor run its ticks and probes, then check nothing was sent again.
+    processed = controller.processed
+    await until(lambda: controller.processed >= processed + 10, what="ticks handled")
+    await controller.drain()
+    await second.dispatcher.wait_idle(10)
+    assert len(fleet.mails("approve the IB Key")) == 1
+
+    fleet.runtime.broker_service.approve_2fa(fleet.user("gw-a"))
+    await fleet.mail(lambda m: "Resolved" in m.subject and "IB Key" in m.subject)
+    await ready(fleet)

@@ -1,0 +1,76 @@
+"""The supervisor's schedule ticks: every region's reset windows are found, daily restarts fire."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from gateway.config import GatewayConfig, RestartConfig
+from supervisor import lifecycle as lc
+from supervisor.service import REGIONS, Supervisor
+from supervisor.settings import Region, load_text
+
+NY = dt.timezone(dt.timedelta(hours=-5))
+
+
+@pytest.mark.parametrize("region", list(Region))
+def test_every_fleet_region_has_a_schedule(region: Region) -> None:
+    assert region in REGIONS
+
+
+class _Recorder:
+    """Stands in for a gateway controller: records what the ticks post."""
+
+    def __init__(self, daily: dt.time | None) -> None:
+        self.gw = GatewayConfig.model_construct(restart=RestartConfig(daily=daily))
+        self.events: list[lc.Event] = []
+
+    def post(self, event: lc.Event) -> None:
+        self.events.append(event)
+
+
+def _ticking(region: Region, daily: dt.time | None = None) -> tuple[Supervisor, _Recorder]:
+    """A Supervisor with one recording controller; only ``tick`` is exercised."""
+    sup = Supervisor.__new__(Supervisor)
+    sup.settings = load_text(f"fleet: t\nregion: {region.value}\n").settings
+    sup._window = None
+    sup._daily_next = {}
+    sup._reauth_warned = None
+    recorder = _Recorder(daily)
+    sup.controllers = {"gw": recorder}  # type: ignore[dict-item]
+    return sup, recorder
+
+
+def test_entering_and_leaving_the_nightly_window_is_posted_once_each() -> None:
+    sup, rec = _ticking(Region.AMERICA)
+    sup.tick(dt.datetime(2026, 11, 18, 23, 0, tzinfo=NY))
+    sup.tick(dt.datetime(2026, 11, 18, 23, 45, tzinfo=NY))
+    sup.tick(dt.datetime(2026, 11, 18, 23, 50, tzinfo=NY))
+    sup.tick(dt.datetime(2026, 11, 19, 1, 30, tzinfo=NY))
+    kinds = [type(e).__name__ for e in rec.events if not isinstance(e, lc.Tick)]
+    assert kinds == ["ResetWindowEntered", "ResetWindowLeft"]
+
+
+@pytest.mark.parametrize("region", list(Region))
+def test_ticks_run_in_every_region(region: Region) -> None:
+    sup, rec = _ticking(region)
+    sup.tick(dt.datetime(2026, 11, 18, 12, 0, tzinfo=NY))
+    assert any(isinstance(e, lc.Tick) for e in rec.events)
+
+
+def test_daily_restart_is_posted_when_its_time_passes() -> None:
+    sup, rec = _ticking(Region.EUROPE, daily=dt.time(23, 55))
+    sup.tick(dt.datetime(2026, 11, 18, 23, 50, tzinfo=NY))
+    sup.tick(dt.datetime(2026, 11, 18, 23, 56, tzinfo=NY))
+    assert sum(isinstance(e, lc.DailyRestartDue) for e in rec.events) == 1
+
+
+def test_weekly_reauth_warning_is_posted_once_ahead_of_sunday() -> None:
+    sup, rec = _ticking(Region.ASIA)
+    saturday = dt.datetime(2026, 11, 21, 20, 0, tzinfo=NY)
+    sup.tick(saturday)
+    sup.tick(saturday + dt.timedelta(minutes=1))
+    warned = [e for e in rec.events if isinstance(e, lc.WeeklyReauthDue)]
+    assert len(warned) == 1
+    assert warned[0].at.astimezone(NY).weekday() == 6
