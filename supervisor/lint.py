@@ -133,6 +133,28 @@ def lint(
                         "secrets belong in username/password references, mounted as files",
                     )
 
+    sim = settings.simulator
+    if settings.runtime.kind == "in-process" and not sim.enabled:
+        out.error(
+            ("runtime", "kind"),
+            "runtime kind in-process runs simulated gateways only",
+            "set simulator.enabled: true, or runtime.kind: docker",
+        )
+    if sim.enabled:
+        for i, name in enumerate(sim.twofa_gateways):
+            if name not in by_name:
+                out.error(
+                    ("simulator", "twofa_gateways", i),
+                    f"unknown gateway {name!r}",
+                    f"known gateways: {', '.join(sorted(by_name)) or 'none'}",
+                )
+        if sim.control_port in ports or sim.control_port == settings.api.port:
+            out.error(
+                ("simulator", "control_port"),
+                f"port {sim.control_port} is already used",
+                "give the simulator's control API a port of its own",
+            )
+
     _secrets(out, loaded, environ, file_exists, missing_secret_severity)
     _strategies(out, loaded, by_name)
     if not settings.api.is_loopback and settings.api.token is None:

@@ -27,7 +27,7 @@ from supervisor.journal import AsyncJournal, SqliteJournal
 from supervisor.metrics import FleetMetrics
 from supervisor.notify import AlertDispatcher, Notifier, build_routes, fleet_redactor
 from supervisor.service import Clock, Supervisor, utc_now
-from supervisor.settings import FleetSettings
+from supervisor.settings import FleetSettings, RuntimeKind
 
 log = logging.getLogger("ibfleet.run")
 
@@ -104,8 +104,27 @@ def desired_specs(
     fingerprint_key: bytes,
     control_from: Sequence[str] = (),
 ) -> list[ContainerSpec]:
-    """The containers the fleet file asks for."""
-    image_of = settings.simulator.image if settings.simulator.enabled else settings.runtime.image
+    """The containers the fleet file asks for (with the simulator's broker when it is on)."""
+    sim = settings.simulator
+    if sim.enabled and settings.runtime.kind is RuntimeKind.DOCKER:
+        from supervisor.simfleet import render_sim_fleet
+
+        return render_sim_fleet(
+            settings.gateways,
+            fleet=settings.fleet,
+            network=settings.runtime.network,
+            image=sim.image,
+            timezone=settings.timezone,
+            secrets=credentials,
+            fingerprint_key=fingerprint_key,
+            control_port=sim.control_port,
+            twofa_users=[
+                credentials[name].username.get_secret_value()
+                for name in sim.twofa_gateways
+                if name in credentials
+            ],
+        )
+    image_of = sim.image if sim.enabled else settings.runtime.image
     return [
         render_spec(
             gw,
@@ -237,8 +256,8 @@ async def start_supervisor(
     return Running(supervisor, api, dispatcher, notifier, ajournal)
 
 
-def docker_runtime() -> Runtime:
-    """The Docker runtime, or a StartupError saying that no engine answers."""
+def docker_runtime(settings: FleetSettings) -> Runtime:
+    """The Docker runtime, or a StartupError saying what is missing."""
     import docker
 
     from gateway.docker_runtime import DockerRuntime
@@ -248,7 +267,32 @@ def docker_runtime() -> Runtime:
         client.ping()
     except Exception as exc:
         raise StartupError(f"no Docker engine answers: {exc}") from None
+    if settings.simulator.enabled:
+        try:
+            client.images.get(settings.simulator.image)
+        except docker.errors.ImageNotFound:
+            raise StartupError(
+                f"the simulator image {settings.simulator.image} is not built: run "
+                f"`ibfleet sim image --tag {settings.simulator.image}` first"
+            ) from None
     return DockerRuntime(client)
+
+
+async def in_process_runtime(
+    settings: FleetSettings, credentials: Mapping[str, GatewaySecrets]
+) -> Runtime:
+    """Simulated gateways inside this process, with the broker's control API on loopback."""
+    from gateway.sim.runtime import InProcessRuntime
+
+    twofa = {
+        credentials[name].username.get_secret_value()
+        for name in settings.simulator.twofa_gateways
+        if name in credentials
+    }
+    runtime = InProcessRuntime(twofa_users=twofa)
+    url = await runtime.start_control(settings.simulator.control_port)
+    log.info("simulator_control url=%s", url)
+    return runtime
 
 
 async def run_until_signalled(settings: FleetSettings, *, environ: Mapping[str, str]) -> None:
@@ -257,12 +301,19 @@ async def run_until_signalled(settings: FleetSettings, *, environ: Mapping[str, 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    running = await start_supervisor(settings, environ=environ, runtime=docker_runtime())
+    if settings.runtime.kind is RuntimeKind.IN_PROCESS:
+        runtime = await in_process_runtime(settings, resolve_credentials(settings, environ))
+    else:
+        runtime = docker_runtime(settings)
+    running = await start_supervisor(settings, environ=environ, runtime=runtime)
     try:
         await stop.wait()
         log.info("supervisor_stopping reason=signal gateways=left-running")
     finally:
         await running.close()
+        close = getattr(runtime, "close", None)
+        if close is not None and settings.runtime.kind is RuntimeKind.IN_PROCESS:
+            await close()
 
 
 def _version() -> str:

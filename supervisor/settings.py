@@ -44,6 +44,7 @@ class Region(enum.StrEnum):
 
 class RuntimeKind(enum.StrEnum):
     DOCKER = "docker"
+    IN_PROCESS = "in-process"  # simulated gateways inside the supervisor (simulator only)
 
 
 class Severity(enum.StrEnum):
@@ -55,7 +56,11 @@ class Severity(enum.StrEnum):
 class RuntimeSettings(_Strict):
     """Where and how gateway containers run."""
 
-    kind: RuntimeKind = Field(default=RuntimeKind.DOCKER, description="docker. Default docker.")
+    kind: RuntimeKind = Field(
+        default=RuntimeKind.DOCKER,
+        description="docker | in-process (simulated gateways inside the supervisor; only with "
+        "simulator.enabled). Default docker.",
+    )
     network: str = Field(
         default="ibfleet",
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
@@ -74,6 +79,17 @@ class SimulatorSettings(_Strict):
     enabled: bool = Field(default=False, description="Use the simulator. Default false.")
     image: str = Field(
         default="ibfleet-sim:latest", description="Simulator image (built by `ibfleet sim image`)."
+    )
+    control_port: int = Field(
+        default=8780,
+        ge=1,
+        le=65535,
+        description="Host port (127.0.0.1) of the simulated broker's control API. Default 8780.",
+    )
+    twofa_gateways: list[str] = Field(
+        default_factory=list,
+        description="Gateways whose simulated logins wait for a 2FA approval (POST "
+        "/2fa/USER/approve on the control API). Default none.",
     )
 
 
@@ -395,17 +411,22 @@ def apply_env_overrides(
 ) -> list[ConfigProblem]:
     """Merge ``IBFLEET_A__B__C=value`` into ``data`` in place.
 
+    Only variables whose first part names a top-level key are overrides
+    (``IBFLEET_API__LISTEN``); others, such as ``IBFLEET_API_TOKEN``, are left for secrets.
+
     List items are addressed by index (``IBFLEET_GATEWAYS__0__API_PORT``) or by their ``name``
     (``IBFLEET_GATEWAYS__PAPER_A__API_PORT``; dashes become underscores). An override that names
     no existing list item is reported, not silently dropped.
     """
     problems: list[ConfigProblem] = []
-    reserved = {"IBFLEET_CONFIG"}
+    top_level = set(FleetSettings.model_fields)
     for var in sorted(environ):
-        if not var.upper().startswith(ENV_PREFIX) or var.upper() in reserved:
+        if not var.upper().startswith(ENV_PREFIX):
             continue
         keys = [k.lower() for k in var[len(ENV_PREFIX) :].split(ENV_DELIMITER)]
-        if not keys or any(not k for k in keys):
+        if not keys or any(not k for k in keys) or keys[0] not in top_level:
+            # Not an override: IBFLEET_CONFIG, or a secret such as IBFLEET_API_TOKEN that the
+            # fleet file references with {env: ...}.
             continue
         node: Any = data
         path: list[str | int] = []

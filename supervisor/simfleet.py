@@ -39,7 +39,6 @@ __all__ = [
     "BROKER_GATEWAY",
     "BROKER_LINK_PORT",
     "DEFAULT_CONTROL_PORT",
-    "GATEWAY_SHIM_ENTRYPOINT",
     "USERS_FILE_PATH",
     "SimUser",
     "render_broker_spec",
@@ -58,30 +57,6 @@ BROKER_CONTROL_PORT = 7471  # the broker's HTTP control API inside the container
 DEFAULT_CONTROL_PORT = 8780  # where the control API is published on the host (loopback)
 USERS_FILE_PATH = f"{SECRETS_DIR}/users.json"
 BROKER_MEMORY = "256m"
-
-# Until `ibfleet sim gateway` itself reads TWS_USERID_FILE and IBC's ControlFrom (from the
-# IBC_INI config.ini when CUSTOM_CONFIG=yes), this small launcher does both and then runs it:
-# the username stays out of the container's environment, and the supervisor (connecting from
-# the fleet network's gateway IP) may use the command server. It only reads files and env.
-_SHIM = """\
-import functools, os, sys
-from gateway.sim import entrypoint as e
-env = dict(os.environ)
-path = env.get("TWS_USERID_FILE", "")
-if path and not env.get("TWS_USERID"):
-    with open(path, encoding="utf-8") as handle:
-        env["TWS_USERID"] = handle.read().strip()
-allowed = []
-ini = env.get("IBC_INI", "")
-if env.get("CUSTOM_CONFIG", "").lower() == "yes" and ini:
-    with open(ini, encoding="utf-8") as handle:
-        for line in handle:
-            if line.startswith("ControlFrom="):
-                allowed = [a.strip() for a in line.split("=", 1)[1].split(",") if a.strip()]
-e.IbcCommandServer = functools.partial(e.IbcCommandServer, control_from=allowed)
-sys.exit(e.run_gateway(env) % 256)
-"""
-GATEWAY_SHIM_ENTRYPOINT: tuple[str, ...] = ("/opt/ibfleet/bin/python", "-c", _SHIM)
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,7 +201,6 @@ def render_sim_gateway_spec(
         secrets=secrets,
         fingerprint_key=fingerprint_key,
         control_from=control_from,
-        entrypoint=GATEWAY_SHIM_ENTRYPOINT,
         extra_env={
             "IBFLEET_SIM_BROKER": f"{BROKER_ALIAS}:{BROKER_LINK_PORT}",
             "IBFLEET_SIM_GATEWAY_NAME": gateway.name,

@@ -80,6 +80,14 @@ def test_env_override_reaches_a_gateway_by_index_and_nested_sections() -> None:
     assert s.simulator.enabled is True
 
 
+def test_secret_variables_with_the_prefix_are_not_overrides() -> None:
+    loaded = load_text(
+        ff.dump(ff.fleet()),
+        environ={"IBFLEET_API_TOKEN": "t", "IBFLEET_CONFIG": "x.yaml", "IBFLEET_SLACK_URL": "u"},
+    )
+    assert loaded.settings.api.token is None
+
+
 def test_env_override_naming_no_gateway_is_an_error() -> None:
     with pytest.raises(ConfigError) as info:
         load_text(ff.dump(ff.fleet()), environ={"IBFLEET_GATEWAYS__NOPE__API_PORT": "1"})

@@ -1,0 +1,111 @@
+"""``ibfleet run`` as a user runs it: a real process, the CLI against its API, SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+EXE = str(Path(sys.executable).with_name("ibfleet"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def sim_fleet_file(tmp_path: Path) -> tuple[Path, dict[str, str], str]:
+    data = yaml.safe_load((REPO / "deploy" / "sim.yaml").read_text())
+    api = free_port()
+    data["api"]["listen"] = f"127.0.0.1:{api}"
+    data["simulator"]["control_port"] = free_port()
+    data["simulator"]["twofa_gateways"] = []
+    for gw in data["gateways"]:
+        gw["api_port"] = free_port()
+    data["storage"]["path"] = str(tmp_path / "journal.sqlite")
+    path = tmp_path / "fleet.yaml"
+    path.write_text(yaml.safe_dump(data))
+    env = {**os.environ, "IBFLEET_API_TOKEN": "token-for-the-cli-test"}
+    return path, env, f"http://127.0.0.1:{api}"
+
+
+def wait_ready(url: str, proc: subprocess.Popen[str], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else "exited"
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"{url}/readyz never said ready")
+
+
+def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([EXE, *args], capture_output=True, text=True, env=env, timeout=60)
+
+
+def test_run_serves_status_and_commands_and_stops_cleanly_on_sigterm(sim_fleet_file) -> None:
+    path, env, url = sim_fleet_file
+    proc = subprocess.Popen(
+        [EXE, "run", "-c", str(path)], env=env, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        wait_ready(url, proc)
+        status = cli("status", "-c", str(path), "--json", env=env)
+        assert status.returncode == 0, status.stderr
+        rows = {row["name"]: row for row in json.loads(status.stdout)}
+        assert rows["sim-a"]["state"] == "API_READY" and rows["sim-b"]["ready"] is True
+
+        table = cli("status", "-c", str(path), env=env)
+        assert "sim-a" in table.stdout and "API_READY" in table.stdout
+
+        restart = cli("gateway", "restart", "sim-b", "-c", str(path), env=env)
+        assert restart.returncode == 0, restart.stderr
+        events = cli("events", "-c", str(path), "--gateway", "sim-b", env=env)
+        assert "operator restart" in events.stdout
+
+        no_token = {k: v for k, v in env.items() if k != "IBFLEET_API_TOKEN"}
+        refused = cli("gateway", "stop", "sim-a", "--url", url, env=no_token)
+        assert refused.returncode == 1 and "401" in refused.stderr
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    stderr = proc.stderr.read() if proc.stderr else ""
+    assert code == 0, stderr
+    assert "supervisor_stopping" in stderr
+    assert "Traceback" not in stderr
+    for secret in ("sim-password-a", "sim-password-b", "token-for-the-cli-test"):
+        assert secret not in stderr
+
+
+def test_run_refuses_a_file_with_errors(tmp_path: Path) -> None:
+    path = tmp_path / "fleet.yaml"
+    path.write_text("fleet: x\ngateways:\n  - name: a\n    mode: paper\n")
+    result = cli("run", "-c", str(path), env=dict(os.environ))
+    assert result.returncode == 1
+    assert "gateways[0].account" in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr
+
+
+def test_status_without_a_supervisor_says_so(tmp_path: Path) -> None:
+    result = cli("status", "--url", f"http://127.0.0.1:{free_port()}", env=dict(os.environ))
+    assert result.returncode == 3
+    assert "cannot reach the supervisor" in result.stderr
