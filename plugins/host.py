@@ -17,6 +17,7 @@ a critical alert listing the intents that may still be live at IB.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import enum
 import functools
@@ -520,18 +521,23 @@ class _Runner:
         if trade.orderStatus.status == "PendingCancel":
             status = IntentState.ACKED
         filled = float(trade.orderStatus.filled or 0.0)
-        record = self.host.store.update_from_broker(
-            key,
-            perm_id=trade.order.permId or None,
-            status=native_status(self.sample, status),
-            filled=filled,
-            now=self.host.clock(),
-        )
-        if record is not None:
-            status = state_of(record)
-            self.unknown.discard(key)
         order = self.orders.get(key)
+        if order is not None and order.status.terminal and not status.terminal:
+            # A late or replayed report never revives a finished order (as in the journal).
+            status = order.status
+        perm_id = trade.order.permId or None
+        native = native_status(self.sample, status)
+        now = self.host.clock()
+        # After the send, journal writes leave the loop: the intent itself is already durable.
+        self.host.later(
+            lambda: self.host.store.update_from_broker(
+                key, perm_id=perm_id, status=native, filled=filled, now=now
+            )
+        )
+        self.unknown.discard(key)
         if order is not None:
+            if status.terminal:
+                del self.orders[key]  # working orders only: risk checks walk this dict
             order.status = status
             order.filled = max(order.filled, filled)
             if order.trade is None or order.trade.order.clientId == session.client_id:
@@ -872,6 +878,7 @@ class _Runner:
                     else:
                         self.close_session(other)
                     break
+        await self.host.settle()
         still_live = tuple(i.key for i in self.host.store.intents_maybe_live(self.name))
         if not ok:
             path = SafeStatePath.ALERT_ONLY
@@ -1078,6 +1085,7 @@ class _Runner:
     async def reconcile(self, session: _Session) -> Reconciliation:
         """Match the journal's maybe-live intents to IB's view from ``session``."""
         ib = session.ib
+        await self.host.settle()  # the journal must hold every report before it is compared
         open_trades = await self._request(session, ib.reqAllOpenOrdersAsync())
         completed = await self._request(session, ib.reqCompletedOrdersAsync(False))
         fills = await self._request(session, ib.reqExecutionsAsync())
@@ -1394,7 +1402,8 @@ class _Runner:
         )
         self.orders[key] = mine
         mine.trade = session.ib.placeOrder(contract, order)
-        self.host.store.mark_sent(key, now=self.host.clock(), order_id=order.orderId)
+        sent_at, order_id = self.host.clock(), order.orderId
+        self.host.later(lambda: self.host.store.mark_sent(key, now=sent_at, order_id=order_id))
         if mine.status is IntentState.PENDING_SEND:
             mine.status = IntentState.SENT
         self.counts["sent"] += 1
@@ -1410,13 +1419,13 @@ class _Runner:
                 f"quantity {spec.quantity} must be positive (use side for direction)",
             )
         contract = await self._qualify(spec.instrument)
-        self._check(spec, contract, None)
         order = self._order_for(spec, session.account)
         if self.cfg.limits.whatif_margin_check:
+            self._check(spec, contract, None)
             await self._whatif(session, contract, order)
         await self._rate()
-        # Awaits above may have crossed a loss or failover: check the gate again, then send
-        # with no await between the journal write and placeOrder.
+        # Checked after the last await (a loss or failover may have happened meanwhile), and
+        # no await between the checks, the journal write and placeOrder.
         session = self._live_session()
         self._check(spec, contract, None)
         return self._send(session, contract, order, purpose="strategy").view()
@@ -1460,13 +1469,17 @@ class _Runner:
         order.quantity = spec.quantity
         order.limit_price = spec.limit_price
         self.count("modified")
-        self.host.store.append_event(
-            at=self.host.clock(),
-            kind="strategy.order_modified",
-            gateway=session.gateway,
-            strategy=self.name,
-            message=f"order {key} modified",
-            fields={"key": key, "quantity": spec.quantity, "limit_price": spec.limit_price},
+        at, gateway = self.host.clock(), session.gateway
+        fields = {"key": key, "quantity": spec.quantity, "limit_price": spec.limit_price}
+        self.host.later(
+            lambda: self.host.store.append_event(
+                at=at,
+                kind="strategy.order_modified",
+                gateway=gateway,
+                strategy=self.name,
+                message=f"order {key} modified",
+                fields=fields,
+            )
         )
         return order.view()
 
@@ -1517,6 +1530,10 @@ class StrategyHost:
         self.rng = rng or random.SystemRandom()
         self.endpoints = dict(endpoints)
         self.feeds: dict[str, _Feed] = {}
+        # One thread, in order: journal writes that follow a send (mark_sent, broker reports).
+        self._writer = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="ibfleet-intents"
+        )
         self.runners = {cfg.name: _Runner(self, cfg) for cfg in strategies}
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -1528,6 +1545,22 @@ class StrategyHost:
     async def stop(self) -> None:
         """Shutdown: each strategy's safe state, ``on_stop``, sessions closed."""
         await asyncio.gather(*(r.stop() for r in self.runners.values()))
+        await self.settle()
+        self._writer.shutdown(wait=True)
+
+    def later(self, write: Callable[[], object]) -> None:
+        """Run a journal write on the writer thread, after every write queued before it."""
+
+        def done(future: concurrent.futures.Future[object]) -> None:
+            exc = future.exception()
+            if exc is not None:
+                log.error("journal_write_failed error=%s", exc)
+
+        self._writer.submit(write).add_done_callback(done)
+
+    async def settle(self) -> None:
+        """Wait until every queued journal write is on disk."""
+        await asyncio.get_running_loop().run_in_executor(self._writer, lambda: None)
 
     # -- the supervisor's feed -------------------------------------------------------------
 
