@@ -393,7 +393,11 @@ class _Runner:
         )
         self.state = state
         if self.host.metrics is not None:
-            self.host.metrics.set_strategy_state(self.name, state.name)
+            try:
+                self.host.metrics.set_strategy_state(self.name, state.name)
+            except ValueError as exc:
+                # Metrics built without this state (see StrategyState): say so, keep going.
+                log.error("strategy_metrics_state_unknown strategy=%s error=%s", self.name, exc)
         self.changed.set()
 
     def count(self, outcome: str) -> None:
@@ -1530,6 +1534,7 @@ class StrategyHost:
         self.rng = rng or random.SystemRandom()
         self.endpoints = dict(endpoints)
         self.feeds: dict[str, _Feed] = {}
+        self._background: set[asyncio.Task[None]] = set()
         # One thread, in order: journal writes that follow a send (mark_sent, broker reports).
         self._writer = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="ibfleet-intents"
@@ -1580,7 +1585,9 @@ class StrategyHost:
                     continue
                 runner.lost(f"gateway {name} not ready: {reason}")
             elif ready and runner.state is StrategyState.SAFE_STATE and runner.session is None:
-                asyncio.get_running_loop().create_task(runner.recover_if_waiting(name))
+                task = asyncio.get_running_loop().create_task(runner.recover_if_waiting(name))
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
             elif (
                 ready
                 and runner.active == name

@@ -143,3 +143,36 @@ async def test_no_path_left_raises_a_critical_alert_listing_orders_maybe_live(
         finally:
             await host.stop()
     journal.close()
+
+
+async def test_a_strategy_left_without_gateway_resumes_when_its_gateway_is_back(
+    tmp_path: Path,
+) -> None:
+    journal = open_journal(tmp_path)
+    async with two_gateways() as sim:
+        host = make_host(sim, journal, [strategy("back", RESTING, grace=0.2, gateways=("gw-a",))])
+        await host.start()
+        try:
+            await wait_for(
+                lambda: len(open_at_broker(sim.broker, "back-")) == 3, timeout=5, what="orders"
+            )
+            resting = set(open_at_broker(sim.broker, "back-"))
+            host.on_gateway_state("gw-a", False, "login lost")
+            await wait_for(
+                lambda: bool(host.safe_state_runs("back")) and host.runners["back"].session is None,
+                timeout=3,
+                what="safe state done and no session",
+            )
+            assert host.strategies()[0].state is StrategyState.SAFE_STATE
+            host.on_gateway_state("gw-a", True, "api ready")
+            await wait_for(
+                lambda: host.strategies()[0].state is StrategyState.RUNNING,
+                timeout=5,
+                what="running again on gw-a",
+            )
+            # Reconciliation found the orders that rested at IB meanwhile; none was re-sent.
+            assert {o.key for o in host.runners["back"].ctx.open_orders()} == resting
+        finally:
+            await host.stop()
+        assert max(order_refs(sim.broker, "back-").values()) == 1
+    journal.close()
