@@ -163,3 +163,40 @@ async def test_example_strategies_trade_the_simulator(tmp_path: Path) -> None:
             assert max(order_refs(sim.broker, prefix).values()) == 1
             assert open_at_broker(sim.broker, prefix) == []
     journal.close()
+
+
+async def test_whatif_margin_check_refuses_an_order_the_account_cannot_carry(
+    tmp_path: Path,
+) -> None:
+    from gateway.sim.broker import BrokerConfig
+    from plugins.config import StrategyConfig
+
+    journal = open_journal(tmp_path)
+    async with two_gateways(broker_config=BrokerConfig(start_cash=10_000.0)) as sim:
+        base = strategy("margin", f"{MOD}:Resting", count=0)
+        limits = base.limits.model_copy(
+            update={
+                "whatif_margin_check": True,
+                "max_notional": 1e9,
+                "max_position": 1e6,
+                "max_order_qty": 1e4,
+            }
+        )
+        cfg = StrategyConfig.model_validate({**base.model_dump(), "limits": limits.model_dump()})
+        host = make_host(sim, journal, [cfg])
+        await host.start()
+        try:
+            runner = host.runners["margin"]
+            await wait_for(lambda: runner.state is StrategyState.RUNNING, timeout=5, what="running")
+            aapl = api.Instrument("AAPL")
+            small = await runner.place(api.OrderSpec(aapl, api.Side.BUY, 1, 1.0))
+            assert small.key.startswith("margin-")
+            # What-if margin uses the broker price (~185 for AAPL), not the far limit price:
+            # 400 x 185 x 25 % is above the 10 000 of equity.
+            with pytest.raises(api.OrderRefused, match="margin") as refused:
+                await runner.place(api.OrderSpec(aapl, api.Side.BUY, 400, 1.0))
+            assert refused.value.reason is api.RefusalReason.MARGIN
+            assert set(order_refs(sim.broker, "margin-")) == {small.key}
+        finally:
+            await host.stop()
+    journal.close()
