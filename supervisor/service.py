@@ -207,10 +207,20 @@ class GatewayController:
         self._gate(self.status.ready)
 
     async def close(self) -> None:
-        for task in (self._worker, self._logs, self._probe, *self._tasks):
+        """Stop observing, finish the events already queued (their alerts and resolutions are
+        decided and must go out), then stop."""
+        await self._cancel(self._probe, self._logs)
+        if self._worker is not None and not self._worker.done():
+            with contextlib.suppress(TimeoutError):
+                await self.drain(5.0)
+        await self._cancel(self._worker, *self._tasks)
+
+    @staticmethod
+    async def _cancel(*tasks: asyncio.Task[Any] | None) -> None:
+        for task in tasks:
             if task is not None:
                 task.cancel()
-        for task in (self._worker, self._logs, self._probe, *self._tasks):
+        for task in tasks:
             if task is not None:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
