@@ -34,6 +34,7 @@ import docker
 import docker.errors
 import requests.exceptions
 
+from gateway.aio import within
 from gateway.runtime import (
     ContainerGone,
     ContainerState,
@@ -203,7 +204,7 @@ class DockerRuntime:
     ) -> T:
         loop = asyncio.get_running_loop()
         try:
-            return await asyncio.wait_for(
+            return await within(
                 loop.run_in_executor(self._pool, fn), timeout=self._call_timeout + extra_timeout
             )
         except docker.errors.NotFound as exc:

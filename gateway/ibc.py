@@ -15,6 +15,8 @@ import logging
 import re
 from dataclasses import dataclass
 
+from gateway.aio import within
+
 _LOG = logging.getLogger(__name__)
 _MAX_REPLY_LINE = 64 * 1024
 # A reply line; a configured CommandPrompt (written without a newline) may sit in front of it.
@@ -165,7 +167,7 @@ async def send(
     finally:
         writer.close()
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(writer.wait_closed(), timeout=1.0)
+            await within(writer.wait_closed(), timeout=1.0)
 
 
 def _finish(reply: IbcReply, *, text: str, host: str, port: int) -> IbcReply:

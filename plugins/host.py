@@ -33,6 +33,7 @@ from typing import Any
 from ib_async import IB, Contract, Order, Ticker, Trade
 from ib_async import Fill as IbFill
 
+from gateway.aio import within
 from gateway.leases import ClientIdLeases
 from plugins import api
 from plugins.bars import BarBuilder
@@ -696,9 +697,32 @@ class _Runner:
             self.session = await self.connect(gateway)
         except ConnectionError as exc:
             log.warning("strategy_start_deferred strategy=%s reason=%s", self.name, exc)
-            self.lost(str(exc))
+            if self.host.store.intents_maybe_live(self.name):
+                # Orders from an earlier run may be working at IB: that is a loss to handle.
+                self.lost(str(exc))
+                return
+            # Nothing of ours can be live: wait quietly for a gateway to come up (no safe
+            # state, no page: a fleet that is still starting is not a lost gateway).
+            self.loss_task = asyncio.create_task(
+                self._await_first_gateway(), name=f"ibfleet-first-{self.name}"
+            )
             return
         await self.resume_on(self.session, failover=False)
+
+    async def _await_first_gateway(self) -> None:
+        while self.state is StrategyState.LOADED:
+            for name in self.cfg.gateways:
+                if self.feed(name).ready is False:
+                    continue
+                try:
+                    session = await within(self.connect(name), self.host.settings.connect_timeout)
+                except (ConnectionError, TimeoutError):
+                    continue
+                await self.resume_on(session, failover=name != self.cfg.gateways[0])
+                return
+            self.changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await within(self.changed.wait(), 1.0)
 
     async def resume_on(self, session: _Session, *, failover: bool) -> None:
         """Reconcile on ``session``, then let the strategy act (first time: ``on_start``)."""
@@ -740,7 +764,7 @@ class _Runner:
                 await self.safe_state(SafeStateTrigger.SHUTDOWN, self.cfg.safe_state.on_disconnect)
             if self.strategy is not None and self.started:
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(
+                    await within(
                         self._hook().on_stop(api.StopReason.SHUTDOWN),
                         self.host.settings.request_timeout,
                     )
@@ -789,7 +813,7 @@ class _Runner:
                         return
                 else:
                     try:
-                        new = await asyncio.wait_for(
+                        new = await within(
                             self.connect(gateway), min(left, self.host.settings.connect_timeout)
                         )
                     except (ConnectionError, TimeoutError):
@@ -799,7 +823,7 @@ class _Runner:
                         return
             self.changed.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
+                await within(
                     self.changed.wait(),
                     min(deadline - loop.time(), self.host.settings.retry_interval * 5),
                 )
@@ -978,7 +1002,7 @@ class _Runner:
         if session.closed or not session.ib.isConnected():
             raise ConnectionError(f"session to {session.gateway} is closed")
         try:
-            return await asyncio.wait_for(awaitable, self.host.settings.request_timeout)
+            return await within(awaitable, self.host.settings.request_timeout)
         except TimeoutError:
             raise TimeoutError(f"gateway {session.gateway} did not answer in time") from None
 
@@ -1024,7 +1048,7 @@ class _Runner:
                 raise TimeoutError(f"positions not flat at {session.gateway} in time")
             self.changed.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.changed.wait(), self.host.settings.retry_interval)
+                await within(self.changed.wait(), self.host.settings.retry_interval)
         return tuple(keys)
 
     async def failover(self, run: SafeStateRun) -> None:
@@ -1578,7 +1602,10 @@ class StrategyHost:
         feed.ready, feed.reason, feed.in_reset_window = ready, reason, in_reset_window
         for runner in self.runners.values():
             runner.changed.set()
-            if not ready and runner.active == name and was is not False:
+            # Only a gateway that was ready (or that a running strategy trades on) can be
+            # lost: one still coming up while the strategy waits for it is not.
+            in_use = was is True or (was is None and runner.state is StrategyState.RUNNING)
+            if not ready and runner.active == name and in_use:
                 if in_reset_window:
                     # Expected outage: orders at IB stay; refuse new ones, no safe state.
                     runner.trading = False

@@ -94,7 +94,52 @@ class FleetControl(Protocol):
     def metrics(self) -> tuple[bytes, str]: ...
 
 
-def create_app(control: FleetControl, *, token: str | None) -> FastAPI:
+class StrategyView(BaseModel):
+    """One hosted strategy."""
+
+    name: str
+    plugin: str
+    state: str = Field(description="RUNNING, HALTED, SAFE_STATE, FAILING_OVER, CRASHED, ...")
+    gateway: str | None
+    client_id: int | None
+    open_orders: int
+    orders_sent: int
+    orders_refused: int
+    fills: int
+    safe_state_runs: int
+    failovers: int
+    unknown_intents: int = Field(description="Intents that may be live at IB, unresolved.")
+    last_error: str | None
+
+
+class ResumeRequest(BaseModel):
+    gateway: str | None = Field(default=None, description="Resume on this gateway.")
+
+
+class KillRequest(BaseModel):
+    strategy: str | None = Field(default=None, description="One strategy; null: all of them.")
+    flatten: bool = Field(default=False, description="Also close positions, not only orders.")
+
+
+class KillResult(BaseModel):
+    runs: list[dict[str, object]]
+
+
+class StrategyControl(Protocol):
+    """What the API needs from the strategy host (absent when no strategy is configured)."""
+
+    def strategies(self) -> list[StrategyView]: ...
+
+    async def halt(self, name: str) -> StrategyView: ...
+
+    async def resume(self, name: str, *, gateway: str | None) -> StrategyView: ...
+
+    async def kill(self, name: str | None, *, flatten: bool) -> list[dict[str, object]]: ...
+
+
+def create_app(
+    control: FleetControl, *, token: str | None, strategies: StrategyControl | None = None
+) -> FastAPI:
     """The API app. POST endpoints need ``Authorization: Bearer <token>``; with no token
     configured they are refused, so an API reachable by others can never restart a gateway."""
     app = FastAPI(
@@ -181,6 +226,53 @@ def create_app(control: FleetControl, *, token: str | None) -> FastAPI:
         if not result.accepted:
             raise HTTPException(409, result.detail)
         return result
+
+    def strategy_host() -> StrategyControl:
+        if strategies is None:
+            raise HTTPException(404, "no strategies are configured in the fleet file")
+        return strategies
+
+    def find_strategy(name: str) -> None:
+        known = [s.name for s in strategy_host().strategies()]
+        if name not in known:
+            raise HTTPException(
+                404, f"no strategy named {name!r} (known: {', '.join(known) or 'none'})"
+            )
+
+    @app.get("/api/v1/strategies", response_model=list[StrategyView])
+    async def list_strategies() -> list[StrategyView]:
+        return strategy_host().strategies()
+
+    @app.post(
+        "/api/v1/strategies/{name}/halt",
+        response_model=StrategyView,
+        dependencies=[Depends(authorize)],
+    )
+    async def halt(name: str) -> StrategyView:
+        find_strategy(name)
+        log.info("api_strategy_halt strategy=%s", name)
+        return await strategy_host().halt(name)
+
+    @app.post(
+        "/api/v1/strategies/{name}/resume",
+        response_model=StrategyView,
+        dependencies=[Depends(authorize)],
+    )
+    async def resume(name: str, body: ResumeRequest | None = None) -> StrategyView:
+        find_strategy(name)
+        log.info("api_strategy_resume strategy=%s", name)
+        try:
+            return await strategy_host().resume(name, gateway=body.gateway if body else None)
+        except ValueError as exc:
+            raise HTTPException(409, str(exc)) from None
+
+    @app.post("/api/v1/kill", response_model=KillResult, dependencies=[Depends(authorize)])
+    async def kill(body: KillRequest) -> KillResult:
+        if body.strategy is not None:
+            find_strategy(body.strategy)
+        log.warning("api_kill strategy=%s flatten=%s", body.strategy or "*", body.flatten)
+        runs = await strategy_host().kill(body.strategy, flatten=body.flatten)
+        return KillResult(runs=runs)
 
     return app
 

@@ -307,6 +307,112 @@ def demo(
         raise typer.Exit(1) from None
 
 
+# ------------------------------------------------------------------------------ strategies
+
+strategy_app = typer.Typer(help="Hosted strategies: list, halt, resume.")
+app.add_typer(strategy_app, name="strategy")
+
+
+def _post(base: str, token: str | None, path: str, body: dict[str, object]) -> object:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        response = httpx.post(base + path, json=body, headers=headers, timeout=60)
+    except httpx.HTTPError as exc:
+        Console(stderr=True).print(f"cannot reach the supervisor at {base}: {exc}")
+        raise typer.Exit(3) from None
+    if response.status_code >= 400:
+        detail = response.json().get("detail", response.text)
+        Console(stderr=True).print(f"{path}: {response.status_code} {detail}")
+        raise typer.Exit(1)
+    return response.json()
+
+
+@strategy_app.command("list")
+def strategy_list(
+    config: ConfigOption = None,
+    url: UrlOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Every strategy: state, gateway, client id, open orders, counts."""
+    base, _ = _api(config, url)
+    rows = _get(base, "/api/v1/strategies")
+    assert isinstance(rows, list)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(title=f"strategies at {base}")
+    for column in (
+        "strategy",
+        "state",
+        "gateway",
+        "client id",
+        "open",
+        "sent",
+        "fills",
+        "safe",
+        "unknown",
+    ):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            row["name"],
+            row["state"],
+            row["gateway"] or "-",
+            str(row["client_id"] or "-"),
+            str(row["open_orders"]),
+            str(row["orders_sent"]),
+            str(row["fills"]),
+            str(row["safe_state_runs"]),
+            str(row["unknown_intents"]),
+        )
+    Console().print(table)
+
+
+@strategy_app.command("halt")
+def strategy_halt(name: str, config: ConfigOption = None, url: UrlOption = None) -> None:
+    """Pause a strategy: no hooks, no new orders (its orders at IB stay; `kill` cancels)."""
+    base, token = _api(config, url)
+    row = _post(base, token, f"/api/v1/strategies/{name}/halt", {})
+    assert isinstance(row, dict)
+    typer.echo(f"{name}: {row['state']}")
+
+
+@strategy_app.command("resume")
+def strategy_resume(
+    name: str,
+    gateway: Annotated[str | None, typer.Option(help="Resume on this gateway.")] = None,
+    config: ConfigOption = None,
+    url: UrlOption = None,
+) -> None:
+    """Resume a halted, killed or crashed strategy (after reconciling with IB)."""
+    base, token = _api(config, url)
+    row = _post(base, token, f"/api/v1/strategies/{name}/resume", {"gateway": gateway})
+    assert isinstance(row, dict)
+    typer.echo(f"{name}: {row['state']} on {row['gateway']}")
+
+
+@app.command()
+def kill(
+    strategy: Annotated[str | None, typer.Argument(help="One strategy (default: all).")] = None,
+    flatten: Annotated[bool, typer.Option(help="Also close the positions.")] = False,
+    config: ConfigOption = None,
+    url: UrlOption = None,
+) -> None:
+    """Kill switch: cancel every open order of the strategy (or all), optionally flatten."""
+    base, token = _api(config, url)
+    result = _post(base, token, "/api/v1/kill", {"strategy": strategy, "flatten": flatten})
+    assert isinstance(result, dict)
+    for run in result["runs"]:
+        live = run["still_live"]
+        verdict = "ok" if run["ok"] else f"STILL LIVE AT IB: {', '.join(live)}"
+        typer.echo(
+            f"{run['strategy']}: {run['action']} via {run['path']} "
+            f"({len(run['cancelled'])} cancelled) {verdict}"
+        )
+    if any(not run["ok"] for run in result["runs"]):
+        raise typer.Exit(4)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

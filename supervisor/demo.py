@@ -57,6 +57,7 @@ def demo_fleet(
         )
     fleet = {
         "fleet": "demo",
+        "runtime": {"kind": "in-process"},
         "simulator": {"enabled": True},
         "gateways": gateways,
         "alerts": {

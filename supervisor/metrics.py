@@ -160,6 +160,7 @@ class FleetMetrics:
             strategy_states if strategy_states is not None else DEFAULT_STRATEGY_STATES
         )
         self._redactor = redactor or Redactor()
+        self._cleaned: dict[str, str] = {}
         # Label tuples in use per gateway/strategy, so removing one removes all its series.
         self._series: dict[tuple[str, str], set[tuple[Any, tuple[str, ...]]]] = {}
         r = self.registry
@@ -248,7 +249,13 @@ class FleetMetrics:
 
     def _clean(self, value: str) -> str:
         # A label value that contains a known secret is replaced whole, never partially shown.
-        return value if self._redactor.redact(value) == value else _MASKED
+        # Label values are few (gateway, farm, route names), so each is checked once.
+        cleaned = self._cleaned.get(value)
+        if cleaned is None:
+            cleaned = value if self._redactor.redact(value) == value else _MASKED
+            if len(self._cleaned) < 10_000:
+                self._cleaned[value] = cleaned
+        return cleaned
 
     def _labels(self, owner: tuple[str, str], metric: Any, *values: str) -> Any:
         clean = tuple(self._clean(v) for v in values)

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 import apprise
 
+from gateway.aio import within
 from supervisor.alertpolicy import (
     Alert,
     AlertBook,
@@ -280,7 +281,7 @@ class Notifier:
             resolved,
         )
         try:
-            result = await asyncio.wait_for(future, timeout=self._deadline)
+            result = await within(future, timeout=self._deadline)
         except TimeoutError:
             result = DeliveryResult(ok=False, error=f"no answer within {self._deadline:g}s")
         except Exception as exc:  # a sender bug must not take the dispatcher down
@@ -407,7 +408,7 @@ class AlertDispatcher:
 
     async def wait_idle(self, timeout: float) -> None:
         """Wait until no delivery is in flight (raises TimeoutError after ``timeout``)."""
-        await asyncio.wait_for(self._idle.wait(), timeout)
+        await within(self._idle.wait(), timeout)
 
     # -- timer -----------------------------------------------------------------------------
 
@@ -441,7 +442,7 @@ class AlertDispatcher:
                 wait = min(wait, max(0.0, (due_at - self._clock()).total_seconds()))
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=wait)
+                await within(self._wake.wait(), timeout=wait)
             try:
                 await self.tick()
             except Exception:

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from gateway.aio import within
 from gateway.runtime import ContainerGone, ObservedContainer, Runtime, RuntimeEvent
 from gateway.spec import ContainerSpec
 from supervisor import reconcile
@@ -190,10 +191,12 @@ class Orchestrator:
         timeout = self._interval
         now = self._clock()
         for state in self._restarts.values():
-            if state.retry_at is not None and not state.exhausted:
-                timeout = min(timeout, max(0.0, (state.retry_at - now).total_seconds()))
+            # A retry time already passed was acted on by the pass that just ran; only a
+            # future one shortens the sleep (a past one would make this loop spin).
+            if state.retry_at is not None and not state.exhausted and state.retry_at > now:
+                timeout = min(timeout, (state.retry_at - now).total_seconds())
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+            await within(self._wake.wait(), timeout=timeout)
 
     async def _follow_events(self) -> None:
         while True:
@@ -217,7 +220,7 @@ class Orchestrator:
         """Observe, plan and act once; returns the plan (including ADOPT/WAIT/CONFLICT)."""
         async with self._lock:
             try:
-                observed = await asyncio.wait_for(
+                observed = await within(
                     self._runtime.list(fleet=self._fleet), timeout=self._action_timeout
                 )
             except Exception as exc:
@@ -323,7 +326,7 @@ class Orchestrator:
     async def _act_all(self, group: list[Action]) -> None:
         for action in group:
             try:
-                await asyncio.wait_for(self._act(action), timeout=self._action_timeout)
+                await within(self._act(action), timeout=self._action_timeout)
             except Exception as exc:
                 self._emit(
                     OrchestratorEventKind.ACTION_FAILED,

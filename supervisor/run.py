@@ -19,6 +19,7 @@ from typing import Any, TextIO
 from gateway.runtime import Runtime
 from gateway.spec import ContainerSpec, GatewaySecrets, render_spec
 from gateway.values import SecretError
+from plugins.host import StrategyHost, StrategyState
 from supervisor import lifecycle as lc
 from supervisor.alertpolicy import Redactor
 from supervisor.api import ApiServer, create_app
@@ -28,6 +29,7 @@ from supervisor.metrics import FleetMetrics
 from supervisor.notify import AlertDispatcher, Notifier, build_routes, fleet_redactor
 from supervisor.service import Clock, Supervisor, utc_now
 from supervisor.settings import FleetSettings, RuntimeKind
+from supervisor.strategies import HostControl, build_host
 
 log = logging.getLogger("ibfleet.run")
 
@@ -149,13 +151,19 @@ class Running:
     dispatcher: AlertDispatcher
     notifier: Notifier
     journal: AsyncJournal
+    host: StrategyHost | None = None
 
     @property
     def api_url(self) -> str:
         return f"http://{self.supervisor.settings.api.host}:{self.api.port}"
 
     async def close(self) -> None:
-        """Stop supervising and serving; the gateway containers keep running."""
+        """Stop supervising and serving; the gateway containers keep running.
+
+        Strategies go first: shutdown is one of their safe-state triggers.
+        """
+        if self.host is not None:
+            await self.host.stop()
         await self.api.stop()
         await self.supervisor.stop()
         await self.dispatcher.stop()
@@ -184,7 +192,11 @@ async def start_supervisor(
     ajournal = AsyncJournal(journal)
     redactor = fleet_redactor(settings, environ=environ)
     version = _version()
-    metrics = FleetMetrics(version=version, redactor=redactor)
+    metrics = FleetMetrics(
+        version=version,
+        redactor=redactor,
+        strategy_states=[state.name for state in StrategyState],
+    )
     policy, senders, _ = build_routes(settings.alerts, environ=environ, console=console)
     notifier = Notifier(senders, redactor=redactor)
     dispatcher = await AlertDispatcher.restore(
@@ -225,13 +237,20 @@ async def start_supervisor(
     )
     if extra is not None:
         extra(supervisor)
+    host: StrategyHost | None = None
+    control: HostControl | None = None
+    if any(s.enabled for s in settings.strategies):
+        host = build_host(
+            supervisor, store=journal, dispatcher=dispatcher, metrics=metrics, clock=clock
+        )
+        control = HostControl(host)
     token = (
         settings.api.token.resolve(environ=environ).get_secret_value()
-        if (settings.api.token is not None)
+        if settings.api.token is not None
         else None
     )
     api = ApiServer(
-        create_app(supervisor, token=token),
+        create_app(supervisor, token=token, strategies=control),
         host=settings.api.host,
         port=settings.api.port if api_port is None else api_port,
     )
@@ -239,7 +258,10 @@ async def start_supervisor(
     await supervisor.start()
     try:
         await api.start()
+        if host is not None:
+            await host.start()
     except Exception:
+        await api.stop()
         await supervisor.stop()
         await dispatcher.stop()
         notifier.close()
@@ -253,7 +275,7 @@ async def start_supervisor(
         api.port,
         version,
     )
-    return Running(supervisor, api, dispatcher, notifier, ajournal)
+    return Running(supervisor, api, dispatcher, notifier, ajournal, host)
 
 
 def docker_runtime(settings: FleetSettings) -> Runtime:

@@ -248,8 +248,10 @@ class GatewayController:
         )
         self.processed += 1
         m = self.deps.metrics
-        m.set_gateway_state(self.gw.name, self.status.state)
-        m.set_gateway_ready(self.gw.name, self.status.ready)
+        if self.processed == 1 or self.status.state is not before.state:
+            # Ticks and heartbeats arrive many times a second; the gauges change with the state.
+            m.set_gateway_state(self.gw.name, self.status.state)
+            m.set_gateway_ready(self.gw.name, self.status.ready)
         if self.status.state is not before.state:
             log.info(
                 "gateway_state gateway=%s from=%s to=%s reason=%r",
@@ -557,6 +559,7 @@ class Supervisor:
 
     async def stop(self) -> None:
         """Stop supervising; the gateway containers keep running."""
+        await self.orchestrator.close()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

@@ -28,6 +28,14 @@ class Pinger(api.Strategy):
         self.pings = int(self.ctx.store.get("pings", 0))
 
     async def on_timer(self, timer: str) -> None:
+        try:
+            await self._ping()
+        except api.OrderRefused as refused:
+            # Refusals (risk limits, a gateway lost or in its reset window, ...) are normal
+            # events: note them and try again on the next timer.
+            self.ctx.log.warning("ping refused: %s", refused)
+
+    async def _ping(self) -> None:
         mine = self.ctx.open_orders()
         if mine:
             for order in mine:

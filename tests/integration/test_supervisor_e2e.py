@@ -88,7 +88,9 @@ class Fleet:
         return [m for m in self.smtp.messages if text in m.subject + m.text]
 
 
-def fleet_file(workdir: Path, *, smtp: SmtpSink, hook: WebhookSink) -> tuple[str, dict[str, str]]:
+def fleet_file(
+    workdir: Path, *, smtp: SmtpSink, hook: WebhookSink, strategies: list[dict[str, Any]]
+) -> tuple[str, dict[str, str]]:
     environ = {"IBFLEET_API_TOKEN": secrets.token_urlsafe(16)}
     gateways = []
     for index, name in enumerate(("gw-a", "gw-b")):
@@ -108,6 +110,7 @@ def fleet_file(workdir: Path, *, smtp: SmtpSink, hook: WebhookSink) -> tuple[str
         )
     data = {
         "fleet": f"e2e-{secrets.token_hex(3)}",
+        "runtime": {"kind": "in-process"},
         "simulator": {"enabled": True},
         "gateways": gateways,
         "alerts": {
@@ -119,6 +122,7 @@ def fleet_file(workdir: Path, *, smtp: SmtpSink, hook: WebhookSink) -> tuple[str
         "api": {"listen": "127.0.0.1:8710", "token": {"env": "IBFLEET_API_TOKEN"}},
         "storage": {"path": str(workdir / "journal.sqlite")},
         "health": {"heartbeat_every": "250ms", "heartbeat_deadline": "500ms"},
+        "strategies": strategies,
     }
     return yaml.safe_dump(data, sort_keys=False), environ
 
@@ -127,10 +131,12 @@ def fleet_file(workdir: Path, *, smtp: SmtpSink, hook: WebhookSink) -> tuple[str
 async def make_fleet(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
     made: list[Fleet] = []
 
-    async def make(*, twofa: tuple[str, ...] = ()) -> Fleet:
+    async def make(
+        *, twofa: tuple[str, ...] = (), strategies: list[dict[str, Any]] | None = None
+    ) -> Fleet:
         smtp = SmtpSink().start()
         hook = WebhookSink().__enter__()
-        text, environ = fleet_file(tmp_path, smtp=smtp, hook=hook)
+        text, environ = fleet_file(tmp_path, smtp=smtp, hook=hook, strategies=strategies or [])
         settings = load_text(text, environ={}).settings
         users = {environ[f"{g.upper().replace('-', '_')}_USER"] for g in twofa}
         runtime = InProcessRuntime(twofa_users=users)
@@ -257,3 +263,89 @@ async def test_restarted_supervisor_does_not_page_again(make_fleet) -> None:
     fleet.runtime.broker_service.approve_2fa(fleet.user("gw-a"))
     await fleet.mail(lambda m: "Resolved" in m.subject and "IB Key" in m.subject)
     await ready(fleet)
+
+
+# -- hosted strategies ------------------------------------------------------------------------
+
+
+async def strategy_fleet(make_fleet, tmp_path: Path) -> Fleet:
+    pinger = {
+        "name": "pinger",
+        "plugin": "pinger",
+        "gateways": ["gw-a", "gw-b"],
+        "client_id": 10,
+        "safe_state": {"on_disconnect": "cancel", "grace": "1s"},
+        "params": {"interval_seconds": 0.3, "offset": 0.05},
+    }
+    return await make_fleet(strategies=[pinger])
+
+
+async def api_post(fleet: Fleet, path: str, body: dict[str, Any]) -> httpx.Response:
+    assert fleet.running is not None
+    headers = {"Authorization": f"Bearer {fleet.environ['IBFLEET_API_TOKEN']}"}
+    async with httpx.AsyncClient(base_url=fleet.running.api_url, timeout=30) as client:
+        return await client.post(path, json=body, headers=headers)
+
+
+def open_at_broker(fleet: Fleet, gateway: str | None = None) -> list[Any]:
+    return [
+        o
+        for o in fleet.runtime.broker_service.broker.orders.values()
+        if not o.is_done and (gateway is None or o.gateway == gateway)
+    ]
+
+
+async def test_strategy_runs_is_killed_and_resumed_through_the_api(make_fleet, tmp_path) -> None:
+    fleet = await strategy_fleet(make_fleet, tmp_path)
+    running = await fleet.start(shifted_clock(MIDDAY))
+    await ready(fleet)
+
+    async def strategy() -> dict[str, Any]:
+        rows = (await fleet.api("/api/v1/strategies")).json()
+        return next(r for r in rows if r["name"] == "pinger")
+
+    async with asyncio.timeout(30):
+        while (await strategy())["orders_sent"] < 2:
+            await asyncio.sleep(0.1)
+    row = await strategy()
+    assert row["state"] == "RUNNING" and row["gateway"] == "gw-a"
+
+    killed = await api_post(fleet, "/api/v1/kill", {"strategy": "pinger"})
+    assert killed.status_code == 200, killed.text
+    (run,) = killed.json()["runs"]
+    assert run["ok"] and run["still_live"] == []
+    assert (await strategy())["state"] == "HALTED"
+    assert open_at_broker(fleet) == []
+
+    resumed = await api_post(fleet, "/api/v1/strategies/pinger/resume", {})
+    assert resumed.status_code == 200 and resumed.json()["state"] == "RUNNING"
+    refs = [o.order_ref for o in fleet.runtime.broker_service.broker.orders.values()]
+    assert len(refs) == len(set(refs)), "an intent reached the broker twice"
+    assert running.host is not None
+
+
+async def test_lost_gateway_cancels_then_fails_over_without_duplicates(
+    make_fleet, tmp_path
+) -> None:
+    fleet = await strategy_fleet(make_fleet, tmp_path)
+    running = await fleet.start(shifted_clock(MIDDAY))
+    await ready(fleet)
+    host = running.host
+    assert host is not None
+    runner = host.runners["pinger"]
+    await until(lambda: runner.status().orders_sent >= 2, what="pinger trading on gw-a")
+    assert open_at_broker(fleet, "gw-a"), "the pinger keeps a resting order"
+
+    fleet.fault("gw-a", Fault.CRASH, True)
+    await until(
+        lambda: open_at_broker(fleet, "gw-a") == [], timeout=30, what="gw-a orders cancelled"
+    )
+    await until(
+        lambda: runner.status().gateway == "gw-b" and runner.status().state.name == "RUNNING",
+        timeout=30,
+        what="pinger resumed on gw-b",
+    )
+    sent_before = runner.status().orders_sent
+    await until(lambda: runner.status().orders_sent > sent_before, what="trading on gw-b")
+    refs = [o.order_ref for o in fleet.runtime.broker_service.broker.orders.values()]
+    assert len(refs) == len(set(refs)), "an intent reached the broker twice"

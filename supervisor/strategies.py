@@ -1,0 +1,125 @@
+"""The strategy host inside the supervisor: its endpoints, alerts, gate and the API surface."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from plugins.host import GatewayEndpoint, SafeStateRun, StrategyHost, StrategyStatus
+from plugins.ports import IntentStore
+from supervisor import lifecycle as lc
+from supervisor.alertpolicy import Alert, Severity
+from supervisor.api import StrategyView
+from supervisor.metrics import FleetMetrics
+from supervisor.notify import AlertDispatcher
+from supervisor.service import Supervisor
+
+log = logging.getLogger("ibfleet.strategies")
+
+
+class HostAlerts:
+    """The host's AlertSink: strategy alerts go through the fleet's alert dispatcher."""
+
+    def __init__(self, dispatcher: AlertDispatcher) -> None:
+        self._dispatcher = dispatcher
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def raise_(self, key: str, severity: str, title: str, body: str) -> None:
+        try:
+            level = Severity.parse(severity)
+        except ValueError:
+            level = Severity.CRITICAL  # an unknown level from a plugin must still reach a human
+        self._spawn(self._dispatcher.raise_(Alert(key=key, severity=level, title=title, body=body)))
+
+    def resolve(self, key: str) -> None:
+        self._spawn(self._dispatcher.resolve(key))
+
+
+def _view(status: StrategyStatus) -> StrategyView:
+    return StrategyView.model_validate(status.to_json())
+
+
+def _run(run: SafeStateRun) -> dict[str, object]:
+    return {
+        "strategy": run.strategy,
+        "trigger": run.trigger.value,
+        "action": run.action.value,
+        "path": run.path.value,
+        "gateway": run.gateway,
+        "duration_seconds": round(run.duration_seconds, 3),
+        "cancelled": list(run.cancelled),
+        "closing_orders": list(run.closing_orders),
+        "still_live": list(run.still_live),
+        "ok": run.ok,
+    }
+
+
+class HostControl:
+    """The API's StrategyControl on the host."""
+
+    def __init__(self, host: StrategyHost) -> None:
+        self.host = host
+
+    def strategies(self) -> list[StrategyView]:
+        return [_view(s) for s in self.host.strategies()]
+
+    async def halt(self, name: str) -> StrategyView:
+        return _view(await self.host.halt(name))
+
+    async def resume(self, name: str, *, gateway: str | None) -> StrategyView:
+        return _view(await self.host.resume(name, gateway=gateway))
+
+    async def kill(self, name: str | None, *, flatten: bool) -> list[dict[str, object]]:
+        return [_run(r) for r in await self.host.kill(name, flatten=flatten)]
+
+
+def build_host(
+    supervisor: Supervisor,
+    *,
+    store: IntentStore,
+    dispatcher: AlertDispatcher,
+    metrics: FleetMetrics,
+    clock: Callable[[], datetime],
+) -> StrategyHost:
+    """A host for the fleet's enabled strategies, fed by the supervisor's order gate."""
+    settings = supervisor.settings
+    endpoints = {}
+    for gw in settings.gateways:
+        host = "127.0.0.1" if gw.bind.is_unspecified else str(gw.bind)
+        endpoints[gw.name] = GatewayEndpoint(
+            name=gw.name,
+            host=host,
+            port=gw.api_port,
+            account=gw.account,
+            read_only=gw.read_only,
+            # The probe's leases: strategies failing over get ids the probe does not hold.
+            leases=supervisor.controllers[gw.name].leases,
+        )
+    strategy_host = StrategyHost(
+        strategies=[s for s in settings.strategies if s.enabled],
+        endpoints=endpoints,
+        store=store,
+        alerts=HostAlerts(dispatcher),
+        metrics=metrics,
+        clock=clock,
+    )
+
+    def gate(gateway: str, is_open: bool) -> None:
+        status = supervisor.controllers[gateway].status
+        strategy_host.on_gateway_state(
+            gateway,
+            ready=is_open,
+            reason=status.reason,
+            in_reset_window=status.state is lc.State.RESET_WINDOW,
+        )
+
+    supervisor.deps.gate_hooks.append(gate)
+    return strategy_host
