@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import TextIO
 
 import yaml
-from rich.console import Console
+from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
+from supervisor.api import Action
 from supervisor.run import Running, desired_specs, resolve_credentials, start_supervisor
 from supervisor.settings import FleetSettings, load_text
 
@@ -67,6 +68,17 @@ def demo_fleet(
         # Port 0 (any free port) is the demo's own option; the file needs a real one.
         "api": {"listen": f"127.0.0.1:{api_port or 8710}", "token": {"env": "IBFLEET_API_TOKEN"}},
         "storage": {"path": str(workdir / "journal.sqlite")},
+        # A hosted strategy on demo-b that fails over to demo-a when demo-b is lost.
+        "strategies": [
+            {
+                "name": "pinger",
+                "plugin": "pinger",
+                "gateways": ["demo-b", "demo-a"],
+                "client_id": 60,
+                "safe_state": {"on_disconnect": "cancel", "grace": "3s"},
+                "params": {"symbol": "AAPL", "interval_seconds": 2, "offset": 0.02},
+            }
+        ],
     }
     loaded = load_text(yaml.safe_dump(fleet, sort_keys=False), source="demo", environ={})
     return loaded.settings, environ
@@ -79,7 +91,7 @@ class Step:
     act: Callable[[], Awaitable[None] | None]
 
 
-def status_table(running: Running, title: str) -> Table:
+def status_table(running: Running, title: str) -> Table | Group:
     table = Table(title=title, expand=False)
     for column in ("gateway", "state", "ready", "heartbeat", "reason", "alerts"):
         table.add_column(column)
@@ -93,7 +105,21 @@ def status_table(running: Running, title: str) -> Table:
             view.reason[:48],
             ", ".join(a.split(":")[-1] for a in view.open_alerts) or "-",
         )
-    return table
+    if running.host is None:
+        return table
+    strategies = Table(expand=False)
+    for column in ("strategy", "state", "gateway", "open orders", "sent", "safe-state runs"):
+        strategies.add_column(column)
+    for s in running.host.strategies():
+        strategies.add_row(
+            s.name,
+            s.state.name,
+            s.gateway or "-",
+            str(s.open_orders),
+            str(s.orders_sent),
+            str(s.safe_state_runs),
+        )
+    return Group(table, strategies)
 
 
 async def run_demo(
@@ -132,6 +158,9 @@ async def run_demo(
                     FaultEvent(gateway=gateway, fault=kind, active=active, value=value)
                 )
 
+            async def _command(gateway: str, action: Action) -> None:
+                await running.supervisor.command(gateway, action)
+
             def approve() -> None:
                 service.approve_2fa(DEMO_USERS["demo-a"])
 
@@ -153,9 +182,21 @@ async def run_demo(
                     lambda: fault("demo-b", Fault.STALL, True),
                 ),
                 Step(55, "demo-b answers again", lambda: fault("demo-b", Fault.STALL, False)),
+                Step(
+                    70,
+                    "demo-b is stopped for good: the pinger's order is cancelled, it fails over "
+                    "to demo-a",
+                    lambda: _command("demo-b", Action.STOP),
+                ),
+                Step(
+                    95,
+                    "demo-b starts again (the pinger stays on demo-a: no flapping)",
+                    lambda: _command("demo-b", Action.START),
+                ),
             ]
             console.print(
-                f"[bold]ibfleet demo[/bold]: fleet 'demo', 2 simulated paper gateways\n"
+                f"[bold]ibfleet demo[/bold]: fleet 'demo', 2 simulated paper gateways on one "
+                "account and the example strategy 'pinger'\n"
                 f"  metrics   {running.api_url}/metrics\n"
                 f"  status    {running.api_url}/api/v1/gateways   (or: ibfleet status --url "
                 f"{running.api_url})\n"

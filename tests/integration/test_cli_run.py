@@ -109,3 +109,20 @@ def test_status_without_a_supervisor_says_so(tmp_path: Path) -> None:
     result = cli("status", "--url", f"http://127.0.0.1:{free_port()}", env=dict(os.environ))
     assert result.returncode == 3
     assert "cannot reach the supervisor" in result.stderr
+
+
+def test_demo_runs_its_script_and_exits_cleanly() -> None:
+    """The README's run command: the 2FA prompt is alerted, approved and resolved."""
+    result = subprocess.run(
+        [EXE, "demo", "--duration", "14", "--no-live", "--api-port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    assert "approve the IB Key" in out
+    assert "Resolved: demo-a: approve the IB Key login" in out
+    assert "ibfleet demo (final)" in out and "pinger" in out
+    assert "Traceback" not in result.stderr
