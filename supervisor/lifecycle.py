@@ -800,7 +800,7 @@ def _fatal(step: _Step, reason: str, todo: str) -> None:
         Severity.CRITICAL,
         f"{step.status.gateway}: stopped, a human must act",
         f"Gateway {step.who} is FATAL: {reason}. ibfleet will not retry by itself. {todo} "
-        f"Then run `ibfleet reset {step.status.gateway}` and start it again.",
+        f"Then run `ibfleet gateway start {step.status.gateway}`.",
     )
 
 

@@ -694,8 +694,10 @@ class Supervisor:
             Action.STOP: lc.OperatorStop(),
             Action.START: lc.OperatorStart(),
         }
-        event = events[action]
-        controller.post(event)
+        if action is Action.START and controller.status.state in (lc.State.FATAL, lc.State.BACKOFF):
+            # Starting a FATAL or backing-off gateway is the human's "I fixed it": budgets reset.
+            controller.post(lc.OperatorReset())
+        controller.post(events[action])
         await controller.drain()
         await self.deps.journal.append_event(
             at=self.clock(),
