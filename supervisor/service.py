@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -268,7 +269,8 @@ class GatewayController:
                 message=f"{before.state.name} -> {self.status.state.name}: {self.status.reason}",
                 fields={"event": type(event).__name__},
             )
-        if self.status != before:
+        # Heartbeats move last_heartbeat many times a second; that alone is not worth a write.
+        if dataclasses.replace(self.status, last_heartbeat=before.last_heartbeat) != before:
             await self.deps.journal.save_record(
                 f"gateway:{self.gw.name}", self.status.to_record(), now=now
             )
