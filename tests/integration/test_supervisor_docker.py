@@ -18,11 +18,12 @@ import pytest
 
 from gateway.docker_runtime import DockerRuntime
 from gateway.spec import LABEL_FLEET
+from supervisor.api import Action
 from supervisor.run import Running, start_supervisor
 from supervisor.settings import FleetSettings, load_text
 from tests.integration.smtp import SmtpSink, WebhookSink
 from tests.integration.test_docker_runtime import free_port
-from tests.integration.test_supervisor_e2e import MIDDAY, shifted_clock
+from tests.integration.test_supervisor_e2e import IN_WINDOW, MIDDAY, shifted_clock
 
 pytestmark = pytest.mark.docker
 
@@ -47,7 +48,14 @@ def sinks() -> Iterator[tuple[SmtpSink, WebhookSink]]:
 
 
 def settings_for(
-    fleet: str, image: str, tmp: Path, smtp: SmtpSink, hook: WebhookSink
+    fleet: str,
+    image: str,
+    tmp: Path,
+    smtp: SmtpSink,
+    hook: WebhookSink,
+    *,
+    twofa: bool = True,
+    strategies: str = "",
 ) -> tuple[FleetSettings, dict[str, str]]:
     environ = {
         "IBFLEET_API_TOKEN": uuid.uuid4().hex,
@@ -64,7 +72,7 @@ simulator:
   enabled: true
   image: {image}
   control_port: {free_port()}
-  twofa_gateways: [gw-a]
+  twofa_gateways: {"[gw-a]" if twofa else "[]"}
 gateways:
   - {{name: gw-a, mode: paper, account: DU7000001, username: {{env: U_A}},
       password: {{env: P_A}}, api_port: {free_port()}, memory_limit: 256m,
@@ -79,7 +87,7 @@ alerts:
 api: {{listen: "127.0.0.1:8710", token: {{env: IBFLEET_API_TOKEN}}}}
 storage: {{path: {tmp / "journal.sqlite"}}}
 health: {{heartbeat_every: 500ms, heartbeat_deadline: 1s}}
-"""
+{strategies}"""
     return load_text(text, environ={}).settings, environ
 
 
@@ -154,5 +162,106 @@ async def test_2fa_stall_and_restart_with_simulator_containers(
             assert controller.container is not None and controller.container.id == ids[name]
         await again.dispatcher.wait_idle(30)
         assert len(smtp.messages) == sent, [m.subject for m in smtp.messages[sent:]]
+
+        # IB link lost (1100) outside a reset window: paged.
+        async with httpx.AsyncClient(base_url=control, timeout=10) as client:
+            lost = await client.post("/gateways/gw-a/link", json={"up": False})
+            assert lost.status_code == 200, lost.text
+        page = await mail(smtp, "gw-a: degraded", timeout=60)
+        assert "1100" in page.text
+        async with httpx.AsyncClient(base_url=control, timeout=10) as client:
+            await client.post("/gateways/gw-a/link", json={"up": True})
+        await mail(smtp, "Resolved: gw-a: degraded", timeout=60)
+        await until_ready(again)
+        await again.dispatcher.wait_idle(30)
     finally:
         await again.close()
+
+    # The same outage inside North America's nightly reset window pages nobody.
+    quiet = await start_supervisor(
+        settings, environ=environ, runtime=runtime, api_port=0, clock=shifted_clock(IN_WINDOW)
+    )
+    try:
+        controller = quiet.supervisor.controllers["gw-b"]
+        await until_state(controller, "API_READY", "RESET_WINDOW")
+        sent = len(smtp.messages)
+        async with httpx.AsyncClient(base_url=control, timeout=10) as client:
+            await client.post("/gateways/gw-b/link", json={"up": False})
+        await until_state(controller, "RESET_WINDOW")
+        async with httpx.AsyncClient(base_url=control, timeout=10) as client:
+            await client.post("/gateways/gw-b/link", json={"up": True})
+        await until_state(controller, "API_READY")
+        await controller.drain()
+        await quiet.dispatcher.wait_idle(30)
+        assert len(smtp.messages) == sent, [m.subject for m in smtp.messages[sent:]]
+    finally:
+        await quiet.close()
+
+
+async def until_state(controller, *states: str, timeout: float = 60.0) -> None:
+    async with asyncio.timeout(timeout):
+        while controller.status.state.name not in states:
+            await asyncio.sleep(0.1)
+
+
+PINGER = """strategies:
+  - name: pinger
+    plugin: pinger
+    gateways: [gw-a, gw-b]
+    client_id: 10
+    safe_state: {on_disconnect: cancel, grace: 2s}
+    params: {interval_seconds: 0.5, offset: 0.05}
+"""
+
+
+async def test_strategy_fails_over_when_its_gateway_container_is_lost(
+    fleet_name: str,
+    sim_image: str,
+    tmp_path: Path,
+    sinks: tuple[SmtpSink, WebhookSink],
+    runtime: DockerRuntime,
+    docker_client: docker.DockerClient,
+) -> None:
+    smtp, hook = sinks
+    settings, environ = settings_for(
+        fleet_name, sim_image, tmp_path, smtp, hook, twofa=False, strategies=PINGER
+    )
+    running = await start_supervisor(
+        settings, environ=environ, runtime=runtime, api_port=0, clock=shifted_clock(MIDDAY)
+    )
+    control = f"http://127.0.0.1:{settings.simulator.control_port}"
+
+    async def broker_orders() -> list[dict]:
+        async with httpx.AsyncClient(base_url=control, timeout=10) as client:
+            return (await client.get("/orders")).json()
+
+    def working(orders: list[dict], gateway: str) -> list[dict]:
+        done = {"Filled", "Cancelled", "ApiCancelled", "Inactive"}
+        return [o for o in orders if o["gateway"] == gateway and o["status"] not in done]
+
+    try:
+        await until_ready(running)
+        host = running.host
+        assert host is not None
+        runner = host.runners["pinger"]
+        async with asyncio.timeout(60):
+            while not working(await broker_orders(), "gw-a"):
+                await asyncio.sleep(0.2)
+
+        # The primary's container is lost for good: an operator stop, as after a host failure.
+        lost_at = asyncio.get_running_loop().time()
+        await running.supervisor.command("gw-a", Action.STOP)
+        async with asyncio.timeout(30):
+            while working(await broker_orders(), "gw-a"):
+                await asyncio.sleep(0.1)
+        cancelled_after = asyncio.get_running_loop().time() - lost_at
+        # Within the grace period plus a small bound.
+        assert cancelled_after <= 2.0 + 5.0, cancelled_after
+        async with asyncio.timeout(60):
+            while not working(await broker_orders(), "gw-b"):
+                await asyncio.sleep(0.2)
+        assert runner.status().gateway == "gw-b"
+        refs = [o["order_ref"] for o in await broker_orders()]
+        assert len(refs) == len(set(refs)), "an intent reached the broker twice"
+    finally:
+        await running.close()
