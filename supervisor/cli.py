@@ -294,6 +294,12 @@ def demo(
     ] = None,
     api_port: Annotated[int, typer.Option(help="Port of the supervisor's HTTP API.")] = 8710,
     live: Annotated[bool, typer.Option(help="Live status table (off: plain lines).")] = True,
+    runtime: Annotated[
+        str,
+        typer.Option(
+            help="auto (Docker when an engine answers, else in-process) | docker | in-process."
+        ),
+    ] = "auto",
 ) -> None:
     """A simulated fleet under the real supervisor, with scripted faults. No IB account needed."""
     from supervisor import demo as demo_mod
@@ -301,7 +307,9 @@ def demo(
 
     run_mod.configure_logging(level=logging.WARNING)
     try:
-        demo_mod.main(duration=duration, api_port=api_port, live=live)
+        if runtime not in ("auto", "docker", "in-process"):
+            raise run_mod.StartupError(f"--runtime {runtime!r}: auto, docker or in-process")
+        demo_mod.main(duration=duration, api_port=api_port, live=live, runtime=runtime)
     except run_mod.StartupError as exc:
         Console(stderr=True).print(f"ibfleet demo: {exc}", highlight=False)
         raise typer.Exit(1) from None

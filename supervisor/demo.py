@@ -13,19 +13,27 @@ import contextlib
 import logging
 import secrets
 import signal
+import socket
 import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO, cast
 
+import httpx
 import yaml
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
 from supervisor.api import Action
-from supervisor.run import Running, desired_specs, resolve_credentials, start_supervisor
+from supervisor.run import (
+    Running,
+    StartupError,
+    desired_specs,
+    resolve_credentials,
+    start_supervisor,
+)
 from supervisor.settings import FleetSettings, load_text
 
 log = logging.getLogger("ibfleet.demo")
@@ -35,7 +43,7 @@ DEMO_ACCOUNT = "DU1000001"
 
 
 def demo_fleet(
-    *, workdir: Path, api_port: int, base_port: int
+    *, workdir: Path, api_port: int, base_port: int, docker: bool = False, control_port: int = 8780
 ) -> tuple[FleetSettings, dict[str, str]]:
     """The demo's fleet file (two paper gateways on one account) and its secret environment."""
     environ = {"IBFLEET_API_TOKEN": secrets.token_urlsafe(24)}
@@ -57,9 +65,17 @@ def demo_fleet(
             }
         )
     fleet = {
-        "fleet": "demo",
-        "runtime": {"kind": "in-process"},
-        "simulator": {"enabled": True},
+        # A fleet name of its own, so the demo never touches another fleet's containers.
+        "fleet": f"demo-{secrets.token_hex(3)}",
+        "runtime": {
+            "kind": "docker" if docker else "in-process",
+            "network": f"ibfleet-demo-{secrets.token_hex(3)}",
+        },
+        "simulator": {
+            "enabled": True,
+            "control_port": control_port,
+            "twofa_gateways": ["demo-a"],
+        },
         "gateways": gateways,
         "alerts": {
             "routes": [{"urls": ["console://"], "min_severity": "info"}],
@@ -122,6 +138,24 @@ def status_table(running: Running, title: str) -> Table | Group:
     return Group(table, strategies)
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _docker_client() -> Any | None:
+    """A Docker client when an engine answers, else None (the demo then runs in-process)."""
+    try:
+        import docker
+
+        client = docker.from_env(timeout=10)
+        client.ping()
+    except Exception:
+        return None
+    return client
+
+
 async def run_demo(
     *,
     duration: float | None,
@@ -129,115 +163,215 @@ async def run_demo(
     base_port: int = 4601,
     out: TextIO | None = None,
     live: bool = True,
-) -> Running | None:
-    """Run the demo until ``duration`` seconds pass (None: until Ctrl-C)."""
-    from gateway.sim.port import Fault, FaultEvent
+    runtime_kind: str = "auto",
+) -> None:
+    """Run the demo until ``duration`` seconds pass (None: until Ctrl-C).
+
+    ``runtime_kind``: ``docker`` (simulator containers), ``in-process``, or ``auto`` (Docker
+    when an engine answers, in-process otherwise).
+    """
+    console = Console(file=out, highlight=False)
+    client = None if runtime_kind == "in-process" else _docker_client()
+    if runtime_kind == "docker" and client is None:
+        raise StartupError("no Docker engine answers (try --runtime in-process)")
+    with tempfile.TemporaryDirectory(prefix="ibfleet-demo-") as tmp:
+        settings, environ = demo_fleet(
+            workdir=Path(tmp),
+            api_port=api_port,
+            base_port=base_port,
+            docker=client is not None,
+            control_port=_free_port(),
+        )
+        if client is not None:
+            await _demo_on_docker(client, settings, environ, console, duration, live, api_port)
+        else:
+            await _demo_in_process(settings, environ, console, duration, live, api_port)
+
+
+async def _demo_in_process(
+    settings: FleetSettings,
+    environ: dict[str, str],
+    console: Console,
+    duration: float | None,
+    live: bool,
+    api_port: int,
+) -> None:
     from gateway.sim.runtime import InProcessRuntime
 
-    console = Console(file=out, highlight=False)
-    with tempfile.TemporaryDirectory(prefix="ibfleet-demo-") as tmp:
-        settings, environ = demo_fleet(workdir=Path(tmp), api_port=api_port, base_port=base_port)
-        runtime = InProcessRuntime(twofa_users={DEMO_USERS["demo-a"]})
-        async with runtime:
-            control_url = await runtime.start_control(0)
-            credentials = resolve_credentials(settings, environ)
-            specs = desired_specs(settings, credentials, fingerprint_key=secrets.token_bytes(32))
-            running = await start_supervisor(
-                settings,
-                environ=environ,
-                runtime=runtime,
-                specs=specs,
-                console=out,
-                api_port=api_port,
-                supervisor_options={"reconcile_interval": 5.0},
+    runtime = InProcessRuntime(twofa_users={DEMO_USERS["demo-a"]})
+    async with runtime:
+        control_url = await runtime.start_control(settings.simulator.control_port)
+        credentials = resolve_credentials(settings, environ)
+        specs = desired_specs(settings, credentials, fingerprint_key=secrets.token_bytes(32))
+        running = await start_supervisor(
+            settings,
+            environ=environ,
+            runtime=runtime,
+            specs=specs,
+            console=cast(TextIO, console.file),
+            api_port=api_port,
+            supervisor_options={"reconcile_interval": 5.0},
+        )
+        await _play(running, control_url, console, duration, live, where="in-process")
+
+
+async def _demo_on_docker(
+    client: Any,
+    settings: FleetSettings,
+    environ: dict[str, str],
+    console: Console,
+    duration: float | None,
+    live: bool,
+    api_port: int,
+) -> None:
+    from gateway.docker_runtime import DockerRuntime
+    from gateway.sim.image import ImageBuildError, build_sim_image
+
+    try:
+        client.images.get(settings.simulator.image)
+    except Exception:
+        console.print(f"building the simulator image {settings.simulator.image} (once)...")
+        try:
+            await asyncio.to_thread(
+                build_sim_image, docker_client=client, tag=settings.simulator.image
             )
-            service = runtime.broker_service
-
-            def fault(gateway: str, kind: Fault, active: bool, value: float = 0.0) -> None:
-                service.push_fault(
-                    FaultEvent(gateway=gateway, fault=kind, active=active, value=value)
-                )
-
-            async def _command(gateway: str, action: Action) -> None:
-                await running.supervisor.command(gateway, action)
-
-            def approve() -> None:
-                service.approve_2fa(DEMO_USERS["demo-a"])
-
-            script = [
-                Step(8, "approving demo-a's IB Key prompt (as if on the phone)", approve),
-                Step(
-                    20,
-                    "IB link lost on demo-b (error 1100)",
-                    lambda: fault("demo-b", Fault.LINK, True),
-                ),
-                Step(
-                    30,
-                    "IB link restored on demo-b (1102)",
-                    lambda: fault("demo-b", Fault.LINK, False, 1102),
-                ),
-                Step(
-                    40,
-                    "demo-b stalls: socket open, no answers",
-                    lambda: fault("demo-b", Fault.STALL, True),
-                ),
-                Step(55, "demo-b answers again", lambda: fault("demo-b", Fault.STALL, False)),
-                Step(
-                    70,
-                    "demo-b is stopped for good: the pinger's order is cancelled, it fails over "
-                    "to demo-a",
-                    lambda: _command("demo-b", Action.STOP),
-                ),
-                Step(
-                    95,
-                    "demo-b starts again (the pinger stays on demo-a: no flapping)",
-                    lambda: _command("demo-b", Action.START),
-                ),
-            ]
-            console.print(
-                f"[bold]ibfleet demo[/bold]: fleet 'demo', 2 simulated paper gateways on one "
-                "account and the example strategy 'pinger'\n"
-                f"  metrics   {running.api_url}/metrics\n"
-                f"  status    {running.api_url}/api/v1/gateways   (or: ibfleet status --url "
-                f"{running.api_url})\n"
-                f"  simulator {control_url}   (the broker's control API)\n"
-                f"  Ctrl-C to stop."
-            )
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                with contextlib.suppress(NotImplementedError, RuntimeError):
-                    loop.add_signal_handler(sig, stop.set)
-            started = loop.time()
-            pending = list(script)
-            title = "ibfleet demo (live)"
-            context = (
-                Live(status_table(running, title), console=console, refresh_per_second=2)
-                if live
-                else contextlib.nullcontext()
-            )
-            try:
-                with context as view:
-                    while not stop.is_set():
-                        elapsed = loop.time() - started
-                        while pending and pending[0].at <= elapsed:
-                            step = pending.pop(0)
-                            console.print(f"[cyan]t+{step.at:.0f}s[/cyan] {step.says}")
-                            result = step.act()
-                            if result is not None:
-                                await result
-                        if view is not None:
-                            view.update(status_table(running, title))
-                        if duration is not None and elapsed >= duration:
-                            break
-                        with contextlib.suppress(TimeoutError):
-                            async with asyncio.timeout(0.5):
-                                await stop.wait()
-                console.print(status_table(running, "ibfleet demo (final)"))
-            finally:
-                await running.close()
-    return None
+        except ImageBuildError as exc:
+            raise StartupError(f"cannot build the simulator image: {exc}") from None
+    runtime = DockerRuntime(client)
+    credentials = resolve_credentials(settings, environ)
+    specs = desired_specs(settings, credentials, fingerprint_key=secrets.token_bytes(32))
+    try:
+        running = await start_supervisor(
+            settings,
+            environ=environ,
+            runtime=runtime,
+            specs=specs,
+            console=cast(TextIO, console.file),
+            api_port=api_port,
+            supervisor_options={"reconcile_interval": 5.0},
+        )
+        control_url = f"http://127.0.0.1:{settings.simulator.control_port}"
+        await _play(running, control_url, console, duration, live, where="Docker containers")
+    finally:
+        # The demo's containers and network are its own: leave nothing behind.
+        await asyncio.to_thread(_remove_fleet, client, settings)
+        runtime.close()
 
 
-def main(*, duration: float | None, api_port: int, live: bool) -> None:
-    asyncio.run(run_demo(duration=duration, api_port=api_port, live=live))
+def _remove_fleet(client: Any, settings: FleetSettings) -> None:
+    from gateway.spec import LABEL_FLEET
+
+    for item in client.api.containers(
+        all=True, filters={"label": f"{LABEL_FLEET}={settings.fleet}"}
+    ):
+        with contextlib.suppress(Exception):
+            client.api.remove_container(item["Id"], force=True)
+    for net in client.api.networks(names=[settings.runtime.network]):
+        with contextlib.suppress(Exception):
+            client.api.remove_network(net["Id"])
+
+
+async def _play(
+    running: Running,
+    control_url: str,
+    console: Console,
+    duration: float | None,
+    live: bool,
+    *,
+    where: str,
+) -> None:
+    """Show the fleet live and play the fault script through the simulator's control API."""
+
+    async def control(path: str, body: dict[str, Any]) -> None:
+        async with httpx.AsyncClient(base_url=control_url, timeout=10) as client:
+            response = await client.post(path, json=body)
+        if response.status_code >= 400:
+            console.print(f"[red]simulator refused {path}: {response.text}[/red]")
+
+    async def command(gateway: str, action: Action) -> None:
+        await running.supervisor.command(gateway, action)
+
+    user_a = DEMO_USERS["demo-a"]
+    script = [
+        Step(
+            8,
+            "approving demo-a's IB Key prompt (as if on the phone)",
+            lambda: control(f"/2fa/{user_a}/approve", {}),
+        ),
+        Step(
+            20,
+            "IB link lost on demo-b (error 1100)",
+            lambda: control("/gateways/demo-b/link", {"up": False}),
+        ),
+        Step(
+            30,
+            "IB link restored on demo-b (1102)",
+            lambda: control("/gateways/demo-b/link", {"up": True}),
+        ),
+        Step(
+            40,
+            "demo-b stalls: socket open, no answers",
+            lambda: control("/gateways/demo-b/faults/stall", {"active": True}),
+        ),
+        Step(
+            55,
+            "demo-b answers again",
+            lambda: control("/gateways/demo-b/faults/stall", {"active": False}),
+        ),
+        Step(
+            70,
+            "demo-b is stopped for good: the pinger's order is cancelled, it fails over to demo-a",
+            lambda: command("demo-b", Action.STOP),
+        ),
+        Step(
+            95,
+            "demo-b starts again (the pinger stays on demo-a: no flapping)",
+            lambda: command("demo-b", Action.START),
+        ),
+    ]
+    console.print(
+        f"[bold]ibfleet demo[/bold]: fleet {running.supervisor.settings.fleet!r}, 2 simulated "
+        f"paper gateways on one account ({where}) and the example strategy 'pinger'\n"
+        f"  metrics   {running.api_url}/metrics\n"
+        f"  status    {running.api_url}/api/v1/gateways   (or: ibfleet status --url "
+        f"{running.api_url})\n"
+        f"  simulator {control_url}   (the broker's control API)\n"
+        f"  Ctrl-C to stop."
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    started = loop.time()
+    pending = list(script)
+    title = "ibfleet demo (live)"
+    context = (
+        Live(status_table(running, title), console=console, refresh_per_second=2)
+        if live
+        else contextlib.nullcontext()
+    )
+    try:
+        with context as view:
+            while not stop.is_set():
+                elapsed = loop.time() - started
+                while pending and pending[0].at <= elapsed:
+                    step = pending.pop(0)
+                    console.print(f"[cyan]t+{step.at:.0f}s[/cyan] {step.says}")
+                    result = step.act()
+                    if result is not None:
+                        await result
+                if view is not None:
+                    view.update(status_table(running, title))
+                if duration is not None and elapsed >= duration:
+                    break
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(0.5):
+                        await stop.wait()
+        console.print(status_table(running, "ibfleet demo (final)"))
+    finally:
+        await running.close()
+
+
+def main(*, duration: float | None, api_port: int, live: bool, runtime: str = "auto") -> None:
+    asyncio.run(run_demo(duration=duration, api_port=api_port, live=live, runtime_kind=runtime))

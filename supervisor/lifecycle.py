@@ -500,6 +500,9 @@ class LifecyclePolicy:
     login_timeout: timedelta = timedelta(minutes=5)
     ready_grace_after_window: timedelta = timedelta(minutes=10)
     stall_soft_restart_after: timedelta = timedelta(minutes=2)
+    # A stall (missed heartbeats, a dropped API socket) gates orders at once but pages only
+    # when it lasts this long: one slow second on a busy host is not worth waking anyone.
+    stall_page_after: timedelta = timedelta(seconds=5)
     restart_deadline: timedelta = timedelta(minutes=3)
     restart_budget: int = 5
     restart_window: timedelta = timedelta(hours=1)
@@ -936,6 +939,13 @@ def _settle(step: _Step) -> None:
     # -> DEGRADED: the session is up but not healthy; page once per episode.
     after_window = status.state is State.RESET_WINDOW
     step.goto(State.DEGRADED, listed)
+    stall_only = reasons <= _STALL_REASONS
+    since = step.status.stall_since
+    if stall_only and not after_window and (
+        since is None or step.now - since < step.policy.stall_page_after
+    ):
+        # DEGRADED (stall, not yet paged): orders are gated; Tick pages if it persists.
+        return
     if after_window:
         # RESET_WINDOW -> DEGRADED: the window and its grace are over and it is not back.
         step.alert(
@@ -1505,6 +1515,15 @@ def _tick_session(step: _Step) -> None:
         status = step.status
     if status.state is State.RESET_WINDOW and not _quiet(status, now, policy):
         # RESET_WINDOW -> DEGRADED: the window is over and the grace too; page now.
+        _settle(step)
+        status = step.status
+    if (
+        status.state is State.DEGRADED
+        and status.stall_since is not None
+        and now - status.stall_since >= policy.stall_page_after
+        and alert_key(status.gateway, "stall") not in status.open_alerts
+    ):
+        # DEGRADED (stall) -> DEGRADED (paged): the stall outlasted stall_page_after.
         _settle(step)
         status = step.status
     if (

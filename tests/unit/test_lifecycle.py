@@ -611,10 +611,31 @@ def test_client_id_in_use_is_ignored(ready: Driver) -> None:
     assert ready.status == before
 
 
-def test_heartbeat_missed_degrades_with_a_stall_alert(ready: Driver) -> None:
+def test_heartbeat_missed_degrades_and_gates_orders_at_once_without_paging(ready: Driver) -> None:
     effects = ready.send(lc.HeartbeatMissed())
     assert ready.state is lc.State.DEGRADED
+    assert lc.GateOrders(open=False) in effects
+    assert alerts(effects) == []
+
+
+def test_stall_that_persists_is_paged_on_tick(ready: Driver) -> None:
+    ready.send(lc.HeartbeatMissed())
+    ready.advance(seconds=POLICY.stall_page_after.total_seconds() + 0.5)
+    effects = ready.send(lc.Tick())
+    assert ready.state is lc.State.DEGRADED
     assert {a.key for a in alerts(effects)} == {key("degraded"), key("stall")}
+    ready.advance(seconds=1)
+    assert alerts(ready.send(lc.Tick())) == []  # paged once per episode
+
+
+def test_stall_that_clears_quickly_pages_nobody(ready: Driver) -> None:
+    ready.send(lc.HeartbeatMissed())
+    ready.advance(seconds=1)
+    effects = ready.send(lc.HeartbeatOk(rtt=timedelta(milliseconds=2)))
+    assert ready.state is lc.State.API_READY
+    ready.advance(seconds=POLICY.stall_page_after.total_seconds() + 1)
+    effects += ready.send(lc.Tick())
+    assert alerts(effects) == []
 
 
 def test_heartbeat_overdue_on_tick_degrades(ready: Driver) -> None:
@@ -662,9 +683,11 @@ def test_soft_restart_returns_to_ready_after_the_api_drops_and_answers(ready: Dr
     assert lc.GateOrders(open=True) in effects
 
 
-def test_api_disconnected_outside_a_window_degrades_and_pages(ready: Driver) -> None:
+def test_api_disconnected_outside_a_window_degrades_and_pages_if_it_lasts(ready: Driver) -> None:
     effects = ready.send(lc.ApiDisconnected())
     assert ready.state is lc.State.DEGRADED
+    ready.advance(seconds=POLICY.stall_page_after.total_seconds() + 0.5)
+    effects += ready.send(lc.Tick())
     assert alerts(effects)
 
 
