@@ -710,8 +710,13 @@ class _Runner:
         await self.resume_on(self.session, failover=False)
 
     async def _await_first_gateway(self) -> None:
+        loop = asyncio.get_running_loop()
+        # The primary is preferred while the fleet comes up; a failover gateway is used only
+        # when the primary is still not ready after this wait.
+        primary_until = loop.time() + max(10.0, self.cfg.safe_state.grace.total_seconds())
         while self.state is StrategyState.LOADED:
-            for name in self.cfg.gateways:
+            names = self.cfg.gateways if loop.time() >= primary_until else self.cfg.gateways[:1]
+            for name in names:
                 if self.feed(name).ready is False:
                     continue
                 try:

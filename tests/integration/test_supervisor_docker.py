@@ -245,8 +245,11 @@ async def test_strategy_fails_over_when_its_gateway_container_is_lost(
         assert host is not None
         runner = host.runners["pinger"]
         async with asyncio.timeout(60):
+            while runner.status().gateway != "gw-a" or runner.status().orders_sent < 2:
+                await asyncio.sleep(0.1)
+        async with asyncio.timeout(60):
             while not working(await broker_orders(), "gw-a"):
-                await asyncio.sleep(0.2)
+                await asyncio.sleep(0.05)
 
         # The primary's container is lost for good: an operator stop, as after a host failure.
         lost_at = asyncio.get_running_loop().time()
