@@ -720,10 +720,20 @@ class _Runner:
                 if self.feed(name).ready is False:
                     continue
                 try:
-                    session = await within(self.connect(name), self.host.settings.connect_timeout)
-                except (ConnectionError, TimeoutError):
+                    # connect() bounds itself; the outer deadline only guards against a hang,
+                    # so a slow handshake is closed by the client, never abandoned half-open.
+                    session = await within(
+                        self.connect(name), self.host.settings.connect_timeout + 5.0
+                    )
+                except (ConnectionError, TimeoutError) as exc:
+                    log.info("strategy_first_connect_failed strategy=%s error=%s", self.name, exc)
                     continue
-                await self.resume_on(session, failover=name != self.cfg.gateways[0])
+                try:
+                    await self.resume_on(session, failover=name != self.cfg.gateways[0])
+                except Exception as exc:  # keep waiting rather than die silently
+                    log.warning("strategy_first_resume_failed strategy=%s error=%r", self.name, exc)
+                    self.close_session(session)
+                    continue
                 return
             self.changed.clear()
             with contextlib.suppress(TimeoutError):
@@ -819,7 +829,10 @@ class _Runner:
                 else:
                     try:
                         new = await within(
-                            self.connect(gateway), min(left, self.host.settings.connect_timeout)
+                            # Never the same instant as the client's own connect timeout: a
+                            # cancel landing on ib_async's wait_for can be lost (3.11).
+                            self.connect(gateway),
+                            min(left, self.host.settings.connect_timeout + 1.0),
                         )
                     except (ConnectionError, TimeoutError):
                         pass

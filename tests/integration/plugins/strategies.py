@@ -22,10 +22,14 @@ class Resting(api.Strategy):
         price = self.ctx.last_price(AAPL)
         if price is None:
             return
-        for _ in range(want - len(self.ctx.open_orders())):
-            await self.ctx.place(
-                api.OrderSpec(AAPL, api.Side.BUY, 1, limit_price=round(price * 0.8, 2))
-            )
+        try:
+            for _ in range(want - len(self.ctx.open_orders())):
+                await self.ctx.place(
+                    api.OrderSpec(AAPL, api.Side.BUY, 1, limit_price=round(price * 0.8, 2))
+                )
+        except api.OrderRefused:
+            # As a careful strategy does: a refusal (session lost mid-burst, ...) is not a crash.
+            return
 
     async def on_gateway_state(self, change: api.GatewayChange) -> None:
         self.events.append(change)
