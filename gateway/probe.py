@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import enum
 import logging
 import math
@@ -407,8 +406,3 @@ class IbAsyncSession:
 
     def is_connected(self) -> bool:
         return bool(self._ib.isConnected())
-
-
-def probe_timestamp() -> dt.datetime:
-    """Wall-clock time for probe observations (UTC)."""
-    return dt.datetime.now(dt.UTC)

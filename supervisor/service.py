@@ -40,9 +40,9 @@ from supervisor.settings import FleetSettings, Region
 log = logging.getLogger("ibfleet.supervisor")
 
 Clock = Callable[[], datetime]
-#: Hooks the strategy host registers: (gateway, open) and (gateway, reason).
+#: The strategy host's hook on the order gate: (gateway, open). A gate that closes is also how
+#: the host learns that a gateway was lost; it decides on safe state after its grace period.
 GateHook = Callable[[str, bool], None]
-SafeStateHook = Callable[[str, str], None]
 IbcSend = Callable[..., Awaitable[ibc.IbcReply]]
 
 
@@ -168,7 +168,6 @@ class Deps:
     ledger: LoginLedger
     probe_settings: probe_mod.ProbeSettings
     gate_hooks: list[GateHook] = field(default_factory=list)
-    safe_state_hooks: list[SafeStateHook] = field(default_factory=list)
 
 
 class GatewayController:
@@ -306,8 +305,8 @@ class GatewayController:
             case lc.GateOrders(open=is_open):
                 self._gate(is_open)
             case lc.TriggerSafeState(reason=reason):
-                for hook in d.safe_state_hooks:
-                    hook(self.gw.name, reason)
+                # The order gate closed in the same transition; the host acts on that.
+                log.info("safe_state_due gateway=%s reason=%r", self.gw.name, reason)
             case lc.ScheduleBackoff(until=until):
                 self._spawn(self._tick_at(until))
             case lc.CountLogin(username=username, outcome=outcome):

@@ -20,7 +20,6 @@ from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from gateway.config import GatewayConfig
@@ -605,8 +604,3 @@ def load_settings(
             [ConfigProblem("error", "(file)", f"cannot read {path}: {reason}")], unreadable=True
         ) from None
     return load_text(text, source=str(path), environ=env)
-
-
-def describe_fields(model: type[BaseModel]) -> dict[str, FieldInfo]:
-    """The documented fields of a settings section (for the reference and tests)."""
-    return dict(model.model_fields)

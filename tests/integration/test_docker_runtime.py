@@ -26,6 +26,7 @@ from gateway.config import GatewayConfig
 from gateway.docker_runtime import DockerRuntime, parse_docker_time_ns
 from gateway.runtime import ContainerState, EventKind, RuntimeEvent
 from gateway.spec import LABEL_FLEET, ContainerSpec, GatewaySecrets, render_spec
+from tests.waiting import until
 
 pytestmark = pytest.mark.docker
 
@@ -162,21 +163,6 @@ def remove_fleet(client: docker.DockerClient, fleet: str) -> None:
 def _force_remove(client: docker.DockerClient, container_id: str) -> None:
     with contextlib.suppress(docker.errors.NotFound):
         client.api.remove_container(container_id, force=True, v=True)
-
-
-async def until(condition: Any, *, timeout: float, what: str) -> Any:
-    """Await a (sync or async) condition until it is truthy or the deadline passes."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        result = condition()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return result
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        await asyncio.sleep(0.1)
 
 
 @pytest.fixture

@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from supervisor.journal import AsyncJournal, SqliteJournal
 from supervisor.metrics import FleetMetrics
 from supervisor.notify import AlertDispatcher, AppriseSender, Notifier, Sender
 from tests.integration.smtp import SmtpSink, WebhookSink
+from tests.waiting import until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -47,14 +47,6 @@ def smtp() -> Iterator[SmtpSink]:
 def webhook() -> Iterator[WebhookSink]:
     with WebhookSink() as sink:
         yield sink
-
-
-async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met before the deadline")
-        await asyncio.sleep(0.02)
 
 
 def dispatcher_for(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -23,6 +23,7 @@ from gateway.sim.runtime import InProcessRuntime
 from gateway.spec import ContainerSpec, GatewaySecrets, render_spec
 from supervisor.budget import BackoffPolicy
 from supervisor.orchestrator import Orchestrator, RestartPolicy
+from tests.waiting import until
 
 PASSWORD = "in-process-pw"
 KEY = b"sim-runtime-key-" * 2
@@ -65,20 +66,6 @@ def spec_for(
         ),
         fingerprint_key=KEY,
     )
-
-
-async def until(condition: Callable[[], Any], *, timeout: float, what: str) -> Any:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        result = condition()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return result
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 async def api_answers(port: int, *, client_id: int = 901) -> bool:

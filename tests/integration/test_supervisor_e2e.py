@@ -22,6 +22,7 @@ from gateway.sim.runtime import InProcessRuntime
 from supervisor.run import Running, desired_specs, resolve_credentials, start_supervisor
 from supervisor.settings import FleetSettings, load_text
 from tests.integration.smtp import SmtpSink, WebhookSink
+from tests.waiting import until
 
 NY = dt.timezone(dt.timedelta(hours=-5))  # winter New York, enough for picking test instants
 
@@ -152,15 +153,6 @@ async def make_fleet(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
         await fleet.runtime.close()
         fleet.smtp.stop()
         fleet.hook.__exit__()
-
-
-async def until(predicate: Callable[[], Any], *, timeout: float = 20.0, what: str) -> None:
-    try:
-        async with asyncio.timeout(timeout):
-            while not predicate():
-                await asyncio.sleep(0.05)
-    except TimeoutError:
-        raise AssertionError(f"not within {timeout}s: {what}") from None
 
 
 async def ready(fleet: Fleet, timeout: float = 30.0) -> None:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import threading
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -39,6 +38,7 @@ from supervisor.notify import (
 )
 from supervisor.settings import AlertRoute, AlertSettings, FleetSettings
 from tests.unit import fleetfiles as ff
+from tests.waiting import until
 
 T0 = datetime(2025, 3, 3, 14, 30, tzinfo=UTC)
 
@@ -102,15 +102,6 @@ POLICY = AlertPolicy(
 )
 CRIT = Alert("gateway:paper-a:2fa", Severity.CRITICAL, "paper-a needs 2FA", "approve on phone")
 WARN = Alert("gateway:paper-a:farm", Severity.WARNING, "farm broken", "usfarm broken")
-
-
-async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Poll ``predicate`` until true or fail at the deadline."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met before the deadline")
-        await asyncio.sleep(0.01)
 
 
 def make(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,6 +22,7 @@ from supervisor.orchestrator import (
 )
 from supervisor.reconcile import ActionKind
 from tests.unit.fake_runtime import FakeRuntime
+from tests.waiting import until as wait_for
 
 FLEET = "unit"
 T0 = datetime(2024, 6, 3, 14, 0, tzinfo=UTC)
@@ -99,15 +99,6 @@ class Kit:
 
     def events(self, kind: OrchestratorEventKind) -> list[OrchestratorEvent]:
         return [e for e in self.published if isinstance(e, OrchestratorEvent) and e.kind is kind]
-
-
-async def wait_for(condition: Callable[[], object], *, timeout: float = 5.0) -> None:
-    """Yield to the loop until the condition holds or the deadline passes."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met before the deadline")
-        await asyncio.sleep(0.005)
 
 
 @pytest.fixture

@@ -3,11 +3,10 @@ journal, recording alert and metrics sinks, and waiting on conditions with a dea
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import datetime as dt
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,18 +52,6 @@ class RecordingMetrics:
 
     def failed_over(self, strategy: str) -> None:
         self.failovers.append(strategy)
-
-
-async def wait_for(
-    condition: Callable[[], bool], *, timeout: float, what: str, step: float = 0.02
-) -> None:
-    """Poll ``condition`` until it holds; fail naming ``what`` at the deadline."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(step)
 
 
 def two_gateway_users() -> list[auth.User]:

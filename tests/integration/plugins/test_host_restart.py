@@ -23,8 +23,8 @@ from tests.integration.plugins.helpers import (
     order_refs,
     strategy,
     two_gateways,
-    wait_for,
 )
+from tests.waiting import until as wait_for
 
 pytestmark = pytest.mark.timeout(90)
 ROOT = Path(__file__).resolve().parents[3]

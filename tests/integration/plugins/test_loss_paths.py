@@ -16,8 +16,8 @@ from tests.integration.plugins.helpers import (
     order_refs,
     strategy,
     two_gateways,
-    wait_for,
 )
+from tests.waiting import until as wait_for
 
 pytestmark = pytest.mark.timeout(60)
 RESTING = "tests.integration.plugins.strategies:Resting"

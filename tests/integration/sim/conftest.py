@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import importlib
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from types import ModuleType
 from typing import Any
 
@@ -21,18 +19,6 @@ CLIENT_LIBS = ("ib_async", "ib_insync")
 def lib(request: pytest.FixtureRequest) -> ModuleType:
     """The client library under test: every golden test runs with both."""
     return importlib.import_module(request.param)
-
-
-async def wait_for(condition: Callable[[], Any], *, timeout: float = 5.0, what: str = "") -> Any:
-    """Poll a condition until it holds or the deadline passes (never a blind sleep)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what or condition}")
-        await asyncio.sleep(0.01)
 
 
 @pytest.fixture

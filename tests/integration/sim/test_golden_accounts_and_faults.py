@@ -13,7 +13,8 @@ import pytest
 from gateway.sim import auth
 from gateway.sim.broker import BrokerConfig
 from gateway.sim.fleet import GatewaySpec, SimFleet
-from tests.integration.sim.conftest import Clients, wait_for
+from tests.integration.sim.conftest import Clients
+from tests.waiting import until as wait_for
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -12,7 +12,8 @@ from types import ModuleType
 import pytest
 
 from gateway.sim.fleet import SimFleet
-from tests.integration.sim.conftest import Clients, wait_for
+from tests.integration.sim.conftest import Clients
+from tests.waiting import until as wait_for
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -20,7 +20,8 @@ from gateway.sim.entrypoint import (
     read_env,
     serve_broker,
 )
-from tests.integration.sim.conftest import Clients, wait_for
+from tests.integration.sim.conftest import Clients
+from tests.waiting import until as wait_for
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -14,7 +14,8 @@ from gateway.sim import auth, ibclog
 from gateway.sim.fleet import GatewaySpec, SimFleet
 from gateway.sim.frontend import FrontEndState
 from gateway.sim.port import LoginKind
-from tests.integration.sim.conftest import Clients, wait_for
+from tests.integration.sim.conftest import Clients
+from tests.waiting import until as wait_for
 
 pytestmark = pytest.mark.timeout(60)
 NEW_YORK = ZoneInfo("America/New_York")

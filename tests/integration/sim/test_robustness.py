@@ -12,7 +12,7 @@ import pytest
 from gateway.sim import codec
 from gateway.sim.fleet import SimFleet
 from gateway.sim.messages import In
-from tests.integration.sim.conftest import wait_for
+from tests.waiting import until as wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
