@@ -941,8 +941,10 @@ def _settle(step: _Step) -> None:
     step.goto(State.DEGRADED, listed)
     stall_only = reasons <= _STALL_REASONS
     since = step.status.stall_since
-    if stall_only and not after_window and (
-        since is None or step.now - since < step.policy.stall_page_after
+    if (
+        stall_only
+        and not after_window
+        and (since is None or step.now - since < step.policy.stall_page_after)
     ):
         # DEGRADED (stall, not yet paged): orders are gated; Tick pages if it persists.
         return
