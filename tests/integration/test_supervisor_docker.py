@@ -24,6 +24,7 @@ from supervisor.settings import FleetSettings, load_text
 from tests.integration.smtp import SmtpSink, WebhookSink
 from tests.integration.test_docker_runtime import free_port
 from tests.integration.test_supervisor_e2e import IN_WINDOW, MIDDAY, shifted_clock
+from tests.waiting import until
 
 pytestmark = pytest.mark.docker
 
@@ -244,26 +245,32 @@ async def test_strategy_fails_over_when_its_gateway_container_is_lost(
         host = running.host
         assert host is not None
         runner = host.runners["pinger"]
-        async with asyncio.timeout(60):
-            while runner.status().gateway != "gw-a" or runner.status().orders_sent < 2:
-                await asyncio.sleep(0.1)
-        async with asyncio.timeout(60):
-            while not working(await broker_orders(), "gw-a"):
-                await asyncio.sleep(0.05)
+        # It starts on its primary, or on the other gateway if the primary was slow to come
+        # up; either way the gateway it trades on is the one lost below.
+        await until(
+            lambda: runner.status().gateway and runner.status().orders_sent >= 2,
+            60,
+            what="the pinger trading",
+        )
+        first = runner.status().gateway
+        other = "gw-b" if first == "gw-a" else "gw-a"
 
-        # The primary's container is lost for good: an operator stop, as after a host failure.
+        async def working_on(gateway: str) -> list[dict]:
+            return working(await broker_orders(), gateway)
+
+        await until(lambda: working_on(first), 60, what=f"a working order on {first}", step=0.05)
+
+        # That gateway's container is lost for good: an operator stop, as after a host failure.
         lost_at = asyncio.get_running_loop().time()
-        await running.supervisor.command("gw-a", Action.STOP)
+        await running.supervisor.command(first, Action.STOP)
         async with asyncio.timeout(30):
-            while working(await broker_orders(), "gw-a"):
+            while await working_on(first):
                 await asyncio.sleep(0.1)
         cancelled_after = asyncio.get_running_loop().time() - lost_at
         # Within the grace period plus a small bound.
         assert cancelled_after <= 2.0 + 5.0, cancelled_after
-        async with asyncio.timeout(60):
-            while not working(await broker_orders(), "gw-b"):
-                await asyncio.sleep(0.2)
-        assert runner.status().gateway == "gw-b"
+        await until(lambda: working_on(other), 60, what=f"trading resumed on {other}")
+        assert runner.status().gateway == other
         refs = [o["order_ref"] for o in await broker_orders()]
         assert len(refs) == len(set(refs)), "an intent reached the broker twice"
     finally:
