@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import docker
+import docker.errors
 import pytest
 
 from gateway.docker_runtime import DockerRuntime
@@ -76,7 +77,10 @@ def state(client: docker.DockerClient, name: str) -> dict[str, object] | None:
     found = client.api.containers(all=True, filters={"name": f"^/{name}$"})
     if not found:
         return None
-    attrs: dict[str, object] = client.api.inspect_container(found[0]["Id"])
+    try:
+        attrs: dict[str, object] = client.api.inspect_container(found[0]["Id"])
+    except docker.errors.NotFound:
+        return None  # replaced between listing and inspecting: not there right now
     return attrs
 
 
