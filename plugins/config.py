@@ -26,16 +26,26 @@ class SafeStateAction(enum.StrEnum):
 
 
 class SafeStateConfig(_Strict):
-    """What happens to the strategy's orders and positions when its gateway is lost."""
+    """What happens to the strategy's orders and positions when its gateway is lost, and when
+    the supervisor stops."""
 
     on_disconnect: SafeStateAction = Field(
         default=SafeStateAction.CANCEL,
-        description="cancel (open orders) | flatten (cancel, then close positions) | hold. "
-        "Default cancel.",
+        description="When the gateway is lost or stalled past `grace` (or a planned restart "
+        "outlasts its bound): cancel (open orders) | flatten (cancel, then close positions) | "
+        "hold (leave them). Then the strategy fails over. A planned restart or reset window "
+        "within its bound only holds: new orders refused, orders at IB stay. Default cancel.",
     )
     grace: Duration = Field(
         default=dt.timedelta(seconds=5),
         description="How long a gateway may be lost before safe state runs. Default 5s.",
+    )
+    on_shutdown: SafeStateAction = Field(
+        default=SafeStateAction.CANCEL,
+        description="When the supervisor stops (SIGTERM): cancel (open orders) | flatten "
+        "(cancel, then close positions with market orders: for a strategy that must not carry "
+        "positions unsupervised) | hold (leave orders working at IB; the next start reconciles "
+        "them from the journal and carries on). Default cancel.",
     )
 
 

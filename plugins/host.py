@@ -26,7 +26,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -35,7 +35,8 @@ from ib_async import Fill as IbFill
 
 from gateway.aio import within
 from gateway.leases import ClientIdLeases
-from plugins import api
+from gateway.outage import Gate, OutageKind
+from plugins import api, outage
 from plugins.bars import BarBuilder
 from plugins.config import MAX_MESSAGES_PER_SECOND, SafeStateAction, StrategyConfig
 from plugins.intents import IntentState, belongs_to, new_intent_key
@@ -139,6 +140,9 @@ class HostSettings:
     flatten_deadline: float = 5.0
     retry_interval: float = 0.1
     rate_wait_max: float = 1.0
+    #: How long a failover gateway must have been up, with the primary not, before a strategy
+    #: that has not started yet starts there (at least the strategy's grace).
+    primary_patience: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,9 +184,18 @@ class StrategyStatus:
 
 @dataclass
 class _Feed:
-    ready: bool | None = None  # None: the supervisor has not said yet
-    in_reset_window: bool = False
-    reason: str = ""
+    """The last order gate the supervisor gave for one gateway."""
+
+    gate: Gate | None = None  # None: the supervisor has not said yet
+    changed_at: float = field(default_factory=time.monotonic)  # when it last opened or closed
+
+    @property
+    def ready(self) -> bool | None:
+        return None if self.gate is None else self.gate.open
+
+    @property
+    def kind(self) -> OutageKind | None:
+        return None if self.gate is None else self.gate.kind
 
 
 @dataclass
@@ -355,7 +368,11 @@ class _Runner:
         self.safe_bucket = TokenBucket(rate=MAX_MESSAGES_PER_SECOND)
         self.inbox: asyncio.Queue[tuple[str, Callable[[], Any]]] = asyncio.Queue()
         self.task: asyncio.Task[None] | None = None
+        #: The task that rides out an outage of the active gateway.
         self.loss_task: asyncio.Task[None] | None = None
+        self.first_task: asyncio.Task[None] | None = None  # waiting for a first gateway
+        self.outage_since: float | None = None  # monotonic: the outage's first sign
+        self.shutdown_done = False  # on_shutdown already ran (a SHUTDOWN gate came before stop)
         self.timers: list[asyncio.Task[None]] = []
         self.lock = asyncio.Lock()
         self.changed = asyncio.Event()
@@ -514,7 +531,7 @@ class _Runner:
         session.closed = True
         if session is self.session:
             log.warning("strategy_session_lost strategy=%s gateway=%s", self.name, session.gateway)
-            self.lost(f"API session to {session.gateway} closed")
+            self.outage_began(f"API session to {session.gateway} closed")
 
     # -- broker events ---------------------------------------------------------------------
 
@@ -698,27 +715,42 @@ class _Runner:
         except ConnectionError as exc:
             log.warning("strategy_start_deferred strategy=%s reason=%s", self.name, exc)
             if self.host.store.intents_maybe_live(self.name):
-                # Orders from an earlier run may be working at IB: that is a loss to handle.
-                self.lost(str(exc))
+                # Orders from an earlier run may be working at IB: an outage of the primary,
+                # ridden like any other (a planned one holds them, a lost one safe-states).
+                self.outage_began(str(exc))
                 return
             # Nothing of ours can be live: wait quietly for a gateway to come up (no safe
             # state, no page: a fleet that is still starting is not a lost gateway).
-            self.loss_task = asyncio.create_task(
+            self.first_task = asyncio.create_task(
                 self._await_first_gateway(), name=f"ibfleet-first-{self.name}"
             )
             return
         await self.resume_on(self.session, failover=False)
 
+    def _readiness(self, waiting_since: float) -> list[outage.GatewayReadiness]:
+        now = time.monotonic()
+        out = []
+        for name in self.cfg.gateways:
+            feed = self.feed(name)
+            since = waiting_since if feed.gate is None else feed.changed_at
+            out.append(
+                outage.GatewayReadiness(
+                    name=name, open=feed.ready, for_=timedelta(seconds=max(now - since, 0.0))
+                )
+            )
+        return out
+
     async def _await_first_gateway(self) -> None:
-        loop = asyncio.get_running_loop()
-        # The primary is preferred while the fleet comes up; a failover gateway is used only
-        # when the primary is still not ready after this wait.
-        primary_until = loop.time() + max(10.0, self.cfg.safe_state.grace.total_seconds())
+        waiting_since = time.monotonic()
+        patience = timedelta(
+            seconds=max(
+                self.host.settings.primary_patience, self.cfg.safe_state.grace.total_seconds()
+            )
+        )
         while self.state is StrategyState.LOADED:
-            names = self.cfg.gateways if loop.time() >= primary_until else self.cfg.gateways[:1]
-            for name in names:
-                if self.feed(name).ready is False:
-                    continue
+            self.changed.clear()
+            choice = outage.start_choice(self._readiness(waiting_since), patience=patience)
+            for name in choice.try_now:
                 try:
                     # connect() bounds itself; the outer deadline only guards against a hang,
                     # so a slow handshake is closed by the client, never abandoned half-open.
@@ -728,6 +760,10 @@ class _Runner:
                 except (ConnectionError, TimeoutError) as exc:
                     log.info("strategy_first_connect_failed strategy=%s error=%s", self.name, exc)
                     continue
+                if name != self.cfg.gateways[0] and self.feed(self.cfg.gateways[0]).ready:
+                    # The primary came up while we were connecting elsewhere: start there.
+                    self.close_session(session)
+                    break
                 try:
                     await self.resume_on(session, failover=name != self.cfg.gateways[0])
                 except Exception as exc:  # keep waiting rather than die silently
@@ -735,9 +771,11 @@ class _Runner:
                     self.close_session(session)
                     continue
                 return
-            self.changed.clear()
+            wait = 1.0
+            if choice.recheck_in is not None:
+                wait = min(wait, choice.recheck_in.total_seconds())
             with contextlib.suppress(TimeoutError):
-                await within(self.changed.wait(), 1.0)
+                await within(self.changed.wait(), max(wait, 0.001))
 
     async def resume_on(self, session: _Session, *, failover: bool) -> None:
         """Reconcile on ``session``, then let the strategy act (first time: ``on_start``)."""
@@ -773,10 +811,22 @@ class _Runner:
                 session.ib.reqMktData(contract, "", False, False)
 
     async def stop(self) -> None:
-        """Shutdown: safe state per policy, ``on_stop``, then close everything."""
+        """Shutdown: ``safe_state.on_shutdown`` (as :func:`plugins.outage.react` says for a
+        SHUTDOWN), ``on_stop``, then close everything."""
+        for task in (self.loss_task, self.first_task):
+            # No outage is ridden and no first gateway sought while shutting down.
+            if task is not None and task is not asyncio.current_task() and not task.done():
+                task.cancel()
+                # Bounded: a cancel that lands on a connect in flight ends with that connect.
+                await asyncio.wait({task}, timeout=self.host.settings.connect_timeout + 2.0)
         if self.state not in (StrategyState.STOPPED, StrategyState.CRASHED):
-            if self.state is not StrategyState.HALTED:
-                await self.safe_state(SafeStateTrigger.SHUTDOWN, self.cfg.safe_state.on_disconnect)
+            if self.state is not StrategyState.HALTED and not self.shutdown_done:
+                reaction = outage.react(
+                    OutageKind.SHUTDOWN, self.cfg.safe_state, timedelta(0), None
+                )
+                assert reaction.action is not None
+                await self.safe_state(SafeStateTrigger.SHUTDOWN, reaction.action)
+                self.shutdown_done = True
             if self.strategy is not None and self.started:
                 with contextlib.suppress(Exception):
                     await within(
@@ -784,7 +834,7 @@ class _Runner:
                         self.host.settings.request_timeout,
                     )
         self.trading = False
-        for task in [*self.timers, self.task, self.loss_task]:
+        for task in [*self.timers, self.task, self.loss_task, self.first_task]:
             if task is not None and task is not asyncio.current_task():
                 task.cancel()
         self.close_session(self.session)
@@ -792,67 +842,131 @@ class _Runner:
 
     # -- loss, grace, safe state, failover -------------------------------------------------
 
-    def lost(self, reason: str) -> None:
-        """The active gateway (or its session) is gone: wait out the grace, then act."""
+    def gate_changed(self, gateway: str, gate: Gate, was: bool | None) -> None:
+        """The supervisor's order gate of ``gateway`` opened or closed (or changed its kind)."""
+        self.changed.set()
+        if not gate.open and gateway == self.active:
+            # Only a gateway that was open (or that a running strategy trades on, or whose
+            # outage is already being ridden) can be lost: one still coming up is not.
+            riding = self.loss_task is not None and not self.loss_task.done()
+            in_use = was is True or (was is None and self.state is StrategyState.RUNNING)
+            if in_use or riding:
+                self.outage_began(f"gateway {gateway}: {gate.reason or 'order gate closed'}")
+        elif gate.open and self.state is StrategyState.SAFE_STATE and self.session is None:
+            task = asyncio.get_running_loop().create_task(self.recover_if_waiting(gateway))
+            self.host.keep(task)
+
+    def outage_began(self, reason: str) -> None:
+        """The active gateway's gate closed or its session dropped: ride the outage out.
+
+        What happens next is :func:`plugins.outage.react`'s, re-evaluated by the outage task.
+        """
         self.trading = False
         self.changed.set()
         if self.state not in (StrategyState.RUNNING, StrategyState.LOADED):
             return
         if self.loss_task is None or self.loss_task.done():
+            self.outage_since = time.monotonic()
             self.loss_task = asyncio.create_task(
-                self._handle_loss(reason), name=f"ibfleet-loss-{self.name}"
+                self._ride_outage(reason), name=f"ibfleet-outage-{self.name}"
             )
         change = api.GatewayChange(gateway=self.active or "", ready=False, reason=reason)
         if self.started:
             self.post("gateway", lambda: self._hook().on_gateway_state(change))
 
-    async def _handle_loss(self, reason: str) -> None:
-        loop = asyncio.get_running_loop()
-        grace = self.cfg.safe_state.grace.total_seconds()
-        deadline = loop.time() + grace
+    def _outage_now(self, gateway: str) -> tuple[OutageKind, timedelta | None]:
+        """The outage's kind and bound: the gate's when it is closed, else our own session is
+        gone while the gateway is gated open (or ungated): a lost gateway as far as we know."""
+        gate = self.feed(gateway).gate
+        if gate is not None and not gate.open and gate.kind is not None:
+            return gate.kind, gate.bound
+        return OutageKind.LOST, None
+
+    async def _ride_outage(self, reason: str) -> None:
+        try:
+            await self._ride(reason)
+        finally:
+            if self.loss_task is asyncio.current_task():
+                self.outage_since = None
+
+    async def _ride(self, reason: str) -> None:
         gateway = self.active or self.cfg.gateways[0]
+        since = self.outage_since if self.outage_since is not None else time.monotonic()
+        settings = self.host.settings
         log.warning(
-            "strategy_gateway_lost strategy=%s gateway=%s grace=%.1f reason=%s",
+            "strategy_gateway_out strategy=%s gateway=%s grace=%.1f reason=%s",
             self.name,
             gateway,
-            grace,
+            self.cfg.safe_state.grace.total_seconds(),
             reason,
         )
-        while (left := deadline - loop.time()) > 0:
-            feed = self.feed(gateway)
-            session = self.session
-            if feed.ready is not False:
-                if session is not None and not session.closed:
-                    if feed.ready:
-                        await self.resume_on(session, failover=False)
-                        return
-                else:
-                    try:
-                        new = await within(
-                            # Never the same instant as the client's own connect timeout: a
-                            # cancel landing on ib_async's wait_for can be lost (3.11).
-                            self.connect(gateway),
-                            min(left, self.host.settings.connect_timeout + 1.0),
-                        )
-                    except (ConnectionError, TimeoutError):
-                        pass
-                    else:
-                        await self.resume_on(new, failover=False)
-                        return
+        reported: outage.Reaction | None = None
+        while self.state in (StrategyState.RUNNING, StrategyState.LOADED):
+            kind, bound = self._outage_now(gateway)
+            reaction = outage.react(
+                kind, self.cfg.safe_state, timedelta(seconds=time.monotonic() - since), bound
+            )
+            if reaction.step is not (reported.step if reported else None):
+                log.info(
+                    "strategy_outage strategy=%s gateway=%s kind=%s step=%s",
+                    self.name,
+                    gateway,
+                    kind.value,
+                    reaction.step.value,
+                )
+                reported = reaction
+            if reaction.step is outage.Step.SAFE_STATE:
+                assert reaction.action is not None
+                trigger = (
+                    SafeStateTrigger.SHUTDOWN
+                    if kind is OutageKind.SHUTDOWN
+                    else SafeStateTrigger.GATEWAY_LOST
+                )
+                run = await self.safe_state(trigger, reaction.action, failover=reaction.fail_over)
+                if trigger is SafeStateTrigger.SHUTDOWN:
+                    self.shutdown_done = True
+                if reaction.fail_over:
+                    await self.failover(run)
+                return
+            # HOLD or WAIT: back on the same gateway as soon as its gate allows; a connect
+            # attempt never runs past the moment the reaction changes.
+            left = math.inf if reaction.recheck_in is None else reaction.recheck_in.total_seconds()
+            if await self._back_on(gateway, budget=max(left, 0.01)):
+                return
             self.changed.clear()
             with contextlib.suppress(TimeoutError):
-                await within(
-                    self.changed.wait(),
-                    min(deadline - loop.time(), self.host.settings.retry_interval * 5),
-                )
-        if self.state not in (StrategyState.RUNNING, StrategyState.LOADED):
-            return
-        run = await self.safe_state(
-            SafeStateTrigger.GATEWAY_LOST, self.cfg.safe_state.on_disconnect, failover=True
-        )
-        await self.failover(run)
+                pause = min(left, settings.retry_interval * 5)
+                await within(self.changed.wait(), max(pause, 0.001))
 
-    def _candidates(self, exclude: str | None) -> list[str]:
+    async def _back_on(self, gateway: str, *, budget: float) -> bool:
+        """Resume on ``gateway`` if its gate is not closed: the same session, else a new one."""
+        feed = self.feed(gateway)
+        if feed.ready is False:
+            return False
+        session = self.session
+        if session is not None and not session.closed:
+            if not feed.ready:
+                return False  # ungated and our session still up: nothing says it is back
+            await self.resume_on(session, failover=False)
+            return True
+        try:
+            # Never the same instant as the client's own connect timeout: a cancel landing on
+            # ib_async's wait_for can be lost (3.11).
+            new = await within(
+                self.connect(gateway), min(budget, self.host.settings.connect_timeout + 1.0)
+            )
+        except (ConnectionError, TimeoutError):
+            return False
+        await self.resume_on(new, failover=False)
+        return True
+
+    def _usable(self, gateway: str, *, shutting_down: bool = False) -> bool:
+        """May a session on ``gateway`` act? Not while its gate is closed, except for the
+        shutdown's own safe state: the gateways keep running while the supervisor stops."""
+        feed = self.feed(gateway)
+        return feed.ready is not False or (shutting_down and feed.kind is OutageKind.SHUTDOWN)
+
+    def _candidates(self, exclude: str | None, *, shutting_down: bool = False) -> list[str]:
         account = self.session.account if self.session else None
         out = []
         for name in self.cfg.gateways:
@@ -861,7 +975,7 @@ class _Runner:
             endpoint = self.host.endpoints[name]
             if account and endpoint.account and endpoint.account != account:
                 continue
-            if self.feed(name).ready is False:
+            if not self._usable(name, shutting_down=shutting_down):
                 continue
             out.append(name)
         return out
@@ -885,6 +999,7 @@ class _Runner:
         cancelled: tuple[str, ...] = ()
         closing: tuple[str, ...] = ()
         ok = True
+        shutting_down = trigger is SafeStateTrigger.SHUTDOWN
         if action is not SafeStateAction.HOLD:
             ok = False
             session = self.session
@@ -892,7 +1007,7 @@ class _Runner:
                 session is not None
                 and not session.closed
                 and (trigger is not SafeStateTrigger.GATEWAY_LOST)
-                and self.feed(session.gateway).ready is not False
+                and self._usable(session.gateway, shutting_down=shutting_down)
             )
             if active_ok and session is not None:
                 done = await self._act_via(session, action)
@@ -900,7 +1015,7 @@ class _Runner:
                     path, gateway, ok = SafeStatePath.SAME_GATEWAY, session.gateway, True
                     cancelled, closing = done
             if not ok:
-                for name in self._candidates(exclude=self.active):
+                for name in self._candidates(exclude=self.active, shutting_down=shutting_down):
                     # Fence: the old session is closed before the new one does anything.
                     self.close_session(self.session)
                     try:
@@ -1289,10 +1404,12 @@ class _Runner:
     def _live_session(self) -> _Session:
         session = self.session
         if session is None or session.closed or not self.trading:
+            kind = self.feed(self.active or "").kind
+            why = f": {outage.describe(kind)}" if kind is not None else ""
             raise api.OrderRefused(
                 api.RefusalReason.NOT_TRADING,
                 f"strategy {self.name} is {self.state.name} "
-                f"(gateway {self.active}): no orders or requests now",
+                f"(gateway {self.active}{why}): no orders or requests now",
             )
         return session
 
@@ -1353,7 +1470,7 @@ class _Runner:
             book=self._book(contract.conId),
             limits=self.cfg.limits,
             read_only=self.cfg.read_only or (endpoint is not None and endpoint.read_only),
-            in_reset_window=feed.in_reset_window,
+            in_reset_window=feed.kind is OutageKind.RESET_WINDOW,
             gateway_ready=feed.ready is not False,
         )
         if not decision.accepted:
@@ -1543,7 +1660,7 @@ class StrategyHost:
     """Runs the configured strategies; the supervisor feeds it gateway states.
 
     Methods for the CLI and HTTP API: :meth:`strategies`, :meth:`halt`, :meth:`resume`,
-    :meth:`kill`. The supervisor calls :meth:`on_gateway_state` from its lifecycle.
+    :meth:`kill`. The supervisor calls :meth:`on_gate` whenever a gateway's order gate changes.
     """
 
     def __init__(
@@ -1611,36 +1728,33 @@ class StrategyHost:
 
     # -- the supervisor's feed -------------------------------------------------------------
 
-    def on_gateway_state(
-        self, name: str, ready: bool, reason: str = "", in_reset_window: bool = False
-    ) -> None:
-        """API_READY (ready=True) or lost (ready=False) for gateway ``name``."""
+    def on_gate(self, name: str, gate: Gate) -> None:
+        """The supervisor's order gate of gateway ``name``: open, or closed for an outage of
+        ``gate.kind``. The one entry point for gate changes; each strategy trading there
+        reacts as :func:`plugins.outage.react` says."""
         feed = self.feeds.setdefault(name, _Feed())
         was = feed.ready
-        feed.ready, feed.reason, feed.in_reset_window = ready, reason, in_reset_window
+        if was is not gate.open:
+            feed.changed_at = time.monotonic()
+        feed.gate = gate
+        log.info(
+            "strategy_host_gate gateway=%s open=%s kind=%s reason=%r",
+            name,
+            gate.open,
+            gate.kind.value if gate.kind is not None else "-",
+            gate.reason,
+        )
         for runner in self.runners.values():
-            runner.changed.set()
-            # Only a gateway that was ready (or that a running strategy trades on) can be
-            # lost: one still coming up while the strategy waits for it is not.
-            in_use = was is True or (was is None and runner.state is StrategyState.RUNNING)
-            if not ready and runner.active == name and in_use:
-                if in_reset_window:
-                    # Expected outage: orders at IB stay; refuse new ones, no safe state.
-                    runner.trading = False
-                    continue
-                runner.lost(f"gateway {name} not ready: {reason}")
-            elif ready and runner.state is StrategyState.SAFE_STATE and runner.session is None:
-                task = asyncio.get_running_loop().create_task(runner.recover_if_waiting(name))
-                self._background.add(task)
-                task.add_done_callback(self._background.discard)
-            elif (
-                ready
-                and runner.active == name
-                and runner.state is StrategyState.RUNNING
-                and runner.session is not None
-                and not runner.session.closed
-            ):
-                runner.trading = True
+            runner.gate_changed(name, gate, was)
+
+    def on_gateway_state(self, name: str, ready: bool, reason: str = "") -> None:
+        """Ready or lost, for callers that know no outage kind (benchmarks): see on_gate."""
+        self.on_gate(name, outage.gate_of_ready(ready, reason))
+
+    def keep(self, task: asyncio.Task[None]) -> None:
+        """Hold a reference to a background task until it ends."""
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     # -- alerts ----------------------------------------------------------------------------
 

@@ -8,9 +8,10 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from gateway.outage import Gate
 from plugins.host import GatewayEndpoint, SafeStateRun, StrategyHost, StrategyStatus
+from plugins.outage import gate_of_ready
 from plugins.ports import IntentStore
-from supervisor import lifecycle as lc
 from supervisor.alertpolicy import Alert, Severity
 from supervisor.api import StrategyView
 from supervisor.metrics import FleetMetrics
@@ -112,14 +113,12 @@ def build_host(
         clock=clock,
     )
 
-    def gate(gateway: str, is_open: bool) -> None:
-        status = supervisor.controllers[gateway].status
-        strategy_host.on_gateway_state(
-            gateway,
-            ready=is_open,
-            reason=status.reason,
-            in_reset_window=status.state is lc.State.RESET_WINDOW,
-        )
+    def gate(gateway: str, gate: Gate | bool) -> None:
+        # The lifecycle decides the outage kind; a bare bool (while the order gate still
+        # carries only open/closed) is a lost gateway when closed, never a guessed planned one.
+        if isinstance(gate, bool):
+            gate = gate_of_ready(gate, supervisor.controllers[gateway].status.reason)
+        strategy_host.on_gate(gateway, gate)
 
     supervisor.deps.gate_hooks.append(gate)
     return strategy_host

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.outage import Gate, OutageKind
 from gateway.sim.port import Fault
 from plugins.host import SafeStatePath, SafeStateTrigger, StrategyState
 from tests.integration.plugins.helpers import (
@@ -41,7 +42,7 @@ async def test_primary_crash_cancels_orders_and_resumes_on_secondary(tmp_path: P
             placed_on_a = set(open_at_broker(sim.broker, "rest-"))
             t0 = time.perf_counter()
             sim.fault(0, Fault.CRASH, active=True)
-            host.on_gateway_state("gw-a", False, "crashed")
+            host.on_gate("gw-a", Gate(open=False, kind=OutageKind.LOST, reason="crashed"))
             await wait_for(
                 lambda: not (placed_on_a & set(open_at_broker(sim.broker, "rest-"))),
                 timeout=0.5 + 3,
@@ -77,7 +78,7 @@ async def test_primary_crash_cancels_orders_and_resumes_on_secondary(tmp_path: P
             assert set(run.cancelled) == placed_on_a
             assert metrics.failovers == ["rest"]
             # gw-a coming back does not pull the strategy back (no flapping).
-            host.on_gateway_state("gw-a", True, "api ready")
+            host.on_gate("gw-a", Gate(open=True))
             await asyncio.sleep(0)
             assert host.strategies()[0].gateway == "gw-b"
         finally:

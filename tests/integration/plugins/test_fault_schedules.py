@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.outage import Gate, OutageKind
 from gateway.sim.port import Fault
 from plugins.host import StrategyState
 from tests.integration.plugins.helpers import (
@@ -57,13 +58,15 @@ async def test_random_fault_schedule_never_duplicates_an_order(tmp_path: Path, o
                 if choice == "crash" and not crashed and index == 0:
                     crashed.add(index)
                     sim.fault(index, Fault.CRASH, active=True)
-                    host.on_gateway_state(name, False, "crashed")
+                    host.on_gate(name, Gate(open=False, kind=OutageKind.LOST, reason="crashed"))
                 elif choice == "drop":
                     sim.fault(index, Fault.DROP_CLIENTS, active=True)
                 elif choice == "flap":
-                    host.on_gateway_state(name, False, "probe late")
+                    host.on_gate(
+                        name, Gate(open=False, kind=OutageKind.STALLED, reason="probe late")
+                    )
                     await asyncio.sleep(rng.uniform(0.0, 0.2))
-                    host.on_gateway_state(name, True, "api ready")
+                    host.on_gate(name, Gate(open=True))
                 elif choice == "link":
                     sim.link_lost(index)
                     await asyncio.sleep(rng.uniform(0.0, 0.2))

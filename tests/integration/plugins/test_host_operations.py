@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import pytest
 
+from gateway.outage import Gate, OutageKind
 from plugins import api
 from plugins.host import SafeStatePath, SafeStateTrigger, StrategyState
 from tests.integration.plugins.helpers import (
@@ -106,7 +108,10 @@ async def test_risk_limits_refuse_before_anything_is_journalled(tmp_path: Path) 
             with pytest.raises(api.OrderRefused, match="max_order_qty") as refused:
                 await runner.place(api.OrderSpec(api.Instrument("AAPL"), api.Side.BUY, 1000, 1.0))
             assert refused.value.reason is api.RefusalReason.RISK
-            host.on_gateway_state("gw-a", True, "api ready", in_reset_window=True)
+            host.on_gate(
+                "gw-a",
+                Gate(open=False, kind=OutageKind.RESET_WINDOW, bound=dt.timedelta(minutes=5)),
+            )
             with pytest.raises(api.OrderRefused, match="reset window"):
                 await runner.place(api.OrderSpec(api.Instrument("AAPL"), api.Side.BUY, 1, 1.0))
             assert journal.intents_maybe_live("risky") == []

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.outage import Gate, OutageKind
 from gateway.sim.port import Fault
 from plugins.host import SafeStatePath, SafeStateTrigger, StrategyState
 from tests.integration.plugins.helpers import (
@@ -71,7 +72,9 @@ async def test_stalled_gateway_is_bypassed_through_the_failover_gateway(tmp_path
             on_a = set(open_at_broker(sim.broker, "stall-"))
             # The socket stays open but nothing answers: only the supervisor's probe sees it.
             sim.fault(0, Fault.STALL, active=True)
-            host.on_gateway_state("gw-a", False, "heartbeat timed out")
+            host.on_gate(
+                "gw-a", Gate(open=False, kind=OutageKind.STALLED, reason="heartbeat timed out")
+            )
             await wait_for(
                 lambda: not on_a & set(open_at_broker(sim.broker, "stall-")),
                 timeout=3,
@@ -88,7 +91,7 @@ async def test_stalled_gateway_is_bypassed_through_the_failover_gateway(tmp_path
             assert host.safe_state_runs("stall")[0].path is SafeStatePath.FAILOVER_GATEWAY
             # gw-a answers again: the strategy stays on gw-b until an operator moves it back.
             sim.fault(0, Fault.STALL, active=False)
-            host.on_gateway_state("gw-a", True, "api ready")
+            host.on_gate("gw-a", Gate(open=True))
             assert host.strategies()[0].gateway == "gw-b"
             status = await host.resume("stall", gateway="gw-a")
             assert (status.gateway, status.state) == ("gw-a", StrategyState.RUNNING)
@@ -123,7 +126,7 @@ async def test_no_path_left_raises_a_critical_alert_listing_orders_maybe_live(
             )
             live = set(open_at_broker(sim.broker, "alone-"))
             sim.fault(0, Fault.CRASH, active=True)
-            host.on_gateway_state("gw-a", False, "crashed")
+            host.on_gate("gw-a", Gate(open=False, kind=OutageKind.LOST, reason="crashed"))
             await wait_for(
                 lambda: bool(host.safe_state_runs("alone")), timeout=3, what="safe state ran"
             )
@@ -157,14 +160,14 @@ async def test_a_strategy_left_without_gateway_resumes_when_its_gateway_is_back(
                 lambda: len(open_at_broker(sim.broker, "back-")) == 3, timeout=5, what="orders"
             )
             resting = set(open_at_broker(sim.broker, "back-"))
-            host.on_gateway_state("gw-a", False, "login lost")
+            host.on_gate("gw-a", Gate(open=False, kind=OutageKind.LOST, reason="login lost"))
             await wait_for(
                 lambda: bool(host.safe_state_runs("back")) and host.runners["back"].session is None,
                 timeout=3,
                 what="safe state done and no session",
             )
             assert host.strategies()[0].state is StrategyState.SAFE_STATE
-            host.on_gateway_state("gw-a", True, "api ready")
+            host.on_gate("gw-a", Gate(open=True))
             await wait_for(
                 lambda: host.strategies()[0].state is StrategyState.RUNNING,
                 timeout=5,
