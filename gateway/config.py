@@ -7,6 +7,7 @@ are the source of the README's fleet file reference.
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 import ipaddress
 import re
@@ -14,7 +15,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from gateway.values import ClockTime, SecretRef, WeeklyClock
+from gateway.values import ClockTime, Duration, SecretRef, WeeklyClock
 
 MAX_CLIENT_ID = 2**31 - 1
 NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
@@ -69,13 +70,30 @@ class ClientIdRange(Strict):
 
 
 class TwoFactorConfig(Strict):
-    """How the gateway's second factor is handled."""
+    """How the gateway's second factor is handled, and who restarts after a 2FA timeout.
+
+    Exactly one mechanism reacts to a 2FA timeout (IBC's user guide advises against two):
+    ``restart`` leaves it to IBC inside the container, ``exit`` leaves it to the supervisor.
+    """
 
     device: str = Field(default="IB Key", description="IBC's SecondFactorDevice. Default IB Key.")
     timeout_action: TwoFactorTimeoutAction = Field(
         default=TwoFactorTimeoutAction.RESTART,
-        description="What IBC does when 2FA is not approved in time: restart | exit. "
-        "Default restart.",
+        description="Who restarts after a 2FA timeout: restart | exit. restart: IBC does "
+        "(ReloginAfterSecondFactorAuthenticationTimeout=yes logs in again after an unanswered "
+        "prompt; --on2fatimeout=restart relaunches after an approved login that did not "
+        "complete) and the supervisor only alerts, stopping the gateway when the login budget "
+        "is spent. exit: the supervisor does (relogin off, --on2fatimeout=exit: IBC waits at "
+        "an unanswered prompt and exits after an approved login that did not complete; the "
+        "supervisor restarts the container within the login budget). Default restart.",
+    )
+    exit_interval: Duration = Field(
+        default=dt.timedelta(seconds=60),
+        ge=dt.timedelta(seconds=10),
+        le=dt.timedelta(minutes=10),
+        description="IBC's SecondFactorAuthenticationExitInterval, whole seconds: after the "
+        "prompt is approved, how long IBC waits for the login to complete before it exits "
+        "(code 1111). 10s-10m. Default 60s.",
     )
     max_attempts: int = Field(
         default=3,
@@ -85,19 +103,33 @@ class TwoFactorConfig(Strict):
         "for an operator. Default 3.",
     )
 
+    @field_validator("exit_interval")
+    @classmethod
+    def _whole_seconds(cls, value: dt.timedelta) -> dt.timedelta:
+        if value.total_seconds() != int(value.total_seconds()):
+            raise ValueError("IBC reads whole seconds; write e.g. 60s or 2m")
+        return value
+
 
 class RestartConfig(Strict):
-    """The gateway's scheduled restarts, in the fleet's timezone."""
+    """The gateway's scheduled restarts, in the fleet's timezone (the container's TZ)."""
 
     daily: ClockTime | None = Field(
         default=None,
-        description="Daily soft restart (IBC AutoRestartTime), 24-hour HH:MM; keeps the session, "
-        "no 2FA. Default: none.",
+        description="Daily auto-restart (IBC AutoRestartTime), 24-hour HH:MM in the fleet's "
+        "timezone: the Gateway restarts itself and keeps the session (no login, no 2FA). "
+        "Default: the middle of the region's daily IB reset window, in the fleet's timezone "
+        "and inside the window in summer and winter alike (america in America/New_York: "
+        "00:15; europe in Europe/Zurich: 06:15; asia in Asia/Hong_Kong: 20:37). ibfleet always "
+        "renders an explicit time: left empty, the Gateway would restart at a time of its own.",
     )
     weekly_cold: WeeklyClock | None = Field(
         default=None,
-        description="Weekly cold restart with full authentication, 'Sun HH:MM'; must fall on "
-        "Sunday after 01:00 New York time. Default: none.",
+        description="Weekly cold restart with a full login (IBC ColdRestartTime), 'Sun HH:MM' "
+        "in the fleet's timezone. IBC cold-restarts only on Sunday in the container's timezone "
+        "(the fleet's), so the day must be Sunday there; the time must also fall on Sunday "
+        "after 01:00 New York time (IB's weekly re-authentication), in winter and summer. "
+        "Default: none.",
     )
 
 

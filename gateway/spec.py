@@ -1,12 +1,18 @@
 """A gateway's container spec, rendered from its config: pure, no I/O.
 
 The spec follows the gnzsnz/ib-gateway image contract (which ibfleet's simulator image honours
-too). Credentials never go into the environment: the username, the password and IBC's
-config.ini (which must carry both, because the image reads no ``*_FILE`` variable once
-``CUSTOM_CONFIG=yes``) travel as :class:`SecretFile` entries that the runtime copies into the
-created-but-not-started container. The image has ``TWS_PASSWORD_FILE`` but no username file
-variant; ``TWS_USERID_FILE`` is set anyway as an ibfleet extension the simulator reads, and the
-real image takes the username from the mounted config.ini instead.
+too) with ``CUSTOM_CONFIG=yes``: the image then reads from the environment only
+``TRADING_MODE`` (its socat ports), ``TWOFA_TIMEOUT_ACTION`` (ibcstart's ``--on2fatimeout``),
+``TZ`` (the JVM's clock), ``JAVA_HEAP_SIZE`` and ``IBC_INI`` (where config.ini is)
+(``stable/scripts/run.sh``, ``common.sh``), so everything else, credentials included, goes into
+IBC's config.ini and nothing the image would ignore is rendered into the environment.
+config.ini is a Java Properties file (IBC loads it with ``Properties.load``): every value is
+escaped with :mod:`gateway.javaprops`, and what IBC cannot pass on (a credential with a control
+character, or with leading or trailing whitespace, which IBC's ``getString`` trims) is a
+:class:`SpecError` naming the gateway and the field, never the value. config.ini travels as a
+:class:`SecretFile` that the runtime copies into the created-but-not-started container; the
+username and password files are kept beside it for the simulator's process mode, the image
+reads neither.
 
 The ``io.ibfleet.spec-hash`` label is a stable hash of everything rendered, with each secret
 file represented by a keyed fingerprint (HMAC with the supervisor's fingerprint key) instead of
@@ -22,11 +28,13 @@ import hashlib
 import hmac
 import json
 import re
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from pydantic import SecretStr
 
+from gateway import javaprops
 from gateway.config import GatewayConfig, TradingMode, TwoFactorTimeoutAction
 
 __all__ = [
@@ -34,6 +42,7 @@ __all__ = [
     "API_PORT_PAPER",
     "COMMAND_SERVER_PORT",
     "CONFIG_INI_PATH",
+    "DEFAULT_DAILY_RESTART",
     "LABEL_ACCOUNT",
     "LABEL_COMPONENT",
     "LABEL_FLEET",
@@ -49,7 +58,9 @@ __all__ = [
     "SecretFile",
     "SpecError",
     "container_name",
+    "credential_problem",
     "ibc_clock",
+    "ibc_settings",
     "memory_bytes",
     "render_container",
     "render_ibc_config",
@@ -99,6 +110,8 @@ RESERVED_ENV = frozenset(
         "IBC_INI",
     }
 )
+
+SUNDAY = 6  # datetime.weekday()
 
 _MEMORY = re.compile(r"^([0-9]+)([kmg])$")
 _MEMORY_UNITS = {"k": 1024, "m": 1024**2, "g": 1024**3}
@@ -187,51 +200,144 @@ def _yes_no(flag: bool) -> str:
     return "yes" if flag else "no"
 
 
-def _ini_value(text: str, *, what: str, gateway: str) -> str:
-    # A newline would let a value inject further IBC settings.
-    if "\n" in text or "\r" in text:
-        raise SpecError(f"gateway {gateway!r}: {what} contains a line break")
+#: The daily auto-restart rendered when the caller passes no default: the middle of the North
+#: America reset window (23:30-01:00 New York) on a New York clock, the fleet file's default
+#: region and timezone. The supervisor passes the fleet's own default
+#: (``FleetSettings.daily_restart``, from ``supervisor.schedules.default_daily_restart``).
+DEFAULT_DAILY_RESTART = dt.time(0, 15)
+
+#: IB's 2FA push window in seconds; IBC's default, rendered so the file says what IBC assumes.
+TWOFA_PUSH_WINDOW_SECONDS = 180
+
+_CREDENTIAL_FIELDS = {"username": "the username", "password": "the password"}
+
+
+def credential_problem(text: str) -> str | None:
+    """Why IBC cannot log in with ``text`` as a username or password, or None. Never says ``text``.
+
+    config.ini can carry any character through Properties escapes, but IBC trims every value it
+    reads (``DefaultSettings.getString`` calls ``String.trim``, which drops characters up to
+    U+0020 at both ends), and IB's login dialog cannot take a control character.
+    """
+    if not text:
+        return "is empty"
+    if any(unicodedata.category(ch) == "Cc" for ch in text):
+        return (
+            "contains a control character (a line break, tab or the like), which IB's login "
+            "cannot take"
+        )
+    if any(0xD800 <= ord(ch) <= 0xDFFF for ch in text):
+        return "contains a lone UTF-16 surrogate, which is not text"
+    if text != text.strip(_JAVA_TRIMMED):
+        return (
+            "starts or ends with whitespace, which IBC trims from config.ini values "
+            "(the login would use a different value)"
+        )
+    return None
+
+
+# Java's String.trim drops every character from U+0000 to U+0020 at either end.
+_JAVA_TRIMMED = "".join(chr(code) for code in range(0x21))
+
+
+def _credential(text: str, *, field: str, gateway: str) -> str:
+    problem = credential_problem(text)
+    if problem is not None:
+        raise SpecError(f"gateway {gateway!r}: {_CREDENTIAL_FIELDS[field]} {problem}")
     return text
 
 
-def render_ibc_config(
-    gateway: GatewayConfig, *, secrets: GatewaySecrets, control_from: Sequence[str] = ()
-) -> str:
-    """IBC's config.ini with the command server on, for ``CUSTOM_CONFIG=yes`` images."""
+def _plain_value(text: str, *, what: str, gateway: str) -> str:
+    # Any character could be escaped, but IBC trims the value and a control character in a
+    # setting is a mistake, not a wish.
+    if any(unicodedata.category(ch) == "Cc" for ch in text) or text != text.strip():
+        raise SpecError(
+            f"gateway {gateway!r}: {what} has a control character or surrounding whitespace"
+        )
+    return text
+
+
+def _ini_text(pairs: Sequence[tuple[str, str]]) -> str:
+    header = "# Rendered by ibfleet; the supervisor owns this file.\n"
+    return header + javaprops.dump(pairs).decode("ascii")
+
+
+def ibc_settings(
+    gateway: GatewayConfig,
+    *,
+    secrets: GatewaySecrets,
+    control_from: Sequence[str] = (),
+    default_daily_restart: dt.time = DEFAULT_DAILY_RESTART,
+) -> list[tuple[str, str]]:
+    """IBC's config.ini settings, unescaped, in file order (``render_ibc_config`` writes them).
+
+    ``default_daily_restart`` is the AutoRestartTime of a gateway without ``restart.daily``.
+    """
     two = gateway.two_factor
     restart = gateway.restart
-    username = _ini_value(
-        secrets.username.get_secret_value(), what="the username", gateway=gateway.name
+    username = _credential(
+        secrets.username.get_secret_value(), field="username", gateway=gateway.name
     )
-    password = _ini_value(
-        secrets.password.get_secret_value(), what="the password", gateway=gateway.name
+    password = _credential(
+        secrets.password.get_secret_value(), field="password", gateway=gateway.name
     )
-    device = _ini_value(two.device, what="two_factor.device", gateway=gateway.name)
-    cold = restart.weekly_cold.time.strftime("%H:%M") if restart.weekly_cold else ""
-    lines = [
-        "# Rendered by ibfleet; the supervisor owns this file.",
-        "FIX=no",
-        f"IbLoginId={username}",
-        f"IbPassword={password}",
-        f"TradingMode={gateway.mode.value}",
-        f"ReadOnlyApi={_yes_no(gateway.read_only)}",
-        f"SecondFactorDevice={device}",
-        "ReloginAfterSecondFactorAuthenticationTimeout="
-        + _yes_no(two.timeout_action is TwoFactorTimeoutAction.RESTART),
-        f"ExistingSessionDetectedAction={gateway.existing_session.value}",
-        "AcceptIncomingConnectionAction=reject",
-        "AcceptNonBrokerageAccountWarning=yes",
-        f"AutoRestartTime={ibc_clock(restart.daily) if restart.daily else ''}",
-        "AutoLogoffTime=",
-        f"ColdRestartTime={cold}",
-        f"CommandServerPort={COMMAND_SERVER_PORT}",
-        f"ControlFrom={','.join(control_from)}",
-        "BindAddress=",
-        "CommandPrompt=",
-        "SuppressInfoMessages=yes",
-        "AllowBlindTrading=no",
+    device = _plain_value(two.device, what="two_factor.device", gateway=gateway.name)
+    cold = ""
+    if restart.weekly_cold is not None:
+        if restart.weekly_cold.weekday != SUNDAY:
+            raise SpecError(
+                f"gateway {gateway.name!r}: restart.weekly_cold {restart.weekly_cold} is not on "
+                "Sunday; IBC cold-restarts only on Sunday in the container's timezone"
+            )
+        cold = restart.weekly_cold.time.strftime("%H:%M")
+    daily = restart.daily if restart.daily is not None else default_daily_restart
+    # One mechanism per 2FA timeout: with "restart" IBC relogs in and ibcstart relaunches;
+    # with "exit" IBC does neither and the supervisor restarts the container.
+    ibc_restarts = two.timeout_action is TwoFactorTimeoutAction.RESTART
+    return [
+        ("FIX", "no"),
+        ("IbLoginId", username),
+        ("IbPassword", password),
+        ("TradingMode", gateway.mode.value),
+        ("ReadOnlyApi", _yes_no(gateway.read_only)),
+        ("SecondFactorDevice", device),
+        ("ReloginAfterSecondFactorAuthenticationTimeout", _yes_no(ibc_restarts)),
+        ("SecondFactorAuthenticationExitInterval", str(int(two.exit_interval.total_seconds()))),
+        ("SecondFactorAuthenticationTimeout", str(TWOFA_PUSH_WINDOW_SECONDS)),
+        ("ExistingSessionDetectedAction", gateway.existing_session.value),
+        ("AcceptIncomingConnectionAction", "reject"),
+        ("AcceptNonBrokerageAccountWarning", "yes"),
+        ("AutoRestartTime", ibc_clock(daily)),
+        ("AutoLogoffTime", ""),
+        ("ColdRestartTime", cold),
+        ("CommandServerPort", str(COMMAND_SERVER_PORT)),
+        ("ControlFrom", ",".join(control_from)),
+        ("BindAddress", ""),
+        ("CommandPrompt", ""),
+        ("SuppressInfoMessages", "yes"),
+        ("AllowBlindTrading", "no"),
     ]
-    return "\n".join(lines) + "\n"
+
+
+def render_ibc_config(
+    gateway: GatewayConfig,
+    *,
+    secrets: GatewaySecrets,
+    control_from: Sequence[str] = (),
+    default_daily_restart: dt.time = DEFAULT_DAILY_RESTART,
+) -> str:
+    """IBC's config.ini (escaped for Java Properties) with the command server on.
+
+    For ``CUSTOM_CONFIG=yes`` images, which read their settings from this file alone.
+    """
+    return _ini_text(
+        ibc_settings(
+            gateway,
+            secrets=secrets,
+            control_from=control_from,
+            default_daily_restart=default_daily_restart,
+        )
+    )
 
 
 def _fingerprint(key: bytes, path: str, content: SecretStr) -> str:
@@ -260,12 +366,15 @@ def render_spec(
     entrypoint: Sequence[str] | None = None,
     command: Sequence[str] | None = None,
     extra_env: Mapping[str, str] | None = None,
+    default_daily_restart: dt.time = DEFAULT_DAILY_RESTART,
 ) -> ContainerSpec:
     """Render one gateway's container spec. Pure: secrets come in resolved, nothing is written.
 
     ``fingerprint_key`` keys the secrets' fingerprints in the spec hash; it must stay the same
     across supervisor restarts or every gateway would look drifted and be recreated.
     ``extra_env`` is ibfleet's own additions (the simulator's broker address), never the user's.
+    ``default_daily_restart`` is the AutoRestartTime of a gateway without ``restart.daily``
+    (the supervisor passes ``FleetSettings.daily_restart``'s region default).
     """
     if not fingerprint_key:
         raise SpecError("fingerprint_key is empty; the spec hash would expose password hashes")
@@ -279,41 +388,29 @@ def render_spec(
     if clash:
         raise SpecError(
             f"gateway {gateway.name!r}: env sets {', '.join(clash)}, which ibfleet renders "
-            "itself (credentials never go into the environment)"
+            "itself into config.ini or the image contract (credentials never go into the "
+            "environment)"
         )
-    two = gateway.two_factor
-    restart = gateway.restart
+    # Only what the image reads with CUSTOM_CONFIG=yes; IBC's settings are in config.ini.
     env: dict[str, str] = {
         "TRADING_MODE": gateway.mode.value,
-        "READ_ONLY_API": _yes_no(gateway.read_only),
-        "TWOFA_TIMEOUT_ACTION": two.timeout_action.value,
-        "RELOGIN_AFTER_TWOFA_TIMEOUT": _yes_no(
-            two.timeout_action is TwoFactorTimeoutAction.RESTART
-        ),
-        "TWOFA_DEVICE": two.device,
-        "EXISTING_SESSION_DETECTED_ACTION": gateway.existing_session.value,
-        "TIME_ZONE": timezone,
+        "TWOFA_TIMEOUT_ACTION": gateway.two_factor.timeout_action.value,
         "TZ": timezone,
         "CUSTOM_CONFIG": "yes",
         "IBC_INI": CONFIG_INI_PATH,
-        "TWS_PASSWORD_FILE": PASSWORD_PATH,
-        "TWS_USERID_FILE": USERNAME_PATH,
     }
-    if restart.daily is not None:
-        env["AUTO_RESTART_TIME"] = ibc_clock(restart.daily)
-    if restart.weekly_cold is not None:
-        env["TWS_COLD_RESTART"] = restart.weekly_cold.time.strftime("%H:%M")
     env.update(gateway.env)
+    ini = render_ibc_config(
+        gateway,
+        secrets=secrets,
+        control_from=control_from,
+        default_daily_restart=default_daily_restart,
+    )
 
     files = (
         SecretFile(path=USERNAME_PATH, content=secrets.username),
         SecretFile(path=PASSWORD_PATH, content=secrets.password),
-        SecretFile(
-            path=CONFIG_INI_PATH,
-            content=SecretStr(
-                render_ibc_config(gateway, secrets=secrets, control_from=control_from)
-            ),
-        ),
+        SecretFile(path=CONFIG_INI_PATH, content=SecretStr(ini)),
     )
     container_port = API_PORT_LIVE if gateway.mode is TradingMode.LIVE else API_PORT_PAPER
     ports = (
@@ -416,7 +513,9 @@ def with_control_from(spec: ContainerSpec, addresses: Sequence[str]) -> Containe
     """
     extra = [a.strip() for a in addresses if a.strip()]
     for address in extra:
-        if any(ch in address for ch in ",\r\n"):
+        if any(ch in address for ch in ",\r\n") or any(
+            unicodedata.category(ch) == "Cc" for ch in address
+        ):
             raise SpecError(f"control address {address!r} of {spec.name!r} is not one address")
     if not extra:
         return spec
@@ -425,19 +524,17 @@ def with_control_from(spec: ContainerSpec, addresses: Sequence[str]) -> Containe
         if item.path != CONFIG_INI_PATH:
             files.append(item)
             continue
-        lines = item.content.get_secret_value().split("\n")
-        for index, line in enumerate(lines):
-            if line.startswith("ControlFrom="):
-                present = [a for a in line.removeprefix("ControlFrom=").split(",") if a]
-                merged = present + [a for a in extra if a not in present]
-                lines[index] = "ControlFrom=" + ",".join(merged)
-                break
-        else:
-            lines.insert(
-                len(lines) - 1 if lines and lines[-1] == "" else len(lines),
-                "ControlFrom=" + ",".join(extra),
-            )
+        # Read back as IBC would, so an escaped value is merged as the value it stands for.
+        settings = javaprops.load(
+            item.content.get_secret_value().encode("latin-1"), source=f"{spec.name} config.ini"
+        )
+        present = [a for a in settings.get("ControlFrom", "").split(",") if a]
+        settings["ControlFrom"] = ",".join(present + [a for a in extra if a not in present])
         files.append(
-            SecretFile(path=item.path, content=SecretStr("\n".join(lines)), mode=item.mode)
+            SecretFile(
+                path=item.path,
+                content=SecretStr(_ini_text(list(settings.items()))),
+                mode=item.mode,
+            )
         )
     return dataclasses.replace(spec, files=tuple(files))

@@ -12,6 +12,7 @@ job, not the window's.
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
@@ -25,6 +26,7 @@ __all__ = [
     "ScheduleError",
     "WeeklyTime",
     "Window",
+    "default_daily_restart",
     "in_reset_window",
     "last_weekly_reauth",
     "needs_full_auth",
@@ -299,3 +301,58 @@ def reauth_warning_due(now: datetime, lead: timedelta) -> bool:
     if lead < timedelta(0):
         raise ValueError(f"re-auth warning lead must be >= 0, got {lead}")
     return next_weekly_reauth(now) - now <= lead
+
+
+# A year is enough to meet every DST rule of the window's zone and of the fleet's zone.
+_SAMPLE_YEAR = 2026
+_DAY_MINUTES = 24 * 60
+
+
+def _local_spans(spec: DailyWindowSpec, zone: tzinfo) -> dict[tuple[int, int], int]:
+    """How many days of the year ``spec`` has each (start minute, length) on ``zone``'s clock."""
+    spans: dict[tuple[int, int], int] = {}
+    day = date(_SAMPLE_YEAR, 1, 1)
+    while day.year == _SAMPLE_YEAR:
+        begin = _at(day, spec.start, spec.zone, later=False)
+        end_day = day + timedelta(days=1) if spec.end <= spec.start else day
+        finish = _at(end_day, spec.end, spec.zone, later=True)
+        local = begin.astimezone(zone)
+        span = (local.hour * 60 + local.minute, int((finish - begin).total_seconds() // 60))
+        spans[span] = spans.get(span, 0) + 1
+        day += timedelta(days=1)
+    return spans
+
+
+def _score(minute: int, spans: dict[tuple[int, int], int]) -> tuple[int, int]:
+    """(days of the year ``minute`` is inside the window, its margin to an edge on the worst)."""
+    days, worst = 0, _DAY_MINUTES
+    for (start, length), count in spans.items():
+        offset = (minute - start) % _DAY_MINUTES
+        if offset <= length:
+            days += count
+            worst = min(worst, offset, length - offset)
+    return days, worst
+
+
+@functools.lru_cache(maxsize=64)
+def default_daily_restart(region: Region, zone: tzinfo) -> time:
+    """The Gateway's daily auto-restart time when the fleet file sets none, on ``zone``'s clock.
+
+    The middle of the region's daily reset window, chosen so that it stays inside the window on
+    every day of the year although the window's zone and ``zone`` may change their clocks on
+    different dates: the minute inside the window on the most days, then with the largest
+    margin to the window's edges on its worst day. (Where the two zones' daylight saving rules
+    make every day impossible, as between New York and Sydney, it is inside on most days.) A
+    restart there falls where IB's servers reset anyway. Pure and deterministic.
+    """
+    best: tuple[int, int, int] | None = None  # (days inside, margin, -minute)
+    for spec in _DAILY[region]:
+        spans = _local_spans(spec, zone)
+        for minute in range(_DAY_MINUTES):
+            days, margin = _score(minute, spans)
+            score = (days, margin, -minute)
+            if best is None or score > best:
+                best = score
+    assert best is not None, "every region has a daily window"
+    minute = -best[2]
+    return time(minute // 60, minute % 60)

@@ -25,6 +25,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from gateway.config import GatewayConfig
 from gateway.values import Duration, SecretRef
 from plugins.config import StrategyConfig
+from supervisor import schedules
 
 ENV_PREFIX = "IBFLEET_"
 ENV_DELIMITER = "__"
@@ -39,6 +40,13 @@ class Region(enum.StrEnum):
     AMERICA = "america"
     EUROPE = "europe"
     ASIA = "asia"
+
+
+_SCHEDULE_REGIONS = {
+    Region.AMERICA: schedules.Region.NORTH_AMERICA,
+    Region.EUROPE: schedules.Region.EUROPE,
+    Region.ASIA: schedules.Region.ASIA,
+}
 
 
 class RuntimeKind(enum.StrEnum):
@@ -199,11 +207,13 @@ class FleetSettings(BaseSettings):
     )
     timezone: str = Field(
         default="America/New_York",
-        description="IANA timezone for restart times. Default America/New_York.",
+        description="IANA timezone of restart times, and the gateway containers' TZ (the clock "
+        "IBC reads AutoRestartTime and ColdRestartTime on). Default America/New_York.",
     )
     region: Region = Field(
         default=Region.AMERICA,
-        description="america | europe | asia: which IB server reset windows apply.",
+        description="america | europe | asia: which IB server reset windows apply (and so "
+        "where a gateway's default daily restart falls).",
     )
     runtime: RuntimeSettings = Field(
         default_factory=RuntimeSettings, description="Container runtime; see `runtime`."
@@ -242,6 +252,21 @@ class FleetSettings(BaseSettings):
     @property
     def tz(self) -> zoneinfo.ZoneInfo:
         return zoneinfo.ZoneInfo(self.timezone)
+
+    @property
+    def schedule_region(self) -> schedules.Region:
+        """The region whose IB reset windows apply, as the schedule math names it."""
+        return _SCHEDULE_REGIONS[self.region]
+
+    def daily_restart(self, gw: GatewayConfig) -> dt.time:
+        """The time the Gateway restarts itself daily (IBC AutoRestartTime), on the fleet's clock.
+
+        ``restart.daily`` when set, else the region's default inside its reset window; the
+        time ibfleet renders into config.ini, so IBC's own daily restart happens then.
+        """
+        if gw.restart.daily is not None:
+            return gw.restart.daily
+        return schedules.default_daily_restart(self.schedule_region, self.tz)
 
     def gateway(self, name: str) -> GatewayConfig:
         for gw in self.gateways:

@@ -11,9 +11,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
+from gateway import javaprops
 from gateway.config import GatewayConfig
 from gateway.spec import (
     CONFIG_INI_PATH,
+    DEFAULT_DAILY_RESTART,
     LABEL_ACCOUNT,
     LABEL_FLEET,
     LABEL_GATEWAY,
@@ -23,6 +25,7 @@ from gateway.spec import (
     ContainerSpec,
     GatewaySecrets,
     SpecError,
+    credential_problem,
     ibc_clock,
     memory_bytes,
     render_spec,
@@ -69,44 +72,49 @@ def render(
     )
 
 
+#: The only variables the gnzsnz image reads with CUSTOM_CONFIG=yes (run.sh, common.sh).
+IMAGE_ENV = {"TRADING_MODE", "TWOFA_TIMEOUT_ACTION", "TZ", "CUSTOM_CONFIG", "IBC_INI"}
+
+
 class TestImageContract:
-    def test_paper_gateway_gets_the_gnzsnz_environment(self) -> None:
-        env = render().env_map
+    def test_paper_gateway_gets_only_what_the_image_reads_with_custom_config(self) -> None:
+        env = render(timezone="Europe/Zurich").env_map
+        assert set(env) == IMAGE_ENV
         assert env["TRADING_MODE"] == "paper"
-        assert env["READ_ONLY_API"] == "no"
         assert env["TWOFA_TIMEOUT_ACTION"] == "restart"
-        assert env["RELOGIN_AFTER_TWOFA_TIMEOUT"] == "yes"
-        assert env["TWOFA_DEVICE"] == "IB Key"
-        assert env["EXISTING_SESSION_DETECTED_ACTION"] == "primary"
-        assert env["TIME_ZONE"] == "America/New_York"
+        assert env["TZ"] == "Europe/Zurich"
         assert env["CUSTOM_CONFIG"] == "yes"
         assert env["IBC_INI"] == CONFIG_INI_PATH
-        assert env["TWS_PASSWORD_FILE"] == PASSWORD_PATH
-        assert env["TWS_USERID_FILE"] == USERNAME_PATH
 
-    def test_exit_on_2fa_timeout_disables_relogin(self) -> None:
-        env = render(gateway(two_factor={"timeout_action": "exit"})).env_map
-        assert env["TWOFA_TIMEOUT_ACTION"] == "exit"
-        assert env["RELOGIN_AFTER_TWOFA_TIMEOUT"] == "no"
-
-    def test_restart_times_use_ibc_format_without_quotes(self) -> None:
-        spec = render(gateway(restart={"daily": "23:55", "weekly_cold": "Sun 01:30"}))
-        assert spec.env_map["AUTO_RESTART_TIME"] == "11:55 PM"
-        assert spec.env_map["TWS_COLD_RESTART"] == "01:30"
-        ini = next(f for f in spec.files if f.path == CONFIG_INI_PATH).content.get_secret_value()
-        assert "AutoRestartTime=11:55 PM\n" in ini
-        assert '"' not in ini
-
-    def test_no_restart_times_means_no_restart_env(self) -> None:
-        env = render().env_map
-        assert "AUTO_RESTART_TIME" not in env
-        assert "TWS_COLD_RESTART" not in env
+    def test_settings_the_image_ignores_are_not_rendered_as_env(self) -> None:
+        gw = gateway(
+            restart={"daily": "23:55", "weekly_cold": "Sun 01:30"},
+            read_only=True,
+            two_factor={"timeout_action": "exit"},
+        )
+        env = render(gw).env_map
+        for ignored in (
+            "AUTO_RESTART_TIME",
+            "TWS_COLD_RESTART",
+            "RELOGIN_AFTER_TWOFA_TIMEOUT",
+            "TIME_ZONE",
+            "TWS_USERID_FILE",
+            "TWS_PASSWORD_FILE",
+            "READ_ONLY_API",
+            "TWOFA_DEVICE",
+            "EXISTING_SESSION_DETECTED_ACTION",
+        ):
+            assert ignored not in env
+        assert set(env) == IMAGE_ENV
 
     def test_extra_env_is_passed_through(self) -> None:
         env = render(gateway(env={"JAVA_HEAP_SIZE": "1024"})).env_map
         assert env["JAVA_HEAP_SIZE"] == "1024"
 
-    @pytest.mark.parametrize("key", ["TWS_PASSWORD", "TWS_USERID", "TRADING_MODE", "IBC_INI"])
+    @pytest.mark.parametrize(
+        "key",
+        ["TWS_PASSWORD", "TWS_USERID", "TRADING_MODE", "IBC_INI", "AUTO_RESTART_TIME", "TZ"],
+    )
     def test_extra_env_may_not_set_reserved_keys(self, key: str) -> None:
         with pytest.raises(SpecError, match=rf"'paper-1'.*{key}"):
             render(gateway(env={key: "x"}))
@@ -131,6 +139,166 @@ class TestImageContract:
     def test_public_bind_with_permission_is_published(self) -> None:
         (port,) = render(gateway(bind="0.0.0.0", allow_public_bind=True)).ports
         assert port.host_ip == "0.0.0.0"
+
+
+def settings_of(spec: ContainerSpec) -> dict[str, str]:
+    """config.ini as IBC's Properties.load reads it."""
+    ini = next(f for f in spec.files if f.path == CONFIG_INI_PATH).content.get_secret_value()
+    return javaprops.load(ini.encode("latin-1"), source="config.ini")
+
+
+class TestRestartTimes:
+    def test_daily_restart_uses_ibc_format_without_quotes(self) -> None:
+        spec = render(gateway(restart={"daily": "23:55"}))
+        assert settings_of(spec)["AutoRestartTime"] == "11:55 PM"
+        assert '"' not in _ini(spec)
+
+    def test_without_a_daily_time_the_default_is_rendered_explicitly(self) -> None:
+        assert settings_of(render())["AutoRestartTime"] == "12:15 AM"
+        spec = render(default_daily_restart=dt.time(6, 15))
+        assert settings_of(spec)["AutoRestartTime"] == "06:15 AM"
+
+    def test_a_configured_daily_time_wins_over_the_default(self) -> None:
+        spec = render(gateway(restart={"daily": "23:55"}), default_daily_restart=dt.time(6, 15))
+        assert settings_of(spec)["AutoRestartTime"] == "11:55 PM"
+
+    def test_the_fallback_default_is_the_schedule_default_of_the_fleet_file_defaults(self) -> None:
+        from zoneinfo import ZoneInfo
+
+        from supervisor import schedules
+
+        assert (
+            schedules.default_daily_restart(
+                schedules.Region.NORTH_AMERICA, ZoneInfo("America/New_York")
+            )
+            == DEFAULT_DAILY_RESTART
+        )
+
+    def test_the_hash_changes_only_when_the_rendered_content_does(self) -> None:
+        explicit = render(gateway(restart={"daily": "00:15"}))
+        assert explicit.spec_hash == render().spec_hash  # the same AutoRestartTime
+        assert render(default_daily_restart=dt.time(0, 45)).spec_hash != render().spec_hash
+
+    def test_sunday_cold_restart_is_rendered_as_ibc_reads_it(self) -> None:
+        spec = render(gateway(restart={"weekly_cold": "Sun 07:05"}))
+        assert settings_of(spec)["ColdRestartTime"] == "07:05"
+
+    def test_no_cold_restart_renders_an_empty_time(self) -> None:
+        assert settings_of(render())["ColdRestartTime"] == ""
+
+    def test_a_cold_restart_not_on_sunday_is_refused(self) -> None:
+        with pytest.raises(SpecError, match=r"'paper-1'.*restart\.weekly_cold Sat 23:00.*Sunday"):
+            render(gateway(restart={"weekly_cold": "Sat 23:00"}))
+
+
+class TestTwoFactor:
+    def test_ibc_owns_the_restart_by_default(self) -> None:
+        spec = render()
+        assert spec.env_map["TWOFA_TIMEOUT_ACTION"] == "restart"
+        assert settings_of(spec)["ReloginAfterSecondFactorAuthenticationTimeout"] == "yes"
+
+    def test_exit_leaves_the_restart_to_the_supervisor(self) -> None:
+        spec = render(gateway(two_factor={"timeout_action": "exit"}))
+        assert spec.env_map["TWOFA_TIMEOUT_ACTION"] == "exit"
+        assert settings_of(spec)["ReloginAfterSecondFactorAuthenticationTimeout"] == "no"
+
+    @pytest.mark.parametrize("action", ["restart", "exit"])
+    def test_never_two_mechanisms(self, action: str) -> None:
+        spec = render(gateway(two_factor={"timeout_action": action}))
+        ibcstart_relaunches = spec.env_map["TWOFA_TIMEOUT_ACTION"] == "restart"
+        ibc_relogs_in = settings_of(spec)["ReloginAfterSecondFactorAuthenticationTimeout"] == "yes"
+        assert ibcstart_relaunches == ibc_relogs_in == (action == "restart")
+
+    def test_exit_interval_and_push_window_are_explicit(self) -> None:
+        assert settings_of(render())["SecondFactorAuthenticationExitInterval"] == "60"
+        assert settings_of(render())["SecondFactorAuthenticationTimeout"] == "180"
+        spec = render(gateway(two_factor={"exit_interval": "2m"}))
+        assert settings_of(spec)["SecondFactorAuthenticationExitInterval"] == "120"
+
+    def test_a_fractional_exit_interval_is_refused_by_the_model(self) -> None:
+        with pytest.raises(ValueError, match="whole seconds"):
+            gateway(two_factor={"exit_interval": "30.5s"})
+
+
+TRICKY = [
+    "secret\\",
+    "a=b:c#d",
+    "in ner sp ace",
+    "p\u00e4ss\u20ac\u00df",
+    "!x",
+    "\\u12",
+    "\U0001f600",
+]
+
+
+class TestJavaPropertiesEscaping:
+    @pytest.mark.parametrize("value", TRICKY)
+    def test_tricky_credentials_load_back_unchanged(self, value: str) -> None:
+        spec = render_spec(
+            gateway(),
+            fleet="prod",
+            network="n",
+            image="i",
+            timezone="UTC",
+            secrets=GatewaySecrets(username=SecretStr(value), password=SecretStr(value)),
+            fingerprint_key=KEY,
+        )
+        loaded = settings_of(spec)
+        assert loaded["IbLoginId"] == value
+        assert loaded["IbPassword"] == value
+        # A trailing backslash must not swallow the next line (TradingMode would default to live).
+        assert loaded["TradingMode"] == "paper"
+        _ini(spec).encode("ascii")  # escaped: plain ASCII, whatever Java's default charset
+
+    @pytest.mark.parametrize(
+        "value, reason",
+        [
+            (" leading", "whitespace"),
+            ("trailing ", "whitespace"),
+            ("tab\there", "control character"),
+            ("two\nlines", "control character"),
+            ("nul\x00", "control character"),
+            ("del\x7f", "control character"),
+            ("c1\x85", "control character"),
+            ("", "empty"),
+        ],
+    )
+    @pytest.mark.parametrize("field", ["username", "password"])
+    def test_what_ibc_cannot_pass_on_is_refused_by_field_without_the_value(
+        self, field: str, value: str, reason: str
+    ) -> None:
+        good = SecretStr("fine-value")
+        secrets = GatewaySecrets(
+            username=SecretStr(value) if field == "username" else good,
+            password=SecretStr(value) if field == "password" else good,
+        )
+        with pytest.raises(SpecError) as info:
+            render_spec(
+                gateway(),
+                fleet="prod",
+                network="n",
+                image="i",
+                timezone="UTC",
+                secrets=secrets,
+                fingerprint_key=KEY,
+            )
+        message = str(info.value)
+        assert f"gateway 'paper-1': the {field} " in message
+        assert reason in message
+        if value.strip():
+            assert value.strip() not in message
+
+    def test_credential_problem_names_no_value(self) -> None:
+        assert credential_problem("ok-value") is None
+        problem = credential_problem("bad\nvalue")
+        assert problem is not None and "bad" not in problem and "value" not in problem.split()
+
+    def test_ipv6_control_addresses_are_escaped_and_merged(self) -> None:
+        spec = with_control_from(
+            render(control_from=["fd00:1:0:0:0:0:0:9"]), ["fd00:1:0:0:0:0:0:1"]
+        )
+        assert settings_of(spec)["ControlFrom"] == "fd00:1:0:0:0:0:0:9,fd00:1:0:0:0:0:0:1"
+        assert settings_of(spec)["IbPassword"] == PASSWORD
 
 
 class TestIdentity:
