@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from gateway.sim import cli as sim_cli
+from gateway.values import read_text_file
 from supervisor import lint as lint_mod
 from supervisor.settings import ConfigError, ConfigProblem, LoadedFleet, load_settings
 
@@ -96,12 +97,16 @@ def check(config: ConfigOption = None) -> None:
         problems = list(exc.problems)
         if exc.partial is not None:
             # Cross-field problems of the valid rest, so one run shows everything it can.
-            problems += lint_mod.lint(exc.partial, environ=os.environ, file_exists=Path.is_file)
+            problems += lint_mod.lint(
+                exc.partial, environ=os.environ, file_exists=Path.is_file, read_file=read_text_file
+            )
         render_problems(console, problems, source)
         errors = sum(1 for p in problems if p.severity == "error")
         console.print(f"{source}: {errors} error{'s' if errors != 1 else ''}", highlight=False)
         raise typer.Exit(2 if exc.unreadable else 1) from None
-    problems = lint_mod.lint(loaded, environ=os.environ, file_exists=Path.is_file)
+    problems = lint_mod.lint(
+        loaded, environ=os.environ, file_exists=Path.is_file, read_file=read_text_file
+    )
     render_problems(console, problems, loaded.source)
     errors = sum(1 for p in problems if p.severity == "error")
     warnings = len(problems) - errors

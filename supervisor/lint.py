@@ -11,8 +11,9 @@ import zoneinfo
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
+from gateway import spec
 from gateway.config import GatewayConfig, TradingMode
-from gateway.values import SecretRef, WeeklyTime
+from gateway.values import SecretError, SecretRef, WeeklyTime, read_text_file
 from supervisor.settings import ConfigProblem, LoadedFleet, Location, format_path
 
 NEW_YORK = zoneinfo.ZoneInfo("America/New_York")
@@ -26,8 +27,13 @@ def lint(
     environ: Mapping[str, str],
     file_exists: Callable[[Path], bool],
     missing_secret_severity: str = "warning",  # noqa: S107 - a severity, not a secret
+    read_file: Callable[[Path], str] | None = None,
 ) -> list[ConfigProblem]:
-    """Every cross-field problem of the fleet, in file order."""
+    """Every cross-field problem of the fleet, in file order.
+
+    ``read_file`` reads ``{file: PATH}`` secrets so that a username or password IBC cannot pass
+    on is found in files too; without it only literal and environment secrets are checked.
+    """
     out = _Collector(loaded.locations)
     settings = loaded.settings
     gateways = settings.gateways
@@ -121,9 +127,10 @@ def lint(
                 "pick an id inside the gateway's client id range",
             )
         if gw.restart.weekly_cold is not None:
-            problem = weekly_cold_problem(gw.restart.weekly_cold, settings.tz)
-            if problem:
-                out.error(("gateways", i, "restart", "weekly_cold"), problem, _WEEKLY_HINT)
+            found = weekly_cold_problem(gw.restart.weekly_cold, settings.tz)
+            if found is not None:
+                problem, hint = found
+                out.error(("gateways", i, "restart", "weekly_cold"), problem, hint)
         if gw.env:
             for key in gw.env:
                 if any(word in key.upper() for word in ("PASSWORD", "SECRET", "TOKEN")):
@@ -156,6 +163,7 @@ def lint(
             )
 
     _secrets(out, loaded, environ, file_exists, missing_secret_severity)
+    _credentials(out, loaded, environ, file_exists, read_file)
     _strategies(out, loaded, by_name)
     if not settings.api.is_loopback and settings.api.token is None:
         out.error(
@@ -166,24 +174,57 @@ def lint(
     return out.problems
 
 
-_WEEKLY_HINT = "IB's weekly re-authentication opens on Sunday at 01:00 New York time"
+_SUNDAY = 6  # datetime.weekday()
+#: A winter and a summer week: a rule that holds in both holds across daylight saving.
+_SAMPLE_MONDAYS = (dt.date(2026, 1, 5), dt.date(2026, 7, 6))
 
 
-def weekly_cold_problem(when: WeeklyTime, tz: zoneinfo.ZoneInfo) -> str | None:
-    """Why a weekly cold restart time is wrong, or None: it must be Sunday after 01:00 NY.
-
-    Checked in a winter and a summer week, so a time that is right only outside daylight saving
-    is still caught.
-    """
-    for monday in (dt.date(2026, 1, 5), dt.date(2026, 7, 6)):
-        day = monday + dt.timedelta(days=when.weekday)
-        local = dt.datetime.combine(day, when.time, tzinfo=tz)
+def _before_reauth(clock: dt.time, tz: zoneinfo.ZoneInfo) -> dt.datetime | None:
+    """The New York time of Sunday ``clock`` in ``tz`` when it is not Sunday after 01:00 there."""
+    for monday in _SAMPLE_MONDAYS:
+        local = dt.datetime.combine(monday + dt.timedelta(days=_SUNDAY), clock, tzinfo=tz)
         ny = local.astimezone(NEW_YORK)
-        if ny.weekday() != 6 or ny.time() < WEEKLY_REAUTH_OPENS:
-            return (
-                f"weekly cold restart {when} ({tz.key}) is {ny:%a %H:%M} in New York; "
-                "it must be on Sunday after 01:00 New York time"
-            )
+        if ny.weekday() != _SUNDAY or ny.time() < WEEKLY_REAUTH_OPENS:
+            return ny
+    return None
+
+
+def _suggest_weekly_cold(tz: zoneinfo.ZoneInfo) -> str:
+    """An example that passes both rules in ``tz`` with an hour to spare."""
+    for half_hours in range(2, 48):  # from 01:00, so the hour before is the same Sunday
+        clock = dt.time(half_hours // 2, 30 * (half_hours % 2))
+        earlier = dt.time(clock.hour - 1, clock.minute)
+        if _before_reauth(clock, tz) is None and _before_reauth(earlier, tz) is None:
+            return f"Sun {clock:%H:%M}"
+    return "a Sunday time that is after 01:00 New York time in winter and summer"
+
+
+def weekly_cold_problem(when: WeeklyTime, tz: zoneinfo.ZoneInfo) -> tuple[str, str] | None:
+    """What is wrong with a weekly cold restart time and how to fix it, or None.
+
+    Two rules, both about the fleet's timezone, which is the gateway container's TZ: IBC's
+    ColdRestartTime is an ``HH:MM`` that IBC always applies on Sunday in the JVM's zone
+    (``IbcTws.getColdRestartTime``), so the day must be Sunday there; and the restart must
+    come after IB's weekly re-authentication opens, Sunday 01:00 New York time, in winter and
+    summer alike, or the full login it forces would not count for the week.
+    """
+    if when.weekday != _SUNDAY:
+        day = dt.date(2026, 1, 5) + dt.timedelta(days=when.weekday)
+        return (
+            f"weekly cold restart {when} is a {day:%A} in {tz.key}; IBC cold-restarts only on "
+            f"Sunday in the gateway's timezone (the fleet's), so it would restart on Sunday "
+            f"{when.time:%H:%M} instead",
+            f"write 'Sun HH:MM' on the {tz.key} clock, after 01:00 New York time, e.g. "
+            f"{_suggest_weekly_cold(tz)}",
+        )
+    ny = _before_reauth(when.time, tz)
+    if ny is not None:
+        return (
+            f"weekly cold restart {when} ({tz.key}) is {ny:%a %H:%M} in New York; it must be "
+            "on Sunday after 01:00 New York time",
+            "IB's weekly re-authentication opens on Sunday at 01:00 New York time; e.g. "
+            f"{_suggest_weekly_cold(tz)} in {tz.key}",
+        )
     return None
 
 
@@ -220,6 +261,34 @@ def _secrets(
                 "an inline secret sits in the fleet file",
                 "use {env: NAME} or {file: PATH} so the file can be shared safely",
             )
+
+
+def _credentials(
+    out: _Collector,
+    loaded: LoadedFleet,
+    environ: Mapping[str, str],
+    file_exists: Callable[[Path], bool],
+    read_file: Callable[[Path], str] | None,
+) -> None:
+    """A username or password that config.ini cannot carry to IB's login (never shown)."""
+    for i, gw in zip(loaded.gateway_positions, loaded.settings.gateways, strict=True):
+        for field, ref in (("username", gw.username), ("password", gw.password)):
+            if ref.file is not None and (read_file is None or not file_exists(ref.file)):
+                continue
+            if ref.env is not None and not environ.get(ref.env):
+                continue  # reported as missing
+            try:
+                value = ref.resolve(environ=environ, read_file=read_file or read_text_file)
+            except SecretError:
+                continue  # unreadable: the run-time loader reports it
+            problem = spec.credential_problem(value.get_secret_value())
+            if problem is not None:
+                out.error(
+                    ("gateways", i, field),
+                    f"the {field} of gateway {gw.name!r} ({ref.describe()}) {problem}",
+                    "IBC reads the credentials from config.ini and logs in with them as they "
+                    "are there; correct the secret's value",
+                )
 
 
 def _strategies(out: _Collector, loaded: LoadedFleet, gateways: dict[str, GatewayConfig]) -> None:

@@ -120,6 +120,7 @@ def desired_specs(
             secrets=credentials,
             fingerprint_key=fingerprint_key,
             control_port=sim.control_port,
+            default_daily_restart=settings.default_daily_restart,
             twofa_users=[
                 credentials[name].username.get_secret_value()
                 for name in sim.twofa_gateways
@@ -137,6 +138,7 @@ def desired_specs(
             secrets=credentials[gw.name],
             fingerprint_key=fingerprint_key,
             control_from=control_from,
+            default_daily_restart=settings.default_daily_restart,
         )
         for gw in settings.gateways
     ]

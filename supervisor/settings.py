@@ -258,15 +258,20 @@ class FleetSettings(BaseSettings):
         """The region whose IB reset windows apply, as the schedule math names it."""
         return _SCHEDULE_REGIONS[self.region]
 
+    @property
+    def default_daily_restart(self) -> dt.time:
+        """The daily restart of a gateway without ``restart.daily``: inside the region's window."""
+        return schedules.default_daily_restart(self.schedule_region, self.tz)
+
     def daily_restart(self, gw: GatewayConfig) -> dt.time:
         """The time the Gateway restarts itself daily (IBC AutoRestartTime), on the fleet's clock.
 
-        ``restart.daily`` when set, else the region's default inside its reset window; the
-        time ibfleet renders into config.ini, so IBC's own daily restart happens then.
+        ``restart.daily`` when set, else :attr:`default_daily_restart`: the time ibfleet renders
+        into config.ini, so IBC's own daily restart happens then, every day.
         """
         if gw.restart.daily is not None:
             return gw.restart.daily
-        return schedules.default_daily_restart(self.schedule_region, self.tz)
+        return self.default_daily_restart
 
     def gateway(self, name: str) -> GatewayConfig:
         for gw in self.gateways:

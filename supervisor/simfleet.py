@@ -14,6 +14,7 @@ no password shows in ``docker inspect``.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from pydantic import SecretStr
 
 from gateway.config import GatewayConfig, TradingMode
 from gateway.spec import (
+    DEFAULT_DAILY_RESTART,
     SECRETS_DIR,
     ContainerSpec,
     GatewaySecrets,
@@ -185,6 +187,7 @@ def render_sim_gateway_spec(
     secrets: GatewaySecrets,
     fingerprint_key: bytes,
     control_from: Sequence[str] = (),
+    default_daily_restart: dt.time = DEFAULT_DAILY_RESTART,
 ) -> ContainerSpec:
     """A gateway on the simulator image: the gnzsnz contract (API 4004 paper / 4003 live) plus
     the broker's address; the gateway is known to the broker by its fleet name."""
@@ -201,6 +204,7 @@ def render_sim_gateway_spec(
         secrets=secrets,
         fingerprint_key=fingerprint_key,
         control_from=control_from,
+        default_daily_restart=default_daily_restart,
         extra_env={
             "IBFLEET_SIM_BROKER": f"{BROKER_ALIAS}:{BROKER_LINK_PORT}",
             "IBFLEET_SIM_GATEWAY_NAME": gateway.name,
@@ -220,6 +224,7 @@ def render_sim_fleet(
     control_port: int = DEFAULT_CONTROL_PORT,
     twofa_users: Collection[str] = (),
     twofa_timeout: float | None = None,
+    default_daily_restart: dt.time = DEFAULT_DAILY_RESTART,
 ) -> list[ContainerSpec]:
     """Every desired container of a simulator fleet: the broker first, then the gateways.
 
@@ -248,6 +253,7 @@ def render_sim_fleet(
                 timezone=timezone,
                 secrets=secrets[gateway.name],
                 fingerprint_key=fingerprint_key,
+                default_daily_restart=default_daily_restart,
             )
         )
     return specs

@@ -103,3 +103,39 @@ def test_console_script_help_and_version() -> None:
     assert "check" in help_out
     version = subprocess.run([exe, "--version"], capture_output=True, text=True, check=True)
     assert version.stdout.startswith("ibfleet ")
+
+
+def test_check_rejects_a_weekly_cold_restart_off_sunday_with_its_location(
+    tmp_path: Path,
+) -> None:
+    data = ff.fleet(timezone="Pacific/Honolulu")
+    data["gateways"][1]["restart"] = {"weekly_cold": "Sat 22:00"}
+    path = tmp_path / "fleet.yaml"
+    text = ff.dump(data)
+    path.write_text(text)
+    code, out = run_check(path, ff.env_for(data))
+    assert code == 1, out
+    line = next(n for n, row in enumerate(text.splitlines(), 1) if "weekly_cold" in row)
+    assert f"{path}:{line}:" in out
+    assert "gateways[1].restart.weekly_cold" in out
+    assert "only on Sunday" in " ".join(out.split())
+    assert "hint:" in out
+
+
+def test_check_rejects_a_password_file_ibc_cannot_pass_on_without_showing_it(
+    tmp_path: Path,
+) -> None:
+    secret = tmp_path / "password"
+    secret.write_text("zq-first\nzq-second\n")
+    data = ff.fleet()
+    data["gateways"][0]["password"] = {"file": str(secret)}
+    path = tmp_path / "fleet.yaml"
+    path.write_text(ff.dump(data))
+    code, out = run_check(path, ff.env_for(data))
+    assert code == 1, out
+    flat = " ".join(out.split())
+    assert "gateways[0].password" in flat
+    assert "the password of gateway 'paper-a'" in flat
+    assert "control character" in flat
+    assert "zq-" not in out
+    assert f"{path}:" in out

@@ -163,6 +163,8 @@ def test_restart_time_that_is_not_a_time(daily: str) -> None:
         ("Europe/London", "Sun 05:30", False),  # 00:30 in New York in winter
         ("Asia/Tokyo", "Sun 15:00", True),  # 01:00 / 02:00 New York
         ("Asia/Tokyo", "Mon 14:30", False),  # Monday in New York
+        ("Pacific/Honolulu", "Sat 22:00", False),  # Sunday in New York, Saturday for IBC
+        ("Pacific/Honolulu", "Sun 10:00", True),  # 15:00 / 16:00 New York
     ],
 )
 def test_weekly_cold_restart_must_be_sunday_after_one_new_york(
@@ -172,6 +174,74 @@ def test_weekly_cold_restart_must_be_sunday_after_one_new_york(
     data["gateways"][0]["restart"] = {"weekly_cold": weekly}
     found = errors(data)
     assert ("gateways[0].restart.weekly_cold" not in found) is ok
+
+
+def test_weekly_cold_restart_not_on_a_sunday_of_the_fleets_clock_says_what_ibc_does() -> None:
+    # Saturday 22:00 in Honolulu is Sunday 03:00 in New York, but IBC would restart on Sunday
+    # 22:00 Honolulu time: ColdRestartTime is always a Sunday on the container's clock.
+    data = ff.fleet(timezone="Pacific/Honolulu")
+    data["gateways"][0]["restart"] = {"weekly_cold": "Sat 22:00"}
+    (problem,) = [p for p in problems_of(data) if p.path == "gateways[0].restart.weekly_cold"]
+    assert problem.severity == "error"
+    assert "Saturday in Pacific/Honolulu" in problem.message
+    assert "only on Sunday" in problem.message
+    assert "Sun " in problem.hint and "Pacific/Honolulu" in problem.hint
+    assert problem.location.line is not None and problem.location.column is not None
+
+
+def test_weekly_cold_restart_before_the_reauth_boundary_suggests_a_time_that_passes() -> None:
+    data = ff.fleet(timezone="Europe/London")
+    data["gateways"][0]["restart"] = {"weekly_cold": "Sun 05:30"}
+    (problem,) = [p for p in problems_of(data) if p.path == "gateways[0].restart.weekly_cold"]
+    assert "00:30 in New York" in problem.message
+    suggested = problem.hint.split("e.g. ")[1].split(" in ")[0]
+    data["gateways"][0]["restart"] = {"weekly_cold": suggested}
+    assert "gateways[0].restart.weekly_cold" not in errors(data)
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("xyz\nzy", "control character"),
+        ("xyz\tzy", "control character"),
+        (" xyzzy", "whitespace"),
+        ("xyzzy ", "whitespace"),
+    ],
+)
+@pytest.mark.parametrize("field", ["username", "password"])
+def test_a_credential_ibc_cannot_pass_on_is_an_error_naming_gateway_and_field(
+    field: str, value: str, reason: str
+) -> None:
+    data = ff.fleet()
+    env = ff.env_for(data)
+    env[f"{field[:4].upper()}_PAPER_B"] = value
+    (problem,) = [p for p in problems_of(data, environ=env) if p.path == f"gateways[1].{field}"]
+    assert problem.severity == "error"
+    assert f"the {field} of gateway 'paper-b'" in problem.message
+    assert reason in problem.message
+    assert "xyz" not in problem.message + problem.hint
+
+
+def test_tricky_but_representable_credentials_pass() -> None:
+    data = ff.fleet()
+    env = ff.env_for(data)
+    env["PASS_PAPER_A"] = "secret\\"
+    env["PASS_PAPER_B"] = "a=b:c#d p\u00e4ss"
+    assert not [p for p in problems_of(data, environ=env) if p.path.endswith("password")]
+
+
+def test_credentials_in_files_are_checked_when_a_reader_is_given(tmp_path: Path) -> None:
+    secret = tmp_path / "password"
+    secret.write_text("zq-first\nzq-second\n")
+    data = ff.fleet()
+    data["gateways"][0]["password"] = {"file": str(secret)}
+    loaded = load_text(ff.dump(data), source="f.yaml", environ={})
+    env = ff.env_for(data)
+    unread = lint(loaded, environ=env, file_exists=Path.is_file)
+    assert not [p for p in unread if p.path == "gateways[0].password"]
+    read = lint(loaded, environ=env, file_exists=Path.is_file, read_file=Path.read_text)
+    (problem,) = [p for p in read if p.path == "gateways[0].password"]
+    assert "control character" in problem.message and "zq-" not in problem.message
 
 
 def test_missing_secret_is_a_warning_for_check_and_an_error_at_run_time() -> None:

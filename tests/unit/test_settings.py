@@ -193,3 +193,54 @@ def test_live_and_public_bind_fields_parse() -> None:
     data["gateways"][1].update(mode="live", account="U1234567", allow_live=True, bind="::")
     gw = load_text(ff.dump(data)).settings.gateways[1]
     assert gw.is_public_bind and gw.mode == "live"
+
+
+# --------------------------------------------------------------------- the default daily restart
+
+
+@pytest.mark.parametrize(
+    ("region", "timezone", "expected"),
+    [
+        ("america", "America/New_York", dt.time(0, 15)),
+        ("europe", "Europe/Zurich", dt.time(6, 15)),
+        ("asia", "Asia/Hong_Kong", dt.time(20, 37)),
+        ("america", "Europe/London", dt.time(4, 45)),
+    ],
+)
+def test_default_daily_restart_is_the_middle_of_the_regions_window_on_the_fleets_clock(
+    region: str, timezone: str, expected: dt.time
+) -> None:
+    # The values the `restart.daily` field description quotes.
+    s = load_text(ff.dump(ff.fleet(region=region, timezone=timezone))).settings
+    assert s.default_daily_restart == expected
+    assert s.daily_restart(s.gateways[0]) == expected
+
+
+def test_a_configured_daily_restart_wins_over_the_default() -> None:
+    data = ff.fleet()
+    data["gateways"][0]["restart"] = {"daily": "23:55"}
+    s = load_text(ff.dump(data)).settings
+    assert s.daily_restart(s.gateways[0]) == dt.time(23, 55)
+    assert s.daily_restart(s.gateways[1]) == dt.time(0, 15)
+
+
+@pytest.mark.parametrize("region", ["america", "europe", "asia"])
+@pytest.mark.parametrize(
+    "timezone", ["America/New_York", "Europe/London", "Europe/Zurich", "Asia/Tokyo", "UTC"]
+)
+def test_default_daily_restart_is_inside_a_reset_window_on_every_day_of_the_year(
+    region: str, timezone: str
+) -> None:
+    from zoneinfo import ZoneInfo
+
+    from supervisor import schedules
+
+    s = load_text(ff.dump(ff.fleet(region=region, timezone=timezone))).settings
+    clock = s.default_daily_restart
+    zone = ZoneInfo(timezone)
+    day = dt.date(2027, 1, 1)  # another year than the one the default is computed from
+    while day.year == 2027:
+        at = dt.datetime.combine(day, clock, tzinfo=zone)
+        window = schedules.in_reset_window(s.schedule_region, at)
+        assert window is not None, f"{clock} {timezone} on {day} is outside every window"
+        day += dt.timedelta(days=1)
