@@ -874,13 +874,20 @@ class _Runner:
         if self.started:
             self.post("gateway", lambda: self._hook().on_gateway_state(change))
 
-    def _outage_now(self, gateway: str) -> tuple[OutageKind, timedelta | None]:
-        """The outage's kind and bound: the gate's when it is closed, else our own session is
-        gone while the gateway is gated open (or ungated): a lost gateway as far as we know."""
-        gate = self.feed(gateway).gate
+    def _outage_now(self, gateway: str, since: float) -> tuple[OutageKind, timedelta | None, float]:
+        """The outage's kind, bound and elapsed seconds as the lifecycle and our session say.
+
+        A closed gate gives its kind and bound, timed from the outage's first sign. An open
+        (or ungated) gateway whose session we cannot get back is lost as far as we know,
+        timed from the gate's opening: a planned hold's time is never counted as lost time.
+        """
+        feed = self.feed(gateway)
+        gate = feed.gate
+        now = time.monotonic()
         if gate is not None and not gate.open and gate.kind is not None:
-            return gate.kind, gate.bound
-        return OutageKind.LOST, None
+            return gate.kind, gate.bound, now - since
+        opened = feed.changed_at if gate is not None else since
+        return OutageKind.LOST, None, now - max(since, opened)
 
     async def _ride_outage(self, reason: str) -> None:
         try:
@@ -900,13 +907,25 @@ class _Runner:
             self.cfg.safe_state.grace.total_seconds(),
             reason,
         )
-        reported: outage.Reaction | None = None
+        reported: tuple[OutageKind, outage.Step] | None = None
         while self.state in (StrategyState.RUNNING, StrategyState.LOADED):
-            kind, bound = self._outage_now(gateway)
-            reaction = outage.react(
-                kind, self.cfg.safe_state, timedelta(seconds=time.monotonic() - since), bound
-            )
-            if reaction.step is not (reported.step if reported else None):
+            self.changed.clear()  # before looking: a change from here on wakes the wait below
+            kind, bound, elapsed = self._outage_now(gateway, since)
+            reaction = outage.react(kind, self.cfg.safe_state, timedelta(seconds=elapsed), bound)
+            left = math.inf if reaction.recheck_in is None else reaction.recheck_in.total_seconds()
+            if self.feed(gateway).ready is not False:
+                # Its gate allows it: back on the same gateway before anything else, with a
+                # connect attempt that never runs far past the moment the reaction changes.
+                if await self._back_on(gateway, budget=max(left, 0.01)):
+                    return
+                kind, bound, elapsed = self._outage_now(gateway, since)
+                reaction = outage.react(
+                    kind, self.cfg.safe_state, timedelta(seconds=elapsed), bound
+                )
+                left = (
+                    math.inf if reaction.recheck_in is None else reaction.recheck_in.total_seconds()
+                )
+            if (kind, reaction.step) != reported:
                 log.info(
                     "strategy_outage strategy=%s gateway=%s kind=%s step=%s",
                     self.name,
@@ -914,7 +933,7 @@ class _Runner:
                     kind.value,
                     reaction.step.value,
                 )
-                reported = reaction
+                reported = (kind, reaction.step)
             if reaction.step is outage.Step.SAFE_STATE:
                 assert reaction.action is not None
                 trigger = (
@@ -928,12 +947,7 @@ class _Runner:
                 if reaction.fail_over:
                     await self.failover(run)
                 return
-            # HOLD or WAIT: back on the same gateway as soon as its gate allows; a connect
-            # attempt never runs past the moment the reaction changes.
-            left = math.inf if reaction.recheck_in is None else reaction.recheck_in.total_seconds()
-            if await self._back_on(gateway, budget=max(left, 0.01)):
-                return
-            self.changed.clear()
+            # HOLD or WAIT: look again when the gate changes or the reaction is due to.
             with contextlib.suppress(TimeoutError):
                 pause = min(left, settings.retry_interval * 5)
                 await within(self.changed.wait(), max(pause, 0.001))

@@ -96,6 +96,7 @@ def strategy(
     *,
     grace: float = 0.5,
     action: str = "cancel",
+    on_shutdown: str = "cancel",
     client_id: int = 11,
     gateways: tuple[str, ...] = ("gw-a", "gw-b"),
     **params: Any,
@@ -106,7 +107,11 @@ def strategy(
             "plugin": plugin,
             "gateways": list(gateways),
             "client_id": client_id,
-            "safe_state": {"on_disconnect": action, "grace": dt.timedelta(seconds=grace)},
+            "safe_state": {
+                "on_disconnect": action,
+                "on_shutdown": on_shutdown,
+                "grace": dt.timedelta(seconds=grace),
+            },
             "limits": {"max_orders_per_sec": 40, "max_open_orders": 50},
             "params": params,
         }
@@ -120,6 +125,7 @@ def make_host(
     *,
     alerts: RecordingAlerts | None = None,
     metrics: RecordingMetrics | None = None,
+    settings: HostSettings | None = None,
 ) -> StrategyHost:
     return StrategyHost(
         strategies=strategies,
@@ -127,7 +133,7 @@ def make_host(
         store=journal,
         alerts=alerts or RecordingAlerts(),
         metrics=metrics,
-        settings=HostSettings(connect_timeout=1.0, request_timeout=2.0),
+        settings=settings or HostSettings(connect_timeout=1.0, request_timeout=2.0),
     )
 
 

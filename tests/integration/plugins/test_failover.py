@@ -3,7 +3,6 @@ grace period, moves it to the secondary, and no orderRef ever reaches the broker
 
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 
@@ -77,10 +76,23 @@ async def test_primary_crash_cancels_orders_and_resumes_on_secondary(tmp_path: P
             assert run.path is SafeStatePath.FAILOVER_GATEWAY
             assert set(run.cancelled) == placed_on_a
             assert metrics.failovers == ["rest"]
-            # gw-a coming back does not pull the strategy back (no flapping).
+            # gw-a coming back (logged in, its gate open) does not pull the strategy back (no
+            # flapping): it keeps trading through gw-b; a cancelled order is topped up there.
+            await sim.login(0)
             host.on_gate("gw-a", Gate(open=True))
-            await asyncio.sleep(0)
+            runner = host.runners["rest"]
+            on_b = set(open_at_broker(sim.broker, "rest-"))
+            await runner.cancel(next(iter(on_b)))
+            await wait_for(
+                lambda: set(open_at_broker(sim.broker, "rest-")) - on_b,
+                timeout=5,
+                what="an order topped up after gw-a came back",
+            )
             assert host.strategies()[0].gateway == "gw-b"
+            topped = set(open_at_broker(sim.broker, "rest-")) - on_b
+            assert {o.gateway for o in sim.broker.orders.values() if o.order_ref in topped} == {
+                "gw-b"
+            }
         finally:
             await host.stop()
         refs = order_refs(sim.broker, "rest-")

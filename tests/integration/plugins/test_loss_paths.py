@@ -37,10 +37,13 @@ async def test_dropped_session_back_within_grace_reconciles_without_safe_state(
             )
             before = set(open_at_broker(sim.broker, "drop-"))
             old_client = host.strategies()[0].client_id
+            old_session = host.runners["drop"].session
             sim.fault(0, Fault.DROP_CLIENTS, active=True)
             await wait_for(
                 lambda: (
-                    host.runners["drop"].session is not None
+                    # A new session: the old one passing this check proves no reconnect.
+                    host.runners["drop"].session is not old_session
+                    and host.runners["drop"].session is not None
                     and host.runners["drop"].session.closed is False
                     and host.strategies()[0].state is StrategyState.RUNNING
                     and host.runners["drop"].session.ib.isConnected()
@@ -48,6 +51,7 @@ async def test_dropped_session_back_within_grace_reconciles_without_safe_state(
                 timeout=5,
                 what="reconnected on gw-a",
             )
+            assert old_session is not None and old_session.closed
             status = host.strategies()[0]
             assert (status.gateway, status.client_id) == ("gw-a", old_client)
             assert host.safe_state_runs("drop") == []
