@@ -1,11 +1,17 @@
 """The health probe: one API session per gateway on its reserved client id.
 
-It connects, checks the account and the market data permissions, then sends a heartbeat
-(``reqCurrentTime``) every few seconds with a deadline, so a gateway that keeps its socket open
-but answers nothing is seen within that deadline (the clients' own disconnect detection only
-sees a closed socket). Everything it learns is emitted as typed ``ProbeEvent`` values for the
-supervisor's lifecycle. The TWS client sits behind ``TwsSession``; ``IbAsyncSession`` is the
-ib_async adapter, and tests drive the probe with a fake or against the simulator.
+It connects, checks the account and the market data permissions, then keeps asking the Gateway
+something it answers by itself, with a deadline measured from each send, so a gateway that keeps
+its socket open but answers nothing is seen within about ``heartbeat_every + heartbeat_deadline``
+(the clients' own disconnect detection only sees a closed socket). Gateway 10.16+ may leave a
+``reqCurrentTime`` unanswered when it comes less than about a second after the previous one, so
+the heartbeat never sends ``reqCurrentTime`` closer than ``current_time_spacing`` (1.2 s, at least
+1 s) on a connection; the sends in between are ``reqOpenOrders`` on the probe's own client id,
+which places no orders, so the answer is ``openOrderEnd`` alone. :class:`HeartbeatPacer` makes
+that choice (pure, from the probe's injected clock). Everything the probe learns is emitted as
+typed ``ProbeEvent`` values for the supervisor's lifecycle. The TWS client sits behind
+``TwsSession``; ``IbAsyncSession`` is the ib_async adapter, and tests drive the probe with a fake
+session and a fake clock, or against the simulator.
 """
 
 from __future__ import annotations
@@ -123,7 +129,13 @@ class TwsSession(Protocol):
         """Connect and return the managed accounts; raises ``ClientIdInUse`` on 326."""
         ...
 
-    async def current_time(self) -> None: ...
+    async def current_time(self) -> None:
+        """``reqCurrentTime``; returns at its answer."""
+        ...
+
+    async def open_orders(self) -> None:
+        """``reqOpenOrders`` for this client id; returns at ``openOrderEnd``."""
+        ...
 
     async def market_data_kind(self, contract: ProbeContract, *, timeout: float) -> DataKind: ...
 
@@ -139,14 +151,74 @@ SessionFactory = Callable[
 ]
 
 
+#: The closest two ``reqCurrentTime`` may ever be on one connection, in seconds.
+MIN_CURRENT_TIME_SPACING = 1.0
+
+
 @dataclass(frozen=True, slots=True)
 class ProbeSettings:
-    heartbeat_every: float = 1.0  # seconds between heartbeats
-    heartbeat_deadline: float = 1.0  # seconds a heartbeat may take
+    heartbeat_every: float = 0.5  # seconds between liveness requests (of either kind)
+    heartbeat_deadline: float = 0.8  # seconds a liveness request may take, from its send
+    # reqCurrentTime at most this often; the 0.2 s above the floor absorbs the network jitter
+    # between the probe's clock and the Gateway's.
+    current_time_spacing: float = 1.2
     connect_deadline: float = 10.0
     permission_deadline: float = 5.0
     recheck_permissions_every: float = 600.0
     reconnect_delay: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.current_time_spacing < MIN_CURRENT_TIME_SPACING:
+            raise ValueError(
+                f"current_time_spacing {self.current_time_spacing}s is below "
+                f"{MIN_CURRENT_TIME_SPACING}s: Gateway 10.16+ may not answer reqCurrentTime sent "
+                "that closely"
+            )
+        if self.heartbeat_every <= 0 or self.heartbeat_deadline <= 0:
+            raise ValueError("heartbeat_every and heartbeat_deadline must be positive")
+
+
+class Liveness(enum.Enum):
+    """A request the Gateway answers by itself, used as the heartbeat."""
+
+    CURRENT_TIME = "reqCurrentTime"
+    OPEN_ORDERS = "reqOpenOrders"
+
+
+class HeartbeatPacer:
+    """When the next heartbeat goes out and which request it is. Pure: times come in.
+
+    One request every ``every`` seconds, measured from the previous send; ``reqCurrentTime``
+    whenever the last one was sent at least ``current_time_spacing`` before, else
+    ``reqOpenOrders``. The spacing holds across reconnects too, since the probe keeps one pacer.
+    """
+
+    def __init__(self, *, every: float, current_time_spacing: float) -> None:
+        if current_time_spacing < MIN_CURRENT_TIME_SPACING:
+            raise ValueError(f"current_time_spacing must be >= {MIN_CURRENT_TIME_SPACING}s")
+        self._every = every
+        self._spacing = current_time_spacing
+        self._last_send: float | None = None
+        self._last_current_time: float | None = None
+
+    def due(self, now: float) -> float:
+        """The earliest time the next heartbeat may be sent (``now`` if it is late)."""
+        if self._last_send is None:
+            return now
+        return max(now, self._last_send + self._every)
+
+    def choose(self, now: float) -> Liveness:
+        """The request to send at ``now``."""
+        last = self._last_current_time
+        if last is None or now - last >= self._spacing:
+            return Liveness.CURRENT_TIME
+        return Liveness.OPEN_ORDERS
+
+    def sent(self, kind: Liveness, at: float) -> None:
+        """Record that ``kind`` went out at ``at``."""
+        self._last_send = at
+        if kind is Liveness.CURRENT_TIME:
+            self._last_current_time = at
 
 
 class HealthProbe:
@@ -180,6 +252,9 @@ class HealthProbe:
         self._monotonic = monotonic or asyncio.get_running_loop().time
         self._lost = asyncio.Event()
         self._session: TwsSession | None = None
+        self._pacer = HeartbeatPacer(
+            every=settings.heartbeat_every, current_time_spacing=settings.current_time_spacing
+        )
 
     async def run(self) -> None:
         """Connect, check, heartbeat; reconnect after a disconnect. Runs until cancelled."""
@@ -265,34 +340,68 @@ class HealthProbe:
                 )
             )
 
+    async def _race(self, call: Awaitable[None], timeout: float) -> bool:
+        """Await ``call`` for ``timeout`` seconds of the injected clock, or until the socket is
+        lost; True when it answered. Raises what the call raised."""
+        task = asyncio.ensure_future(call)
+        timer = asyncio.ensure_future(self._sleep(timeout))
+        lost = asyncio.ensure_future(self._lost.wait())
+        try:
+            await asyncio.wait({task, timer, lost}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            timer.cancel()
+            lost.cancel()
+            if not task.done():
+                task.cancel()
+        if task.done() and not task.cancelled():
+            task.result()
+            return True
+        return False
+
+    async def _pause_until(self, at: float) -> None:
+        """Sleep until the injected clock reads ``at`` (never less), or the socket is lost."""
+        while not self._lost.is_set():
+            remaining = at - self._monotonic()
+            if remaining <= 0:
+                return
+            timer = asyncio.ensure_future(self._sleep(remaining))
+            lost = asyncio.ensure_future(self._lost.wait())
+            try:
+                await asyncio.wait({timer, lost}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                timer.cancel()
+                lost.cancel()
+
     async def _watch(self, session: TwsSession) -> None:
         s = self._settings
+        pacer = self._pacer
         missed = 0
         next_permissions = self._monotonic()
         while not self._lost.is_set():
             if self._contracts and self._monotonic() >= next_permissions:
                 await self._check_permissions(session)
                 next_permissions = self._monotonic() + s.recheck_permissions_every
+            await self._pause_until(pacer.due(self._monotonic()))
+            if self._lost.is_set():
+                break
             started = self._monotonic()
+            kind = pacer.choose(started)
+            pacer.sent(kind, started)
+            call = (
+                session.current_time() if kind is Liveness.CURRENT_TIME else session.open_orders()
+            )
             try:
-                async with asyncio.timeout(s.heartbeat_deadline):
-                    await session.current_time()
-            except TimeoutError:
-                if self._lost.is_set() or not session.is_connected():
-                    break
-                missed += 1
-                self._emit(
-                    ProbeHeartbeatMissed(waited=self._monotonic() - started, consecutive=missed)
-                )
+                answered = await self._race(call, s.heartbeat_deadline)
             except (ConnectionError, OSError):
                 break
-            else:
+            if answered:
                 missed = 0
                 self._emit(ProbeHeartbeat(rtt=self._monotonic() - started))
-            remaining = max(0.0, s.heartbeat_every - (self._monotonic() - started))
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(remaining):
-                    await self._lost.wait()
+                continue
+            if self._lost.is_set() or not session.is_connected():
+                break
+            missed += 1
+            self._emit(ProbeHeartbeatMissed(waited=self._monotonic() - started, consecutive=missed))
         self._emit(ProbeDisconnected(reason="the API socket closed"))
 
 
@@ -358,6 +467,9 @@ class IbAsyncSession:
 
     async def current_time(self) -> None:
         await self._ib.reqCurrentTimeAsync()
+
+    async def open_orders(self) -> None:
+        await self._ib.reqOpenOrdersAsync()
 
     async def market_data_kind(self, contract: ProbeContract, *, timeout: float) -> DataKind:
         ib = self._ib

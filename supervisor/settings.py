@@ -168,11 +168,21 @@ class HealthSettings(_Strict):
     """How the supervisor probes each gateway."""
 
     heartbeat_every: Duration = Field(
-        default=dt.timedelta(seconds=1), description="Heartbeat interval. Default 1s."
+        default=dt.timedelta(milliseconds=500),
+        ge=dt.timedelta(milliseconds=200),
+        le=dt.timedelta(seconds=60),
+        description="How often the probe asks the gateway something it answers by itself: "
+        "reqCurrentTime, never less than 1.2 s after the previous one on a connection (Gateway "
+        "10.16+ may leave closer ones unanswered), else reqOpenOrders on the probe's own client "
+        "id. A stall is seen within heartbeat_every + heartbeat_deadline. 200ms-60s. "
+        "Default 500ms.",
     )
     heartbeat_deadline: Duration = Field(
-        default=dt.timedelta(seconds=1),
-        description="A heartbeat not answered within this is missed. Default 1s.",
+        default=dt.timedelta(milliseconds=800),
+        ge=dt.timedelta(milliseconds=100),
+        le=dt.timedelta(seconds=60),
+        description="A heartbeat not answered within this, measured from its send, is missed "
+        "(the gateway counts as stalled). 100ms-60s. Default 800ms.",
     )
     connect_deadline: Duration = Field(
         default=dt.timedelta(seconds=10), description="API connect deadline. Default 10s."

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 from collections.abc import Callable
 
 import pytest
@@ -31,6 +33,10 @@ class FakeSession:
         return list(self.world.accounts)
 
     async def current_time(self) -> None:
+        if self.world.stalled:
+            await asyncio.Event().wait()
+
+    async def open_orders(self) -> None:
         if self.world.stalled:
             await asyncio.Event().wait()
 
@@ -209,3 +215,234 @@ async def test_link_codes_are_passed_on_and_other_codes_are_not() -> None:
     assert isinstance(lost, p.ProbeApiCode) and lost.code == 1100
     assert not any(isinstance(e, p.ProbeApiCode) and e.code == 202 for e in h.events)
     await h.stop()
+
+
+# ------------------------------------------------------------------ heartbeat spacing, fake clock
+
+
+class FakeClock:
+    """The probe's clock and sleep: time moves only in :meth:`advance`, timer by timer."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self._timers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._seq = 0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    async def sleep(self, delay: float) -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._seq += 1
+        heapq.heappush(self._timers, (self.now + max(0.0, delay), self._seq, future))
+        await future
+
+    async def advance(self, seconds: float) -> None:
+        """Let the loop run, firing every timer due within ``seconds`` at its own time."""
+        target = self.now + seconds
+        while True:
+            await _settle()
+            while self._timers and self._timers[0][2].done():
+                heapq.heappop(self._timers)  # cancelled: the probe stopped waiting
+            if not self._timers or self._timers[0][0] > target:
+                break
+            at, _, future = heapq.heappop(self._timers)
+            self.now = max(self.now, at)
+            future.set_result(None)
+        self.now = target
+        await _settle()
+
+
+async def _settle() -> None:
+    # Loop turns, not time: every callback made ready by the last timer runs before the next.
+    for _ in range(30):
+        await asyncio.sleep(0)
+
+
+class Gateway:
+    """Fake sessions on a fake clock that record every liveness request."""
+
+    def __init__(self, clock: FakeClock, *, rtt: float = 0.002) -> None:
+        self.clock = clock
+        self.rtt = rtt
+        self.stalled = False
+        # Gateway 10.16+ as reported: a reqCurrentTime < 1 s after the last one goes unanswered.
+        self.ignores_close_current_time = False
+        self.sent: list[tuple[int, str, float]] = []  # (connection, request, sent at)
+        self.sessions: list[ClockedSession] = []
+
+    def current_time_sends(self, connection: int | None = None) -> list[float]:
+        return [
+            at
+            for conn, kind, at in self.sent
+            if kind == "ct" and (connection is None or conn == connection)
+        ]
+
+
+class ClockedSession:
+    def __init__(
+        self, gw: Gateway, on_code: Callable[[int, str], None], on_dc: Callable[[], None]
+    ) -> None:
+        self.gw, self.on_dc = gw, on_dc
+        self.index = len(gw.sessions)
+        self.connected = False
+        self.last_current_time: float | None = None
+        gw.sessions.append(self)
+
+    async def connect(self, *, host: str, port: int, client_id: int, timeout: float) -> list[str]:
+        self.connected = True
+        return ["DU1000001"]
+
+    async def _answer(self, ignored: bool = False) -> None:
+        if self.gw.stalled or ignored:
+            await asyncio.Event().wait()
+        await self.gw.clock.sleep(self.gw.rtt)
+
+    async def current_time(self) -> None:
+        now = self.gw.clock.now
+        self.gw.sent.append((self.index, "ct", now))
+        last, self.last_current_time = self.last_current_time, now
+        close = last is not None and now - last < 1.0
+        await self._answer(ignored=close and self.gw.ignores_close_current_time)
+
+    async def open_orders(self) -> None:
+        self.gw.sent.append((self.index, "oo", self.gw.clock.now))
+        await self._answer()
+
+    async def market_data_kind(self, contract: ProbeContract, *, timeout: float) -> p.DataKind:
+        return p.DataKind.REALTIME
+
+    def disconnect(self) -> None:
+        self.connected = False
+
+    def is_connected(self) -> bool:
+        return self.connected
+
+    def drop(self) -> None:
+        self.connected = False
+        self.on_dc()
+
+
+class ClockedProbe:
+    def __init__(self, gw: Gateway, settings: p.ProbeSettings | None = None) -> None:
+        self.events: list[tuple[float, p.ProbeEvent]] = []
+        self.probe = p.HealthProbe(
+            host="127.0.0.1",
+            port=4002,
+            account="DU1000001",
+            mode=TradingMode.PAPER,
+            contracts=[],
+            client_id=lambda: 49,
+            rotate_client_id=lambda: 48,
+            session_factory=lambda code, dc: ClockedSession(gw, code, dc),
+            emit=lambda e: self.events.append((gw.clock.now, e)),
+            settings=settings or p.ProbeSettings(),
+            sleep=gw.clock.sleep,
+            monotonic=gw.clock.monotonic,
+        )
+        self.task = asyncio.create_task(self.probe.run())
+
+    def of(self, kind: type[p.ProbeEvent]) -> list[tuple[float, p.ProbeEvent]]:
+        return [(at, e) for at, e in self.events if isinstance(e, kind)]
+
+    async def stop(self) -> None:
+        self.task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await self.task
+
+
+def _gaps(times: list[float]) -> list[float]:
+    return [b - a for a, b in itertools.pairwise(times)]
+
+
+async def test_current_time_is_never_sent_less_than_its_spacing_apart() -> None:
+    clock = FakeClock()
+    gw = Gateway(clock)
+    probe = ClockedProbe(gw)
+    await clock.advance(60.0)
+    await probe.stop()
+    cts = gw.current_time_sends()
+    assert len(cts) >= 35  # still the main heartbeat: one every 1.5 s
+    assert min(_gaps(cts)) >= p.ProbeSettings().current_time_spacing >= 1.0
+    # Between them the Gateway is asked every heartbeat_every all the same.
+    every = [at for _, _, at in gw.sent]
+    assert min(_gaps(every)) >= 0.5 - 1e-9
+    assert max(_gaps(every)) <= 0.5 + 2 * gw.rtt
+    assert probe.of(p.ProbeHeartbeatMissed) == []
+
+
+async def test_a_gateway_that_ignores_close_current_time_requests_never_looks_stalled() -> None:
+    clock = FakeClock()
+    gw = Gateway(clock)
+    gw.ignores_close_current_time = True
+    probe = ClockedProbe(gw)
+    await clock.advance(120.0)
+    await probe.stop()
+    assert probe.of(p.ProbeHeartbeatMissed) == []
+    assert len(probe.of(p.ProbeHeartbeat)) >= 230
+
+
+async def test_current_time_spacing_holds_across_a_reconnect() -> None:
+    clock = FakeClock()
+    gw = Gateway(clock)
+    probe = ClockedProbe(gw, p.ProbeSettings(reconnect_delay=0.05))
+    await clock.advance(3.05)  # just after a reqCurrentTime (t=3.0)
+    gw.sessions[-1].drop()
+    await clock.advance(10.0)
+    await probe.stop()
+    assert len(gw.sessions) == 2
+    assert min(_gaps(gw.current_time_sends())) >= 1.2
+    assert gw.current_time_sends(1)[0] >= gw.current_time_sends(0)[-1] + 1.2
+
+
+@pytest.mark.parametrize("phase", [i * 0.0625 for i in range(24)])  # across a 1.5 s cycle
+async def test_a_stall_is_reported_within_every_plus_deadline_of_the_fault(phase: float) -> None:
+    clock = FakeClock()
+    gw = Gateway(clock)
+    probe = ClockedProbe(gw)
+    await clock.advance(5.0 + phase)
+    fault_at = clock.now
+    gw.stalled = True
+    await clock.advance(3.0)
+    await probe.stop()
+    missed = probe.of(p.ProbeHeartbeatMissed)
+    assert missed, "the stall was not seen"
+    latency = missed[0][0] - fault_at
+    settings = p.ProbeSettings()
+    assert settings.heartbeat_deadline <= latency
+    assert latency <= settings.heartbeat_every + settings.heartbeat_deadline + gw.rtt
+    assert latency <= 1.5
+
+
+async def test_a_slow_answer_within_the_deadline_is_a_heartbeat_and_delays_the_next() -> None:
+    clock = FakeClock()
+    gw = Gateway(clock, rtt=0.7)
+    probe = ClockedProbe(gw)
+    await clock.advance(20.0)
+    await probe.stop()
+    assert probe.of(p.ProbeHeartbeatMissed) == []
+    rtts = [e.rtt for _, e in probe.of(p.ProbeHeartbeat) if isinstance(e, p.ProbeHeartbeat)]
+    assert rtts and all(abs(rtt - 0.7) < 1e-9 for rtt in rtts)
+    assert min(_gaps([at for _, _, at in gw.sent])) >= 0.7 - 1e-9  # one outstanding at a time
+    assert min(_gaps(gw.current_time_sends())) >= 1.2
+
+
+def test_pacer_alternates_requests_and_keeps_current_time_apart() -> None:
+    pacer = p.HeartbeatPacer(every=0.5, current_time_spacing=1.2)
+    kinds = []
+    now = 0.0
+    for _ in range(7):
+        now = pacer.due(now)
+        kind = pacer.choose(now)
+        pacer.sent(kind, now)
+        kinds.append(kind)
+    ct, oo = p.Liveness.CURRENT_TIME, p.Liveness.OPEN_ORDERS
+    assert kinds == [ct, oo, oo, ct, oo, oo, ct]
+    assert pacer.due(now + 5.0) == now + 5.0  # late: at once
+
+
+def test_current_time_spacing_below_a_second_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"1\.0s"):
+        p.ProbeSettings(current_time_spacing=0.9)
+    with pytest.raises(ValueError, match="current_time_spacing"):
+        p.HeartbeatPacer(every=0.5, current_time_spacing=0.5)

@@ -244,3 +244,14 @@ def test_default_daily_restart_is_inside_a_reset_window_on_every_day_of_the_year
         window = schedules.in_reset_window(s.schedule_region, at)
         assert window is not None, f"{clock} {timezone} on {day} is outside every window"
         day += dt.timedelta(days=1)
+
+
+def test_health_defaults_detect_a_stall_within_a_second_and_a_half() -> None:
+    h = load_text(ff.dump(ff.fleet())).settings.health
+    assert h.heartbeat_every + h.heartbeat_deadline <= dt.timedelta(seconds=1.5)
+
+
+def test_a_heartbeat_faster_than_200ms_is_refused_with_its_path() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_text(ff.dump(ff.fleet(health={"heartbeat_every": "100ms"})))
+    assert info.value.problems[0].path == "health.heartbeat_every"
