@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Protocol
 
+from gateway.outage import OutageKind
 from plugins.bars import BarData
 from plugins.config import SafeStateAction, StrategyConfig
 from plugins.intents import IntentState
@@ -33,6 +34,7 @@ __all__ = [
     "OrderSpec",
     "OrderUpdate",
     "OrderView",
+    "OutageKind",
     "RefusalReason",
     "SafeStateAction",
     "Side",
@@ -142,12 +144,17 @@ class Tick:
 
 @dataclass(frozen=True, slots=True)
 class GatewayChange:
-    """The strategy's gateway changed: lost, back, or moved to another (failover)."""
+    """The strategy's gateway changed: out, back, or moved to another (failover).
+
+    ``kind`` says what the supervisor knows of an outage (a planned restart holds your orders
+    at IB; a lost one runs safe state after the grace); None when only your session dropped.
+    """
 
     gateway: str
     ready: bool
     reason: str
     failover: bool = False
+    kind: OutageKind | None = None
 
 
 class StopReason(enum.Enum):

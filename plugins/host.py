@@ -870,7 +870,8 @@ class _Runner:
             self.loss_task = asyncio.create_task(
                 self._ride_outage(reason), name=f"ibfleet-outage-{self.name}"
             )
-        change = api.GatewayChange(gateway=self.active or "", ready=False, reason=reason)
+        kind = self.feed(self.active or "").kind
+        change = api.GatewayChange(gateway=self.active or "", ready=False, reason=reason, kind=kind)
         if self.started:
             self.post("gateway", lambda: self._hook().on_gateway_state(change))
 

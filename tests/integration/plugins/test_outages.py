@@ -89,6 +89,14 @@ async def test_planned_restart_holds_orders_at_ib_and_resumes_on_the_same_gatewa
             assert (status.state, status.gateway) == (StrategyState.RUNNING, "gw-a")
             with pytest.raises(api.OrderRefused, match="planned restart"):
                 await runner.place(api.OrderSpec(AAPL, api.Side.BUY, 1, 1.0))
+            await wait_for(
+                lambda: any(
+                    isinstance(e, api.GatewayChange) and e.kind is OutageKind.PLANNED_RESTART
+                    for e in runner.strategy.events  # type: ignore[union-attr]
+                ),
+                timeout=5,
+                what="the strategy told it is a planned restart",
+            )
             host.on_gate("gw-a", OPEN)
             await wait_for(
                 lambda: (
