@@ -20,6 +20,9 @@ from dataclasses import dataclass, field
 from types import TracebackType
 
 Handler = Callable[[], Awaitable[None]]
+# RESTART/PAUSE: returns the "hh:mm AM" the Gateway will restart at (RestartTask's second
+# reply), or None when there is nothing more to say.
+RestartHandler = Callable[[], Awaitable[str | None]]
 
 _LOG = logging.getLogger(__name__)
 _MAX_COMMAND_BYTES = 4096  # IBC reads whole lines; a longer one is not a command
@@ -55,26 +58,36 @@ async def _nothing() -> None:
     return None
 
 
+async def _no_time() -> str | None:
+    return None
+
+
 @dataclass(frozen=True)
 class CommandHandlers:
     """What the simulated gateway does for each command; each defaults to doing nothing."""
 
     stop: Handler = _nothing
-    restart: Handler = _nothing
-    pause: Handler = _nothing
+    restart: RestartHandler = _no_time
+    pause: RestartHandler = _no_time
     reconnect_account: Handler = _nothing
     reconnect_data: Handler = _nothing
     enable_api: Handler = _nothing  # only reached when the server plays TWS, not Gateway
 
 
-def _is_loopback(host: str) -> bool:
+def java_host_address(host: str) -> str:
+    """``InetAddress.getHostAddress()`` of a peer: IPv4 as is (an IPv4-mapped IPv6 peer is an
+    Inet4Address in Java), IPv6 uncompressed without leading zeros, ``fd00:abcd:0:0:0:0:0:1``.
+    """
+    bare = host.split("%", 1)[0]
     try:
-        address = ipaddress.ip_address(host.split("%", 1)[0])
+        address = ipaddress.ip_address(bare)
     except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped.is_loopback  # ::ffff:127.0.0.1 on a dual-stack socket
-    return address.is_loopback
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return ":".join(f"{int(group, 16):x}" for group in address.exploded.split(":"))
+    return str(address)
 
 
 @dataclass
@@ -99,7 +112,8 @@ class IbcCommandServer:
         handlers: CommandHandlers,
         host: str = "127.0.0.1",
         port: int = 0,
-        control_from: Iterable[str] = (),
+        control_from: Iterable[str] | str = (),
+        ibc_line: Callable[[str], None] | None = None,
         is_gateway: bool = True,
         suppress_info: bool = True,
         idle_timeout: float | None = 300.0,
@@ -108,7 +122,11 @@ class IbcCommandServer:
         self._handlers = handlers
         self._host = host
         self._requested_port = port
-        self._control_from = frozenset(a.strip() for a in control_from if a.strip())
+        # IBC splits ControlFrom on "," and compares each item exactly (no trimming).
+        self._control_from = frozenset(
+            control_from.split(",") if isinstance(control_from, str) else control_from
+        )
+        self._ibc_line = ibc_line
         self._is_gateway = is_gateway
         self._suppress_info = suppress_info
         self._idle_timeout = idle_timeout
@@ -176,17 +194,30 @@ class IbcCommandServer:
     # --- one connection ------------------------------------------------------------------
 
     def _permitted(self, writer: asyncio.StreamWriter) -> bool:
+        """CommandServer.isPermittedClient: the server socket's own address, Java's loopback
+        address (127.0.0.1: not ::1), or an exact ControlFrom entry, all as getHostAddress()
+        spells them. (IBC also accepts a reverse-DNS host name; not simulated.)"""
         peer = writer.get_extra_info("peername")
-        client = str(peer[0]) if peer else ""
-        # IBC always allows loopback and its own bind address, then the ControlFrom list.
-        return _is_loopback(client) or client == self._host or client in self._control_from
+        client = java_host_address(str(peer[0])) if peer else ""
+        bound = java_host_address(self._host)
+        return client in (bound, "127.0.0.1") or client in self._control_from
+
+    def _say(self, message: str) -> None:
+        if self._ibc_line is not None:
+            self._ibc_line(message)
 
     async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         if task is not None:
             self._connections.add(task)
         try:
+            peer_info = writer.get_extra_info("peername")
+            shown = "/" + java_host_address(str(peer_info[0])) if peer_info else "/?"
+            self._say(
+                "CommandServer: ControlFrom setting = " + ",".join(sorted(self._control_from))
+            )
             if not self._permitted(writer):
+                self._say("CommandServer denied access to: " + shown)
                 peer = writer.get_extra_info("peername")
                 self._log.warning(
                     "ibc_command_denied client=%s",
@@ -194,6 +225,7 @@ class IbcCommandServer:
                     extra={"event": "ibc_command_denied"},
                 )
                 return
+            self._say("CommandServer accepted connection from: " + shown)
             if not self._suppress_info:
                 await self._reply(writer, BANNER)
             await self._serve(reader, writer)
@@ -263,12 +295,17 @@ class IbcCommandServer:
             await self._reply(writer, STOP_INFO)
         # IBC acknowledges and closes the channel before it shuts the gateway down.
         await self._reply(writer, STOP_ACK)
-        self._spawn(self._handlers.stop, "stop", reset=None)
+        self._spawn(self._handlers.stop, "stop")
         return False
 
     async def _restart(self, writer: asyncio.StreamWriter, *, pause: bool) -> bool:
+        """RestartTask: one RESTART or PAUSE per JVM (its SwitchLock is never released: the
+        JVM exits); the handler moves the Gateway's auto-restart time and says when."""
         verb = "PAUSE" if pause else "RESTART"
+        self._say(f"RestartTask: pauseOnly = {'true' if pause else 'false'}")
+        self._say(f"RestartTask: verb = {verb}")
         if self._progress.restarting:
+            self._say(f"{verb} already in progress")
             await self._reply(writer, f"ERROR {verb} already in progress")
             return False
         self._progress.restarting = True
@@ -276,7 +313,18 @@ class IbcCommandServer:
             await self._reply(writer, PAUSE_INFO if pause else RESTART_INFO)
         await self._reply(writer, PAUSE_ACK if pause else RESTART_ACK)
         handler = self._handlers.pause if pause else self._handlers.restart
-        self._spawn(handler, verb.lower(), reset="restarting")
+        try:
+            at = await handler()
+        except Exception as exc:
+            self._log.warning(
+                "ibc_command_handler_failed command=%s error=%s",
+                verb.lower(),
+                type(exc).__name__,
+                extra={"event": "ibc_command_handler_failed", "command": verb.lower()},
+            )
+            return False
+        if at:
+            await self._reply(writer, f"OK {verb} at {at}")
         return False
 
     async def _run_then_ack(self, handler: Handler, writer: asyncio.StreamWriter, ack: str) -> bool:
@@ -293,7 +341,7 @@ class IbcCommandServer:
         await self._reply(writer, ack)
         return True
 
-    def _spawn(self, handler: Handler, name: str, *, reset: str | None) -> None:
+    def _spawn(self, handler: Handler, name: str) -> None:
         async def run() -> None:
             try:
                 await handler()
@@ -305,10 +353,6 @@ class IbcCommandServer:
                     type(exc).__name__,
                     extra={"event": "ibc_command_handler_failed", "command": name},
                 )
-            finally:
-                if reset == "restarting":
-                    # The simulated gateway restarted in-process: a later RESTART is welcome.
-                    self._progress.restarting = False
 
         task = asyncio.get_running_loop().create_task(run(), name=f"ibc-{name}")
         self._progress.tasks.add(task)

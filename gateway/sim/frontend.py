@@ -129,6 +129,12 @@ class GatewayFrontEnd:
         self._held_ids: dict[int, float] = {}
         self.specs: dict[int, ContractSpec] = {}
         self._background: set[asyncio.Future[None]] = set()
+        # Sticky faults the broker replays at subscribe (see service.STICKY_FAULTS).
+        self.clock_offset = 0.0
+        self.clock_hooks: list[Callable[[float], None]] = []
+        self.current_time_pacing = False
+        self.login_stall = False
+        self.no_login_dialog = False
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run a follow-up in the background, keeping a reference until it ends."""
@@ -348,6 +354,16 @@ class GatewayFrontEnd:
             self.delay = event.value if event.active else 0.0
         elif event.fault is Fault.TICK_RATE:
             self.config.tick_rate = event.value
+        elif event.fault is Fault.CLOCK:
+            self.clock_offset = event.value if event.active else 0.0
+            for hook in list(self.clock_hooks):
+                hook(self.clock_offset)
+        elif event.fault is Fault.CURRENT_TIME_PACING:
+            self.current_time_pacing = event.active
+        elif event.fault is Fault.LOGIN_STALL:
+            self.login_stall = event.active
+        elif event.fault is Fault.NO_LOGIN_DIALOG:
+            self.no_login_dialog = event.active
         elif event.fault is Fault.SESSION_ENDED:
             # Another login took the username: IB ends this session; clients lose the link.
             self.session_ended.set()
@@ -424,6 +440,7 @@ class ApiSession:
         self._rate_warned_at = 0.0
         self._ticker: asyncio.Task[None] | None = None
         self._closed = False
+        self.last_current_time: float | None = None
         self.peer = str(writer.get_extra_info("peername"))
 
     @property
@@ -683,6 +700,11 @@ async def _start_api(s: ApiSession, fields: list[str]) -> None:
 
 
 async def _current_time(s: ApiSession, fields: list[str]) -> None:
+    # Reported of Gateway 10.16+ (unverified): a reqCurrentTime less than a second after the
+    # previous one is not answered. The current_time_pacing fault switches that on.
+    previous, s.last_current_time = s.last_current_time, time.monotonic()
+    if s.gw.current_time_pacing and previous is not None and s.last_current_time - previous < 1.0:
+        return
     now = await s.gw.broker.now()
     s.send([Out.CURRENT_TIME, 1, int(now.timestamp())])
 

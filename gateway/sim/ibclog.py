@@ -8,7 +8,7 @@ the parser cannot drift apart silently. Pure: no I/O, time comes in as an argume
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, time
 from typing import Final
 
 # IBC's Utils.formatMessage: DateTimeFormatter "yyyy-MM-dd HH:mm:ss:SSS" + " IBC: " + message.
@@ -178,3 +178,60 @@ def autorestart_found(path: str) -> str:
 def exit_status(status: int) -> str:
     """ibcstart.sh prints the JVM's exit code modulo 256 (so 1111 shows as 87)."""
     return f"{EXIT_STATUS_PREFIX}{status % 256}"
+
+
+# --- added for the ibcstart loop and the JVM's planned exits (IBC 3.24.1) --------------------
+
+# Utils.logError / logException frame their message with a line of 79 '!' (no IBC prefix).
+ERROR_BANNER: Final = "!" * 79
+# Utils.logException; an exception before Settings exist (config.ini that Properties.load
+# refuses) dies right after this line: the handler itself throws, the JVM exits 1.
+EXCEPTION_OCCURRED: Final = "An exception has occurred:"
+# StopTask.stop for the Gateway (Arrays.deepToString of {"File", "Close"}).
+LOGIN_COMPLETED_EXITING: Final = "Login has completed: exiting via [File, Close] menu"
+# IbcTws.startShutdownTimerIfRequired, with SimpleDateFormat("yyyy/MM/dd HH:mm").
+COLD_RESTART_SCHEDULED_PREFIX: Final = "Gateway will be cold restarted at "
+# SessionManager.startSession's LoginDialogDisplayTimeout exit (exit code 1112).
+LOGIN_DIALOG_NOT_DISPLAYED: Final = "IBC closing after TWS/Gateway failed to display login dialog"
+# RestartTask.restart and ConfigureAutoLogoffOrRestartTimeTask.run ("hh:mm a").
+SETTING_AUTO_RESTART_TO_PREFIX: Final = "Setting auto-restart time to "
+SETTING_AUTO_RESTART_TIME: Final = "Setting Auto restart time"
+# CommandServer.run.
+COMMAND_SERVER_STARTING_PREFIX: Final = "CommandServer is starting with port "
+# ibcstart.sh (plain echo).
+AUTORESTART_OPTION_PREFIX: Final = "AUTORESTART_OPTION is -Drestart="
+STARTING_GATEWAY_WITH_COMMAND: Final = "Starting Gateway with this command:"
+# ibcstart.sh's loop really prints this (`echo sleep 2`) instead of sleeping.
+SLEEP_2: Final = "sleep 2"
+GATEWAY_FINISHED: Final = "Gateway finished"
+
+
+def clock_12h(at: time) -> str:
+    """Java's ``DateTimeFormatter.ofPattern("hh:mm a")`` in an English locale: ``09:05 PM``."""
+    hour = at.hour % 12 or 12
+    return f"{hour:02d}:{at.minute:02d} {'AM' if at.hour < 12 else 'PM'}"
+
+
+def auto_restart_time_changed(old: time, new: time) -> str:
+    """ConfigureAutoLogoffOrRestartTimeTask when the Gateway had another time."""
+    return f"Auto restart time changed from {clock_12h(old)} to {clock_12h(new)}"
+
+
+def auto_restart_time_already(at: time) -> str:
+    return f"Auto restart time already set to {clock_12h(at)}"
+
+
+def cold_restart_scheduled(at: datetime) -> str:
+    return f"{COLD_RESTART_SCHEDULED_PREFIX}{at.strftime('%Y/%m/%d %H:%M')}"
+
+
+def setting_auto_restart_to(at: time) -> str:
+    return f"{SETTING_AUTO_RESTART_TO_PREFIX}{clock_12h(at)}"
+
+
+def duration_since_login(seconds: int) -> str:
+    return f"{DURATION_SINCE_LOGIN_PREFIX}{seconds} seconds"
+
+
+def autorestart_option(directory: str) -> str:
+    return f"{AUTORESTART_OPTION_PREFIX}{directory}"

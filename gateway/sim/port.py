@@ -55,6 +55,16 @@ class Fault(enum.Enum):
     SLOW = "slow"  # a delay before each reply, in seconds
     TICK_RATE = "tick_rate"  # market data ticks per second per subscription
     SESSION_ENDED = "session_ended"  # another login took this gateway's username
+    # The gateway's wall clock runs ``value`` seconds ahead (negative: behind), so a test can
+    # bring the daily auto-restart or Sunday's cold restart to now. Kept across relaunches.
+    CLOCK = "clock"
+    # reqCurrentTime is left unanswered when the client's previous one was < 1 s before.
+    CURRENT_TIME_PACING = "current_time_pacing"
+    # The 2FA prompt is approved but the login never completes (IBC then exits 1111 if
+    # relogin is on, after SecondFactorAuthenticationExitInterval).
+    LOGIN_STALL = "login_stall"
+    # The next JVM never shows its login dialog: IBC exits 1112 after LoginDialogDisplayTimeout.
+    NO_LOGIN_DIALOG = "no_login_dialog"
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,7 +29,6 @@ from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import TYPE_CHECKING
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gateway.runtime import (
     ContainerGone,
@@ -39,18 +38,12 @@ from gateway.runtime import (
     RuntimeEvent,
     RuntimeFailure,
 )
-from gateway.sim import auth, ibclog
+from gateway.sim import auth
 from gateway.sim.broker import BrokerConfig
-from gateway.sim.cmdserver import CommandHandlers, IbcCommandServer
-from gateway.sim.entrypoint import (
-    EXIT_2FA_TIMEOUT,
-    EXIT_CRASHED,
-    EXIT_LOGIN_FAILED,
-    EXIT_OK,
-)
-from gateway.sim.frontend import FrontEndConfig, GatewayFrontEnd
-from gateway.sim.port import LoginKind
+from gateway.sim.cmdserver import IbcCommandServer
+from gateway.sim.process import EXIT_CRASHED, GatewayProcess
 from gateway.sim.service import BrokerService, InProcessBrokerPort
+from gateway.sim.settings import ConfigError, GatewaySettings, read_settings
 from gateway.spec import (
     LABEL_ACCOUNT,
     LABEL_FLEET,
@@ -87,24 +80,6 @@ class _Stop(enum.Enum):
 
 
 @dataclasses.dataclass(slots=True)
-class _Settings:
-    """What the gnzsnz env contract and the secret files say about one gateway."""
-
-    username: str
-    password: str = dataclasses.field(repr=False)
-    account: str
-    mode: auth.Mode
-    read_only: bool
-    twofa_timeout_action: str
-    relogin_after_twofa_timeout: bool
-    twofa_exit_interval: int
-    existing_session_action: str
-    zone: ZoneInfo
-    host: str
-    port: int
-
-
-@dataclasses.dataclass(slots=True)
 class _Run:
     """One start of a container: its log lines and how it ends."""
 
@@ -114,8 +89,11 @@ class _Run:
     stop: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
     exit_code: int | None = None
     task: asyncio.Task[None] | None = None
-    frontend: GatewayFrontEnd | None = None
-    commands: IbcCommandServer | None = None
+    process: GatewayProcess | None = None
+
+    @property
+    def commands(self) -> IbcCommandServer | None:
+        return self.process.command_server if self.process is not None else None
 
     def wake(self) -> None:
         for waiter in self.waiters:
@@ -129,7 +107,7 @@ class _Container:
     id: str
     name: str
     spec: ContainerSpec
-    settings: _Settings
+    settings: _Placement
     state: ContainerState = ContainerState.CREATED
     started_at: datetime | None = None
     finished_at: datetime | None = None
@@ -149,23 +127,18 @@ class _Container:
         )
 
 
-def _yes(env: dict[str, str], name: str, *, default: bool, where: str) -> bool:
-    raw = env.get(name, "").strip().lower()
-    if not raw:
-        return default
-    if raw in ("yes", "true", "1"):
-        return True
-    if raw in ("no", "false", "0"):
-        return False
-    raise RuntimeFailure(
-        f"create {where}: {name}={env[name]!r}: expected yes or no",
-        operation="create",
-        container=where,
-    )
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Placement:
+    """A container's settings (read as the entrypoint reads them) and where it listens."""
+
+    settings: GatewaySettings
+    account: str
+    true_password: str = dataclasses.field(repr=False)
+    api_host: str
 
 
-def _settings(spec: ContainerSpec) -> _Settings:
-    """Read the spec as the simulator's gateway entrypoint reads its container."""
+def _settings(spec: ContainerSpec) -> _Placement:
+    """Read the spec exactly as ``ibfleet sim gateway`` reads its container (one parser)."""
     where = spec.name
 
     def fail(message: str) -> RuntimeFailure:
@@ -183,38 +156,28 @@ def _settings(spec: ContainerSpec) -> _Settings:
         raise fail(f"the spec has no {LABEL_ACCOUNT} label naming the IB account")
     if not spec.ports:
         raise fail("the spec publishes no API port")
-    env = spec.env_map
-    mode_text = env.get("TRADING_MODE", "paper").strip().lower() or "paper"
-    if mode_text not in ("paper", "live"):
-        raise fail(f"TRADING_MODE={mode_text!r}: the simulator runs one session: paper or live")
-    action = env.get("TWOFA_TIMEOUT_ACTION", "exit").strip().lower() or "exit"
-    if action not in ("exit", "restart"):
-        raise fail(f"TWOFA_TIMEOUT_ACTION={action!r}: expected exit or restart")
-    interval_text = env.get("TWOFA_EXIT_INTERVAL", "").strip() or "60"
-    if not interval_text.isdigit():
-        raise fail(f"TWOFA_EXIT_INTERVAL={interval_text!r}: expected whole seconds")
-    zone_text = env.get("TIME_ZONE", "").strip() or "America/New_York"
+
+    def read_file(path: str) -> bytes:
+        if path not in files:
+            raise FileNotFoundError(2, "No such file or directory", path)
+        return files[path].encode("utf-8")
+
     try:
-        zone = ZoneInfo(zone_text)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise fail(f"TIME_ZONE={zone_text!r}: not a known time zone") from None
+        settings = read_settings(
+            spec.env_map, read_file=read_file, hostname=spec.name, need_broker=False
+        )
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
     binding = spec.ports[0]
-    return _Settings(
-        username=username,
-        password=password,
-        account=account,
-        mode=auth.Mode(mode_text),
-        read_only=_yes(env, "READ_ONLY_API", default=False, where=where),
-        twofa_timeout_action=action,
-        relogin_after_twofa_timeout=_yes(
-            env, "RELOGIN_AFTER_TWOFA_TIMEOUT", default=False, where=where
-        ),
-        twofa_exit_interval=int(interval_text),
-        existing_session_action=env.get("EXISTING_SESSION_DETECTED_ACTION", "primary").strip()
-        or "primary",
-        zone=zone,
-        host=binding.host_ip,
-        port=binding.host_port,
+    settings = dataclasses.replace(
+        settings,
+        gateway_name=spec.gateway,
+        api_port=binding.host_port,
+        # An ephemeral loopback port: command_address() tells the supervisor where it is.
+        command_port_override=0 if settings.command_server_enabled else None,
+    )
+    return _Placement(
+        settings=settings, account=account, true_password=password, api_host=binding.host_ip
     )
 
 
@@ -345,12 +308,15 @@ class InProcessRuntime:
         log.info("runtime_created container=%s id=%s runtime=in-process", spec.name, container.id)
         return container.id
 
-    def _register(self, settings: _Settings) -> None:
+    def _register(self, placement: _Placement) -> None:
+        # IB's side knows the user's real password (the secret file); the gateway logs in with
+        # what IBC made of config.ini, so a mangled password fails as it would at IB.
+        settings = placement.settings
         user = auth.User(
             username=settings.username,
-            password=settings.password,
-            accounts=(settings.account,),
-            mode=settings.mode,
+            password=placement.true_password,
+            accounts=(placement.account,),
+            mode=auth.Mode(settings.ibc_mode),
             twofa_required=settings.username in self._twofa_users,
             market_data=self._market_data,
         )
@@ -416,28 +382,22 @@ class InProcessRuntime:
         run.wake()
 
     async def _process(self, container: _Container, run: _Run) -> None:
-        """One gateway process from start to exit, as ``ibfleet sim gateway`` runs it."""
-        settings = container.settings
-        frontend = GatewayFrontEnd(
-            config=FrontEndConfig(
-                name=container.spec.gateway,
-                username=settings.username,
-                password=settings.password,
-                host=settings.host,
-                port=settings.port,
-                read_only=settings.read_only,
-                existing_session_action=settings.existing_session_action,
-                relogin_after_2fa_timeout=settings.relogin_after_twofa_timeout,
-                twofa_exit_interval=settings.twofa_exit_interval,
-            ),
+        """One container from start to exit: the same GatewayProcess the entrypoint runs."""
+        placement = container.settings
+        process = GatewayProcess(
+            placement.settings,
             broker=InProcessBrokerPort(self.broker_service),
-            line_sink=lambda line: self._out(run, line),
-            ibc_clock=lambda: self._clock().astimezone(settings.zone),
+            out=lambda line: self._out(run, line),
+            api_host=placement.api_host,
+            command_host=self._command_host,
+            clock=self._clock,
         )
-        run.frontend = frontend
+        run.process = process
+        stop_waiter = asyncio.ensure_future(run.stop.wait())
+        stop_waiter.add_done_callback(lambda _: process.stop_requested.set())
         code = EXIT_KILLED
         try:
-            code = await self._live(container, run, frontend)
+            code = await process.run()
         except asyncio.CancelledError:
             code = EXIT_KILLED
         except Exception as exc:  # a bug in the simulated process is its crash, not ours
@@ -448,9 +408,12 @@ class InProcessRuntime:
             )
             code = EXIT_CRASHED
         finally:
-            await self._cleanup(run, frontend)
-            if code != EXIT_KILLED:
-                self._out(run, ibclog.exit_status(code))
+            stop_waiter.cancel()
+            frontend = process.frontend
+            if frontend is not None:
+                # A killed JVM's session ends at IB too (the broker sees its link drop).
+                with contextlib.suppress(Exception):
+                    await frontend.stop(logout=True)
             run.exit_code = code % 256
             run.ended = True
             run.wake()
@@ -458,105 +421,6 @@ class InProcessRuntime:
             container.exit_code = run.exit_code
             container.finished_at = self._clock()
             self._event(EventKind.DIE, container, exit_code=run.exit_code)
-
-    async def _cleanup(self, run: _Run, frontend: GatewayFrontEnd) -> None:
-        # A killed JVM's session ends at IB too (the broker sees its link drop): log out always.
-        commands, run.commands = run.commands, None
-        with contextlib.suppress(Exception):
-            if commands is not None:
-                await commands.close()
-        with contextlib.suppress(Exception):
-            await frontend.stop(logout=True)
-
-    async def _until_stopped(self, run: _Run, work: asyncio.Future[int | None]) -> int | None:
-        """Await ``work`` unless a stop comes first (then cancel it and return EXIT_OK)."""
-        stop: asyncio.Future[object] = asyncio.ensure_future(run.stop.wait())
-        watched: set[asyncio.Future[object]] = {work, stop}  # type: ignore[arg-type]
-        try:
-            await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stop.cancel()
-        if work.done():
-            return work.result()
-        work.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await work
-        return EXIT_OK
-
-    async def _live(self, container: _Container, run: _Run, frontend: GatewayFrontEnd) -> int:
-        login = asyncio.ensure_future(self._login(container, run, frontend))
-        settled = await self._until_stopped(run, login)
-        if run.stop.is_set():
-            return EXIT_OK
-        if settled is not None:
-            return settled
-
-        restarting: dict[str, bool] = {"failed": False}
-
-        async def stop_command() -> None:
-            run.stop.set()
-
-        async def restart_command() -> None:
-            outcome = await frontend.soft_restart()
-            if outcome.kind is not LoginKind.LOGGED_IN:
-                restarting["failed"] = True
-                run.stop.set()
-
-        async def reconnect() -> None:
-            log.info("sim_gateway_command command=RECONNECT gateway=%s", frontend.name)
-
-        commands = IbcCommandServer(
-            handlers=CommandHandlers(
-                stop=stop_command,
-                restart=restart_command,
-                reconnect_account=reconnect,
-                reconnect_data=reconnect,
-            ),
-            host=self._command_host,
-            port=0,
-        )
-        await commands.start()
-        run.commands = commands
-        frontend.ibc(ibclog.COMMAND_SERVER_READY)
-        waits = {
-            asyncio.ensure_future(run.stop.wait()): "stop",
-            asyncio.ensure_future(frontend.crashed.wait()): "crash",
-        }
-        try:
-            done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in waits:
-                task.cancel()
-        reason = waits[next(iter(done))]
-        if reason == "crash":
-            return EXIT_CRASHED
-        if restarting["failed"]:
-            return EXIT_LOGIN_FAILED
-        return EXIT_OK
-
-    async def _login(
-        self, container: _Container, run: _Run, frontend: GatewayFrontEnd
-    ) -> int | None:
-        """IBC's login loop; an exit code, or None once logged in. A new process has no
-        restart token, so the first login needs full authentication."""
-        settings = container.settings
-        while True:
-            self._out(run, ibclog.FINDING_AUTORESTART)
-            self._out(run, ibclog.AUTORESTART_NOT_FOUND)
-            outcome = await frontend.start(presents_token=False)
-            if outcome.kind is LoginKind.LOGGED_IN:
-                return None
-            if outcome.kind is LoginKind.FAILED and outcome.reason == "twofa_timed_out":
-                if (
-                    settings.relogin_after_twofa_timeout
-                    or settings.twofa_timeout_action == "restart"
-                ):
-                    continue
-                frontend.ibc(ibclog.exiting_with_code(EXIT_2FA_TIMEOUT))
-                return EXIT_2FA_TIMEOUT
-            if outcome.kind is LoginKind.EXISTING_SESSION:
-                return EXIT_OK
-            return EXIT_LOGIN_FAILED
 
     # -- streams -----------------------------------------------------------------------------
 

@@ -31,6 +31,9 @@ from gateway.sim.port import Fault, FaultEvent, GatewayEvent, LoginKind, LoginOu
 
 log = logging.getLogger(__name__)
 
+# Faults that belong to the gateway, not to one JVM run: replayed when it subscribes again.
+STICKY_FAULTS = (Fault.CLOCK, Fault.CURRENT_TIME_PACING, Fault.LOGIN_STALL, Fault.NO_LOGIN_DIALOG)
+
 
 def system_clock() -> datetime:
     """Aware UTC wall time: the default clock outside tests."""
@@ -103,6 +106,7 @@ class BrokerService:
         self.gateway_state: dict[str, dict[str, object]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self.stepping = True
+        self.clock_offset = 0.0  # seconds every gateway's wall clock is moved by default
         self.broker.add_listener(self._route_order_event)
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -150,8 +154,25 @@ class BrokerService:
     # -- event routing ---------------------------------------------------------------------
 
     def subscribe(self, *, gateway: str, listener: Callable[[GatewayEvent], None]) -> None:
-        """One listener per gateway front end."""
+        """One listener per gateway front end; it hears the sticky faults set so far (a
+        relaunched gateway JVM keeps the moved clock and the login faults)."""
         self._listeners[gateway] = listener
+        state = self.gateway_state.get(gateway, {})
+        for fault in STICKY_FAULTS:
+            value = state.get(fault.value)
+            if fault is Fault.CLOCK and value is None:
+                value = self.clock_offset or None
+            if value is not None:
+                listener(
+                    FaultEvent(gateway=gateway, fault=fault, active=True, value=float(str(value)))
+                )
+
+    def set_clock_offset(self, seconds: float) -> None:
+        """Move every gateway's wall clock that has no offset of its own (control API)."""
+        self.clock_offset = seconds
+        for gateway, listener in list(self._listeners.items()):
+            if self.gateway_state.get(gateway, {}).get(Fault.CLOCK.value) is None:
+                listener(FaultEvent(gateway=gateway, fault=Fault.CLOCK, active=True, value=seconds))
 
     def unsubscribe(self, *, gateway: str) -> None:
         """Forget a gateway's listener (it stopped)."""
@@ -170,12 +191,23 @@ class BrokerService:
                     listener(event)
 
     def push_fault(self, event: FaultEvent) -> None:
-        """Tell one gateway front end about a fault switched on or off."""
+        """Tell one gateway front end about a fault switched on or off.
+
+        A sticky fault (clock, login faults) is kept for a gateway that is relaunching and
+        not connected right now; any other needs the gateway connected.
+        """
         state = self.gateway_state.setdefault(event.gateway, {})
         state[event.fault.value] = event.value if event.active else None
         listener = self._listeners.get(event.gateway)
         if listener is None:
+            if event.fault in STICKY_FAULTS:
+                return
             raise KeyError(f"gateway {event.gateway!r} is not connected to the broker")
+        if event.fault is Fault.CLOCK and not event.active:
+            # Back to the broker-wide offset.
+            event = FaultEvent(
+                gateway=event.gateway, fault=Fault.CLOCK, active=True, value=self.clock_offset
+            )
         listener(event)
 
     # -- logins ----------------------------------------------------------------------------
