@@ -7,7 +7,14 @@ raises. :class:`AuthLogFollower` reads lines in order and drops every line from 
 container's current start, so a stale "Login has completed" can never report a login.
 
 Matching is case-insensitive because IBC's capitalisation changed across versions; the exact
-strings are in :mod:`gateway.sim.ibclog`. Pure: no I/O, time comes in with the lines.
+strings are IBC 3.24.1's (``src/ibcalpha/ibc/*.java``, ``resources/scripts/ibcstart.sh``), which
+:mod:`gateway.sim.ibclog` prints. Pure: no I/O, time comes in with the lines.
+
+Inside a container IBC's start script relaunches the Gateway JVM in a loop, so one container
+start holds many JVM runs. :class:`AuthLogFollower` reads each relaunch by what the lines of the
+ending run and the script's decision say (:class:`Relaunch`, :class:`RelaunchKind`), never by
+the clock: a daily auto-restart and a RESTART are token relaunches (no login), a weekly
+``ColdRestartTime`` and a failed login are cold ones (a full login), 1112 and 1111 have their own.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import enum
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, datetime, time, timedelta, tzinfo
 
 from gateway.codes import IbcExit, ibc_exit_from_status
 
@@ -183,8 +190,91 @@ class RestartShortly:
     cold: bool
 
 
+@dataclass(frozen=True)
+class RestartScheduled:
+    """IBC accepted a RESTART: ``Setting auto-restart time to hh:mm AM`` (RestartTask.java).
+
+    The Gateway restarts itself at that minute, up to about a minute later, with its token.
+    """
+
+    at: datetime | None
+    when: time | None
+
+
+@dataclass(frozen=True)
+class TwoFactorApproved:
+    """The 2FA prompt was answered in time; IBC exits after ``exit_in_seconds`` if the login
+    still has not completed (LoginManager.java, relogin on): the user *did* approve."""
+
+    at: datetime | None
+    exit_in_seconds: int
+
+
+@dataclass(frozen=True)
+class TwoFactorExpired:
+    """Nobody answered the 2FA prompt and IBC will not log in again (relogin off): it waits
+    at the login dialog, with no exit (LoginManager.java)."""
+
+    at: datetime | None
+
+
+@dataclass(frozen=True)
+class LoopEnded:
+    """The start script's loop ended (``Gateway finished``): the container exits next."""
+
+    at: datetime | None
+
+
+class RelaunchKind(enum.Enum):
+    """Why IBC's start script relaunched the Gateway JVM inside the running container."""
+
+    #: The Gateway's own daily auto-restart (AutoRestartTime): relaunched with the token.
+    AUTO_RESTART = "auto_restart"
+    #: A command-server RESTART (``Setting auto-restart time to ...`` first): with the token.
+    RESTART_COMMAND = "restart_command"
+    #: The weekly ColdRestartTime: ``exiting via [File, Close] menu``, then a full login.
+    WEEKLY_COLD = "weekly_cold"
+    #: A cold restart after ``Login failed``, a login error or a lost server connection.
+    COLD_AFTER_FAILURE = "cold_after_failure"
+    #: Exit 1112 (88): the login dialog never appeared; always relaunched.
+    NO_LOGIN_DIALOG = "no_login_dialog"
+    #: Exit 1111 (87) with ``--on2fatimeout=restart``: 2FA approved, login never completed.
+    TWOFA_EXIT = "twofa_exit"
+    #: A relaunch no line of the ending run explains.
+    UNEXPLAINED = "unexplained"
+
+    @property
+    def planned(self) -> bool:
+        """Expected and bounded: the daily restart, a RESTART, the weekly cold restart."""
+        return self in _PLANNED_RELAUNCHES
+
+    @property
+    def token(self) -> bool:
+        """Relaunched with the autorestart token: no login, no 2FA."""
+        return self in (RelaunchKind.AUTO_RESTART, RelaunchKind.RESTART_COMMAND)
+
+
+_PLANNED_RELAUNCHES = frozenset(
+    {RelaunchKind.AUTO_RESTART, RelaunchKind.RESTART_COMMAND, RelaunchKind.WEEKLY_COLD}
+)
+
+
+@dataclass(frozen=True)
+class Relaunch:
+    """The start script relaunches the JVM for ``kind`` (``status``: the ended run's exit)."""
+
+    at: datetime | None
+    kind: RelaunchKind
+    status: int | None
+
+
 AuthEvent = (
-    SessionStarting
+    RestartScheduled
+    | TwoFactorApproved
+    | TwoFactorExpired
+    | LoopEnded
+    | Relaunch
+    | SessionStarting
     | LoginAttempt
     | TwoFactorInitiated
     | TwoFactorTimedOut
@@ -292,6 +382,14 @@ def _will_relogin(m: re.Match[str], at: datetime | None, tz: tzinfo) -> AuthEven
     return WillReloginAt(at=at, when=_parse_naive_ibc_time(m["when"], tz), login_number=number)
 
 
+def _restart_scheduled(m: re.Match[str], at: datetime | None, tz: tzinfo) -> AuthEvent:
+    try:
+        when: time | None = datetime.strptime(m[1].upper(), "%I:%M %p").time()
+    except ValueError:
+        when = None
+    return RestartScheduled(at=at, when=when)
+
+
 def _session_starting(m: re.Match[str], at: datetime | None, tz: tzinfo) -> AuthEvent:
     return SessionStarting(at=at, dialog_timeout_seconds=int(m[1]), restarting=False)
 
@@ -328,6 +426,18 @@ _RULES: tuple[_Rule, ...] = (
     (
         _rx(r"^re-login after second factor authentication timeout in\b"),
         lambda m, at, tz: TwoFactorReloginScheduled(at=at),
+    ),
+    (
+        _rx(r"^re-login after second factor authentication timeout not required"),
+        lambda m, at, tz: TwoFactorExpired(at=at),
+    ),
+    (
+        _rx(r"^if login has not completed, ibc will exit in (\d{1,9}) seconds?"),
+        lambda m, at, tz: TwoFactorApproved(at=at, exit_in_seconds=int(m[1])),
+    ),
+    (
+        _rx(r"^setting auto-restart time to (\d{1,2}:\d\d [ap]m)\s*$"),
+        _restart_scheduled,
     ),
     # "Login has completed: exiting via [File, Close] menu" is a shutdown, not a login.
     (_rx(r"^login has completed: exiting"), lambda m, at, tz: Stopping(at=at, was_logged_in=True)),
@@ -370,6 +480,10 @@ _RULES: tuple[_Rule, ...] = (
     (_rx(r"too many failed login attempts"), _too_many),
     (_rx(r"^cold restart in progress"), lambda m, at, tz: ColdRestart(at=at)),
     (
+        _rx(r"^login dialog has been invalidated - initiate cold restart"),
+        lambda m, at, tz: ColdRestart(at=at),
+    ),
+    (
         _rx(
             r"^will re-login at (?P<when>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?::\d{1,3})?)"
             r"(?:;\s*login number:\s*(?P<n>\d{1,9}))?"
@@ -385,6 +499,7 @@ _RULES: tuple[_Rule, ...] = (
     (_rx(r"^ibc returned exit status\s+(\d{1,9})"), _exit_status),
     (_rx(r"^ibc will restart shortly"), lambda m, at, tz: RestartShortly(at=at, cold=False)),
     (_rx(r"^ibc will cold-restart shortly"), lambda m, at, tz: RestartShortly(at=at, cold=True)),
+    (_rx(r"^(?:gateway|tws) finished\s*$"), lambda m, at, tz: LoopEnded(at=at)),
 )
 
 
@@ -413,6 +528,69 @@ def parse_line(line: str, *, tz: tzinfo = UTC) -> AuthEvent | None:
 
 def _is_error_header(split: _Split) -> bool:
     return split.message.lower().startswith("login error message")
+
+
+_MAX_DETAIL = 500  # a failed login's dialog text is kept to this many characters
+_MAX_EVENTS = 1000  # events and relaunches remembered per container start
+
+
+@dataclass
+class _JvmRun:
+    """What one JVM run of IBC said, read to name the relaunch that ends it.
+
+    ibcstart.sh decides after each exit: a ``COLDRESTART`` flag (``IBC will cold-restart
+    shortly``), else the autorestart token (``autorestart file found``), else exit 1111 with
+    ``--on2fatimeout=restart``; 1112 always relaunches; otherwise the loop ends. The reason for
+    a cold flag is in the run's own lines: StopTask.java writes it for ColdRestartTime after
+    ``exiting via [File, Close] menu``, and for the login-failure dialogs after their lines.
+    """
+
+    restart_scheduled: bool = False
+    failure: bool = False
+    closed_logged_in: bool = False
+    exit_status: int | None = None
+    decision: RelaunchKind | None = None
+
+    def note(self, event: AuthEvent) -> bool:
+        """Take one event; True when the script said it relaunches (the story is complete)."""
+        if self.exit_status is None:
+            if isinstance(event, RestartScheduled):
+                self.restart_scheduled = True
+            elif isinstance(event, LoginFailed | ColdRestart) or (
+                isinstance(event, Stopping) and not event.was_logged_in
+            ):
+                self.failure = True
+            elif isinstance(event, Stopping):
+                self.closed_logged_in = True
+            elif isinstance(event, ExitStatus):
+                self.exit_status = event.status
+                if ibc_exit_from_status(event.status) is IbcExit.LOGIN_DIALOG_DISPLAY_TIMED_OUT:
+                    self.decision = RelaunchKind.NO_LOGIN_DIALOG
+            return False
+        if isinstance(event, AutorestartFound) and self.decision is None:
+            self.decision = (
+                RelaunchKind.RESTART_COMMAND
+                if self.restart_scheduled
+                else RelaunchKind.AUTO_RESTART
+            )
+        elif isinstance(event, AutorestartNotFound) and self.decision is None:
+            if ibc_exit_from_status(self.exit_status) is IbcExit.SECOND_FACTOR_AUTH_LOGIN_TIMED_OUT:
+                self.decision = RelaunchKind.TWOFA_EXIT
+        elif isinstance(event, RestartShortly) and event.cold:
+            if self.failure:
+                self.decision = RelaunchKind.COLD_AFTER_FAILURE
+            elif self.closed_logged_in:
+                self.decision = RelaunchKind.WEEKLY_COLD
+            else:
+                self.decision = RelaunchKind.UNEXPLAINED
+        elif isinstance(event, RestartShortly):
+            return True
+        elif isinstance(event, LoopEnded):
+            self.exit_status = None  # the loop ended: no relaunch to name
+        return False
+
+    def kind(self) -> RelaunchKind:
+        return self.decision or RelaunchKind.UNEXPLAINED
 
 
 class LoginPhase(enum.Enum):
@@ -475,6 +653,8 @@ class AuthLogFollower:
         self._fresh: bool | None = None  # freshness of the last dated line; None: none yet
         self._held: list[AuthEvent] = []
         self._error_detail_pending: LoginFailed | None = None
+        self.relaunches: list[Relaunch] = []
+        self._run = _JvmRun()
 
     @property
     def logged_in(self) -> bool:
@@ -485,19 +665,23 @@ class AuthLogFollower:
         return self.phase is LoginPhase.AWAITING_2FA
 
     def feed(self, line: str) -> list[AuthEvent]:
-        """Take the next line; returns the fresh events it (and any held lines) produced."""
+        """Take the next line; returns the fresh events it (and any held lines) produced.
+
+        A line that ends a relaunch's story also yields a :class:`Relaunch` after its own event.
+        """
         try:
             split = _split(line, self._tz)
             event = _match(split.message, split.at, self._tz)
         except (ValueError, OverflowError, IndexError):
             return []
-        out: list[AuthEvent | None] = []
+        out: list[AuthEvent] = []
         if split.at is not None:
             self._fresh = split.at >= self.started_at - self._tolerance
             held, self._held = self._held, []
             if self._fresh:
                 # The undated lines before this fresh one belong to the current run.
-                out.extend(self._accept(h) for h in held)
+                for h in held:
+                    out.extend(self._accept(h))
             else:
                 # A stale line: it and everything undated before it are from an older run.
                 self._error_detail_pending = None
@@ -507,37 +691,54 @@ class AuthLogFollower:
         if self._error_detail_pending is not None:
             pending, self._error_detail_pending = self._error_detail_pending, None
             if event is None and not split.from_ibc and split.message:
-                out.append(self._admit(replace(pending, message=split.message)))
-                return [e for e in out if e is not None]
-            out.append(self._admit(pending))
+                out.extend(self._admit(replace(pending, message=split.message[:_MAX_DETAIL])))
+                return out
+            out.extend(self._admit(pending))
 
         if isinstance(event, LoginFailed) and event.message is None and _is_error_header(split):
             # Wait one line for the dialog text before reporting the failure.
             self._error_detail_pending = event
         elif event is not None:
-            out.append(self._admit(event))
-        return [e for e in out if e is not None]
+            out.extend(self._admit(event))
+        return out
 
     def flush(self) -> list[AuthEvent]:
         """Report a failure still waiting for its detail line (e.g. at the end of a read)."""
         if self._error_detail_pending is None:
             return []
         pending, self._error_detail_pending = self._error_detail_pending, None
-        admitted = self._admit(pending)
-        return [admitted] if admitted is not None else []
+        return self._admit(pending)
 
-    def _admit(self, event: AuthEvent) -> AuthEvent | None:
+    def _admit(self, event: AuthEvent) -> list[AuthEvent]:
         if event.at is not None or self._fresh:
             return self._accept(event)
         # Undated and nothing fresh seen yet: hold until a dated line decides.
         if len(self._held) < _MAX_HELD:
             self._held.append(event)
-        return None
+        return []
 
-    def _accept(self, event: AuthEvent) -> AuthEvent:
+    def _accept(self, event: AuthEvent) -> list[AuthEvent]:
+        out: list[AuthEvent] = []
+        if isinstance(event, SessionStarting):
+            # A new JVM run began without the script's "restart shortly" line: close the last.
+            out.extend(self._relaunched(event.at))
+        out.append(event)
         self.events.append(event)
         self._advance(event)
-        return event
+        if self._run.note(event):
+            out.extend(self._relaunched(event.at))
+        del self.events[:-_MAX_EVENTS]
+        return out
+
+    def _relaunched(self, at: datetime | None) -> list[AuthEvent]:
+        run, self._run = self._run, _JvmRun()
+        if run.exit_status is None:
+            return []  # no JVM ended since the last relaunch: nothing to explain
+        relaunch = Relaunch(at=at, kind=run.kind(), status=run.exit_status)
+        self.relaunches.append(relaunch)
+        del self.relaunches[:-_MAX_EVENTS]
+        self.events.append(relaunch)
+        return [relaunch]
 
     def _advance(self, event: AuthEvent) -> None:
         # Each event moves the phase as the real gateway's login moves; lines that only
@@ -576,4 +777,8 @@ class AuthLogFollower:
             self.autorestart_found = False
         elif isinstance(event, ExitStatus):
             self.last_exit_status = event.status
+            self.phase = LoginPhase.EXITED
+        elif isinstance(event, TwoFactorApproved):
+            self.phase = LoginPhase.LOGGING_IN
+        elif isinstance(event, LoopEnded):
             self.phase = LoginPhase.EXITED

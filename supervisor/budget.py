@@ -139,6 +139,18 @@ class LoginLedger:
         updated[username] = self._window(username).record(now).events
         return LoginLedger(limit=self.limit, window=self.window, attempts=updated)
 
+    def with_attempts(self, username: str, attempts: Iterable[datetime]) -> LoginLedger:
+        """Return a ledger whose attempts for ``username`` are ``attempts`` (sorted)."""
+        updated = dict(self.attempts)
+        events = tuple(sorted(attempts))
+        for at in events:
+            _require_aware(at, f"login ledger[{username!r}] attempt")
+        if events:
+            updated[username] = events
+        else:
+            updated.pop(username, None)
+        return LoginLedger(limit=self.limit, window=self.window, attempts=updated)
+
     def pruned(self, now: datetime) -> LoginLedger:
         """Drop attempts older than the window, and usernames left with none."""
         kept: dict[str, tuple[datetime, ...]] = {}

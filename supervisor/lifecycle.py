@@ -8,6 +8,14 @@ status and no effects.
 
 Readiness means "logged in and the API answered a probe within the deadline", never "the
 container runs": API_READY is only entered on a heartbeat answer from a logged-in gateway.
+
+The machine is also the one owner of two decisions: restarts (the orchestrator only executes
+them) and what kind of outage a gateway is in (:func:`gate_of`, carried by :class:`GateOrders`).
+IBC relaunches the Gateway JVM inside the running container for every planned restart, so no
+container event arrives: the log lines name the relaunch (:class:`IbcRelaunching`), and an API
+that drops while a relaunch is expected (the daily AutoRestartTime, an accepted RESTART) is read
+as that relaunch, bounded; a relaunch that outlasts its bound is a loss. A log line alone never
+ends a session the probe sees healthy: it only changes how the next drop is read.
 """
 
 from __future__ import annotations
@@ -19,6 +27,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeAlias, TypeVar
 
+from gateway.authlog import RelaunchKind
+from gateway.outage import Gate, OutageKind
 from supervisor.alertpolicy import Alert, Severity
 from supervisor.budget import BackoffPolicy, SlidingWindow
 
@@ -36,18 +46,18 @@ __all__ = [
     "ApiConnected",
     "ApiDisconnected",
     "ClientIdInUse",
-    "ColdRestart",
     "ContainerCreated",
     "ContainerDestroyed",
     "ContainerDied",
     "ContainerOom",
     "CountLogin",
-    "DailyRestartDue",
+    "DailyRestartExpected",
     "Effect",
     "Event",
     "ExistingSessionDetected",
     "FarmBroken",
     "FarmOk",
+    "Gate",
     "GateOrders",
     "GatewayStatus",
     "HardRestart",
@@ -56,6 +66,7 @@ __all__ = [
     "IbLinkLost",
     "IbLinkRestored",
     "IbcExitStatus",
+    "IbcRelaunching",
     "LifecyclePolicy",
     "LockedOut",
     "LoggedIn",
@@ -66,25 +77,32 @@ __all__ = [
     "OperatorRestart",
     "OperatorStart",
     "OperatorStop",
+    "OutageKind",
     "PermissionMismatch",
     "PermissionOk",
+    "RelaunchKind",
     "ResetWindowEntered",
     "ResetWindowLeft",
     "ResolveAlert",
     "RestartKind",
+    "RestartScheduled",
     "ScheduleBackoff",
     "Severity",
     "SoftRestart",
     "StartContainer",
     "State",
     "StopContainer",
+    "SupervisorStopping",
     "Tick",
     "TriggerSafeState",
+    "TwoFactorApproved",
+    "TwoFactorExpired",
     "TwoFactorInitiated",
     "TwoFactorTimedOut",
     "TwoFactorTimeoutAction",
     "WeeklyReauthDue",
     "alert_key",
+    "gate_of",
     "transition",
 ]
 
@@ -136,7 +154,8 @@ ALWAYS_PAGED_REASONS = (_PERMISSION_PREFIX,)
 
 # IBC exit codes (its own namespace, not TWS API codes); a shell sees them modulo 256.
 _IBC_2FA_TIMEOUT = frozenset({1111, 1111 % 256})
-_IBC_NO_LOGIN_DIALOG = frozenset({1112, 1112 % 256})
+# Where an outage can still be the planned relaunch that began it (the Gateway logging back in).
+_PLANNED_OUTAGE_STATES = frozenset({State.RESTARTING, State.STARTING}) | LOGIN_STATES
 
 
 class RestartKind(enum.Enum):
@@ -159,10 +178,17 @@ class LoginOutcome(enum.Enum):
 
 
 class TwoFactorTimeoutAction(enum.Enum):
-    """What to do after a 2FA timeout: wait (BACKOFF) or restart at once (budget permitting)."""
+    """Who restarts after a 2FA timeout, and how: exactly one mechanism (IBC's user guide).
+
+    IBC: IBC owns it (relogin on, ``--on2fatimeout=restart``): it logs in again by itself and
+    relaunches after 1111, so the machine waits and only counts the logins. BACKOFF / RESTART:
+    the supervisor owns it (IBC started with ``--on2fatimeout=exit`` and relogin off): it stops
+    and retries after a backoff, or restarts at once (budget permitting).
+    """
 
     BACKOFF = "backoff"
     RESTART = "restart"
+    IBC = "ibc"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -238,15 +264,41 @@ class LockedOut:
 
 
 @dataclass(frozen=True, slots=True)
-class ColdRestart:
-    """IBC began its scheduled (Sunday) cold restart."""
+class TwoFactorApproved:
+    """IBC: ``If login has not completed, IBC will exit in N seconds``: the user approved."""
+
+    exit_in: timedelta = timedelta(seconds=60)
+
+
+@dataclass(frozen=True, slots=True)
+class TwoFactorExpired:
+    """Nobody answered the prompt in time; ``relogin``: IBC logs in again by itself."""
+
+    relogin: bool
 
 
 @dataclass(frozen=True, slots=True)
 class IbcExitStatus:
-    """The start script reported ``IBC returned exit status N`` (IBC's code namespace)."""
+    """The start script reported ``IBC returned exit status N`` (IBC's code namespace).
+
+    A fact only: what follows (a relaunch, or the container's exit) decides.
+    """
 
     code: int
+
+
+@dataclass(frozen=True, slots=True)
+class IbcRelaunching:
+    """The start script relaunches the Gateway JVM for ``kind`` (the container keeps running)."""
+
+    kind: RelaunchKind
+    status: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RestartScheduled:
+    """IBC accepted a RESTART (``OK RESTART at``, ``Setting auto-restart time to``): the Gateway
+    restarts itself with its token at the next minute."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,9 +378,10 @@ class ClientIdInUse:
 
 @dataclass(frozen=True, slots=True)
 class ResetWindowEntered:
-    """An IB server reset window for this gateway's region began."""
+    """An IB server reset window for this gateway's region began (ends at ``until``)."""
 
     name: str = ""
+    until: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,8 +390,11 @@ class ResetWindowLeft:
 
 
 @dataclass(frozen=True, slots=True)
-class DailyRestartDue:
-    """The daily soft restart time came."""
+class DailyRestartExpected:
+    """The Gateway's daily AutoRestartTime came: IBC restarts it by itself, with its token.
+
+    Nothing is sent (a RESTART on top of it would make two); an API drop now is read as it.
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -369,6 +425,11 @@ class OperatorReset:
 
 
 @dataclass(frozen=True, slots=True)
+class SupervisorStopping:
+    """The supervisor itself is stopping: every gate closes with kind SHUTDOWN."""
+
+
+@dataclass(frozen=True, slots=True)
 class Tick:
     """Periodic: evaluates deadlines at the ``now`` given to :func:`transition`."""
 
@@ -386,8 +447,11 @@ Event: TypeAlias = (
     | ExistingSessionDetected
     | LoginFailed
     | LockedOut
-    | ColdRestart
+    | TwoFactorApproved
+    | TwoFactorExpired
     | IbcExitStatus
+    | IbcRelaunching
+    | RestartScheduled
     | ApiConnected
     | HeartbeatOk
     | HeartbeatMissed
@@ -402,12 +466,13 @@ Event: TypeAlias = (
     | ClientIdInUse
     | ResetWindowEntered
     | ResetWindowLeft
-    | DailyRestartDue
+    | DailyRestartExpected
     | WeeklyReauthDue
     | OperatorStart
     | OperatorStop
     | OperatorRestart
     | OperatorReset
+    | SupervisorStopping
     | Tick
 )
 
@@ -446,9 +511,9 @@ class ResolveAlert:
 
 @dataclass(frozen=True, slots=True)
 class GateOrders:
-    """Open or close the order gate for strategies on this gateway."""
+    """Open the order gate for strategies on this gateway, or close it for an outage kind."""
 
-    open: bool
+    gate: Gate
 
 
 @dataclass(frozen=True, slots=True)
@@ -510,9 +575,18 @@ class LifecyclePolicy:
     login_window: timedelta = timedelta(hours=1)
     backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
     twofa_timeout_action: TwoFactorTimeoutAction = TwoFactorTimeoutAction.BACKOFF
+    # A token relaunch (daily auto-restart, RESTART): from the API drop to a probe answer.
+    token_relaunch_bound: timedelta = timedelta(minutes=3)
+    # RESTART restarts at the next minute (RestartTask.java): up to ~60 s, plus the shutdown.
+    restart_command_delay: timedelta = timedelta(seconds=75)
+    # A cold relaunch (weekly ColdRestartTime): a full login, on live a 2FA prompt too.
+    cold_relaunch_bound: timedelta = timedelta(minutes=10)
 
     def __post_init__(self) -> None:
         for name in (
+            "token_relaunch_bound",
+            "restart_command_delay",
+            "cold_relaunch_bound",
             "heartbeat_deadline",
             "twofa_timeout",
             "login_timeout",
@@ -560,6 +634,15 @@ class GatewayStatus:
     restart_count: int = 0
     reauth_at: datetime | None = None
     open_alerts: frozenset[str] = frozenset()
+    # The planned outage (relaunch) in progress must be over by then; None: none is planned.
+    planned_until: datetime | None = None
+    # An API drop before then is read as the planned relaunch of ``expected_relaunch``.
+    relaunch_expected_until: datetime | None = None
+    expected_relaunch: RelaunchKind | None = None
+    window_until: datetime | None = None
+    # The gate last given to the strategies (GateOrders is emitted when it changes).
+    gate_open: bool = False
+    gate_kind: OutageKind | None = OutageKind.LOST
 
     @classmethod
     def initial(cls, *, gateway: str, username: str, now: datetime) -> GatewayStatus:
@@ -576,15 +659,20 @@ class GatewayStatus:
         record: dict[str, Any] = {}
         for name in _STR_FIELDS | _BOOL_FIELDS | _INT_FIELDS:
             record[name] = getattr(self, name)
-        for name in _INSTANT_FIELDS:
+        for name in _INSTANT_FIELDS | _NEW_INSTANT_FIELDS:
             value = getattr(self, name)
             record[name] = None if value is None else value.astimezone(UTC).isoformat()
+        record["gate_open"] = self.gate_open
         for name in _INSTANT_TUPLE_FIELDS:
             record[name] = [t.astimezone(UTC).isoformat() for t in getattr(self, name)]
         for name in _STR_SET_FIELDS:
             record[name] = sorted(getattr(self, name))
         record["state"] = self.state.value
         record["restart_kind"] = None if self.restart_kind is None else self.restart_kind.value
+        record["expected_relaunch"] = (
+            None if self.expected_relaunch is None else self.expected_relaunch.value
+        )
+        record["gate_kind"] = None if self.gate_kind is None else self.gate_kind.value
         return record
 
     @classmethod
@@ -598,9 +686,23 @@ class GatewayStatus:
             values[name] = _typed(record, name, bool, where)
         for name in _INT_FIELDS:
             values[name] = _typed(record, name, int, where)
-        for name in _INSTANT_FIELDS:
+        for name in _INSTANT_FIELDS | _NEW_INSTANT_FIELDS:
             raw = record.get(name)
             values[name] = None if raw is None else _instant(raw, f"{where}.{name}")
+        # Fields added later default when a record from an older supervisor lacks them.
+        values["gate_open"] = _typed(
+            {"gate_open": record.get("gate_open", False)}, "gate_open", bool, where
+        )
+        relaunch = record.get("expected_relaunch")
+        values["expected_relaunch"] = (
+            None
+            if relaunch is None
+            else _enum(RelaunchKind, relaunch, f"{where}.expected_relaunch")
+        )
+        gate_kind = record.get("gate_kind", OutageKind.LOST.value)
+        values["gate_kind"] = (
+            None if gate_kind is None else _enum(OutageKind, gate_kind, f"{where}.gate_kind")
+        )
         for name in _INSTANT_TUPLE_FIELDS:
             items = _typed(record, name, list, where)
             values[name] = tuple(
@@ -637,6 +739,7 @@ _INSTANT_FIELDS = frozenset(
         "reauth_at",
     }
 )
+_NEW_INSTANT_FIELDS = frozenset({"planned_until", "relaunch_expected_until", "window_until"})
 _INSTANT_TUPLE_FIELDS = frozenset({"restarts", "login_attempts"})
 _STR_SET_FIELDS = frozenset({"degraded_reasons", "open_alerts"})
 
@@ -677,6 +780,31 @@ def alert_key(gateway: str, problem: str) -> str:
     return f"gateway:{gateway}:{problem}"
 
 
+def gate_of(status: GatewayStatus, *, now: datetime, policy: LifecyclePolicy) -> Gate:
+    """The order gate for ``status``: the one place that decides what kind of outage it is.
+
+    API_READY is open. A planned relaunch (and the login that follows it) is PLANNED_RESTART
+    until ``planned_until``; an IB reset window is RESET_WINDOW until its end plus the grace;
+    a degraded session whose only reasons are a stalled or slow API is STALLED; anything else
+    (a dead or restarting container, a failed login, FATAL, an operator stop) is LOST.
+    """
+    state = status.state
+    if state is State.API_READY:
+        return Gate(open=True)
+    reason = status.reason
+    planned = status.planned_until
+    if planned is not None and state in _PLANNED_OUTAGE_STATES:
+        bound = max(planned - now, timedelta(0))
+        return Gate(open=False, kind=OutageKind.PLANNED_RESTART, reason=reason, bound=bound)
+    if state is State.RESET_WINDOW:
+        end = status.window_until or status.window_ended_at or now
+        bound = max(end + policy.ready_grace_after_window - now, timedelta(0))
+        return Gate(open=False, kind=OutageKind.RESET_WINDOW, reason=reason, bound=bound)
+    if state is State.DEGRADED and status.degraded_reasons <= _STALL_REASONS | {_SLOW}:
+        return Gate(open=False, kind=OutageKind.STALLED, reason=reason)
+    return Gate(open=False, kind=OutageKind.LOST, reason=reason)
+
+
 # ---------------------------------------------------------------------------------------------
 # Machinery
 
@@ -708,20 +836,24 @@ class _Step:
         self.effects.append(effect)
 
     def goto(self, state: State, reason: str, *, expected: bool = False) -> None:
-        """Change state; closing/opening the order gate follows from leaving/entering READY."""
+        """Change state; the order gate follows at the end of the transition (:func:`gate_of`)."""
         old = self.status.state
         if old is state:
             self.update(reason=reason)
             return
-        if old is State.API_READY:
-            self.emit(GateOrders(open=False))
-            if not expected:
-                # Strategies must be told at once; the host decides the grace period.
-                self.emit(TriggerSafeState(reason=f"{self.status.gateway}: {reason}"))
+        if old is State.API_READY and not expected:
+            # Strategies must be told at once; the host decides the grace period.
+            self.emit(TriggerSafeState(reason=f"{self.status.gateway}: {reason}"))
         self.update(state=state, since=self.now, reason=reason)
         if state is State.API_READY:
-            self.emit(GateOrders(open=True))
-            self.update(failed_logins=0, stall_since=None, window_ended_at=None)
+            self.update(
+                failed_logins=0,
+                stall_since=None,
+                window_ended_at=None,
+                planned_until=None,
+                relaunch_expected_until=None,
+                expected_relaunch=None,
+            )
             keep = {alert_key(self.status.gateway, "reauth")}
             self.resolve_all(keep=keep)
 
@@ -796,7 +928,15 @@ def _fatal(step: _Step, reason: str, todo: str) -> None:
     if step.state not in (State.ABSENT, State.STOPPED):
         step.emit(StopContainer())
     _clear_session(step)
-    step.update(restart_kind=None, restart_deadline=None, backoff_until=None, login_deadline=None)
+    step.update(
+        restart_kind=None,
+        restart_deadline=None,
+        backoff_until=None,
+        login_deadline=None,
+        planned_until=None,
+        relaunch_expected_until=None,
+        expected_relaunch=None,
+    )
     step.goto(State.FATAL, reason)
     step.alert(
         "fatal",
@@ -838,24 +978,91 @@ def _restart(step: _Step, kind: RestartKind, reason: str, *, planned: bool) -> N
         step.emit(HardRestart())
     elif kind is RestartKind.START:
         step.emit(StartContainer())
+    # RESTART restarts at the next minute, then relaunches with the token: allow for both.
+    policy = step.policy
+    deadline = step.now + (
+        policy.restart_command_delay + policy.token_relaunch_bound
+        if kind is RestartKind.SOFT
+        else policy.restart_deadline
+    )
+    # Only a planned restart of a running session is a planned outage for the strategies.
+    planned_outage = planned and step.state in SESSION_STATES
     _clear_session(step)
     step.update(
         restart_kind=kind,
-        restart_deadline=step.now + step.policy.restart_deadline,
+        restart_deadline=deadline,
         restart_planned=planned,
         api_dropped=False,
         backoff_until=None,
         login_deadline=None,
         restart_count=step.status.restart_count + 1,
+        planned_until=deadline if planned_outage else None,
+        relaunch_expected_until=None,
+        expected_relaunch=None,
     )
     step.goto(State.RESTARTING, reason, expected=planned)
+
+
+def _relaunch_bound(policy: LifecyclePolicy, kind: RelaunchKind) -> timedelta:
+    if kind.token:
+        return policy.token_relaunch_bound
+    if kind is RelaunchKind.WEEKLY_COLD:
+        return policy.cold_relaunch_bound
+    return policy.restart_deadline
+
+
+_RELAUNCH_WHY = {
+    RelaunchKind.AUTO_RESTART: "IBC daily auto-restart (token relaunch)",
+    RelaunchKind.RESTART_COMMAND: "IBC RESTART (token relaunch)",
+    RelaunchKind.WEEKLY_COLD: "IBC weekly cold restart (full login)",
+    RelaunchKind.COLD_AFTER_FAILURE: "IBC cold restart after a failure",
+    RelaunchKind.NO_LOGIN_DIALOG: "IBC relaunch: the login dialog never appeared (exit 1112)",
+    RelaunchKind.TWOFA_EXIT: "IBC relaunch: 2FA approved but the login did not complete (1111)",
+    RelaunchKind.UNEXPLAINED: "IBC relaunched the Gateway for no reason its log gave",
+}
+
+
+def _relaunching(step: _Step, kind: RelaunchKind, *, planned: bool) -> None:
+    """-> RESTARTING (external): IBC relaunches the JVM by itself; nothing to execute.
+
+    The container keeps running, so the machine only waits, within the relaunch's bound; the
+    restart deadline then escalates to a hard restart (a planned relaunch that outlasts its
+    bound is a loss).
+    """
+    deadline = step.now + _relaunch_bound(step.policy, kind)
+    _clear_session(step)
+    step.update(
+        restart_kind=RestartKind.EXTERNAL,
+        restart_deadline=deadline,
+        restart_planned=planned,
+        api_dropped=True,
+        backoff_until=None,
+        login_deadline=None,
+        twofa_deadline=None,
+        restart_count=step.status.restart_count + 1,
+        planned_until=deadline if planned else None,
+        relaunch_expected_until=None,
+        expected_relaunch=None,
+    )
+    if planned:
+        # A stall read before the relaunch's lines arrived was this relaunch: nobody is paged.
+        step.resolve("stall")
+        step.resolve("degraded")
+    step.goto(State.RESTARTING, _RELAUNCH_WHY[kind], expected=planned)
 
 
 def _login_failed(step: _Step, outcome: LoginOutcome, reason: str) -> None:
     """A failed login (2FA timeout included: IB counts it) -> BACKOFF, RESTARTING or FATAL."""
     step.count_login(outcome)
     failures = step.status.failed_logins + 1
-    step.update(failed_logins=failures, twofa_deadline=None, login_deadline=None)
+    step.update(
+        failed_logins=failures,
+        twofa_deadline=None,
+        login_deadline=None,
+        planned_until=None,
+        relaunch_expected_until=None,
+        expected_relaunch=None,
+    )
     step.resolve("2fa")
     step.resolve("competing")
     if (
@@ -890,9 +1097,11 @@ def _login_failed(step: _Step, outcome: LoginOutcome, reason: str) -> None:
         return
     delay = step.policy.backoff.delay(failures - 1, rng=step.rng)
     until = step.now + delay
+    # Recorded, not paged: the retries are bounded by the login budget, whose end (FATAL) is
+    # the one page a wrong password costs.
     step.alert(
         "login",
-        Severity.WARNING,
+        Severity.INFO,
         f"{step.status.gateway}: login failed",
         f"Gateway {step.who}: {reason}. ibfleet retries at {until:%Y-%m-%d %H:%M:%S} UTC "
         f"(failure {failures}); check the credentials and keep the IB Key phone at hand.",
@@ -1096,8 +1305,13 @@ def _died(step: _Step, reason: str, todo: str) -> None:
 
 def _on_container_died(step: _Step, event: ContainerDied) -> None:
     if event.exit_code in _IBC_2FA_TIMEOUT and step.state in LOGIN_STATES | {State.STARTING}:
-        # login states -> BACKOFF: IBC exit 1111 is a 2FA timeout, a failed login.
-        _login_failed(step, LoginOutcome.TWOFA_TIMEOUT, "2FA was not approved in time")
+        # login states -> RESTARTING/BACKOFF: IBC exited with 1111 and did not relaunch
+        # (--on2fatimeout=exit): the supervisor owns this restart.
+        _login_failed(
+            step,
+            LoginOutcome.TWOFA_TIMEOUT,
+            "the IB Key notification was approved but the login did not complete (IBC exit 1111)",
+        )
         return
     _died(
         step,
@@ -1129,15 +1343,23 @@ def _on_container_destroyed(step: _Step, _: ContainerDestroyed) -> None:
     _restart(step, RestartKind.START, "container removed", planned=False)
 
 
-def _on_login_attempt(step: _Step, _: LoginAttempt) -> None:
-    if step.state in (State.ABSENT, State.BACKOFF, State.CREATING):
-        return
-    # Every attempt counts against the per-username budget: IB locks accounts, not containers.
+def _count_attempt(step: _Step) -> SlidingWindow:
+    # Every attempt counts against the per-username budget: IB locks accounts, not containers,
+    # and IB counts a login whatever state the machine thought the gateway was in.
     step.count_login(LoginOutcome.ATTEMPT)
-    window = _login_window(step)
-    step.update(login_attempts=window.record(step.now).events)
-    if window.used(step.now) >= step.policy.login_budget:
-        # any -> FATAL: IBC keeps logging in beyond the budget; stop it before IB locks us out.
+    window = _login_window(step).record(step.now)
+    step.update(login_attempts=window.events)
+    return window
+
+
+def _on_login_attempt(step: _Step, _: LoginAttempt) -> None:
+    window = _count_attempt(step)
+    if step.state in (State.ABSENT, State.BACKOFF, State.CREATING):
+        # Counted only: a cold restart IBC began before the machine's stop landed.
+        return
+    if window.used(step.now) > step.policy.login_budget:
+        # any -> FATAL: IBC logged in beyond the budget by itself; stop it before IB locks us
+        # out. (The last attempt within the budget may complete; its failure goes FATAL.)
         _fatal(
             step,
             f"login budget spent ({step.policy.login_budget} logins within "
@@ -1189,14 +1411,11 @@ def _on_twofa_initiated(step: _Step, _: TwoFactorInitiated) -> None:
 
 
 def _on_twofa_timed_out(step: _Step, _: TwoFactorTimedOut) -> None:
-    if step.state not in LOGIN_STATES | {State.STARTING}:
-        return
-    # login states -> BACKOFF (or RESTARTING per policy, or FATAL when budgets are spent).
-    _login_failed(
-        step,
-        LoginOutcome.TWOFA_TIMEOUT,
-        f"2FA was not approved within {_seconds(step.policy.twofa_timeout)}",
-    )
+    # "IBC closing because login has not completed after Second Factor Authentication": the
+    # user approved and exit 1111 follows. What happens next is one mechanism's: IBC's
+    # relaunch (--on2fatimeout=restart, IbcRelaunching) or the container's exit
+    # (--on2fatimeout=exit, ContainerDied). Deciding here too would make two.
+    return
 
 
 def _on_logged_in(step: _Step, _: LoggedIn) -> None:
@@ -1266,36 +1485,172 @@ def _on_locked_out(step: _Step, event: LockedOut) -> None:
     )
 
 
-def _on_cold_restart(step: _Step, _: ColdRestart) -> None:
-    if step.state not in RUNNING_STATES:
-        return
-    # running -> RESTARTING (external): IBC's scheduled cold restart is expected.
-    _restart(step, RestartKind.EXTERNAL, "IBC cold restart", planned=True)
-
-
 def _on_ibc_exit(step: _Step, event: IbcExitStatus) -> None:
-    if event.code in _IBC_2FA_TIMEOUT:
-        _on_twofa_timed_out(step, TwoFactorTimedOut())
+    # A fact only: the start script's next lines name the relaunch (IbcRelaunching), or the
+    # loop ends and the container's exit arrives (ContainerDied). Deciding here would read a
+    # daily auto-restart, whose JVM also exits, as a crash.
+    return
+
+
+def _api_up(status: GatewayStatus) -> bool:
+    return status.state is State.API_READY and status.api_connected
+
+
+def _on_relaunch(step: _Step, event: IbcRelaunching) -> None:
+    state, kind = step.state, event.kind
+    if state in (State.ABSENT, State.CREATING, State.BACKOFF):
+        # BACKOFF: a failed login's cold restart; the machine is stopping the container.
         return
-    if step.state in LOGIN_STATES | {State.STARTING}:
-        # login states -> BACKOFF: IBC gave up (1112: login dialog never shown).
-        why = (
-            "the login dialog never appeared"
-            if event.code in _IBC_NO_LOGIN_DIALOG
-            else (f"IBC exited with status {event.code}")
+    if _api_up(step.status):
+        # API_READY -> API_READY: the probe sees the session healthy, so the line alone ends
+        # nothing; it says how the API drop that must follow is read.
+        step.update(
+            relaunch_expected_until=step.now + _relaunch_bound(step.policy, kind),
+            expected_relaunch=kind,
         )
-        _login_failed(step, LoginOutcome.FAILED, why)
-    elif step.state in SESSION_STATES:
-        # session -> RESTARTING (external): IBC exited; the start script restarts it. Paged,
-        # and escalated to a hard restart if it does not come back.
+        return
+    _apply_relaunch(step, kind)
+
+
+def _apply_relaunch(step: _Step, kind: RelaunchKind) -> None:
+    status, now = step.status, step.now
+    if kind.planned:
+        if status.state is State.RESTARTING:
+            # RESTARTING -> RESTARTING: the relaunch a restart asked for is under way; its
+            # bound counts from now, and a restart planned or not stays what it was.
+            deadline = now + _relaunch_bound(step.policy, kind)
+            step.update(
+                restart_deadline=deadline,
+                api_dropped=True,
+                planned_until=deadline if status.planned_until is not None else None,
+            )
+            return
+        # session (API down)/login/STARTING -> RESTARTING (planned): IBC relaunches by itself
+        # for a planned reason; no page, no restart sent, orders held within the bound.
+        _relaunching(step, kind, planned=True)
+        return
+    window = _restart_window(step)
+    if not window.allows(now):
+        _fatal(
+            step,
+            f"restart budget spent ({step.policy.restart_budget} restarts within "
+            f"{_seconds(step.policy.restart_window)}); last cause: {_RELAUNCH_WHY[kind]}",
+            "Find out why IBC keeps relaunching the Gateway (its log, credentials, IB status).",
+        )
+        return
+    step.update(restarts=window.record(now).events)
+    if kind is RelaunchKind.TWOFA_EXIT:
+        # IBC owns the 2FA-timeout restart here (--on2fatimeout=restart): it relaunches, the
+        # machine only waits. IB counts the unfinished login.
+        step.count_login(LoginOutcome.TWOFA_TIMEOUT)
+        step.update(failed_logins=status.failed_logins + 1)
+        step.resolve("2fa")
         step.alert(
-            "died",
+            "login",
             Severity.WARNING,
-            f"{step.status.gateway}: IBC exited",
-            f"Gateway {step.who}: IBC exited with status {event.code}; waiting for it to "
-            f"restart (hard restart after {_seconds(step.policy.restart_deadline)}).",
+            f"{status.gateway}: 2FA approved but the login did not complete",
+            f"Gateway {step.who}: the IB Key notification was approved, but the login did not "
+            "complete in time, so IBC exited (1111) and is restarting the Gateway for a new "
+            "login. Approve the next IB Key notification; if this repeats, check IB's status.",
         )
-        _restart(step, RestartKind.EXTERNAL, f"IBC exited with status {event.code}", planned=False)
+    elif status.state in SESSION_STATES | {State.RESTARTING}:
+        step.alert(
+            "relaunch",
+            Severity.WARNING,
+            f"{status.gateway}: IBC relaunched the Gateway",
+            f"Gateway {step.who}: {_RELAUNCH_WHY[kind]}. ibfleet waits for it to come back "
+            f"(hard restart after {_seconds(step.policy.restart_deadline)}).",
+        )
+    # any running -> RESTARTING (external, unplanned): IBC relaunches by itself; counted
+    # against the restart budget, escalated by the restart deadline.
+    _relaunching(step, kind, planned=False)
+
+
+def _relaunch_expected(status: GatewayStatus, now: datetime) -> bool:
+    until = status.relaunch_expected_until
+    return until is not None and now < until
+
+
+def _on_restart_scheduled(step: _Step, _: RestartScheduled) -> None:
+    status, now, policy = step.status, step.now, step.policy
+    if status.state in SESSION_STATES:
+        # session -> session: IBC will restart the Gateway at the next minute; the drop then
+        # is that relaunch.
+        step.update(
+            relaunch_expected_until=now + policy.restart_command_delay,
+            expected_relaunch=RelaunchKind.RESTART_COMMAND,
+        )
+    elif status.state is State.RESTARTING and status.restart_kind is RestartKind.SOFT:
+        # RESTARTING (soft) -> RESTARTING: accepted; it happens within the minute, then the
+        # token relaunch.
+        deadline = now + policy.restart_command_delay + policy.token_relaunch_bound
+        step.update(
+            restart_deadline=deadline,
+            planned_until=deadline if status.planned_until is not None else None,
+        )
+
+
+def _on_daily_expected(step: _Step, _: DailyRestartExpected) -> None:
+    if step.state in SESSION_STATES:
+        # session -> session: the Gateway's AutoRestartTime is now; nothing is sent (IBC
+        # restarts it by itself), and the API drop that follows is read as that relaunch.
+        step.update(
+            relaunch_expected_until=step.now + step.policy.restart_command_delay,
+            expected_relaunch=RelaunchKind.AUTO_RESTART,
+        )
+    # Elsewhere the gateway is already (re)starting; nothing to expect.
+
+
+def _on_twofa_approved(step: _Step, _: TwoFactorApproved) -> None:
+    if step.state not in LOGIN_STATES | {State.STARTING}:
+        return
+    step.resolve("2fa")
+    step.update(twofa_deadline=None, login_deadline=step.now + step.policy.login_timeout)
+    # AWAITING_2FA -> LOGGING_IN: the human approved; the login must complete by the deadline.
+    step.goto(State.LOGGING_IN, "2FA approved; waiting for the login to complete")
+
+
+def _on_twofa_expired(step: _Step, event: TwoFactorExpired) -> None:
+    if step.state not in LOGIN_STATES | {State.STARTING}:
+        return
+    if event.relogin:
+        if not _login_window(step).allows(step.now):
+            # AWAITING_2FA -> FATAL: IBC's own relogin in 5 s would exceed the login budget.
+            step.count_login(LoginOutcome.TWOFA_TIMEOUT)
+            _fatal(
+                step,
+                f"login budget spent ({step.policy.login_budget} logins within "
+                f"{_seconds(step.policy.login_window)}); last cause: 2FA not approved in time",
+                "More automatic logins risk an IB account lockout; approve the prompt next time.",
+            )
+            return
+        # AWAITING_2FA -> LOGGING_IN: IBC logs in again by itself in 5 s (relogin on), so the
+        # machine restarts nothing; the next login attempt is counted against the budget.
+        step.count_login(LoginOutcome.TWOFA_TIMEOUT)
+        step.update(
+            failed_logins=step.status.failed_logins + 1,
+            twofa_deadline=None,
+            login_deadline=step.now + step.policy.login_timeout,
+        )
+        step.goto(State.LOGGING_IN, "2FA not approved in time; IBC logs in again")
+        return
+    # AWAITING_2FA -> BACKOFF/RESTARTING: IBC waits at the login dialog (relogin off), so the
+    # supervisor owns the retry.
+    _login_failed(
+        step,
+        LoginOutcome.TWOFA_TIMEOUT,
+        f"2FA was not approved within {_seconds(step.policy.twofa_timeout)}",
+    )
+
+
+def _on_supervisor_stopping(step: _Step, _: SupervisorStopping) -> None:
+    # any -> same state: the supervisor stops; strategies apply their shutdown policy. The
+    # status is left as it is, so the next supervisor carries on without a page.
+    step.emit(
+        GateOrders(
+            gate=Gate(open=False, kind=OutageKind.SHUTDOWN, reason="the supervisor is stopping")
+        )
+    )
 
 
 def _on_api_connected(step: _Step, _: ApiConnected) -> None:
@@ -1338,6 +1693,11 @@ def _on_heartbeat_ok(step: _Step, event: HeartbeatOk) -> None:
 def _on_heartbeat_missed(step: _Step, _: HeartbeatMissed) -> None:
     if step.state not in SESSION_STATES:
         return
+    if _relaunch_expected(step.status, step.now):
+        # session -> RESTARTING (planned): the API stopped answering as the announced
+        # relaunch (daily restart, accepted RESTART, the log's relaunch lines) takes it down.
+        _apply_relaunch(step, step.status.expected_relaunch or RelaunchKind.AUTO_RESTART)
+        return
     # session -> DEGRADED (stall, paged) or RESET_WINDOW (quiet).
     _degrade(step, add=frozenset({_STALL}), drop=_never)
 
@@ -1351,6 +1711,11 @@ def _on_api_disconnected(step: _Step, _: ApiDisconnected) -> None:
             step.update(api_connected=False)
         return
     step.update(api_connected=False)
+    if _relaunch_expected(step.status, step.now):
+        # session -> RESTARTING (as announced): the API dropped for the relaunch the schedule
+        # or the log lines said is coming; not a stall.
+        _apply_relaunch(step, step.status.expected_relaunch or RelaunchKind.AUTO_RESTART)
+        return
     # session -> DEGRADED (paged) or RESET_WINDOW (quiet).
     _degrade(step, add=frozenset({_DISCONNECTED}), drop=_never)
 
@@ -1415,8 +1780,8 @@ def _on_client_id_in_use(step: _Step, _: ClientIdInUse) -> None:
     return
 
 
-def _on_window_entered(step: _Step, _: ResetWindowEntered) -> None:
-    step.update(in_window=True, window_ended_at=None)
+def _on_window_entered(step: _Step, event: ResetWindowEntered) -> None:
+    step.update(in_window=True, window_ended_at=None, window_until=event.until)
     if step.state is State.DEGRADED:
         # DEGRADED -> RESET_WINDOW when the window explains every reason.
         _settle(step)
@@ -1427,13 +1792,6 @@ def _on_window_left(step: _Step, _: ResetWindowLeft) -> None:
         return
     # The grace clock starts; Tick pages if the gateway is not ready when it runs out.
     step.update(in_window=False, window_ended_at=step.now)
-
-
-def _on_daily_restart(step: _Step, _: DailyRestartDue) -> None:
-    if step.state in SESSION_STATES:
-        # session -> RESTARTING (soft, planned): daily restart keeps the token; no safe state.
-        _restart(step, RestartKind.SOFT, "daily restart", planned=True)
-    # Elsewhere the gateway is already (re)starting; nothing to do.
 
 
 def _on_weekly_reauth(step: _Step, event: WeeklyReauthDue) -> None:
@@ -1454,7 +1812,38 @@ def _on_weekly_reauth(step: _Step, event: WeeklyReauthDue) -> None:
 def _on_tick(step: _Step, _: Tick) -> None:
     status, now, policy = step.status, step.now, step.policy
     state = status.state
-    if state is State.AWAITING_2FA and status.twofa_deadline and now >= status.twofa_deadline:
+    if status.relaunch_expected_until is not None and now >= status.relaunch_expected_until:
+        # The announced relaunch did not happen: a later drop is read as what it is.
+        step.update(relaunch_expected_until=None, expected_relaunch=None)
+        status = step.status
+    if (
+        status.planned_until is not None
+        and now >= status.planned_until
+        and state in _PLANNED_OUTAGE_STATES - {State.RESTARTING}
+    ):
+        # login states (planned) -> same state (lost): the planned relaunch outlasted its
+        # bound; the login goes on under its own deadline, but the outage is a loss now.
+        step.update(planned_until=None)
+        step.alert(
+            "restart",
+            Severity.WARNING,
+            f"{status.gateway}: not back after a planned restart",
+            f"Gateway {step.who} is still not ready after its planned restart ({status.reason});"
+            " strategies treat it as lost.",
+        )
+        status = step.status
+    if (
+        state is State.AWAITING_2FA
+        and status.twofa_deadline
+        and now >= status.twofa_deadline
+        and policy.twofa_timeout_action is TwoFactorTimeoutAction.IBC
+    ):
+        # AWAITING_2FA -> LOGGING_IN: IBC owns the retry (relogin on) and logs in again by
+        # itself; the machine restarts nothing, the login deadline watches IBC.
+        step.count_login(LoginOutcome.TWOFA_TIMEOUT)
+        step.update(twofa_deadline=None, login_deadline=now + policy.login_timeout)
+        step.goto(State.LOGGING_IN, "2FA not approved in time; waiting for IBC to log in again")
+    elif state is State.AWAITING_2FA and status.twofa_deadline and now >= status.twofa_deadline:
         # AWAITING_2FA -> BACKOFF: nobody approved in time; IB counts it as a failed login.
         _login_failed(
             step,
@@ -1532,6 +1921,7 @@ def _tick_session(step: _Step) -> None:
         status.state is State.DEGRADED
         and status.stall_since is not None
         and now - status.stall_since >= policy.stall_soft_restart_after
+        and not _relaunch_expected(status, now)
     ):
         # DEGRADED (stalled) -> RESTARTING (soft): the stall persisted; a hard restart follows
         # if the soft restart does not help within the restart deadline.
@@ -1552,8 +1942,11 @@ _HANDLERS: dict[type, _Handler] = {
     ExistingSessionDetected: _on_existing_session,
     LoginFailed: _on_login_failed,
     LockedOut: _on_locked_out,
-    ColdRestart: _on_cold_restart,
+    TwoFactorApproved: _on_twofa_approved,
+    TwoFactorExpired: _on_twofa_expired,
     IbcExitStatus: _on_ibc_exit,
+    IbcRelaunching: _on_relaunch,
+    RestartScheduled: _on_restart_scheduled,
     ApiConnected: _on_api_connected,
     HeartbeatOk: _on_heartbeat_ok,
     HeartbeatMissed: _on_heartbeat_missed,
@@ -1568,12 +1961,13 @@ _HANDLERS: dict[type, _Handler] = {
     ClientIdInUse: _on_client_id_in_use,
     ResetWindowEntered: _on_window_entered,
     ResetWindowLeft: _on_window_left,
-    DailyRestartDue: _on_daily_restart,
+    DailyRestartExpected: _on_daily_expected,
     WeeklyReauthDue: _on_weekly_reauth,
     OperatorStart: _on_operator_start,
     OperatorStop: _on_operator_stop,
     OperatorRestart: _on_operator_restart,
     OperatorReset: _on_operator_reset,
+    SupervisorStopping: _on_supervisor_stopping,
     Tick: _on_tick,
 }
 
@@ -1597,12 +1991,23 @@ def transition(
     if handler is None:
         raise TypeError(f"not a lifecycle event: {event!r}")
     if status.state in OPERATOR_STATES and not isinstance(event, _OPERATOR_EVENTS):
-        # STOPPED/FATAL are left only by an operator command; the window flag still tracks.
-        if isinstance(event, ResetWindowEntered | ResetWindowLeft):
+        # STOPPED/FATAL are left only by an operator command; the window flag still tracks,
+        # a login IBC made before the stop landed still counts, and shutdown closes the gate.
+        if isinstance(event, ResetWindowEntered | ResetWindowLeft | SupervisorStopping):
             window_step = _Step(status, now, policy, rng)
             handler(window_step, event)
             return window_step.status, window_step.effects
+        if isinstance(event, LoginAttempt):
+            count_step = _Step(status, now, policy, rng)
+            _count_attempt(count_step)
+            return count_step.status, count_step.effects
         return status, []
     step = _Step(status, now, policy, rng)
     handler(step, event)
+    if not isinstance(event, SupervisorStopping):
+        # The order gate follows the status; strategies hear of it only when it changes.
+        gate = gate_of(step.status, now=now, policy=policy)
+        if (gate.open, gate.kind) != (step.status.gate_open, step.status.gate_kind):
+            step.emit(GateOrders(gate=gate))
+            step.update(gate_open=gate.open, gate_kind=gate.kind)
     return step.status, step.effects

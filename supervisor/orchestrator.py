@@ -1,11 +1,20 @@
 """The reconcile loop: observe the runtime, plan (pure), act; at start, on events, periodically.
 
-Automatic (re)starts of a gateway are rationed: the first one after a failure is immediate,
-later ones wait an exponential, fully jittered backoff, and a sliding-window retry budget stops
-a crash loop altogether (the gateway is then held until an operator starts it again). Every
-decision and every runtime event is handed to ``publish`` so the supervisor's wiring can feed
-the per-gateway lifecycle. Closing the orchestrator leaves every container running: restarts of
-the supervisor must never cost a gateway its session.
+Who decides restarts is set once, at construction (one owner per decision):
+
+- ``decides_restarts=False`` (the supervisor): the per-gateway lifecycle decides every restart,
+  hold and stop; the orchestrator only executes :meth:`Orchestrator.start`,
+  :meth:`Orchestrator.restart` and :meth:`Orchestrator.stop`, and brings the fleet file's
+  gateways up at its first pass unless they are held (an operator stop, FATAL or a backoff the
+  lifecycle restored from the journal). A container that dies later stays down until the
+  lifecycle asks for it: a single kill costs a single restart.
+- ``decides_restarts=True`` (standalone use: tools, the simulator fleet): the orchestrator
+  restarts dead containers itself, the first one at once, later ones after an exponential,
+  fully jittered backoff, and a sliding-window retry budget stops a crash loop altogether.
+
+Every decision and every runtime event is handed to ``publish`` so the supervisor's wiring can
+feed the per-gateway lifecycle. Closing the orchestrator leaves every container running:
+restarts of the supervisor must never cost a gateway its session.
 """
 
 from __future__ import annotations
@@ -15,12 +24,12 @@ import contextlib
 import enum
 import logging
 import random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from gateway.aio import within
-from gateway.runtime import ContainerGone, ObservedContainer, Runtime, RuntimeEvent
+from gateway.runtime import ContainerGone, ContainerState, ObservedContainer, Runtime, RuntimeEvent
 from gateway.spec import ContainerSpec
 from supervisor import reconcile
 from supervisor.budget import BackoffPolicy, SlidingWindow
@@ -88,6 +97,7 @@ class _Restarts:
     exhausted: bool = False
     announced_retry: datetime | None = None
     seen: bool = False  # a container of this gateway was observed or created by us
+    settled: bool = False  # one pass has acted on this gateway (its first bring-up is done)
 
 
 class Orchestrator:
@@ -107,6 +117,8 @@ class Orchestrator:
         stop_timeout: float = 30.0,
         action_timeout: float = 120.0,
         event_retry: float = 1.0,
+        decides_restarts: bool = True,
+        held: Iterable[str] = (),
     ) -> None:
         self._runtime = runtime
         self._fleet = fleet
@@ -120,7 +132,11 @@ class Orchestrator:
         self._action_timeout = action_timeout
         self._event_retry = event_retry
         self._restarts: dict[str, _Restarts] = {}
-        self._operator_stopped: set[str] = set()
+        self._decides_restarts = decides_restarts
+        # Gateways that must not be started (operator stop, FATAL, a lifecycle backoff).
+        self._operator_stopped: set[str] = set(held)
+        # Gateways whose lifecycle asked for a start the next pass must carry out.
+        self._wanted: set[str] = set()
         self._announced: set[tuple[OrchestratorEventKind, str]] = set()
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
@@ -131,7 +147,15 @@ class Orchestrator:
 
     @property
     def operator_stopped(self) -> frozenset[str]:
+        """Gateways held stopped (by an operator, or by the lifecycle that owns restarts)."""
         return frozenset(self._operator_stopped)
+
+    held = operator_stopped
+
+    def hold(self, gateway: str) -> None:
+        """Start nothing for ``gateway`` until :meth:`start`; a running container is left."""
+        self._operator_stopped.add(gateway)
+        self._wanted.discard(gateway)
 
     def set_desired(self, desired: Sequence[ContainerSpec]) -> None:
         """Replace the desired specs (a reloaded fleet file); the next pass applies them."""
@@ -143,7 +167,7 @@ class Orchestrator:
 
     async def operator_stop(self, gateway: str) -> None:
         """Stop a gateway and keep it stopped until :meth:`operator_start`."""
-        self._operator_stopped.add(gateway)
+        self.hold(gateway)
         self._emit(OrchestratorEventKind.OPERATOR_STOPPED, gateway)
         async with self._lock:
             for container in await self._runtime.list(fleet=self._fleet):
@@ -152,8 +176,13 @@ class Orchestrator:
                     await self._runtime.stop(container.id, timeout=self._stop_timeout)
 
     def operator_start(self, gateway: str) -> None:
-        """Undo an operator stop or a spent budget: the gateway may run (and retry) again."""
+        """Undo an operator stop or a spent budget: the gateway may run (and retry) again.
+
+        With ``decides_restarts=False`` this is also how the lifecycle asks for a start: the
+        next pass creates or starts the gateway's container if it is not running.
+        """
         self._operator_stopped.discard(gateway)
+        self._wanted.add(gateway)
         state = self._restarts.get(gateway)
         if state is not None:
             state.attempts = 0
@@ -164,6 +193,37 @@ class Orchestrator:
             )
         self._announced = {a for a in self._announced if not a[1].startswith(f"{gateway}/")}
         self._emit(OrchestratorEventKind.OPERATOR_STARTED, gateway)
+        self.request_reconcile()
+
+    stop = operator_stop
+    start = operator_start
+
+    async def restart(self, gateway: str) -> None:
+        """Restart the gateway's container now (started if it is down, created if missing)."""
+        self._operator_stopped.discard(gateway)
+        async with self._lock:
+            ours = [
+                c
+                for c in await self._runtime.list(fleet=self._fleet)
+                if c.fleet == self._fleet and c.gateway == gateway
+            ]
+            alive = [c for c in ours if c.is_alive]
+            target = alive[0] if alive else (ours[0] if ours else None)
+            if target is None or target.state is ContainerState.DEAD:
+                # Nothing to restart in place: the next pass creates (or recreates) it.
+                self._wanted.add(gateway)
+            else:
+                await within(
+                    self._runtime.restart(target.id, timeout=self._stop_timeout),
+                    timeout=self._action_timeout,
+                )
+                self._emit(
+                    OrchestratorEventKind.ACTION_DONE,
+                    gateway,
+                    action=ActionKind.START,
+                    container_id=target.id,
+                    detail="restart requested by the lifecycle",
+                )
         self.request_reconcile()
 
     # -- the loop ----------------------------------------------------------------------------
@@ -241,6 +301,9 @@ class Orchestrator:
                 by_gateway.setdefault(action.gateway, []).append(action)
             # Gateways are acted on concurrently; each gateway's actions run in plan order.
             await asyncio.gather(*(self._act_all(group) for group in by_gateway.values()))
+            for spec in self._desired:
+                # Brought up (or held) once: from now on a down container waits for a request.
+                self._state(spec.gateway).settled = True
             self.passes += 1
             return actions
 
@@ -302,6 +365,8 @@ class Orchestrator:
             return False
         if not action.starts_container:
             return True
+        if not self._decides_restarts:
+            return self._admit_requested(action, state)
         automatic = action.kind is ActionKind.START or (
             state.seen and (action.container is None or not action.container.is_alive)
         )
@@ -322,6 +387,18 @@ class Orchestrator:
         state.attempts += 1
         state.retry_at = now + delay
         return True
+
+    def _admit_requested(self, action: Action, state: _Restarts) -> bool:
+        """The lifecycle owns restarts: start a down container only at first or on request."""
+        gateway = action.gateway
+        first = not state.settled
+        running = action.container is not None and action.container.is_alive
+        if running or first or gateway in self._wanted:
+            # A rollout of a running container's new spec, the first bring-up, or a start the
+            # lifecycle asked for.
+            self._wanted.discard(gateway)
+            return True
+        return False  # down since the last pass: the lifecycle decides whether it runs again
 
     async def _act_all(self, group: list[Action]) -> None:
         for action in group:

@@ -162,8 +162,10 @@ class Running:
     async def close(self) -> None:
         """Stop supervising and serving; the gateway containers keep running.
 
-        Strategies go first: shutdown is one of their safe-state triggers.
+        Every order gate closes with kind SHUTDOWN first, so strategies apply their shutdown
+        policy (``safe_state.on_shutdown``) while their gateways still answer; then they stop.
         """
+        await self.supervisor.close_gates()
         if self.host is not None:
             await self.host.stop()
         await self.api.stop()
@@ -212,6 +214,12 @@ async def start_supervisor(
                 restored[gw.name] = lc.GatewayStatus.from_record(record)
             except ValueError as exc:
                 log.warning("state_not_restored gateway=%s error=%s", gw.name, exc)
+    # An operator's stop survives this restart: the orchestrator holds those gateways.
+    operator_stopped = {
+        name
+        for name, state in (await ajournal.operator_states()).items()
+        if state.stopped_by_operator
+    }
     ledger_record = await ajournal.load_login_ledger()
     limit = max((gw.logins_per_hour for gw in settings.gateways), default=4)
     ledger = (
@@ -235,6 +243,7 @@ async def start_supervisor(
         restored=restored,
         ledger=ledger,
         usernames={n: c.username.get_secret_value() for n, c in credentials.items()},
+        operator_stopped=operator_stopped,
         **dict(supervisor_options or {}),
     )
     if extra is not None:

@@ -6,6 +6,12 @@ schedule ticks and operator commands. The controller runs the pure ``lifecycle.t
 carries out the effects it returns (soft restart through IBC's command server, a container
 restart, alerts, order gating, safe state). State, alerts and the login budget go to the journal
 so a restarted supervisor carries on where it stopped, without paging again.
+
+One owner per decision: the lifecycle decides restarts, holds and the outage kind; the
+orchestrator (built with ``decides_restarts=False``) only executes them; a gateway the journal
+says is stopped, FATAL or backing off is held at start. The login budget is one ledger per IB
+username, shared by the gateways that use it, consulted by every lifecycle transition and kept
+in the journal.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import contextlib
 import dataclasses
 import logging
 import random
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,31 +30,35 @@ from gateway import authlog, codes, ibc
 from gateway import probe as probe_mod
 from gateway.config import GatewayConfig
 from gateway.leases import ClientIdLeases
+from gateway.outage import Gate
 from gateway.runtime import EventKind, ObservedContainer, Runtime, RuntimeEvent
 from gateway.spec import ContainerSpec
 from supervisor import lifecycle as lc
 from supervisor import schedules
-from supervisor.alertpolicy import Alert, Severity
+from supervisor.alertpolicy import Alert
 from supervisor.api import Action, CommandResult, EventView, GatewayView
 from supervisor.budget import LoginLedger
 from supervisor.journal import AsyncJournal
 from supervisor.metrics import FleetMetrics, TwoFactorOutcome
 from supervisor.notify import AlertDispatcher
-from supervisor.orchestrator import Orchestrator, OrchestratorEvent, OrchestratorEventKind
+from supervisor.orchestrator import Orchestrator, OrchestratorEvent
 from supervisor.settings import FleetSettings, Region
 
 log = logging.getLogger("ibfleet.supervisor")
 
 Clock = Callable[[], datetime]
-#: The strategy host's hook on the order gate: (gateway, open). A gate that closes is also how
-#: the host learns that a gateway was lost; it decides on safe state after its grace period.
-GateHook = Callable[[str, bool], None]
+#: The strategy host's hook on the order gate: (gateway, gate). A closed gate names the outage
+#: kind the lifecycle decided; the host's reaction is a function of that kind, not of states.
+GateHook = Callable[[str, Gate], None]
 IbcSend = Callable[..., Awaitable[ibc.IbcReply]]
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
+
+#: Restored lifecycle states whose container stays down until the lifecycle itself starts it.
+_HELD_STATES = frozenset({lc.State.STOPPED, lc.State.FATAL, lc.State.BACKOFF})
 
 #: The fleet file's region names and the schedule's.
 REGIONS = {
@@ -61,10 +71,12 @@ REGIONS = {
 def lifecycle_policy(settings: FleetSettings, gw: GatewayConfig) -> lc.LifecyclePolicy:
     """The lifecycle's thresholds from the fleet file."""
     h = settings.health
+    # One mechanism per 2FA timeout: "restart" renders IBC's relogin and --on2fatimeout=restart,
+    # so IBC owns it; "exit" renders neither, so the supervisor restarts at once (budgeted).
     action = (
-        lc.TwoFactorTimeoutAction.RESTART
+        lc.TwoFactorTimeoutAction.IBC
         if gw.two_factor.timeout_action.value == "restart"
-        else lc.TwoFactorTimeoutAction.BACKOFF
+        else lc.TwoFactorTimeoutAction.RESTART
     )
     return lc.LifecyclePolicy(
         heartbeat_deadline=h.heartbeat_deadline * 2 + h.heartbeat_every,
@@ -96,10 +108,20 @@ def from_auth_event(event: authlog.AuthEvent) -> lc.Event | None:
             return lc.LoginFailed(message=message or "")
         case authlog.TooManyFailedAttempts():
             return lc.LockedOut(message="too many failed login attempts")
-        case authlog.ColdRestart():
-            return lc.ColdRestart()
         case authlog.ExitStatus(status=status):
             return lc.IbcExitStatus(code=status)
+        case authlog.Relaunch(kind=kind, status=status):
+            return lc.IbcRelaunching(kind=kind, status=status)
+        case authlog.RestartScheduled():
+            return lc.RestartScheduled()
+        case authlog.TwoFactorApproved(exit_in_seconds=seconds):
+            return lc.TwoFactorApproved(exit_in=timedelta(seconds=seconds))
+        case authlog.TwoFactorReloginScheduled():
+            return lc.TwoFactorExpired(relogin=True)
+        case authlog.TwoFactorExpired():
+            return lc.TwoFactorExpired(relogin=False)
+    # "Cold restart in progress" and the script's other lines are read by the follower into
+    # the Relaunch that names the relaunch; on their own they decide nothing.
     return None
 
 
@@ -203,8 +225,10 @@ class GatewayController:
     def start(self) -> None:
         self._worker = asyncio.create_task(self._work(), name=f"gateway-{self.gw.name}")
         self._probe = asyncio.create_task(self._run_probe(), name=f"probe-{self.gw.name}")
-        # A restored state says where this gateway was; the order gate starts closed anyway.
-        self._gate(self.status.ready)
+        # The strategies hear the gate the (restored) status decides, before any event.
+        gate = lc.gate_of(self.status, now=self.deps.clock(), policy=self.policy)
+        self.status = dataclasses.replace(self.status, gate_open=gate.open, gate_kind=gate.kind)
+        self._gate(gate)
 
     async def close(self) -> None:
         """Stop observing, finish the events already queued (their alerts and resolutions are
@@ -242,10 +266,20 @@ class GatewayController:
 
     async def _handle(self, event: lc.Event) -> None:
         now = self.deps.clock()
+        d = self.deps
+        username = self.status.username
+        # The login budget is the username's, shared with every gateway using it: the machine
+        # decides on the ledger's attempts, and what it records goes back into the ledger.
+        shared = d.ledger.attempts.get(username, ())
+        if shared != self.status.login_attempts:
+            self.status = dataclasses.replace(self.status, login_attempts=shared)
         before = self.status
         self.status, effects = lc.transition(
             before, event, now=now, policy=self.policy, rng=self.deps.rng
         )
+        if self.status.login_attempts != shared:
+            d.ledger = d.ledger.with_attempts(username, self.status.login_attempts)
+            await d.journal.save_login_ledger(d.ledger.to_record(), now=now)
         self.processed += 1
         m = self.deps.metrics
         if self.processed == 1 or self.status.state is not before.state:
@@ -299,27 +333,36 @@ class GatewayController:
                 d.metrics.gateway_restarted(self.gw.name, "hard")
                 self._spawn(self._hard_restart())
             case lc.StartContainer():
-                d.orchestrator.operator_start(self.gw.name)
+                d.orchestrator.start(self.gw.name)
             case lc.StopContainer():
-                self._spawn(d.orchestrator.operator_stop(self.gw.name))
-            case lc.GateOrders(open=is_open):
-                self._gate(is_open)
+                self._spawn(d.orchestrator.stop(self.gw.name))
+            case lc.GateOrders(gate=gate):
+                self._gate(gate)
             case lc.TriggerSafeState(reason=reason):
                 # The order gate closed in the same transition; the host acts on that.
                 log.info("safe_state_due gateway=%s reason=%r", self.gw.name, reason)
             case lc.ScheduleBackoff(until=until):
                 self._spawn(self._tick_at(until))
-            case lc.CountLogin(username=username, outcome=outcome):
+            case lc.CountLogin(outcome=outcome):
+                # The ledger itself follows the status's login_attempts (see _handle).
                 d.metrics.login_attempted(self.gw.name, outcome)
-                if outcome is lc.LoginOutcome.ATTEMPT:
-                    d.ledger = d.ledger.record(username, now=now)
-                    await d.journal.save_login_ledger(d.ledger.to_record(), now=now)
                 if outcome is lc.LoginOutcome.TWOFA_TIMEOUT:
                     d.metrics.twofa_prompted(self.gw.name, TwoFactorOutcome.TIMED_OUT)
 
-    def _gate(self, is_open: bool) -> None:
+    def _gate(self, gate: Gate) -> None:
+        log.info(
+            "order_gate gateway=%s open=%s kind=%s bound=%s",
+            self.gw.name,
+            gate.open,
+            gate.kind.value if gate.kind else "-",
+            gate.bound,
+        )
         for hook in self.deps.gate_hooks:
-            hook(self.gw.name, is_open)
+            try:
+                hook(self.gw.name, gate)
+            except Exception:
+                # A broken hook must not stop the lifecycle that feeds every other one.
+                log.exception("gate_hook_failed gateway=%s", self.gw.name)
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coro)
@@ -346,20 +389,22 @@ class GatewayController:
             return  # the lifecycle's restart deadline escalates to a hard restart
         try:
             reply = await self.deps.ibc_send("RESTART", host=address[0], port=address[1])
-            log.info("soft_restart gateway=%s reply=%r", self.gw.name, reply.text)
+            log.info("soft_restart gateway=%s reply=%r", self.gw.name, reply.text[:200])
         except ibc.IbcCommandError as exc:
             log.warning("soft_restart_failed gateway=%s error=%s", self.gw.name, exc)
+            return
+        if reply.status is ibc.ReplyStatus.OK and reply.text.lower().startswith("restart"):
+            # "OK RESTART in progress" (then "OK RESTART at hh:mm AM"): the Gateway restarts
+            # itself at the next minute, with its token (RestartTask.java).
+            self.post(lc.RestartScheduled())
 
     async def _hard_restart(self) -> None:
-        container = self.container
-        if container is None:
-            self.deps.orchestrator.request_reconcile()
-            return
+        # The orchestrator executes it (one executor): restart in place, or start/create.
         try:
-            await self.deps.runtime.restart(container.id, timeout=30.0)
+            await self.deps.orchestrator.restart(self.gw.name)
         except Exception as exc:
+            # The lifecycle's restart deadline escalates (within its budget) if this failed.
             log.warning("hard_restart_failed gateway=%s error=%s", self.gw.name, exc)
-            self.deps.orchestrator.request_reconcile()
 
     # -- observers ----------------------------------------------------------------------
 
@@ -489,11 +534,18 @@ class Supervisor:
         restored: Mapping[str, lc.GatewayStatus] | None = None,
         ledger: LoginLedger | None = None,
         usernames: Mapping[str, str] | None = None,
+        operator_stopped: Collection[str] = (),
     ) -> None:
         self.settings = settings
         self.runtime = runtime
         self.clock = clock
         self.tick_every = tick_every
+        restored = restored or {}
+        # Held at start: what an operator stopped (journalled) and what the restored lifecycle
+        # keeps down (STOPPED, FATAL, BACKOFF: it starts those itself when their time comes).
+        held = set(operator_stopped) | {
+            name for name, status in restored.items() if status.state in _HELD_STATES
+        }
         self.orchestrator = Orchestrator(
             runtime=runtime,
             fleet=settings.fleet,
@@ -501,6 +553,8 @@ class Supervisor:
             publish=self._on_runtime,
             clock=clock,
             interval=reconcile_interval,
+            decides_restarts=False,
+            held=held,
         )
         h = settings.health
         self.deps = Deps(
@@ -521,11 +575,16 @@ class Supervisor:
                 connect_deadline=h.connect_deadline.total_seconds(),
             ),
         )
-        restored = restored or {}
         now = clock()
         self.controllers: dict[str, GatewayController] = {}
         for gw in settings.gateways:
             status = restored.get(gw.name)
+            stale = status is not None and status.state is not lc.State.STOPPED
+            if gw.name in operator_stopped and status is not None and stale:
+                # The operator's stop is journalled on its own; it wins over a stale record.
+                status, _ = lc.transition(
+                    status, lc.OperatorStop(), now=now, policy=lifecycle_policy(settings, gw)
+                )
             self.controllers[gw.name] = GatewayController(
                 gw=gw,
                 deps=self.deps,
@@ -558,8 +617,17 @@ class Supervisor:
         ]
         self._started.set()
 
+    async def close_gates(self) -> None:
+        """Close every gateway's order gate with kind SHUTDOWN: the supervisor is stopping."""
+        for controller in self.controllers.values():
+            controller.post(lc.SupervisorStopping())
+        for controller in self.controllers.values():
+            with contextlib.suppress(TimeoutError):
+                await controller.drain(5.0)
+
     async def stop(self) -> None:
         """Stop supervising; the gateway containers keep running."""
+        await self.close_gates()
         await self.orchestrator.close()
         for task in self._tasks:
             task.cancel()
@@ -595,7 +663,6 @@ class Supervisor:
         self._tasks.append(asyncio.create_task(inspect()))
 
     def _on_orchestrator(self, event: OrchestratorEvent) -> None:
-        controller = self.controllers.get(event.gateway)
         level = logging.WARNING if "FAIL" in event.kind.name else logging.INFO
         log.log(
             level,
@@ -604,22 +671,8 @@ class Supervisor:
             event.kind.value,
             event.detail,
         )
-        if controller is None:
-            return
-        if event.kind is OrchestratorEventKind.BUDGET_EXHAUSTED:
-            # The orchestrator holds the gateway; tell the humans through the lifecycle's path.
-            self._spawn_alert(
-                Alert(
-                    key=lc.alert_key(event.gateway, "restart-budget"),
-                    severity=Severity.CRITICAL,
-                    title=f"{event.gateway}: container restarts exhausted",
-                    body=f"Gateway {event.gateway} died too often ({event.detail}). "
-                    f"Check `docker logs`, then run `ibfleet gateway start {event.gateway}`.",
-                )
-            )
-
-    def _spawn_alert(self, alert: Alert) -> None:
-        self._tasks.append(asyncio.create_task(self.deps.dispatcher.raise_(alert)))
+        # The orchestrator only executes; the lifecycle already decided and alerted.
+        return
 
     async def _ticker(self) -> None:
         while True:
@@ -636,7 +689,7 @@ class Supervisor:
         window = schedules.in_reset_window(region, now)
         posts: list[lc.Event] = [lc.Tick()]
         if window is not None and self._window is None:
-            posts.append(lc.ResetWindowEntered(name=window.name))
+            posts.append(lc.ResetWindowEntered(name=window.name, until=window.end))
         elif window is None and self._window is not None:
             posts.append(lc.ResetWindowLeft())
         self._window = window
@@ -648,14 +701,14 @@ class Supervisor:
         for name, controller in self.controllers.items():
             for event in posts:
                 controller.post(event)
-            daily = controller.gw.restart.daily
-            if daily is None:
-                continue
+            # The Gateway restarts itself daily at the AutoRestartTime ibfleet rendered (the
+            # fleet's default when restart.daily is unset): expect it, send nothing.
+            daily = self.settings.daily_restart(controller.gw)
             due = self._daily_next.get(name)
             if due is None:
                 self._daily_next[name] = schedules.next_daily(daily, zone=self.settings.tz, now=now)
             elif now >= due:
-                controller.post(lc.DailyRestartDue())
+                controller.post(lc.DailyRestartExpected())
                 self._daily_next[name] = schedules.next_daily(daily, zone=self.settings.tz, now=now)
 
     async def settle(self, timeout: float = 5.0) -> None:
@@ -690,6 +743,14 @@ class Supervisor:
 
     async def command(self, gateway: str, action: Action) -> CommandResult:
         controller = self.controllers[gateway]
+        if action in (Action.STOP, Action.START):
+            # An operator stop survives a supervisor restart: journalled before it is acted on.
+            await self.deps.journal.set_operator_state(
+                gateway,
+                stopped_by_operator=action is Action.STOP,
+                fatal_acknowledged_at=self.clock() if action is Action.START else None,
+                now=self.clock(),
+            )
         events: dict[Action, lc.Event] = {
             Action.RESTART: lc.OperatorRestart(),
             Action.STOP: lc.OperatorStop(),

@@ -76,6 +76,15 @@ class Driver:
         assert self.state is lc.State.AWAITING_2FA
 
 
+OPEN = lc.GateOrders(gate=lc.Gate(open=True))
+
+
+def gate_kind(effects: list[lc.Effect]) -> lc.OutageKind | None:
+    """The kind of the last closed gate among ``effects`` (None: the gate did not close)."""
+    closed = [e.gate.kind for e in effects if isinstance(e, lc.GateOrders) and not e.gate.open]
+    return closed[-1] if closed else None
+
+
 def of_type(effects: list[lc.Effect], kind: type) -> list[lc.Effect]:
     return [e for e in effects if isinstance(e, kind)]
 
@@ -129,7 +138,7 @@ def test_operator_stop_of_ready_gateway_gates_orders_triggers_safe_state_and_sto
 ) -> None:
     effects = ready.send(lc.OperatorStop())
     assert ready.state is lc.State.STOPPED
-    assert lc.GateOrders(open=False) in effects
+    assert gate_kind(effects) is not None
     assert of_type(effects, lc.TriggerSafeState)
     assert lc.StopContainer() in effects
 
@@ -147,7 +156,7 @@ def test_operator_restart_of_ready_gateway_is_soft_planned_without_safe_state(
     effects = ready.send(lc.OperatorRestart())
     assert ready.state is lc.State.RESTARTING
     assert lc.SoftRestart() in effects
-    assert lc.GateOrders(open=False) in effects
+    assert gate_kind(effects) is not None
     assert not of_type(effects, lc.TriggerSafeState)
     assert ready.status.restarts == ()  # planned restarts do not spend the retry budget
 
@@ -176,7 +185,7 @@ def test_operator_reset_moves_fatal_to_stopped_and_clears_budgets(ready: Driver)
 
 def test_operator_reset_in_backoff_retries_at_once(d: Driver) -> None:
     d.to_awaiting_2fa()
-    d.send(lc.TwoFactorTimedOut())
+    d.send(lc.TwoFactorExpired(relogin=False))
     assert d.state is lc.State.BACKOFF
     effects = d.send(lc.OperatorReset())
     assert d.state is lc.State.RESTARTING
@@ -231,7 +240,7 @@ def test_container_died_during_planned_restart_is_quiet(ready: Driver) -> None:
 
 def test_container_died_in_backoff_is_expected(d: Driver) -> None:
     d.to_awaiting_2fa()
-    d.send(lc.TwoFactorTimedOut())
+    d.send(lc.TwoFactorExpired(relogin=False))
     assert d.send(lc.ContainerDied(exit_code=0)) == []
     assert d.state is lc.State.BACKOFF
 
@@ -241,6 +250,17 @@ def test_container_died_with_ibc_2fa_exit_code_counts_a_failed_login(d: Driver) 
     effects = d.send(lc.ContainerDied(exit_code=87))
     assert d.state is lc.State.BACKOFF
     assert lc.CountLogin(USER, lc.LoginOutcome.TWOFA_TIMEOUT) in effects
+    # 1111 means the user approved: the text says so.
+    assert "approved" in d.status.reason
+
+
+def test_container_exit_1111_restarts_once_when_the_supervisor_owns_the_2fa_restart() -> None:
+    d = Driver(policy=lc.LifecyclePolicy(twofa_timeout_action=lc.TwoFactorTimeoutAction.RESTART))
+    d.to_awaiting_2fa()
+    effects = d.send(lc.TwoFactorApproved(), lc.ContainerDied(exit_code=87))
+    assert d.state is lc.State.RESTARTING
+    assert of_type(effects, lc.HardRestart) == [lc.HardRestart()]
+    assert "approved but the login did not complete" in alerts(effects)[-1].body
 
 
 def test_container_oom_alerts_with_memory_advice(ready: Driver) -> None:
@@ -317,17 +337,44 @@ def test_login_attempts_beyond_the_budget_go_fatal_and_stop_the_container() -> N
     assert "lockout" in alerts(effects)[-1].body
 
 
+def test_failed_login_that_spends_the_budget_goes_fatal_with_one_page() -> None:
+    d = Driver(policy=lc.LifecyclePolicy(login_budget=2))
+    d.send(lc.OperatorStart(), lc.ContainerStarted(), lc.LoginAttempt(1), lc.LoginFailed("bad"))
+    assert d.state is lc.State.BACKOFF
+    # The retry is recorded, not paged: only the end of the budget pages.
+    assert [a.severity for a in alerts(d.effects)] == [lc.Severity.INFO]
+    d.now = d.status.backoff_until or d.now
+    d.send(lc.Tick(), lc.ContainerStarted(), lc.LoginAttempt(1))
+    effects = d.send(lc.LoginFailed("bad"))
+    assert d.state is lc.State.FATAL
+    assert lc.StopContainer() in effects
+    paged = [a for a in alerts(d.effects) if a.severity >= lc.Severity.WARNING]
+    assert [a.key for a in paged] == [key("fatal")]
+    assert len(d.status.login_attempts) == 2
+
+
 def test_login_attempt_on_a_ready_gateway_is_a_relogin_and_leaves_ready(ready: Driver) -> None:
     effects = ready.send(lc.LoginAttempt(1))
     assert ready.state is lc.State.LOGGING_IN
-    assert lc.GateOrders(open=False) in effects
+    assert gate_kind(effects) is not None
     assert of_type(effects, lc.TriggerSafeState)
 
 
-def test_login_attempt_in_backoff_is_ignored(d: Driver) -> None:
+def test_login_attempt_in_backoff_is_counted_but_changes_nothing_else(d: Driver) -> None:
     d.to_awaiting_2fa()
-    d.send(lc.TwoFactorTimedOut())
-    assert d.send(lc.LoginAttempt(2)) == []
+    d.send(lc.TwoFactorExpired(relogin=False))
+    # IBC's own cold restart may log in before the stop lands: IB counts it, so do we.
+    effects = d.send(lc.LoginAttempt(1))
+    assert effects == [lc.CountLogin(USER, lc.LoginOutcome.ATTEMPT)]
+    assert d.state is lc.State.BACKOFF
+    assert len(d.status.login_attempts) == 2
+
+
+def test_login_attempt_in_fatal_is_still_counted(ready: Driver) -> None:
+    ready.send(lc.LockedOut())
+    effects = ready.send(lc.LoginAttempt(1))
+    assert effects == [lc.CountLogin(USER, lc.LoginOutcome.ATTEMPT)]
+    assert ready.state is lc.State.FATAL
 
 
 def test_twofa_initiated_alerts_at_once_naming_gateway_user_and_deadline(d: Driver) -> None:
@@ -370,9 +417,18 @@ def test_awaiting_2fa_times_out_to_backoff(d: Driver) -> None:
     assert backoff == lc.ScheduleBackoff(until=d.now + POLICY.backoff.base)
 
 
-def test_twofa_timed_out_event_goes_to_backoff(d: Driver) -> None:
+def test_twofa_closing_line_alone_decides_nothing(d: Driver) -> None:
+    # "IBC closing because login has not completed after 2FA": the relaunch or the container's
+    # exit that follows decides, so one mechanism restarts.
     d.to_awaiting_2fa()
-    effects = d.send(lc.TwoFactorTimedOut())
+    before = d.status
+    assert d.send(lc.TwoFactorTimedOut()) == []
+    assert d.status == before
+
+
+def test_unanswered_twofa_with_relogin_off_goes_to_backoff(d: Driver) -> None:
+    d.to_awaiting_2fa()
+    effects = d.send(lc.TwoFactorExpired(relogin=False))
     assert d.state is lc.State.BACKOFF
     assert [a.key for a in alerts(effects)] == [key("login")]
 
@@ -381,9 +437,41 @@ def test_twofa_timeout_with_restart_policy_restarts_at_once() -> None:
     policy = lc.LifecyclePolicy(twofa_timeout_action=lc.TwoFactorTimeoutAction.RESTART)
     d = Driver(policy=policy)
     d.to_awaiting_2fa()
-    effects = d.send(lc.TwoFactorTimedOut())
+    effects = d.send(lc.TwoFactorExpired(relogin=False))
     assert d.state is lc.State.RESTARTING
-    assert lc.HardRestart() in effects
+    assert of_type(effects, lc.HardRestart) == [lc.HardRestart()]
+
+
+def test_unanswered_twofa_when_ibc_owns_the_retry_restarts_nothing() -> None:
+    d = Driver(policy=lc.LifecyclePolicy(twofa_timeout_action=lc.TwoFactorTimeoutAction.IBC))
+    d.to_awaiting_2fa()
+    d.advance(seconds=POLICY.twofa_timeout.total_seconds())
+    effects = d.send(lc.Tick(), lc.TwoFactorExpired(relogin=True))
+    assert d.state is lc.State.LOGGING_IN
+    assert not of_type(effects, lc.HardRestart | lc.StopContainer | lc.StartContainer)
+    # IBC's relogin: a new attempt (counted) and a new prompt with a new deadline.
+    d.advance(seconds=5)
+    effects = d.send(lc.LoginAttempt(2), lc.TwoFactorInitiated())
+    assert d.state is lc.State.AWAITING_2FA
+    assert d.status.twofa_deadline == d.now + POLICY.twofa_timeout
+    assert len(d.status.login_attempts) == 2
+    assert not alerts(effects)  # the prompt alert is still open: nobody is paged twice
+
+
+def test_ibc_relogin_that_would_exceed_the_login_budget_goes_fatal() -> None:
+    d = Driver(policy=lc.LifecyclePolicy(login_budget=1))
+    d.to_awaiting_2fa()
+    effects = d.send(lc.TwoFactorExpired(relogin=True))
+    assert d.state is lc.State.FATAL
+    assert lc.StopContainer() in effects
+
+
+def test_approved_twofa_resolves_the_prompt_and_waits_for_the_login(d: Driver) -> None:
+    d.to_awaiting_2fa()
+    effects = d.send(lc.TwoFactorApproved(exit_in=timedelta(seconds=60)))
+    assert d.state is lc.State.LOGGING_IN
+    assert key("2fa") in resolved(effects)
+    assert d.status.twofa_deadline is None
 
 
 def test_repeated_twofa_timeouts_never_loop_forever() -> None:
@@ -407,7 +495,7 @@ def test_repeated_twofa_timeouts_never_loop_forever() -> None:
 
 def test_backoff_elapsed_starts_the_container(d: Driver) -> None:
     d.to_awaiting_2fa()
-    d.send(lc.TwoFactorTimedOut())
+    d.send(lc.TwoFactorExpired(relogin=False))
     until = d.status.backoff_until
     assert until is not None
     d.now = until - timedelta(seconds=1)
@@ -508,33 +596,126 @@ def test_locked_out_goes_fatal_and_stops(ready: Driver) -> None:
     assert alerts(effects)[-1].severity is lc.Severity.CRITICAL
 
 
-def test_cold_restart_is_planned_and_pages_nobody(ready: Driver) -> None:
-    effects = ready.send(lc.ColdRestart())
+# --- IBC's relaunches inside the running container ----------------------------------------
+
+K = lc.RelaunchKind
+
+
+def test_weekly_cold_relaunch_after_the_api_drop_is_planned_and_pages_nobody(
+    ready: Driver,
+) -> None:
+    ready.send(lc.ApiDisconnected())
+    effects = ready.send(lc.IbcRelaunching(kind=K.WEEKLY_COLD, status=0))
     assert ready.state is lc.State.RESTARTING
-    assert not alerts(effects)
-    assert not of_type(effects, lc.TriggerSafeState)
-    assert lc.GateOrders(open=False) in effects
+    assert not of_type(effects, lc.SoftRestart | lc.HardRestart | lc.StartContainer)
+    assert gate_kind(effects) is lc.OutageKind.PLANNED_RESTART
+    assert ready.status.planned_until == ready.now + POLICY.cold_relaunch_bound
+    assert ready.status.restarts == ()  # IBC's planned relaunch spends no retry budget
+    # The full login that follows is counted and stays planned; no page on the way back.
+    effects = ready.send(lc.LoginAttempt(1), lc.LoggedIn(), lc.ApiConnected())
+    assert gate_kind(effects) is None  # still the same planned outage
+    effects = ready.send(lc.HeartbeatOk(rtt=timedelta(milliseconds=5)))
+    assert OPEN in effects
+    assert len(ready.status.login_attempts) == 2
+    assert not alerts(ready.effects)
 
 
-def test_ibc_exit_1112_while_logging_in_is_a_login_failure(d: Driver) -> None:
-    d.send(lc.OperatorStart(), lc.ContainerStarted())
-    effects = d.send(lc.IbcExitStatus(code=1112))
-    assert d.state is lc.State.BACKOFF
-    assert "login dialog" in alerts(effects)[0].body
-
-
-def test_ibc_exit_1111_is_a_twofa_timeout(d: Driver) -> None:
-    d.to_awaiting_2fa()
-    effects = d.send(lc.IbcExitStatus(code=1111))
-    assert lc.CountLogin(USER, lc.LoginOutcome.TWOFA_TIMEOUT) in effects
-
-
-def test_ibc_exit_in_session_alerts_and_waits_for_the_start_script(ready: Driver) -> None:
-    effects = ready.send(lc.IbcExitStatus(code=1))
+def test_relaunch_line_while_the_probe_sees_the_session_healthy_ends_nothing(
+    ready: Driver,
+) -> None:
+    before = ready.status
+    assert ready.send(lc.IbcRelaunching(kind=K.UNEXPLAINED, status=1)) == []
+    assert ready.state is lc.State.API_READY
+    assert ready.status.expected_relaunch is K.UNEXPLAINED
+    assert before.gate_open and ready.status.gate_open
+    # The drop that follows is read as that relaunch: unplanned, paged, IBC's own restart.
+    effects = ready.send(lc.ApiDisconnected())
     assert ready.state is lc.State.RESTARTING
-    assert not of_type(effects, lc.HardRestart)
     assert ready.status.restart_kind is lc.RestartKind.EXTERNAL
-    assert key("died") in {a.key for a in alerts(effects)}
+    assert gate_kind(effects) is lc.OutageKind.LOST
+    assert key("relaunch") in {a.key for a in alerts(effects)}
+    assert not of_type(effects, lc.SoftRestart | lc.HardRestart | lc.StartContainer)
+
+
+def test_stall_read_before_a_token_relaunch_line_becomes_planned_without_a_page(
+    ready: Driver,
+) -> None:
+    effects = ready.send(lc.ApiDisconnected())
+    assert gate_kind(effects) is lc.OutageKind.STALLED
+    ready.advance(seconds=1)
+    effects = ready.send(lc.IbcRelaunching(kind=K.AUTO_RESTART, status=0))
+    assert ready.state is lc.State.RESTARTING
+    assert gate_kind(effects) is lc.OutageKind.PLANNED_RESTART
+    (gate,) = [e.gate for e in effects if isinstance(e, lc.GateOrders)]
+    assert gate.bound == POLICY.token_relaunch_bound
+    ready.advance(seconds=10)
+    ready.send(lc.Tick())  # past stall_page_after: still nobody paged
+    effects = ready.send(
+        lc.LoggedIn(), lc.ApiConnected(), lc.HeartbeatOk(rtt=timedelta(milliseconds=5))
+    )
+    assert ready.state is lc.State.API_READY
+    assert not alerts(ready.effects)
+    # A token relaunch logs in without a login attempt: nothing is counted.
+    assert len(ready.status.login_attempts) == 1
+
+
+def test_planned_relaunch_that_outlasts_its_bound_is_a_loss(ready: Driver) -> None:
+    ready.send(lc.ApiDisconnected(), lc.IbcRelaunching(kind=K.AUTO_RESTART, status=0))
+    ready.advance(seconds=POLICY.token_relaunch_bound.total_seconds())
+    effects = ready.send(lc.Tick())
+    assert of_type(effects, lc.HardRestart) == [lc.HardRestart()]
+    assert gate_kind(effects) is lc.OutageKind.LOST
+    assert key("restart") in {a.key for a in alerts(effects)}
+
+
+def test_planned_login_that_outlasts_its_bound_turns_lost_and_pages(ready: Driver) -> None:
+    ready.send(lc.ApiDisconnected(), lc.IbcRelaunching(kind=K.WEEKLY_COLD, status=0))
+    ready.send(lc.LoginAttempt(1), lc.TwoFactorInitiated())
+    ready.advance(seconds=POLICY.cold_relaunch_bound.total_seconds())
+    effects = ready.send(lc.Tick())
+    assert gate_kind(effects) is lc.OutageKind.LOST
+    assert key("restart") in {a.key for a in alerts(effects)}
+
+
+def test_ibc_exit_status_alone_decides_nothing(ready: Driver) -> None:
+    before = ready.status
+    assert ready.send(lc.IbcExitStatus(code=0)) == []
+    assert ready.status == before
+
+
+def test_login_dialog_timeout_relaunch_is_ibcs_own_and_spends_the_retry_budget(d: Driver) -> None:
+    d.send(lc.OperatorStart(), lc.ContainerStarted())
+    effects = d.send(
+        lc.IbcExitStatus(code=88), lc.IbcRelaunching(kind=K.NO_LOGIN_DIALOG, status=88)
+    )
+    assert d.state is lc.State.RESTARTING
+    assert not of_type(effects, lc.SoftRestart | lc.HardRestart | lc.StartContainer)
+    assert len(d.status.restarts) == 1
+
+
+def test_twofa_exit_relaunch_counts_a_failed_login_and_says_the_user_approved(d: Driver) -> None:
+    d.to_awaiting_2fa()
+    effects = d.send(lc.TwoFactorApproved(), lc.IbcRelaunching(kind=K.TWOFA_EXIT, status=87))
+    assert d.state is lc.State.RESTARTING
+    assert lc.CountLogin(USER, lc.LoginOutcome.TWOFA_TIMEOUT) in effects
+    # IBC restarts (--on2fatimeout=restart): the machine does not restart as well.
+    assert not of_type(effects, lc.SoftRestart | lc.HardRestart | lc.StartContainer)
+    (alert,) = [a for a in alerts(effects) if a.key == key("login")]
+    assert "approved" in alert.body and "1111" in alert.body
+
+
+def test_relaunch_in_backoff_is_the_failed_logins_cold_restart(d: Driver) -> None:
+    d.send(lc.OperatorStart(), lc.ContainerStarted(), lc.LoginAttempt(1), lc.LoginFailed("bad"))
+    assert d.state is lc.State.BACKOFF
+    assert d.send(lc.IbcRelaunching(kind=K.COLD_AFTER_FAILURE, status=0)) == []
+
+
+def test_accepted_restart_makes_the_next_drop_a_planned_token_relaunch(ready: Driver) -> None:
+    ready.send(lc.RestartScheduled())
+    effects = ready.send(lc.ApiDisconnected())
+    assert ready.state is lc.State.RESTARTING
+    assert gate_kind(effects) is lc.OutageKind.PLANNED_RESTART
+    assert not alerts(effects)
 
 
 # --- probe results ------------------------------------------------------------------------
@@ -544,7 +725,7 @@ def test_heartbeat_after_login_enters_api_ready_and_opens_the_gate(d: Driver) ->
     d.send(lc.OperatorStart(), lc.ContainerStarted(), lc.LoginAttempt(1), lc.LoggedIn())
     effects = d.send(lc.HeartbeatOk(rtt=timedelta(milliseconds=20)))
     assert d.state is lc.State.API_READY
-    assert effects == [lc.GateOrders(open=True)]
+    assert effects == [OPEN]
 
 
 def test_api_connected_alone_is_not_ready(d: Driver) -> None:
@@ -558,13 +739,13 @@ def test_entering_api_ready_resolves_open_alerts(ready: Driver) -> None:
     effects = ready.send(lc.IbLinkRestored(data_lost=True))
     assert ready.state is lc.State.API_READY
     assert key("degraded") in resolved(effects)
-    assert lc.GateOrders(open=True) in effects
+    assert OPEN in effects
 
 
 def test_link_lost_1100_degrades_alerts_gates_and_triggers_safe_state(ready: Driver) -> None:
     effects = ready.send(lc.IbLinkLost())
     assert ready.state is lc.State.DEGRADED
-    assert lc.GateOrders(open=False) in effects
+    assert gate_kind(effects) is not None
     assert of_type(effects, lc.TriggerSafeState)
     assert [a.key for a in alerts(effects)] == [key("degraded")]
 
@@ -614,7 +795,7 @@ def test_client_id_in_use_is_ignored(ready: Driver) -> None:
 def test_heartbeat_missed_degrades_and_gates_orders_at_once_without_paging(ready: Driver) -> None:
     effects = ready.send(lc.HeartbeatMissed())
     assert ready.state is lc.State.DEGRADED
-    assert lc.GateOrders(open=False) in effects
+    assert gate_kind(effects) is not None
     assert alerts(effects) == []
 
 
@@ -665,7 +846,11 @@ def test_soft_restart_that_does_not_help_escalates_to_a_hard_restart(ready: Driv
     ready.send(lc.HeartbeatMissed())
     ready.advance(seconds=POLICY.stall_soft_restart_after.total_seconds())
     ready.send(lc.Tick())
-    ready.advance(seconds=POLICY.restart_deadline.total_seconds())
+    # RESTART restarts at the next minute: the deadline allows for that and the relaunch.
+    allowed = POLICY.restart_command_delay + POLICY.token_relaunch_bound
+    ready.advance(seconds=allowed.total_seconds() - 1)
+    assert not of_type(ready.send(lc.Tick()), lc.HardRestart)
+    ready.advance(seconds=1)
     effects = ready.send(lc.Tick())
     assert ready.state is lc.State.RESTARTING
     assert lc.HardRestart() in effects
@@ -673,14 +858,21 @@ def test_soft_restart_that_does_not_help_escalates_to_a_hard_restart(ready: Driv
 
 
 def test_soft_restart_returns_to_ready_after_the_api_drops_and_answers(ready: Driver) -> None:
-    ready.send(lc.DailyRestartDue())
+    ready.send(lc.OperatorRestart())
     # The old session answering before the restart takes effect proves nothing.
     ready.send(lc.HeartbeatOk(rtt=timedelta(milliseconds=5)))
     assert ready.state is lc.State.RESTARTING
-    ready.send(lc.ApiDisconnected(), lc.ApiConnected())
+    ready.send(lc.RestartScheduled(), lc.ApiDisconnected())
+    ready.send(lc.IbcRelaunching(kind=K.RESTART_COMMAND, status=0), lc.ApiConnected())
     effects = ready.send(lc.HeartbeatOk(rtt=timedelta(milliseconds=5)))
     assert ready.state is lc.State.API_READY
-    assert lc.GateOrders(open=True) in effects
+    assert OPEN in effects
+
+
+def test_no_soft_restart_on_top_of_an_expected_daily_restart(ready: Driver) -> None:
+    ready.send(lc.DailyRestartExpected(), lc.HeartbeatMissed())
+    assert ready.state is lc.State.RESTARTING  # the expected relaunch, not a stall
+    assert not of_type(ready.effects, lc.SoftRestart)
 
 
 def test_api_disconnected_outside_a_window_degrades_and_pages_if_it_lasts(ready: Driver) -> None:
@@ -699,7 +891,7 @@ def test_link_loss_inside_a_reset_window_pages_nobody(ready: Driver) -> None:
     effects = ready.send(lc.IbLinkLost(), lc.ApiDisconnected(), lc.FarmBroken("usfarm"))
     assert ready.state is lc.State.RESET_WINDOW
     assert alerts(effects) == []
-    assert lc.GateOrders(open=False) in effects
+    assert gate_kind(effects) is not None
     assert not of_type(effects, lc.TriggerSafeState)
 
 
@@ -745,17 +937,36 @@ def test_twofa_inside_a_reset_window_still_pages(ready: Driver) -> None:
 # --- schedule ticks -----------------------------------------------------------------------
 
 
-def test_daily_restart_is_soft_planned_and_triggers_no_safe_state(ready: Driver) -> None:
-    effects = ready.send(lc.DailyRestartDue())
+def test_daily_restart_time_sends_nothing_and_keeps_the_gate_open(ready: Driver) -> None:
+    effects = ready.send(lc.DailyRestartExpected())
+    # IBC restarts the Gateway by itself at AutoRestartTime: a RESTART on top would make two.
+    assert effects == []
+    assert ready.state is lc.State.API_READY
+    assert ready.status.expected_relaunch is lc.RelaunchKind.AUTO_RESTART
+
+
+def test_daily_restart_drop_is_planned_and_triggers_no_safe_state(ready: Driver) -> None:
+    ready.send(lc.DailyRestartExpected())
+    ready.advance(seconds=20)
+    effects = ready.send(lc.ApiDisconnected())
     assert ready.state is lc.State.RESTARTING
-    assert lc.SoftRestart() in effects
+    assert gate_kind(effects) is lc.OutageKind.PLANNED_RESTART
     assert not of_type(effects, lc.TriggerSafeState)
     assert not alerts(effects)
 
 
+def test_daily_restart_expectation_lapses_so_a_later_drop_is_a_stall(ready: Driver) -> None:
+    ready.send(lc.DailyRestartExpected())
+    ready.advance(seconds=POLICY.restart_command_delay.total_seconds())
+    ready.send(lc.Tick(), lc.HeartbeatOk(rtt=timedelta(milliseconds=5)))
+    effects = ready.send(lc.ApiDisconnected())
+    assert ready.state is lc.State.DEGRADED
+    assert gate_kind(effects) is lc.OutageKind.STALLED
+
+
 def test_daily_restart_while_logging_in_is_ignored(d: Driver) -> None:
     d.send(lc.OperatorStart(), lc.ContainerStarted(), lc.LoginAttempt(1))
-    assert d.send(lc.DailyRestartDue()) == []
+    assert d.send(lc.DailyRestartExpected()) == []
 
 
 def test_weekly_reauth_warns_ahead_and_resolves_after_the_full_login(ready: Driver) -> None:
@@ -774,7 +985,7 @@ def test_weekly_reauth_warns_ahead_and_resolves_after_the_full_login(ready: Driv
 
 
 def test_daily_restart_comes_back_through_login_without_any_alert(ready: Driver) -> None:
-    ready.send(lc.DailyRestartDue())
+    ready.send(lc.DailyRestartExpected())
     ready.send(lc.ApiDisconnected(), lc.LoginAttempt(1))
     assert ready.state is lc.State.LOGGING_IN
     ready.send(lc.LoggedIn(), lc.ApiConnected(), lc.HeartbeatOk(rtt=timedelta(milliseconds=5)))
@@ -797,7 +1008,7 @@ def test_adopted_running_gateway_becomes_ready_on_a_probe_answer(d: Driver) -> N
     d.send(lc.ContainerStarted())
     effects = d.send(lc.HeartbeatOk(rtt=timedelta(milliseconds=5)))
     assert d.state is lc.State.API_READY
-    assert effects == [lc.GateOrders(open=True)]
+    assert effects == [OPEN]
 
 
 def test_container_that_never_starts_is_started_again_after_the_deadline(d: Driver) -> None:
@@ -866,7 +1077,7 @@ def _status_in(state: lc.State) -> lc.GatewayStatus:
         lc.State.API_READY: _READY,
         lc.State.DEGRADED: [*_READY, lc.IbLinkLost()],
         lc.State.RESET_WINDOW: [*_READY, lc.ResetWindowEntered(), lc.IbLinkLost()],
-        lc.State.RESTARTING: [*_READY, lc.DailyRestartDue()],
+        lc.State.RESTARTING: [*_READY, lc.OperatorRestart()],
         lc.State.BACKOFF: [lc.OperatorStart(), lc.ContainerStarted(), lc.LoginFailed()],
         lc.State.STOPPED: [lc.OperatorStart(), lc.OperatorStop()],
         lc.State.FATAL: [*_READY, lc.LockedOut()],
@@ -890,9 +1101,13 @@ _ONE_OF_EACH: list[lc.Event] = [
     lc.ExistingSessionDetected(),
     lc.LoginFailed("x"),
     lc.LockedOut(),
-    lc.ColdRestart(),
+    lc.TwoFactorApproved(),
+    lc.TwoFactorExpired(relogin=True),
+    lc.TwoFactorExpired(relogin=False),
     lc.IbcExitStatus(code=1),
     lc.IbcExitStatus(code=1112),
+    *(lc.IbcRelaunching(kind=kind, status=0) for kind in lc.RelaunchKind),
+    lc.RestartScheduled(),
     lc.ApiConnected(),
     lc.HeartbeatOk(rtt=timedelta(milliseconds=5)),
     lc.HeartbeatMissed(),
@@ -907,12 +1122,13 @@ _ONE_OF_EACH: list[lc.Event] = [
     lc.ClientIdInUse(3),
     lc.ResetWindowEntered(),
     lc.ResetWindowLeft(),
-    lc.DailyRestartDue(),
+    lc.DailyRestartExpected(),
     lc.WeeklyReauthDue(at=T0),
     lc.OperatorStart(),
     lc.OperatorStop(),
     lc.OperatorRestart(),
     lc.OperatorReset(),
+    lc.SupervisorStopping(),
     lc.Tick(),
 ]
 
@@ -928,7 +1144,7 @@ def test_every_state_answers_every_event(state: lc.State) -> None:
         for later in (timedelta(seconds=1), timedelta(hours=2)):
             new, effects = lc.transition(status, event, now=T0 + later, policy=POLICY)
             assert isinstance(new, lc.GatewayStatus)
-            if new == status:
+            if new == status and not isinstance(event, lc.SupervisorStopping):
                 assert effects == []
 
 
@@ -974,7 +1190,10 @@ _EVENTS = st.one_of(
             lc.ExistingSessionDetected(),
             lc.LoginFailed("x"),
             lc.LockedOut(),
-            lc.ColdRestart(),
+            lc.TwoFactorApproved(),
+            lc.TwoFactorExpired(relogin=True),
+            lc.TwoFactorExpired(relogin=False),
+            lc.RestartScheduled(),
             lc.ApiConnected(),
             lc.HeartbeatMissed(),
             lc.ApiDisconnected(),
@@ -985,7 +1204,7 @@ _EVENTS = st.one_of(
             lc.ClientIdInUse(3),
             lc.ResetWindowEntered(),
             lc.ResetWindowLeft(),
-            lc.DailyRestartDue(),
+            lc.DailyRestartExpected(),
             lc.OperatorStart(),
             lc.OperatorStop(),
             lc.OperatorRestart(),
@@ -997,6 +1216,7 @@ _EVENTS = st.one_of(
     ),
     st.builds(lc.ContainerDied, st.sampled_from([0, 1, 87, 137, 1111])),
     st.builds(lc.IbcExitStatus, st.sampled_from([1, 87, 88, 1111, 1112])),
+    st.builds(lc.IbcRelaunching, st.sampled_from(list(lc.RelaunchKind)), st.just(0)),
     st.builds(lc.HeartbeatOk, st.sampled_from([timedelta(milliseconds=5), timedelta(seconds=9)])),
     st.builds(lc.FarmBroken, st.sampled_from(["usfarm", "hmds"])),
     st.builds(lc.FarmOk, st.sampled_from(["usfarm", "hmds"])),
@@ -1052,7 +1272,7 @@ def test_random_event_sequences_keep_the_invariants(
     rng = random.Random(seed)
     now = T0
     open_keys: set[str] = set()
-    gate_open = False
+    gate: tuple[bool, lc.OutageKind | None] = (False, lc.OutageKind.LOST)
     for event, seconds in steps:
         now += timedelta(seconds=seconds)
         before = status
@@ -1071,11 +1291,14 @@ def test_random_event_sequences_keep_the_invariants(
                 assert effect.key in open_keys
                 open_keys.discard(effect.key)
             elif isinstance(effect, lc.GateOrders):
-                assert effect.open is not gate_open  # gate toggles, never repeats
-                gate_open = effect.open
+                new_gate = (effect.gate.open, effect.gate.kind)
+                assert new_gate != gate  # a gate is given again only when it changes
+                gate = new_gate
+                # The kind the strategies hear is the one the status decides.
+                assert effect.gate == lc.gate_of(status, now=now, policy=policy)
         assert status.open_alerts == open_keys
         # The gate is open exactly in API_READY.
-        assert gate_open == (status.state is lc.State.API_READY)
+        assert gate[0] == (status.state is lc.State.API_READY)
         # FATAL and STOPPED are left, and STOPPED entered, only by operator commands.
         if before.state in lc.OPERATOR_STATES and status.state is not before.state:
             assert operator
@@ -1094,3 +1317,50 @@ def test_random_event_sequences_keep_the_invariants(
         # Unchanged state on an ignored event means no effects.
         if status == before:
             assert effects == []
+
+
+# --- the order gate's outage kind -----------------------------------------------------------
+
+
+def test_gate_kind_is_stalled_for_a_stall_and_lost_for_a_dead_container(ready: Driver) -> None:
+    assert gate_kind(ready.send(lc.HeartbeatMissed())) is lc.OutageKind.STALLED
+    assert gate_kind(ready.send(lc.ContainerDied(exit_code=137))) is lc.OutageKind.LOST
+
+
+def test_gate_kind_is_lost_for_an_ib_link_loss_outside_a_window(ready: Driver) -> None:
+    assert gate_kind(ready.send(lc.IbLinkLost())) is lc.OutageKind.LOST
+
+
+def test_gate_in_a_reset_window_is_bounded_by_the_window_and_its_grace(ready: Driver) -> None:
+    until = ready.now + timedelta(minutes=30)
+    ready.send(lc.ResetWindowEntered(name="na-daily", until=until))
+    effects = ready.send(lc.IbLinkLost())
+    (gate,) = [e.gate for e in effects if isinstance(e, lc.GateOrders)]
+    assert gate.kind is lc.OutageKind.RESET_WINDOW
+    assert gate.bound == timedelta(minutes=30) + POLICY.ready_grace_after_window
+
+
+def test_operator_restart_of_a_session_is_a_planned_restart_with_a_bound(ready: Driver) -> None:
+    effects = ready.send(lc.OperatorRestart())
+    (gate,) = [e.gate for e in effects if isinstance(e, lc.GateOrders)]
+    assert gate.kind is lc.OutageKind.PLANNED_RESTART
+    assert gate.bound == POLICY.restart_command_delay + POLICY.token_relaunch_bound
+
+
+def test_supervisor_stopping_closes_the_gate_as_shutdown_and_keeps_the_status(
+    ready: Driver,
+) -> None:
+    before = ready.status
+    effects = ready.send(lc.SupervisorStopping())
+    assert gate_kind(effects) is lc.OutageKind.SHUTDOWN
+    assert ready.status == before
+
+
+def test_status_without_the_newer_fields_is_still_restored(ready: Driver) -> None:
+    record = ready.status.to_record()
+    for name in ("planned_until", "relaunch_expected_until", "window_until", "gate_open"):
+        record.pop(name)
+    record.pop("expected_relaunch")
+    record.pop("gate_kind")
+    restored = lc.GatewayStatus.from_record(record)
+    assert restored.state is lc.State.API_READY

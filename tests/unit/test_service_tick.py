@@ -1,4 +1,5 @@
-"""The supervisor's schedule ticks: every region's reset windows are found, daily restarts fire."""
+"""The supervisor's schedule ticks: every region's reset windows are found, the Gateway's own
+daily restart is expected (never sent) at the AutoRestartTime ibfleet renders."""
 
 from __future__ import annotations
 
@@ -48,8 +49,14 @@ def test_entering_and_leaving_the_nightly_window_is_posted_once_each() -> None:
     sup.tick(dt.datetime(2026, 11, 18, 23, 45, tzinfo=NY))
     sup.tick(dt.datetime(2026, 11, 18, 23, 50, tzinfo=NY))
     sup.tick(dt.datetime(2026, 11, 19, 1, 30, tzinfo=NY))
-    kinds = [type(e).__name__ for e in rec.events if not isinstance(e, lc.Tick)]
+    kinds = [
+        type(e).__name__
+        for e in rec.events
+        if isinstance(e, lc.ResetWindowEntered | lc.ResetWindowLeft)
+    ]
     assert kinds == ["ResetWindowEntered", "ResetWindowLeft"]
+    (entered,) = [e for e in rec.events if isinstance(e, lc.ResetWindowEntered)]
+    assert entered.until == dt.datetime(2026, 11, 19, 1, 0, tzinfo=NY)
 
 
 @pytest.mark.parametrize("region", list(Region))
@@ -59,11 +66,22 @@ def test_ticks_run_in_every_region(region: Region) -> None:
     assert any(isinstance(e, lc.Tick) for e in rec.events)
 
 
-def test_daily_restart_is_posted_when_its_time_passes() -> None:
+def test_daily_restart_is_expected_when_its_time_passes() -> None:
     sup, rec = _ticking(Region.EUROPE, daily=dt.time(23, 55))
     sup.tick(dt.datetime(2026, 11, 18, 23, 50, tzinfo=NY))
     sup.tick(dt.datetime(2026, 11, 18, 23, 56, tzinfo=NY))
-    assert sum(isinstance(e, lc.DailyRestartDue) for e in rec.events) == 1
+    assert sum(isinstance(e, lc.DailyRestartExpected) for e in rec.events) == 1
+
+
+def test_without_restart_daily_the_fleets_default_time_is_expected() -> None:
+    sup, rec = _ticking(Region.AMERICA)
+    default = sup.settings.default_daily_restart
+    day = dt.datetime(2026, 11, 18, tzinfo=sup.settings.tz)
+    at = dt.datetime.combine(day.date(), default, tzinfo=sup.settings.tz)
+    sup.tick(at - dt.timedelta(minutes=5))
+    sup.tick(at + dt.timedelta(seconds=1))
+    sup.tick(at + dt.timedelta(seconds=2))
+    assert sum(isinstance(e, lc.DailyRestartExpected) for e in rec.events) == 1
 
 
 def test_weekly_reauth_warning_is_posted_once_ahead_of_sunday() -> None:
