@@ -403,3 +403,177 @@ class TestFollower:
     def test_naive_start_time_is_refused_with_a_clear_error(self) -> None:
         with pytest.raises(ValueError, match="started_at"):
             AuthLogFollower(started_at=datetime(2024, 1, 1))
+
+
+# --- IBC's relaunch sequences inside one container start -----------------------------------
+#
+# Each sequence is what IBC 3.24.1 prints, in order: the JVM's lines (``IBC: ...``, Utils.java)
+# and ibcstart.sh's plain echoes, as ``docker logs --timestamps`` shows them. Strings come from
+# gateway.sim.ibclog where it has them, else verbatim from IBC's source file named beside them.
+
+# RestartTask.restart ("hh:mm a"), and ibcstart.sh's echoes after the token was found.
+_SETTING_AUTO_RESTART = "Setting auto-restart time to 10:33 AM"  # RestartTask.java
+_RESTART_VERB = "RestartTask: verb = RESTART"  # RestartTask.java
+_AUTORESTART_OPTION = "AUTORESTART_OPTION is -Drestart=ntbalfmmgbjblhkdeedgnjkmmdnjfjgbhpabhcea"
+_EXITING_VIA_CLOSE = "Login has completed: exiting via [File, Close] menu"  # StopTask.java
+_COLD_SCHEDULED = "Gateway will be cold restarted at 2026/03/08 07:05"  # IbcTws.java
+_NO_LOGIN_DIALOG = "IBC closing after TWS/Gateway failed to display login dialog"  # SessionMgr
+_GATEWAY_FINISHED = "Gateway finished"  # ibcstart.sh: echo "$program finished"
+_TOKEN = "/home/ibgateway/Jts/ntbalfmmgbjblhkdeedgnjkmmdnjfjgbhpabhcea/autorestart"
+
+DAILY = [
+    ibc(ibclog.LOGIN_COMPLETED),
+    ibclog.exit_status(0),
+    ibclog.FINDING_AUTORESTART,
+    ibclog.autorestart_found(_TOKEN),
+    _AUTORESTART_OPTION,
+    ibclog.RESTART_SHORTLY,
+    ibc(ibclog.RESTARTING_SESSION),
+    ibc(ibclog.LOGIN_COMPLETED),
+]
+RESTART_COMMAND = [
+    ibc(ibclog.LOGIN_COMPLETED),
+    ibc(_RESTART_VERB),
+    ibc(_SETTING_AUTO_RESTART),
+    *DAILY[1:],
+]
+WEEKLY_COLD = [
+    ibc(ibclog.LOGIN_COMPLETED),
+    ibc(_COLD_SCHEDULED),
+    ibc(_EXITING_VIA_CLOSE),
+    ibclog.exit_status(0),
+    ibclog.COLD_RESTART_SHORTLY,
+    ibclog.RESTART_SHORTLY,
+    ibc(ibclog.starting_session(timeout_seconds=60)),
+    ibc(ibclog.login_attempt(1)),
+    ibc(ibclog.LOGIN_COMPLETED),
+]
+LOGIN_FAILED_COLD = [
+    ibc(ibclog.starting_session(timeout_seconds=60)),
+    ibc(ibclog.login_attempt(1)),
+    ibc(ibclog.LOGIN_FAILED),
+    ibc(ibclog.COLD_RESTART_IN_PROGRESS),
+    ibc(ibclog.LOGIN_NOT_COMPLETED_EXITING),
+    ibclog.exit_status(0),
+    ibclog.COLD_RESTART_SHORTLY,
+    ibclog.RESTART_SHORTLY,
+    ibc(ibclog.starting_session(timeout_seconds=60)),
+    ibc(ibclog.login_attempt(1)),
+]
+NO_LOGIN_DIALOG = [
+    ibc(ibclog.starting_session(timeout_seconds=60)),
+    "!" * 79,
+    ibc(_NO_LOGIN_DIALOG),
+    "!" * 79,
+    ibc(ibclog.exiting_with_code(1112)),
+    ibclog.exit_status(1112),
+    ibclog.RESTART_SHORTLY,
+    ibc(ibclog.starting_session(timeout_seconds=60)),
+]
+TWOFA_EXIT_RELAUNCHED = [
+    ibc(ibclog.starting_session(timeout_seconds=60)),
+    ibc(ibclog.login_attempt(1)),
+    ibc(ibclog.SECOND_FACTOR_INITIATED),
+    ibc(ibclog.exit_if_not_completed(seconds=60)),
+    ibc(ibclog.CLOSING_AFTER_2FA),
+    ibc(ibclog.exiting_with_code(1111)),
+    ibclog.exit_status(1111),
+    ibclog.FINDING_AUTORESTART,
+    ibclog.AUTORESTART_NOT_FOUND,
+    ibclog.RESTART_SHORTLY,
+    ibc(ibclog.starting_session(timeout_seconds=60)),
+    ibc(ibclog.login_attempt(1)),
+]
+TWOFA_EXIT_ENDS = [*TWOFA_EXIT_RELAUNCHED[:9], _GATEWAY_FINISHED]
+
+
+def _follow(lines: list[str]) -> AuthLogFollower:
+    follower = AuthLogFollower(started_at=AT - timedelta(seconds=5))
+    for i, line in enumerate(lines):
+        follower.feed(docker(line, AT + timedelta(seconds=i)))
+    return follower
+
+
+class TestRelaunches:
+    @pytest.mark.parametrize(
+        ("lines", "kind"),
+        [
+            (DAILY, authlog.RelaunchKind.AUTO_RESTART),
+            (RESTART_COMMAND, authlog.RelaunchKind.RESTART_COMMAND),
+            (WEEKLY_COLD, authlog.RelaunchKind.WEEKLY_COLD),
+            (LOGIN_FAILED_COLD, authlog.RelaunchKind.COLD_AFTER_FAILURE),
+            (NO_LOGIN_DIALOG, authlog.RelaunchKind.NO_LOGIN_DIALOG),
+            (TWOFA_EXIT_RELAUNCHED, authlog.RelaunchKind.TWOFA_EXIT),
+        ],
+        ids=["daily", "restart", "weekly-cold", "login-failed", "88", "87"],
+    )
+    def test_each_relaunch_is_named_by_its_lines(
+        self, lines: list[str], kind: authlog.RelaunchKind
+    ) -> None:
+        follower = _follow(lines)
+        assert [r.kind for r in follower.relaunches] == [kind]
+
+    def test_planned_and_token_relaunches(self) -> None:
+        K = authlog.RelaunchKind
+        assert {k for k in K if k.planned} == {K.AUTO_RESTART, K.RESTART_COMMAND, K.WEEKLY_COLD}
+        assert {k for k in K if k.token} == {K.AUTO_RESTART, K.RESTART_COMMAND}
+
+    def test_the_relaunch_comes_after_the_lines_that_explain_it(self) -> None:
+        follower = AuthLogFollower(started_at=AT - timedelta(seconds=5))
+        out: list[authlog.AuthEvent] = []
+        for i, line in enumerate(DAILY):
+            out.extend(follower.feed(docker(line, AT + timedelta(seconds=i))))
+        kinds = [type(e).__name__ for e in out]
+        assert kinds.index("ExitStatus") < kinds.index("Relaunch") < kinds.index("SessionStarting")
+
+    def test_a_loop_that_ends_is_no_relaunch(self) -> None:
+        follower = _follow(TWOFA_EXIT_ENDS)
+        assert follower.relaunches == []
+        assert isinstance(follower.events[-1], authlog.LoopEnded)
+
+    def test_the_first_token_search_at_the_containers_start_is_no_relaunch(self) -> None:
+        follower = _follow(
+            [
+                ibclog.FINDING_AUTORESTART,
+                ibclog.AUTORESTART_NOT_FOUND,
+                ibc(ibclog.starting_session(timeout_seconds=60)),
+            ]
+        )
+        assert follower.relaunches == []
+
+    def test_a_relaunch_without_the_restart_shortly_line_is_closed_by_the_next_session(
+        self,
+    ) -> None:
+        lines = [line for line in DAILY if line != ibclog.RESTART_SHORTLY]
+        assert [r.kind for r in _follow(lines).relaunches] == [authlog.RelaunchKind.AUTO_RESTART]
+
+    def test_an_exit_no_line_explains_is_unexplained(self) -> None:
+        follower = _follow(
+            [
+                ibc(ibclog.LOGIN_COMPLETED),
+                ibclog.exit_status(1),
+                ibclog.COLD_RESTART_SHORTLY,
+                ibclog.RESTART_SHORTLY,
+            ]
+        )
+        assert [r.kind for r in follower.relaunches] == [authlog.RelaunchKind.UNEXPLAINED]
+
+    def test_two_factor_lines_say_approved_and_not_answered(self) -> None:
+        approved = authlog.parse_line(ibc(ibclog.exit_if_not_completed(seconds=60)))
+        assert approved == authlog.TwoFactorApproved(at=AT, exit_in_seconds=60)
+        waiting = authlog.parse_line(ibc(ibclog.RELOGIN_AFTER_2FA_NOT_REQUIRED))
+        assert waiting == authlog.TwoFactorExpired(at=AT)
+        scheduled = authlog.parse_line(ibc(_SETTING_AUTO_RESTART))
+        assert isinstance(scheduled, authlog.RestartScheduled)
+        assert scheduled.when is not None and (scheduled.when.hour, scheduled.when.minute) == (
+            10,
+            33,
+        )
+
+    def test_hostile_relaunch_text_is_bounded(self) -> None:
+        # A flood of script lines never grows the follower without bound.
+        follower = AuthLogFollower(started_at=AT - timedelta(seconds=5))
+        for i in range(3000):
+            follower.feed(docker(ibclog.exit_status(0), AT + timedelta(milliseconds=i)))
+            follower.feed(docker(ibclog.RESTART_SHORTLY, AT + timedelta(milliseconds=i)))
+        assert len(follower.events) <= 1000 and len(follower.relaunches) <= 1000
