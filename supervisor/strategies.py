@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from gateway.outage import Gate
 from plugins.host import GatewayEndpoint, SafeStateRun, StrategyHost, StrategyStatus
@@ -113,12 +113,26 @@ def build_host(
         clock=clock,
     )
 
+    supervisor.deps.gate_hooks.append(
+        gate_hook(strategy_host, reason_of=lambda gw: supervisor.controllers[gw].status.reason)
+    )
+    return strategy_host
+
+
+class GateSink(Protocol):
+    def on_gate(self, name: str, gate: Gate) -> None: ...
+
+
+def gate_hook(
+    host: GateSink, *, reason_of: Callable[[str], str]
+) -> Callable[[str, Gate | bool], None]:
+    """The supervisor's order-gate hook, feeding the host's one entry point ``on_gate``."""
+
     def gate(gateway: str, gate: Gate | bool) -> None:
         # The lifecycle decides the outage kind; a bare bool (while the order gate still
         # carries only open/closed) is a lost gateway when closed, never a guessed planned one.
         if isinstance(gate, bool):
-            gate = gate_of_ready(gate, supervisor.controllers[gateway].status.reason)
-        strategy_host.on_gate(gateway, gate)
+            gate = gate_of_ready(gate, reason_of(gateway))
+        host.on_gate(gateway, gate)
 
-    supervisor.deps.gate_hooks.append(gate)
-    return strategy_host
+    return gate
