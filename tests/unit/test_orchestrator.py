@@ -309,3 +309,62 @@ class TestDriftAndShutdown:
         )
         await orch.reconcile_once()
         assert kit.runtime.by_name("ibfleet-unit-a").state is ContainerState.RUNNING
+
+
+class TestLifecycleOwnsRestarts:
+    """decides_restarts=False: the supervisor's lifecycle decides, the orchestrator executes."""
+
+    async def test_a_killed_container_stays_down_until_the_lifecycle_asks(self) -> None:
+        kit = Kit(decides_restarts=False)
+        orch = kit.orchestrator([spec("a")])
+        await orch.reconcile_once()  # the first bring-up is the fleet file's
+        kit.runtime.kill("ibfleet-unit-a")
+        for _ in range(3):
+            kit.clock.advance(minutes=5)
+            await orch.reconcile_once()
+        assert kit.runtime.by_name("ibfleet-unit-a").starts == 1
+        await orch.restart("a")  # the lifecycle's HardRestart
+        await orch.reconcile_once()
+        assert kit.runtime.by_name("ibfleet-unit-a").starts == 2
+        assert kit.events(OrchestratorEventKind.BACKOFF) == []
+
+    async def test_restart_of_a_running_container_restarts_it_once_in_place(self) -> None:
+        kit = Kit(decides_restarts=False)
+        orch = kit.orchestrator([spec("a")])
+        await orch.reconcile_once()
+        before = kit.runtime.by_name("ibfleet-unit-a").id
+        await orch.restart("a")
+        await orch.reconcile_once()
+        container = kit.runtime.by_name("ibfleet-unit-a")
+        assert (container.id, container.starts) == (before, 2)
+
+    async def test_held_gateways_are_not_brought_up_at_start(self) -> None:
+        kit = Kit(decides_restarts=False, held={"a"})
+        orch = kit.orchestrator([spec("a"), spec("b", port=4101)])
+        await orch.reconcile_once()
+        assert kit.runtime.operations("create") == ["ibfleet-unit-b"]
+        orch.start("a")
+        await orch.reconcile_once()
+        assert kit.runtime.by_name("ibfleet-unit-a").state is ContainerState.RUNNING
+
+    async def test_a_stopped_container_of_an_unheld_gateway_is_started_at_first_sight(
+        self,
+    ) -> None:
+        kit = Kit(decides_restarts=False)
+        first = kit.orchestrator([spec("a")])
+        await first.reconcile_once()
+        kit.runtime.kill("ibfleet-unit-a")  # it died while no supervisor watched
+        second = kit.orchestrator([spec("a")])
+        await second.reconcile_once()
+        assert kit.runtime.by_name("ibfleet-unit-a").starts == 2
+
+    async def test_a_destroyed_container_is_recreated_only_on_request(self) -> None:
+        kit = Kit(decides_restarts=False)
+        orch = kit.orchestrator([spec("a")])
+        await orch.reconcile_once()
+        kit.runtime.destroy("ibfleet-unit-a")
+        await orch.reconcile_once()
+        assert kit.runtime.operations("create") == ["ibfleet-unit-a"]
+        orch.start("a")  # the lifecycle's StartContainer after ContainerDestroyed
+        await orch.reconcile_once()
+        assert kit.runtime.operations("create") == ["ibfleet-unit-a", "ibfleet-unit-a"]
