@@ -88,6 +88,15 @@ async def port_closed(port: int) -> bool:
     return False
 
 
+async def runtime_started_at(runtime: InProcessRuntime, name: str) -> Any:
+    (container,) = [c for c in await runtime.list(fleet="simrt") if c.name == name]
+    return container.started_at
+
+
+async def runtime_restarted(runtime: InProcessRuntime, name: str, before: Any) -> bool:
+    return await runtime_started_at(runtime, name) != before
+
+
 class Recorder:
     """Follows a runtime's event stream in a task."""
 
@@ -176,6 +185,7 @@ async def test_command_server_restart_soft_restarts_without_a_new_process(
 ) -> None:
     spec = spec_for("a")
     container_id = await started(runtime, spec)
+    started_at = (await runtime.inspect(container_id)).started_at
     address = await until(
         lambda: runtime.command_address(container_id), timeout=10, what="the command server"
     )
@@ -183,16 +193,22 @@ async def test_command_server_restart_soft_restarts_without_a_new_process(
     assert host == "127.0.0.1"
     reply = await ibc.send("RESTART", host=host, port=port, timeout=5)
     assert reply.text == "RESTART in progress"
+    # IBC moves the Gateway's restart to the next minute: bring the gateway's clock there.
+    runtime.broker_service.push_fault(
+        FaultEvent(gateway="a", fault=Fault.CLOCK, active=True, value=61)
+    )
     lines = await lines_until(runtime, container_id, "Re-starting session", timeout=10)
     assert sum("Login has completed" in line for line in lines) == 1
-    # The same run logs in again, presenting its restart token: no new process, no 2FA.
+    assert any("IBC returned exit status 0" in line for line in lines)
+    # The JVM relaunched inside the same container with its autorestart token: no 2FA.
     lines = await lines_until(runtime, container_id, "Login has completed", timeout=10, nth=2)
     assert not any("Second Factor" in line for line in lines)
     await until(
         lambda: api_answers(spec.ports[0].host_port), timeout=10, what="the API after RESTART"
     )
-    assert recorder.of(EventKind.DIE) == []  # a soft restart is no process exit
+    assert recorder.of(EventKind.DIE) == []  # a relaunch inside the container is no exit
     assert len(recorder.of(EventKind.START)) == 1
+    assert (await runtime.inspect(container_id)).started_at == started_at
 
 
 async def test_stop_exits_zero_closes_the_port_and_the_command_server(
@@ -219,23 +235,6 @@ async def test_crash_fault_is_a_die_with_a_nonzero_exit_code(
     die = await until(lambda: recorder.of(EventKind.DIE), timeout=10, what="a die event")
     assert die[0].exit_code == 70
     assert (await runtime.inspect(container_id)).state is ContainerState.EXITED
-
-
-async def test_unapproved_2fa_with_exit_action_dies_with_87(
-    runtime: InProcessRuntime, recorder: Recorder
-) -> None:
-    spec = spec_for(
-        "a",
-        username="phone-user",
-        two_factor={"timeout_action": "exit"},
-        env={"TWOFA_EXIT_INTERVAL": "0"},
-    )
-    container_id = await started(runtime, spec)
-    die = await until(lambda: recorder.of(EventKind.DIE), timeout=15, what="the 2FA exit")
-    assert die[0].exit_code == 87  # IBC's 1111 as a shell sees it
-    lines = [line async for line in runtime.follow_logs(container_id)]
-    assert any("Second Factor Authentication initiated" in line for line in lines)
-    assert any("exit status 87" in line or "1111" in line for line in lines)
 
 
 async def test_restart_is_a_new_process_that_needs_2fa_again(
@@ -318,8 +317,14 @@ async def test_orchestrator_brings_a_fleet_up_and_back_after_a_crash(
                 timeout=15,
                 what=f"{spec.gateway} to answer",
             )
+        before = await runtime_started_at(runtime, desired[0].name)
         runtime.broker_service.push_fault(FaultEvent(gateway="a", fault=Fault.CRASH, active=True))
-        await until(lambda: port_closed(desired[0].ports[0].host_port), timeout=5, what="crash")
+        # socat keeps the port open across JVMs: the crash shows as a new container start.
+        await until(
+            lambda: runtime_restarted(runtime, desired[0].name, before),
+            timeout=10,
+            what="the container restarted after its crash",
+        )
         await until(
             lambda: api_answers(desired[0].ports[0].host_port),
             timeout=15,

@@ -92,8 +92,9 @@ async def test_gateway_process_logs_in_through_broker_process(lib):
             text=True,
         )
         glines, gseen = reader(gateway), []
-        wait_line(glines, "Login has completed", gseen)
+        # IBC starts its command server at the JVM's start, before the login.
         wait_line(glines, "CommandServer started", gseen)
+        wait_line(glines, "Login has completed", gseen)
         gateways = httpx.get(f"{control}/gateways", timeout=5).json()
         assert [(g["name"], g["logged_in"]) for g in gateways] == [("proc-gw", True)]
         ib = lib.IB()

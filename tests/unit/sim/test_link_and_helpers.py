@@ -17,10 +17,10 @@ from gateway.sim.broker import (
 )
 from gateway.sim.codec import ProtocolError
 from gateway.sim.contracts import default_symbols
-from gateway.sim.entrypoint import next_restart
 from gateway.sim.frontend import bar_count
 from gateway.sim.link import LinkError, from_wire, to_wire
 from gateway.sim.port import Fault, FaultEvent, LoginKind, LoginOutcome
+from gateway.sim.process import next_daily as next_restart
 
 
 def roundtrip(value):
