@@ -373,6 +373,7 @@ class _Runner:
         self.first_task: asyncio.Task[None] | None = None  # waiting for a first gateway
         self.outage_since: float | None = None  # monotonic: the outage's first sign
         self.shutdown_done = False  # on_shutdown already ran (a SHUTDOWN gate came before stop)
+        self.stopping = False  # stop() began: no outage reaction starts anything new
         self.timers: list[asyncio.Task[None]] = []
         self.lock = asyncio.Lock()
         self.changed = asyncio.Event()
@@ -813,12 +814,25 @@ class _Runner:
     async def stop(self) -> None:
         """Shutdown: ``safe_state.on_shutdown`` (as :func:`plugins.outage.react` says for a
         SHUTDOWN), ``on_stop``, then close everything."""
-        for task in (self.loss_task, self.first_task):
-            # No outage is ridden and no first gateway sought while shutting down.
+        settings = self.host.settings
+        self.stopping = True
+        self.changed.set()
+        ride = self.loss_task
+        if ride is not None and ride is not asyncio.current_task() and not ride.done():
+            # A safe state or failover under way finishes (never half a cancel, never a
+            # session left open); a ride that is only waiting ends at once on ``stopping``.
+            await asyncio.wait(
+                {ride},
+                timeout=settings.connect_timeout
+                + settings.cancel_deadline
+                + settings.flatten_deadline
+                + 4 * settings.request_timeout,
+            )
+        for task in (ride, self.first_task):
             if task is not None and task is not asyncio.current_task() and not task.done():
                 task.cancel()
                 # Bounded: a cancel that lands on a connect in flight ends with that connect.
-                await asyncio.wait({task}, timeout=self.host.settings.connect_timeout + 2.0)
+                await asyncio.wait({task}, timeout=settings.connect_timeout + 2.0)
         if self.state not in (StrategyState.STOPPED, StrategyState.CRASHED):
             if self.state is not StrategyState.HALTED and not self.shutdown_done:
                 reaction = outage.react(
@@ -863,7 +877,7 @@ class _Runner:
         """
         self.trading = False
         self.changed.set()
-        if self.state not in (StrategyState.RUNNING, StrategyState.LOADED):
+        if self.stopping or self.state not in (StrategyState.RUNNING, StrategyState.LOADED):
             return
         if self.loss_task is None or self.loss_task.done():
             self.outage_since = time.monotonic()
@@ -909,7 +923,7 @@ class _Runner:
             reason,
         )
         reported: tuple[OutageKind, outage.Step] | None = None
-        while self.state in (StrategyState.RUNNING, StrategyState.LOADED):
+        while self.state in (StrategyState.RUNNING, StrategyState.LOADED) and not self.stopping:
             self.changed.clear()  # before looking: a change from here on wakes the wait below
             kind, bound, elapsed = self._outage_now(gateway, since)
             reaction = outage.react(kind, self.cfg.safe_state, timedelta(seconds=elapsed), bound)
@@ -945,7 +959,7 @@ class _Runner:
                 run = await self.safe_state(trigger, reaction.action, failover=reaction.fail_over)
                 if trigger is SafeStateTrigger.SHUTDOWN:
                     self.shutdown_done = True
-                if reaction.fail_over:
+                if reaction.fail_over and not self.stopping:
                     await self.failover(run)
                 return
             # HOLD or WAIT: look again when the gate changes or the reaction is due to.
@@ -1043,7 +1057,11 @@ class _Runner:
                             exc,
                         )
                         continue
-                    done = await self._act_via(other, action)
+                    try:
+                        done = await self._act_via(other, action)
+                    except BaseException:
+                        self.close_session(other)  # cancelled midway: never leave it open
+                        raise
                     if done is None:
                         self.close_session(other)
                         continue

@@ -206,6 +206,42 @@ async def test_a_planned_restart_that_outlasts_its_bound_is_a_lost_gateway(
     journal.close()
 
 
+async def test_a_planned_restart_the_lifecycle_then_calls_lost_safe_states_at_once(
+    tmp_path: Path,
+) -> None:
+    journal = open_journal(tmp_path)
+    async with two_gateways() as sim:
+        host = make_host(sim, journal, [strategy("turn", RESTING, grace=GRACE)])
+        await host.start()
+        try:
+            await wait_for(
+                lambda: len(open_at_broker(sim.broker, "turn-")) == 3, timeout=5, what="orders"
+            )
+            on_a = set(open_at_broker(sim.broker, "turn-"))
+            host.on_gate("gw-a", planned())  # expected back within a minute
+            sim.fault(0, Fault.CRASH, active=True)
+            await asyncio.sleep(2 * GRACE)  # held past the grace: a planned outage may be
+            assert host.safe_state_runs("turn") == []
+            # The relaunch failed (say, its login): the outage has lasted past the grace
+            # already, so safe state is due now, not a grace later or at the planned bound.
+            t0 = time.monotonic()
+            host.on_gate("gw-a", Gate(open=False, kind=OutageKind.LOST, reason="login failed"))
+            await wait_for(
+                lambda: not on_a & set(open_at_broker(sim.broker, "turn-")),
+                timeout=5,
+                what="gw-a's orders cancelled through gw-b",
+            )
+            assert time.monotonic() - t0 < GRACE + 1.0
+            await wait_for(
+                lambda: host.strategies()[0].gateway == "gw-b", timeout=5, what="failed over"
+            )
+            (run,) = host.safe_state_runs("turn")
+            assert run.path is SafeStatePath.FAILOVER_GATEWAY
+        finally:
+            await host.stop()
+    journal.close()
+
+
 # -- shutdown is its own policy ---------------------------------------------------------------
 
 
