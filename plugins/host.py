@@ -8,6 +8,10 @@ its key as ``orderRef``. After every (re)connect and failover the host reconcile
 with what the new session sees at IB before the strategy may act again; nothing is ever
 re-sent blind.
 
+The supervisor's order gate (:meth:`StrategyHost.on_gate`) says what kind of outage a gateway
+is in; whether a strategy holds, waits out its grace, runs safe state or fails over is
+:func:`plugins.outage.react`'s decision, re-evaluated by the strategy's outage task.
+
 Safe state (cancel / flatten / hold) takes the best path still open: the same session, else a
 session on a failover gateway of the same account (which cancels the lost gateway's orders one
 by one: ``reqGlobalCancel`` would also cancel other strategies' orders on that account), else
