@@ -17,10 +17,17 @@ from pydantic import BaseModel, Field
 
 from gateway.sim.broker import BrokerOrder
 from gateway.sim.port import Fault, FaultEvent
+from gateway.sim.service import STICKY_FAULTS
 
 if TYPE_CHECKING:
     from gateway.sim.fleet import SimFleet
     from gateway.sim.service import BrokerService
+
+
+class ClockRequest(BaseModel):
+    """Seconds every gateway's wall clock runs ahead (negative: behind)."""
+
+    offset_seconds: float
 
 
 class FaultRequest(BaseModel):
@@ -128,7 +135,8 @@ def create_app(*, service: BrokerService, fleet: SimFleet | None = None) -> Fast
             )
 
     def push(name: str, fault: Fault, active: bool, value: float = 0.0) -> dict[str, Any]:
-        known_gateway(name)
+        if fault not in STICKY_FAULTS:
+            known_gateway(name)  # a sticky fault also waits for a relaunching gateway
         service.push_fault(FaultEvent(gateway=name, fault=fault, active=active, value=value))
         return {"gateway": name, "fault": fault.value, "active": active, "value": value}
 
@@ -266,6 +274,14 @@ def create_app(*, service: BrokerService, fleet: SimFleet | None = None) -> Fast
         ):
             raise HTTPException(status_code=422, detail=f"{fault}: value must be a number >= 0")
         return push(name, kind, body.active, body.value)
+
+    @app.put("/clock")
+    async def clock(body: ClockRequest) -> dict[str, Any]:
+        """Move every gateway's wall clock (those without their own ``clock`` fault)."""
+        if not math.isfinite(body.offset_seconds):
+            raise HTTPException(status_code=422, detail="offset_seconds must be a finite number")
+        service.set_clock_offset(body.offset_seconds)
+        return {"offset_seconds": body.offset_seconds}
 
     @app.put("/prices/{symbol}")
     async def set_price(symbol: str, body: PriceRequest) -> dict[str, Any]:

@@ -71,3 +71,29 @@ class Buyer(api.Strategy):
                 )
             )
             self.ctx.store.set("bought", True)
+
+
+class RestingGtc(api.Strategy):
+    """Rests one GTC buy far under the market, once for its whole life (kept in its store).
+
+    It never places a second order, so the broker's record shows whatever happened to the first:
+    still working through a planned restart, cancelled by safe state, or left at IB on shutdown.
+    """
+
+    async def on_start(self) -> None:
+        await self.ctx.subscribe(AAPL)
+        self.ctx.call_every(timedelta(seconds=0.1), "place-once")
+
+    async def on_timer(self, timer: str) -> None:
+        if self.ctx.store.get("placed") is not None:
+            return
+        price = self.ctx.last_price(AAPL)
+        if price is None:
+            return
+        try:
+            order = await self.ctx.place(
+                api.OrderSpec(AAPL, api.Side.BUY, 1, limit_price=round(price * 0.5, 2), tif="GTC")
+            )
+        except api.OrderRefused:
+            return  # the gateway went away between the price and the order: try on the next timer
+        self.ctx.store.set("placed", order.key)

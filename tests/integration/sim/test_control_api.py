@@ -98,3 +98,23 @@ def test_process_mode_cli_prints_ports_and_serves():
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=10)
     assert proc.returncode == 0
+
+
+async def test_clock_and_sticky_faults_are_accepted_for_a_relaunching_gateway() -> None:
+    import httpx
+
+    from gateway.sim.control import create_app
+    from gateway.sim.port import Fault
+    from gateway.sim.service import BrokerService
+
+    service = BrokerService()
+    app = create_app(service=service)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://sim") as http:
+        reply = await http.post("/gateways/gone/faults/clock", json={"active": True, "value": 90})
+        assert reply.status_code == 200
+        assert service.gateway_state["gone"][Fault.CLOCK.value] == 90
+        assert (await http.put("/clock", json={"offset_seconds": 30})).status_code == 200
+        assert service.clock_offset == 30
+        reply = await http.post("/gateways/gone/faults/stall", json={"active": True})
+        assert reply.status_code == 404  # not sticky: needs the gateway connected

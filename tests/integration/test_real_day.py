@@ -1,0 +1,189 @@
+"""A gateway's real day with simulator containers on the real Docker engine.
+
+Every test runs a two-gateway fleet (gw-a the strategy's primary, gw-b its failover) with a
+strategy resting one GTC buy, brings one of the day's events about (IBC's daily restart,
+Sunday's cold restart, a stall, 2FA left unanswered or stuck after approval, a wrong password,
+a killed container, the supervisor stopped), and asserts the four records of
+:mod:`tests.integration.realday`: the broker's orders, the pages sent, the logins counted and
+where the strategy trades.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import re
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+
+from tests.integration.realday import (
+    MIDDAY,
+    SIGTERM,
+    DayFleet,
+    GatewayPlan,
+    MovableClock,
+    next_daily,
+    only,
+)
+from tests.integration.smtp import WebhookSink
+from tests.waiting import until
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+#: The part of a 2FA prompt's page title that names it.
+PROMPT = "approve the IB Key"
+SUNDAY = 6
+
+
+@pytest.fixture
+def hook() -> Iterator[WebhookSink]:
+    with WebhookSink() as sink:
+        yield sink
+
+
+@pytest.fixture
+async def make_fleet(
+    docker_client: docker.DockerClient, sim_image: str, tmp_path: Path, hook: WebhookSink
+) -> AsyncIterator[Callable[..., DayFleet]]:
+    made: list[DayFleet] = []
+
+    def make(*gateways: GatewayPlan, **kw: Any) -> DayFleet:
+        fleet = DayFleet(
+            docker_client=docker_client,
+            image=sim_image,
+            workdir=tmp_path,
+            hook=hook,
+            gateways=gateways or (GatewayPlan("gw-a"), GatewayPlan("gw-b")),
+            **kw,
+        )
+        made.append(fleet)
+        return fleet
+
+    yield make
+    for fleet in made:
+        try:
+            await fleet.stop()
+        finally:
+            await asyncio.to_thread(fleet.cleanup)
+
+
+async def logins(fleet: DayFleet, gateway: str) -> tuple[int, int, float]:
+    """The three counts of password logins: IBC's, the ledger's and the metrics'."""
+    return (
+        await fleet.password_logins(gateway),
+        fleet.ledger(gateway),
+        await fleet.metric("ibfleet_logins_total", gateway=gateway, outcome="attempt"),
+    )
+
+
+async def trading_on(fleet: DayFleet, gateway: str) -> dict[str, Any]:
+    """The strategy trades on ``gateway``: running there, never failed over, safe state unrun."""
+    status = await fleet.strategy_status()
+    assert status["gateway"] == gateway, status
+    assert status["failovers"] == 0 and status["safe_state_runs"] == 0, status
+    return status
+
+
+async def settle(fleet: DayFleet, gateway: str, *, heartbeats: int = 10) -> None:
+    """Let ``heartbeats`` more probe round trips pass, time enough for a second, unwanted
+    restart mechanism to show itself (a condition with a deadline, not a sleep)."""
+    name = "ibfleet_heartbeat_rtt_seconds_count"
+    start = await fleet.metric(name, gateway=gateway)
+
+    async def passed() -> bool:
+        return await fleet.metric(name, gateway=gateway) >= start + heartbeats
+
+    await until(passed, 60, what=f"{heartbeats} heartbeats on {gateway}", step=0.25)
+
+
+async def until_restarted_and_ready(fleet: DayFleet, gateway: str, *, since_id: int) -> list[str]:
+    """Wait for the lifecycle to go through RESTARTING and back to API_READY; its transitions."""
+
+    async def back() -> list[str] | None:
+        seen = await fleet.states_seen(gateway, since_id=since_id)
+        restarting = [i for i, s in enumerate(seen) if "-> RESTARTING" in s]
+        if restarting and any("-> API_READY" in s for s in seen[restarting[0] :]):
+            return seen
+        return None
+
+    seen: list[str] = await until(
+        back, 120, what=f"{gateway} through RESTARTING back to API_READY", step=0.25
+    )
+    return seen
+
+
+def ibc_time(at: dt.time) -> str:
+    return at.strftime("%I:%M %p")
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+async def test_daily_restart_of_each_gateway_keeps_the_order_and_pages_nobody(
+    make_fleet: Callable[..., DayFleet],
+) -> None:
+    daily = {"gw-a": dt.time(22, 0), "gw-b": dt.time(22, 30)}
+    fleet = make_fleet(GatewayPlan("gw-a", daily="22:00"), GatewayPlan("gw-b", daily="22:30"))
+    running = await fleet.start(MovableClock(MIDDAY))
+    await fleet.until_ready()
+    order = await fleet.resting_order("gw-a")
+    await trading_on(fleet, "gw-a")
+    await running.dispatcher.wait_idle(30)
+    pages = fleet.pages.mark()
+
+    for gateway, at in daily.items():
+        identity = await fleet.identity(gateway)
+        counted = await logins(fleet, gateway)
+        mark = await fleet.log_mark(gateway)
+        since_id = await fleet.last_event_id()
+        # IBC's AutoRestartTime comes within a minute on the gateway's own clock.
+        await fleet.broker.move_clock(
+            gateway, next_daily(dt.datetime.now(dt.UTC), at) - dt.timedelta(seconds=20)
+        )
+        tail = await fleet.until_log(gateway, "Re-starting session", mark=mark)
+        assert "IBC returned exit status" in tail
+        assert "Login attempt" not in tail, "an auto-restart logs in with its token, no password"
+        seen = await until_restarted_and_ready(fleet, gateway, since_id=since_id)
+        # Named for what it is (IBC's log lines, not a clock): planned, never a failed login.
+        assert any("-> RESTARTING" in s and "daily" in s for s in seen), seen
+        assert not [s for s in seen if re.search(r"-> (BACKOFF|FATAL|STOPPED)", s)], seen
+
+        assert await fleet.identity(gateway) == identity, "the container was restarted"
+        assert await logins(fleet, gateway) == counted, "a token restart counted as a login"
+        # The order rests at the broker all along: never cancelled, never placed again.
+        record = only(await fleet.broker.orders(), "order at the broker")
+        assert record["perm_id"] == order["perm_id"] and record["gateway"] == "gw-a"
+        assert record["status"] not in ("Cancelled", "ApiCancelled", "Inactive"), record
+        await fleet.resting_order("gw-a", timeout=30)
+        await trading_on(fleet, "gw-a")
+
+    await running.dispatcher.wait_idle(30)
+    assert fleet.pages.since(pages) == [], "a planned daily restart paged someone"
+
+
+async def test_supervisor_sigterm_cancels_orders_by_default(
+    make_fleet: Callable[..., DayFleet],
+) -> None:
+    fleet = make_fleet()
+    fleet.start_process()
+    await fleet.until_ready()
+    order = await fleet.resting_order("gw-a")
+    identities = {g: await fleet.identity(g) for g in ("gw-a", "gw-b", "sim-broker")}
+    assert await fleet.end_process(SIGTERM) == 0, fleet.process_log()[-3000:]
+    record = only(await fleet.broker.orders(), "order at the broker")
+    assert record["perm_id"] == order["perm_id"]
+    assert record["status"] in ("Cancelled", "ApiCancelled"), record
+
+    fleet.start_process()
+    await fleet.until_ready()
+    await settle(fleet, "gw-a")
+    # Placed once in its life: a cancelled order is not placed again after the restart.
+    assert len(await fleet.broker.orders()) == 1
+    for gateway, identity in identities.items():
+        assert await fleet.identity(gateway) == identity
+    await fleet.end_process(SIGTERM)
+    assert fleet.pages.since() == []
