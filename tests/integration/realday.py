@@ -85,6 +85,7 @@ class GatewayPlan:
     wrong_password: bool = False  # the gateway is given a password the broker does not know
     logins_per_hour: int = 4
     twofa_timeout_action: str | None = None  # two_factor.timeout_action
+    twofa_exit_interval: str | None = None  # two_factor.exit_interval, e.g. "10s"
     env: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -251,8 +252,16 @@ class DayFleet:
             }
             if restart:
                 gw["restart"] = restart
-            if plan.twofa_timeout_action:
-                gw["two_factor"] = {"timeout_action": plan.twofa_timeout_action}
+            two = {
+                k: v
+                for k, v in (
+                    ("timeout_action", plan.twofa_timeout_action),
+                    ("exit_interval", plan.twofa_exit_interval),
+                )
+                if v
+            }
+            if two:
+                gw["two_factor"] = two
             if plan.env:
                 gw["env"] = dict(plan.env)
             gateways.append(gw)
@@ -537,6 +546,26 @@ class DayFleet:
                 f"{(await self.logs_since(gateway, mark))[-3000:]}"
             ) from None
         return tail
+
+    async def starts(self, gateway: str, *, since: dt.datetime) -> int:
+        """Container starts of ``gateway`` the engine reported since ``since`` (whichever
+        container: a recreated one counts too)."""
+
+        def count() -> int:
+            events = self.docker.api.events(
+                since=since,
+                # The engine takes whole seconds: a second more, so nothing just now is missed.
+                until=dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1),
+                filters={
+                    "type": "container",
+                    "event": "start",
+                    "label": [f"{LABEL_FLEET}={self.fleet}", f"{LABEL_GATEWAY}={gateway}"],
+                },
+                decode=True,
+            )
+            return sum(1 for _ in events)
+
+        return await asyncio.to_thread(count)
 
     async def kill(self, gateway: str) -> None:
         info = await self.inspect(gateway)

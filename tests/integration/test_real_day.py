@@ -27,6 +27,7 @@ from tests.integration.realday import (
     GatewayPlan,
     MovableClock,
     next_daily,
+    next_weekday,
     only,
 )
 from tests.integration.smtp import WebhookSink
@@ -163,6 +164,53 @@ async def test_daily_restart_of_each_gateway_keeps_the_order_and_pages_nobody(
 
     await running.dispatcher.wait_idle(30)
     assert fleet.pages.since(pages) == [], "a planned daily restart paged someone"
+
+
+async def test_sunday_cold_restart_is_a_full_login_with_one_2fa_prompt(
+    make_fleet: Callable[..., DayFleet],
+) -> None:
+    fleet = make_fleet(
+        GatewayPlan("gw-a", twofa=True, weekly_cold="Sun 07:00"), GatewayPlan("gw-b")
+    )
+    user = fleet.user("gw-a")
+    running = await fleet.start(MovableClock(MIDDAY))
+    # The first start needs the phone too.
+    await fleet.pages.wait(PROMPT)
+    await fleet.broker.approve(user)
+    await fleet.until_ready()
+    order = await fleet.resting_order("gw-a")
+    await trading_on(fleet, "gw-a")
+    await running.dispatcher.wait_idle(30)
+    pages = fleet.pages.mark()
+    identity = await fleet.identity("gw-a")
+    broker, ledger, metric = await logins(fleet, "gw-a")
+    mark = await fleet.log_mark("gw-a")
+    since_id = await fleet.last_event_id()
+
+    # Sunday 07:00 in the fleet's (and the container's) time zone comes within a minute.
+    sunday = next_weekday(dt.datetime.now(dt.UTC), SUNDAY, dt.time(7, 0))
+    await fleet.broker.move_clock("gw-a", sunday - dt.timedelta(seconds=20))
+    tail = await fleet.until_log("gw-a", "IBC will cold-restart shortly", mark=mark)
+    assert "Cold restart in progress" not in tail  # that line belongs to a failed login
+    await until(lambda: fleet.broker.pending_2fa(user), 90, what="the Sunday 2FA prompt")
+    prompt = await fleet.pages.wait(PROMPT, mark=pages)
+    assert "gw-a" in prompt
+    await fleet.broker.approve(user)
+    await fleet.pages.wait("Resolved", mark=pages)
+    await until_restarted_and_ready(fleet, "gw-a", since_id=since_id)
+    tail = await fleet.logs_since("gw-a", mark)
+    assert "Login attempt" in tail, "a cold restart logs in with the password"
+
+    assert await logins(fleet, "gw-a") == (broker + 1, ledger + 1, metric + 1)
+    assert await fleet.identity("gw-a") == identity, "IBC relaunches inside the container"
+    await running.dispatcher.wait_idle(30)
+    raised = fleet.pages.raised(pages)
+    assert len(raised) == 1 and PROMPT in raised[0], fleet.pages.since(pages)
+    assert len(fleet.pages.resolved(pages)) == 1, fleet.pages.since(pages)
+    record = only(await fleet.broker.orders(), "order at the broker")
+    assert record["perm_id"] == order["perm_id"]
+    await fleet.resting_order("gw-a", timeout=30)
+    await trading_on(fleet, "gw-a")
 
 
 async def test_supervisor_sigterm_cancels_orders_by_default(
