@@ -109,6 +109,16 @@ def free_ports(n: int) -> list[int]:
             s.close()
 
 
+#: ``health:`` of the bench's fleet file; empty means the defaults (``--heartbeat-*`` set it).
+HEALTH: dict[str, str] = {}
+
+
+def _health_text() -> str:
+    every = HEALTH.get("heartbeat_every", "500ms (default)")
+    deadline = HEALTH.get("heartbeat_deadline", "800ms (default)")
+    return f"heartbeat_every={every} heartbeat_deadline={deadline}"
+
+
 def fleet_settings(*, workdir: Path, size: int, tag: str) -> tuple[FleetSettings, dict[str, str]]:
     """A simulator fleet file with default health settings, and its secret environment."""
     environ: dict[str, str] = {}
@@ -139,6 +149,8 @@ def fleet_settings(*, workdir: Path, size: int, tag: str) -> tuple[FleetSettings
         "api": {"listen": "127.0.0.1:8710"},  # overridden with port 0 at start
         "storage": {"path": str(workdir / "journal.sqlite")},
     }
+    if HEALTH:
+        data["health"] = dict(HEALTH)
     loaded = load_text(yaml.safe_dump(data, sort_keys=False), source="bench", environ={})
     return loaded.settings, environ
 
@@ -525,8 +537,7 @@ def print_latency_table(detection: Detection, trials: int) -> bool:
     print()
     print(f"Detection latency, fault -> first lifecycle state change ({trials} trials each)")
     print(
-        "default health: heartbeat_every=500ms heartbeat_deadline=800ms "
-        "(reqCurrentTime >= 1.2s apart); simulator current_time_pacing "
+        f"health: {_health_text()} (reqCurrentTime >= 1.2s apart); simulator current_time_pacing "
         + ("on" if detection.paced else "NOT AVAILABLE (simulator without the fault)")
     )
     head = (
@@ -690,7 +701,7 @@ def print_cost_table(size: int, alone: Sample, supervised: Sample) -> bool:
     cpu = supervised.cpu_pct - alone.cpu_pct
     rss = supervised.rss_mb - alone.rss_mb
     print()
-    print(f"Supervisor cost, {size} simulated gateways API_READY, default health settings")
+    print(f"Supervisor cost, {size} simulated gateways API_READY, health: {_health_text()}")
     head = f"{'run':<34} {'wall':>7} {'cpu time':>9} {'cpu % core':>10} {'RSS':>9}"
     print(head)
     print("-" * len(head))
@@ -769,7 +780,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="write a cProfile of the supervised window here (inflates that row's CPU)",
     )
     parser.add_argument("--verbose", action="store_true", help="INFO logs to stderr")
+    parser.add_argument(
+        "--heartbeat-every", default=None, help="health.heartbeat_every (default: the fleet's)"
+    )
+    parser.add_argument(
+        "--heartbeat-deadline", default=None, help="health.heartbeat_deadline (default: ditto)"
+    )
     args = parser.parse_args(argv)
+    if args.heartbeat_every is not None:
+        HEALTH["heartbeat_every"] = args.heartbeat_every
+    if args.heartbeat_deadline is not None:
+        HEALTH["heartbeat_deadline"] = args.heartbeat_deadline
     quick = args.quick
     defaults: dict[str, Any] = {
         "trials": 5 if quick else 20,

@@ -162,6 +162,7 @@ class ProbeSettings:
     # reqCurrentTime at most this often; the 0.2 s above the floor absorbs the network jitter
     # between the probe's clock and the Gateway's.
     current_time_spacing: float = 1.2
+    report_every: float = 1.0  # seconds between reports of answered heartbeats
     connect_deadline: float = 10.0
     permission_deadline: float = 5.0
     recheck_permissions_every: float = 600.0
@@ -250,7 +251,9 @@ class HealthProbe:
         self._settings = settings
         self._sleep = sleep
         self._monotonic = monotonic or asyncio.get_running_loop().time
-        self._lost = asyncio.Event()
+        # Done when the current session's socket closed; a plain future, so that waiting on it
+        # next to a request costs no task.
+        self._lost: asyncio.Future[None] | None = None
         self._session: TwsSession | None = None
         self._pacer = HeartbeatPacer(
             every=settings.heartbeat_every, current_time_spacing=settings.current_time_spacing
@@ -271,13 +274,20 @@ class HealthProbe:
         if kind in _REPORTED_KINDS:
             self._emit(ProbeApiCode(code=code, message=message, kind=kind))
 
-    def _on_disconnect(self) -> None:
-        self._lost.set()
+    def _is_lost(self) -> bool:
+        return self._lost is None or self._lost.done()
 
     async def _one_session(self) -> None:
         s = self._settings
-        self._lost = asyncio.Event()
-        session = self._factory(self._on_code, self._on_disconnect)
+        lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._lost = lost
+
+        def on_disconnect() -> None:
+            # Bound to this session: a late callback of an old one cannot end the next.
+            if not lost.done():
+                lost.set_result(None)
+
+        session = self._factory(self._on_code, on_disconnect)
         self._session = session
         client_id = self._client_id()
         try:
@@ -343,14 +353,13 @@ class HealthProbe:
     async def _race(self, call: Awaitable[None], timeout: float) -> bool:
         """Await ``call`` for ``timeout`` seconds of the injected clock, or until the socket is
         lost; True when it answered. Raises what the call raised."""
+        assert self._lost is not None
         task = asyncio.ensure_future(call)
         timer = asyncio.ensure_future(self._sleep(timeout))
-        lost = asyncio.ensure_future(self._lost.wait())
         try:
-            await asyncio.wait({task, timer, lost}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({task, timer, self._lost}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             timer.cancel()
-            lost.cancel()
             if not task.done():
                 task.cancel()
         if task.done() and not task.cancelled():
@@ -360,29 +369,33 @@ class HealthProbe:
 
     async def _pause_until(self, at: float) -> None:
         """Sleep until the injected clock reads ``at`` (never less), or the socket is lost."""
-        while not self._lost.is_set():
+        while not self._is_lost():
             remaining = at - self._monotonic()
             if remaining <= 0:
                 return
+            assert self._lost is not None
             timer = asyncio.ensure_future(self._sleep(remaining))
-            lost = asyncio.ensure_future(self._lost.wait())
             try:
-                await asyncio.wait({timer, lost}, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait({timer, self._lost}, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 timer.cancel()
-                lost.cancel()
 
     async def _watch(self, session: TwsSession) -> None:
         s = self._settings
         pacer = self._pacer
         missed = 0
         next_permissions = self._monotonic()
-        while not self._lost.is_set():
+        # Answered heartbeats are reported at most once per report_every (the slowest since the
+        # last report), a miss and the first answer after one at once: the lifecycle learns
+        # every change without handling each answer.
+        reported_at: float | None = None
+        slowest = 0.0
+        while not self._is_lost():
             if self._contracts and self._monotonic() >= next_permissions:
                 await self._check_permissions(session)
                 next_permissions = self._monotonic() + s.recheck_permissions_every
             await self._pause_until(pacer.due(self._monotonic()))
-            if self._lost.is_set():
+            if self._is_lost():
                 break
             started = self._monotonic()
             kind = pacer.choose(started)
@@ -394,14 +407,18 @@ class HealthProbe:
                 answered = await self._race(call, s.heartbeat_deadline)
             except (ConnectionError, OSError):
                 break
+            now = self._monotonic()
             if answered:
+                slowest = max(slowest, now - started)
+                if missed or reported_at is None or now - reported_at >= s.report_every:
+                    self._emit(ProbeHeartbeat(rtt=slowest))
+                    reported_at, slowest = now, 0.0
                 missed = 0
-                self._emit(ProbeHeartbeat(rtt=self._monotonic() - started))
                 continue
-            if self._lost.is_set() or not session.is_connected():
+            if self._is_lost() or not session.is_connected():
                 break
             missed += 1
-            self._emit(ProbeHeartbeatMissed(waited=self._monotonic() - started, consecutive=missed))
+            self._emit(ProbeHeartbeatMissed(waited=now - started, consecutive=missed))
         self._emit(ProbeDisconnected(reason="the API socket closed"))
 
 

@@ -379,7 +379,7 @@ async def test_a_gateway_that_ignores_close_current_time_requests_never_looks_st
     await clock.advance(120.0)
     await probe.stop()
     assert probe.of(p.ProbeHeartbeatMissed) == []
-    assert len(probe.of(p.ProbeHeartbeat)) >= 230
+    assert len(probe.of(p.ProbeHeartbeat)) >= 115  # reported once a second
 
 
 async def test_current_time_spacing_holds_across_a_reconnect() -> None:
@@ -425,6 +425,47 @@ async def test_a_slow_answer_within_the_deadline_is_a_heartbeat_and_delays_the_n
     assert rtts and all(abs(rtt - 0.7) < 1e-9 for rtt in rtts)
     assert min(_gaps([at for _, _, at in gw.sent])) >= 0.7 - 1e-9  # one outstanding at a time
     assert min(_gaps(gw.current_time_sends())) >= 1.2
+
+
+async def test_answers_are_reported_once_a_second() -> None:
+    clock = FakeClock()
+    gw = Gateway(clock)
+    probe = ClockedProbe(gw)
+    await clock.advance(10.0)
+    await probe.stop()
+    beats = probe.of(p.ProbeHeartbeat)
+    assert 9 <= len(beats) <= 11  # of ~20 answers
+    assert min(_gaps([at for at, _ in beats])) >= 1.0 - 1e-9
+
+
+async def test_the_first_answer_after_a_miss_is_reported_at_once() -> None:
+    clock = FakeClock()
+    gw = Gateway(clock)
+    probe = ClockedProbe(gw, p.ProbeSettings(report_every=30.0))
+    await clock.advance(5.0)
+    assert len(probe.of(p.ProbeHeartbeat)) == 1  # the first answer, then none for 30 s
+    gw.stalled = True
+    await clock.advance(2.0)
+    gw.stalled = False
+    await clock.advance(2.0)
+    await probe.stop()
+    missed_at = probe.of(p.ProbeHeartbeatMissed)[-1][0]
+    after = [at for at, _ in probe.of(p.ProbeHeartbeat) if at > missed_at]
+    assert len(after) == 1 and after[0] - missed_at <= 2 * gw.rtt
+
+
+async def test_the_slowest_answer_since_the_last_report_is_the_rtt_reported() -> None:
+    clock = FakeClock()
+    gw = Gateway(clock)
+    probe = ClockedProbe(gw)
+    await clock.advance(3.1)
+    gw.rtt = 0.3  # one slow answer between two reports
+    await clock.advance(0.4)
+    gw.rtt = 0.002
+    await clock.advance(3.0)
+    await probe.stop()
+    rtts = [e.rtt for _, e in probe.of(p.ProbeHeartbeat) if isinstance(e, p.ProbeHeartbeat)]
+    assert max(rtts) == pytest.approx(0.3)
 
 
 def test_pacer_alternates_requests_and_keeps_current_time_apart() -> None:
