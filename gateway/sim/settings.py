@@ -310,7 +310,7 @@ def read_settings(
         login_dialog_timeout=_getint(props, "LoginDialogDisplayTimeout", 60),
         existing_session_action=_getstring(props, "ExistingSessionDetectedAction", "manual"),
         command_server_port=_getint(props, "CommandServerPort", 0),
-        control_from=_getstring(props, "ControlFrom"),
+        control_from=env.get("IBFLEET_SIM_CONTROL_FROM", "") or _getstring(props, "ControlFrom"),
         bind_address=_getstring(props, "BindAddress"),
         on_2fa_timeout=action,
         zone=zone,

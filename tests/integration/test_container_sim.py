@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import socket
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -113,6 +114,9 @@ def run_gateway(containers, sim_image: str, broker, password_file: Path, *, user
         "TWS_PASSWORD_FILE": "/run/secrets/tws_password",
         "TRADING_MODE": "paper",
         "IBFLEET_SIM_BROKER": f"{container.name}:{BROKER_LINK_PORT}",
+        # The image's env template leaves the command server off; the simulator's switch.
+        "IBFLEET_SIM_COMMAND_PORT": "7462",
+        "IBFLEET_SIM_GATEWAY_NAME": f"gw-{user}",
         **{key: str(value) for key, value in env.items()},
     }
     return containers.run(
@@ -184,32 +188,56 @@ async def test_2fa_login_completes_after_approval_through_the_control_api(
         ib.disconnect()
 
 
-async def test_2fa_timeout_with_exit_action_exits_87(
+async def test_daily_restart_relaunches_inside_the_running_container(
     containers, sim_image: str, broker, password_file: Path
 ) -> None:
+    _, _, control_url = broker
     gateway = run_gateway(
-        containers,
-        sim_image,
-        broker,
-        password_file,
-        user="phoneuser",
-        TWOFA_TIMEOUT_ACTION="exit",
-        TWOFA_EXIT_INTERVAL=3,
+        containers, sim_image, broker, password_file, user="primary", AUTO_RESTART_TIME="11:45 PM"
     )
-    await asyncio.to_thread(containers.wait_log, gateway, TWOFA_INITIATED, timeout=60)
-    status = await asyncio.to_thread(containers.wait_exit, gateway, timeout=120)
-    assert status == 1111 % 256
-    assert "IBC closing because login has not completed" in containers.logs(gateway)
+    first = await asyncio.to_thread(containers.wait_log, gateway, LOGIN_COMPLETED, timeout=60)
+    gateway.reload()
+    started_at = gateway.attrs["State"]["StartedAt"]
+    # The container's TZ is UTC: bring its wall clock to a second before 23:45.
+    now = datetime.now(UTC)
+    target = now.replace(hour=23, minute=45, second=0, microsecond=0)
+    if target <= now:
+        target += timedelta(days=1)
+    offset = (target - now).total_seconds() - 1.0
+    async with httpx.AsyncClient(base_url=control_url, timeout=10) as client:
+        reply = await client.post(
+            "/gateways/gw-primary/faults/clock", json={"active": True, "value": offset}
+        )
+        assert reply.status_code == 200, reply.text
+    await asyncio.to_thread(
+        containers.wait_log, gateway, r"Re-starting session", timeout=60, after=first.end()
+    )
+    await asyncio.to_thread(
+        containers.wait_log, gateway, LOGIN_COMPLETED, timeout=60, after=first.end()
+    )
+    logs = containers.logs(gateway)[first.end() :]
+    assert "IBC returned exit status 0" in logs and "autorestart file found at" in logs
+    assert "Login attempt" not in logs
+    gateway.reload()
+    assert gateway.status == "running"
+    assert gateway.attrs["State"]["StartedAt"] == started_at
+    assert gateway.attrs["RestartCount"] == 0
 
 
-async def test_failed_login_exits_as_ibc_does(
+async def test_failed_login_cold_restarts_inside_the_container(
     containers, sim_image: str, broker, password_file: Path
 ) -> None:
     password_file.write_text("not-the-password\n", encoding="utf-8")
     gateway = run_gateway(containers, sim_image, broker, password_file, user="primary")
-    await asyncio.to_thread(containers.wait_log, gateway, r"Login failed", timeout=60)
-    status = await asyncio.to_thread(containers.wait_exit, gateway, timeout=120)
-    assert status != 0
+    first = await asyncio.to_thread(containers.wait_log, gateway, r"Login failed", timeout=60)
+    await asyncio.to_thread(
+        containers.wait_log, gateway, r"IBC will cold-restart shortly", timeout=60
+    )
+    await asyncio.to_thread(
+        containers.wait_log, gateway, r"Login attempt: 1", timeout=60, after=first.end()
+    )
+    gateway.reload()
+    assert gateway.status == "running"
     assert "Login has completed" not in containers.logs(gateway)
 
 
@@ -226,7 +254,13 @@ async def test_command_server_restart_comes_back_without_2fa(
 
     cmd_port = containers.host_port(gateway, COMMAND_SERVER_PORT)
     reply = await asyncio.to_thread(command_server, cmd_port, "RESTART")
-    assert reply.startswith("OK"), reply
+    assert reply == "OK RESTART in progress", reply
+    # IBC restarts at the next minute: move the gateway's clock there.
+    async with httpx.AsyncClient(base_url=control_url, timeout=10) as client:
+        moved = await client.post(
+            "/gateways/gw-phoneuser/faults/clock", json={"active": True, "value": 61}
+        )
+        assert moved.status_code == 200, moved.text
 
     await asyncio.to_thread(
         containers.wait_log, gateway, LOGIN_COMPLETED, timeout=60, after=first.end()
