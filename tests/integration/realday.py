@@ -445,6 +445,17 @@ class DayFleet:
         events = await self.api(f"/api/v1/events?gateway={gateway}&limit=1000&since_id={since_id}")
         return [e["message"] for e in events if e["kind"] == "state"]
 
+    async def story(self, gateway: str) -> str:
+        """For an assertion's message: the gateway's transitions and its log's tail."""
+        try:
+            seen = "\n".join(await self.states_seen(gateway))
+        except (httpx.HTTPError, AssertionError) as exc:
+            seen = f"(no supervisor API: {exc!r})"
+        return (
+            f"--- {gateway} transitions ---\n{seen}\n--- {gateway} log tail ---\n"
+            + (await self.logs(gateway))[-3000:]
+        )
+
     async def last_event_id(self) -> int:
         events = await self.api("/api/v1/events?limit=1000")
         return max((int(e["id"]) for e in events), default=0)

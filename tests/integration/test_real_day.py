@@ -22,10 +22,12 @@ import pytest
 
 from tests.integration.realday import (
     MIDDAY,
+    SIGKILL,
     SIGTERM,
     DayFleet,
     GatewayPlan,
     MovableClock,
+    StrategyPlan,
     next_daily,
     next_weekday,
     only,
@@ -211,6 +213,43 @@ async def test_sunday_cold_restart_is_a_full_login_with_one_2fa_prompt(
     assert record["perm_id"] == order["perm_id"]
     await fleet.resting_order("gw-a", timeout=30)
     await trading_on(fleet, "gw-a")
+
+
+@pytest.mark.parametrize("stop", [SIGTERM, SIGKILL], ids=["sigterm", "sigkill"])
+async def test_supervisor_stopped_and_started_pages_nobody_and_keeps_the_containers(
+    make_fleet: Callable[..., DayFleet], stop: Any
+) -> None:
+    fleet = make_fleet(strategy=StrategyPlan(on_shutdown="hold"))
+    fleet.start_process()
+    await fleet.until_ready()
+    order = await fleet.resting_order("gw-a")
+    pages = fleet.pages.mark()
+    identities = {g: await fleet.identity(g) for g in ("gw-a", "gw-b", "sim-broker")}
+    counted = {g: await fleet.password_logins(g) for g in ("gw-a", "gw-b")}
+
+    code = await fleet.end_process(stop)
+    if stop is SIGTERM:
+        assert code == 0, fleet.process_log()[-3000:]
+    # on_shutdown: hold leaves the order working at IB.
+    record = only(await fleet.broker.orders(), "order at the broker")
+    assert record["perm_id"] == order["perm_id"] and record["status"] not in (
+        "Cancelled",
+        "ApiCancelled",
+    ), record
+
+    fleet.start_process()
+    await fleet.until_ready()
+    await settle(fleet, "gw-a")
+    await fleet.resting_order("gw-a", timeout=30)
+    await trading_on(fleet, "gw-a")
+    assert only(await fleet.broker.orders(), "order at the broker")["perm_id"] == order["perm_id"]
+    for gateway, identity in identities.items():
+        assert await fleet.identity(gateway) == identity, f"{gateway} was recreated or restarted"
+    for gateway, before in counted.items():
+        assert await fleet.password_logins(gateway) == before
+    await fleet.end_process(SIGTERM)
+    assert fleet.pages.since(pages) == []
+    assert "Traceback" not in fleet.process_log()
 
 
 async def test_supervisor_sigterm_cancels_orders_by_default(
