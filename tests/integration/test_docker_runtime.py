@@ -30,14 +30,15 @@ from tests.waiting import until
 
 pytestmark = pytest.mark.docker
 
-# Logs one line per start with a nonce (so runs are told apart) and whether the password file is
-# readable by the container's user, then accepts and closes TCP connections on the API port.
+# Logs one line per start with a nonce (so runs are told apart) and whether IBC's config.ini (which
+# carries the password) is readable by the container's user, then accepts and closes TCP
+# connections on the API port.
 STANDIN = (
     "import os, signal, socket, sys\n"
     "signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))\n"
     "port = 4003 if os.environ.get('TRADING_MODE') == 'live' else 4004\n"
-    "ok = os.access(os.environ['TWS_PASSWORD_FILE'], os.R_OK)\n"
-    "print(f'standin start run={os.urandom(6).hex()} password_file_readable={ok}', flush=True)\n"
+    "ok = os.access(os.environ['IBC_INI'], os.R_OK)\n"
+    "print(f'standin start run={os.urandom(6).hex()} config_ini_readable={ok}', flush=True)\n"
     "s = socket.socket()\n"
     "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
     "s.bind(('0.0.0.0', port))\n"
@@ -237,16 +238,16 @@ async def test_password_is_nowhere_in_inspect_nor_in_the_environment(
     container_id = await started(runtime, gateway_spec("a", fleet=fleet, image=sim_image))
     line = await first_line(runtime, container_id, timeout=30)
     # The file is there and readable by the image's (non-root) user...
-    assert "password_file_readable=True" in line
+    assert "config_ini_readable=True" in line
     # ...but its value shows in no part of inspect (env, labels, mounts, args) nor in env.
     assert PASSWORD not in json.dumps(docker_client.api.inspect_container(container_id))
     container = docker_client.containers.get(container_id)
     env_out = container.exec_run(["/usr/bin/env"]).output.decode()
-    assert "TWS_PASSWORD_FILE=/run/secrets/ibfleet/password" in env_out
+    assert "IBC_INI=/run/secrets/ibfleet/config.ini" in env_out
     assert PASSWORD not in env_out
     proc_env = container.exec_run(["/bin/cat", "/proc/1/environ"]).output.decode()
     assert PASSWORD not in proc_env
-    mode = container.exec_run(["/usr/bin/stat", "-c", "%a %u", "/run/secrets/ibfleet/password"])
+    mode = container.exec_run(["/usr/bin/stat", "-c", "%a %u", "/run/secrets/ibfleet/config.ini"])
     assert mode.output.decode().split() == ["400", "10001"]
 
 
