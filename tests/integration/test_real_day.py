@@ -215,6 +215,88 @@ async def test_sunday_cold_restart_is_a_full_login_with_one_2fa_prompt(
     await trading_on(fleet, "gw-a")
 
 
+async def test_soft_restart_after_a_stall_leaves_the_daily_time_as_configured(
+    make_fleet: Callable[..., DayFleet],
+) -> None:
+    fleet = make_fleet(GatewayPlan("gw-a", daily="22:00"), GatewayPlan("gw-b"))
+    clock = MovableClock(MIDDAY)
+    running = await fleet.start(clock)
+    await fleet.until_ready()
+    order = await fleet.resting_order("gw-a")
+    await running.dispatcher.wait_idle(30)
+    pages = fleet.pages.mark()
+    identity = await fleet.identity("gw-a")
+    counted = await logins(fleet, "gw-a")
+    mark = await fleet.log_mark("gw-a")
+    since_id = await fleet.last_event_id()
+
+    await fleet.broker.fault("gw-a", "stall", active=True)
+    await fleet.until_state("gw-a", "DEGRADED")
+    # The stall outlasts the lifecycle's patience: the supervisor sends IBC a RESTART.
+    clock.advance(dt.timedelta(minutes=3))
+    tail = await fleet.until_log("gw-a", "IBC returned exit status", mark=mark)
+    # The hung JVM is gone; the relaunched one answers.
+    await fleet.broker.fault("gw-a", "stall", active=False)
+    tail = await fleet.until_log("gw-a", "Re-starting session", mark=mark)
+    await until_restarted_and_ready(fleet, "gw-a", since_id=since_id)
+    tail = await fleet.logs_since("gw-a", mark)
+    assert "Login attempt" not in tail, "RESTART keeps the session: no password login"
+
+    # RESTART moved the Gateway's daily time to the next minute; the relaunch set it back.
+    times = re.findall(
+        r"[Aa]uto[ -][Rr]estart time (?:.*? to |already set to )(\d\d:\d\d [AP]M)", tail
+    )
+    assert times and times[-1] == ibc_time(dt.time(22, 0)), times
+    assert await fleet.identity("gw-a") == identity
+    assert await logins(fleet, "gw-a") == counted
+    # A stall is not planned: past the strategy's grace its order is cancelled (through the
+    # failover gateway, the stalled one answers nothing) and it trades on gw-b from then on.
+    status = await fleet.strategy_status()
+    assert status["gateway"] == "gw-b" and status["failovers"] == 1, status
+    record = only(await fleet.broker.orders(), "order at the broker")
+    assert record["perm_id"] == order["perm_id"], record
+    assert record["status"] in ("Cancelled", "ApiCancelled"), record
+    await running.dispatcher.wait_idle(30)
+    assert "gw-a: API stalled" in fleet.pages.raised(pages), fleet.pages.since(pages)
+    assert "Resolved: gw-a: API stalled" in fleet.pages.resolved(pages), fleet.pages.since(pages)
+
+
+async def test_killed_container_is_restarted_once_with_one_login(
+    make_fleet: Callable[..., DayFleet],
+) -> None:
+    # Grace longer than a container restart: the strategy waits for its primary.
+    fleet = make_fleet(strategy=StrategyPlan(grace="60s"))
+    running = await fleet.start(MovableClock(MIDDAY))
+    await fleet.until_ready()
+    order = await fleet.resting_order("gw-a")
+    await running.dispatcher.wait_idle(30)
+    pages = fleet.pages.mark()
+    container_id, started = await fleet.identity("gw-a")
+    broker, ledger, metric = await logins(fleet, "gw-a")
+    since = dt.datetime.now(dt.UTC)
+
+    await fleet.kill("gw-a")
+
+    async def restarted() -> bool:
+        return (await fleet.identity("gw-a"))[1] != started
+
+    await until(restarted, 60, what="gw-a started again")
+    await fleet.until_state("gw-a", "API_READY")
+    await settle(fleet, "gw-a")
+
+    assert await fleet.starts("gw-a", since=since) == 1
+    assert (await fleet.identity("gw-a"))[0] == container_id
+    assert await logins(fleet, "gw-a") == (broker + 1, ledger + 1, metric + 1)
+    await running.dispatcher.wait_idle(30)
+    assert not [t for t in fleet.pages.since(pages) if "login" in t.lower()], fleet.pages.since(
+        pages
+    )
+    record = only(await fleet.broker.orders(), "order at the broker")
+    assert record["perm_id"] == order["perm_id"]
+    await fleet.resting_order("gw-a", timeout=60)
+    await trading_on(fleet, "gw-a")
+
+
 @pytest.mark.parametrize("stop", [SIGTERM, SIGKILL], ids=["sigterm", "sigkill"])
 async def test_supervisor_stopped_and_started_pages_nobody_and_keeps_the_containers(
     make_fleet: Callable[..., DayFleet], stop: Any
