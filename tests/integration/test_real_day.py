@@ -261,6 +261,64 @@ async def test_soft_restart_after_a_stall_leaves_the_daily_time_as_configured(
     assert "Resolved: gw-a: API stalled" in fleet.pages.resolved(pages), fleet.pages.since(pages)
 
 
+@pytest.mark.parametrize("action", ["restart", "exit"])
+async def test_approved_but_stalled_2fa_is_restarted_by_exactly_one_mechanism(
+    make_fleet: Callable[..., DayFleet], action: str
+) -> None:
+    """The phone said yes but the login never completed: IBC exits 1111 after its exit
+    interval; ``restart`` relaunches inside the container, ``exit`` leaves it to the
+    supervisor. One new login either way, and the page says the user did approve."""
+    fleet = make_fleet(
+        GatewayPlan("gw-a", twofa=True, twofa_timeout_action=action, twofa_exit_interval="10s"),
+        GatewayPlan("gw-b"),
+        # The strategy trades on the other gateway: a login in trouble must not disturb it.
+        strategy=StrategyPlan(gateways=("gw-b", "gw-a")),
+    )
+    user = fleet.user("gw-a")
+    clock = MovableClock(MIDDAY)
+    since = dt.datetime.now(dt.UTC)
+    running = await fleet.start(clock)
+    await fleet.pages.wait(PROMPT)
+    first = await fleet.identity("gw-a")
+    await fleet.broker.fault("gw-a", "login_stall", active=True)
+    await fleet.broker.approve(user)
+    if action == "restart":
+        # IBC's relogin is on: it gives the login its exit interval, then exits 1111.
+        await fleet.until_log("gw-a", "If login has not completed, IBC will exit in 10 seconds")
+        await fleet.until_log("gw-a", "IBC closing because login has not completed after Second")
+        await fleet.pages.wait("approved but the login did not complete")
+    else:
+        # IBC's relogin is off: it lets the login go on and never exits; the supervisor's
+        # login deadline (5 min) is the one mechanism left.
+        await fleet.until_log("gw-a", "Duration since login:")
+        clock.advance(dt.timedelta(minutes=6))
+    await fleet.broker.fault("gw-a", "login_stall", active=False)
+
+    async def second_prompt() -> bool:
+        return await fleet.password_logins("gw-a") >= 2 and await fleet.broker.pending_2fa(user)
+
+    await until(second_prompt, 120, what="one new login with a new 2FA prompt")
+    await fleet.broker.approve(user)
+    await fleet.until_ready()
+    await settle(fleet, "gw-a")
+
+    assert await fleet.password_logins("gw-a") == 2
+    assert fleet.ledger("gw-a") == 2
+    relaunches = await fleet.relaunches("gw-a")
+    container_starts = await fleet.starts("gw-a", since=since)
+    if action == "restart":
+        assert (relaunches, container_starts) == (1, 1), "ibcstart relaunches after 1111"
+        assert await fleet.identity("gw-a") == first
+    else:
+        assert "If login has not completed" not in await fleet.logs("gw-a")
+        assert container_starts == 2, "the supervisor restarts the container once"
+    await running.dispatcher.wait_idle(30)
+    view = await fleet.api("/api/v1/gateways/gw-a")
+    assert view["open_alerts"] == [], (view, fleet.pages.since())
+    await fleet.resting_order("gw-b")
+    await trading_on(fleet, "gw-b")
+
+
 async def test_killed_container_is_restarted_once_with_one_login(
     make_fleet: Callable[..., DayFleet],
 ) -> None:
