@@ -433,9 +433,13 @@ class DayFleet:
         try:
             views = await self.api("/api/v1/gateways")
             states = ", ".join(f"{v['name']}={v['state']} ({v['reason']})" for v in views)
+            troubled = [v["name"] for v in views if v["state"] != "API_READY"]
         except (httpx.HTTPError, AssertionError) as exc:
             states = f"the supervisor's API does not answer: {exc!r}"
+            troubled = []
         text = f"gateways: {states}"
+        for name in troubled:
+            text += "\n" + await self.story(name)
         if self._process_logs:
             text += f"\n--- supervisor log tail ---\n{self.process_log()[-4000:]}"
         return text
