@@ -262,6 +262,61 @@ async def test_soft_restart_after_a_stall_leaves_the_daily_time_as_configured(
 
 
 @pytest.mark.parametrize("action", ["restart", "exit"])
+async def test_unanswered_2fa_is_restarted_by_exactly_one_mechanism(
+    make_fleet: Callable[..., DayFleet], action: str
+) -> None:
+    """``restart``: IBC relogs in by itself, the supervisor only waits; ``exit``: IBC waits at
+    its login dialog and the supervisor restarts the container. Never both."""
+    fleet = make_fleet(
+        GatewayPlan("gw-a", twofa=True, twofa_timeout_action=action),
+        GatewayPlan("gw-b"),
+        # The strategy trades on the other gateway: a login in trouble must not disturb it.
+        strategy=StrategyPlan(gateways=("gw-b", "gw-a")),
+        broker_twofa_timeout=10.0,
+    )
+    user = fleet.user("gw-a")
+    clock = MovableClock(MIDDAY)
+    since = dt.datetime.now(dt.UTC)
+    running = await fleet.start(clock)
+    await fleet.pages.wait(PROMPT)
+    await until(lambda: fleet.broker.pending_2fa(user), 10, what="the first 2FA prompt")
+    first = await fleet.identity("gw-a")
+    # Nobody answers the phone. IB's window (10 s here) closes while IBC's own 180 s have
+    # passed on the gateway's clock, so IBC knows the prompt timed out and says what it does.
+    await fleet.broker.move_clock("gw-a", dt.datetime.now(dt.UTC) + dt.timedelta(seconds=200))
+    await fleet.until_log("gw-a", "Re-login after second factor authentication timeout")
+    # The clock back, so the next prompt gets IB's whole window as a real one would.
+    await fleet.broker.fault("gw-a", "clock", active=False)
+    # IB's window is the supervisor's own 2FA deadline too (180 s): that passes as well.
+    clock.advance(dt.timedelta(minutes=4))
+
+    async def second_prompt() -> bool:
+        return await fleet.password_logins("gw-a") >= 2 and await fleet.broker.pending_2fa(user)
+
+    await until(second_prompt, 120, what="one new login with a new 2FA prompt")
+    await fleet.broker.approve(user)
+    await fleet.until_ready()
+    await settle(fleet, "gw-a")
+
+    assert await fleet.password_logins("gw-a") == 2
+    assert fleet.ledger("gw-a") == 2
+    text = await fleet.logs("gw-a")
+    relogins = text.count("Re-login after second factor authentication timeout in 5 second")
+    container_starts = await fleet.starts("gw-a", since=since)
+    if action == "restart":
+        assert (relogins, container_starts) == (1, 1), "IBC relogs in; the container stays"
+        assert await fleet.identity("gw-a") == first
+    else:
+        assert "Re-login after second factor authentication timeout not required" in text
+        assert (relogins, container_starts) == (0, 2), "the supervisor restarts the container"
+    await running.dispatcher.wait_idle(30)
+    view = await fleet.api("/api/v1/gateways/gw-a")
+    assert view["open_alerts"] == [], (view, fleet.pages.since())
+    await fleet.resting_order("gw-b")
+    await trading_on(fleet, "gw-b")
+
+
+@pytest.mark.parametrize("action", ["restart", "exit"])
 async def test_approved_but_stalled_2fa_is_restarted_by_exactly_one_mechanism(
     make_fleet: Callable[..., DayFleet], action: str
 ) -> None:
