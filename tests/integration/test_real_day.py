@@ -145,7 +145,7 @@ async def test_daily_restart_of_each_gateway_keeps_the_order_and_pages_nobody(
         since_id = await fleet.last_event_id()
         # IBC's AutoRestartTime comes within a minute on the gateway's own clock.
         await fleet.broker.move_clock(
-            gateway, next_daily(dt.datetime.now(dt.UTC), at) - dt.timedelta(seconds=20)
+            gateway, next_daily(dt.datetime.now(dt.UTC), at) - dt.timedelta(seconds=3)
         )
         tail = await fleet.until_log(gateway, "Re-starting session", mark=mark)
         assert "IBC returned exit status" in tail
@@ -191,7 +191,7 @@ async def test_sunday_cold_restart_is_a_full_login_with_one_2fa_prompt(
 
     # Sunday 07:00 in the fleet's (and the container's) time zone comes within a minute.
     sunday = next_weekday(dt.datetime.now(dt.UTC), SUNDAY, dt.time(7, 0))
-    await fleet.broker.move_clock("gw-a", sunday - dt.timedelta(seconds=20))
+    await fleet.broker.move_clock("gw-a", sunday - dt.timedelta(seconds=3))
     tail = await fleet.until_log("gw-a", "IBC will cold-restart shortly", mark=mark)
     assert "Cold restart in progress" not in tail  # that line belongs to a failed login
     await until(lambda: fleet.broker.pending_2fa(user), 90, what="the Sunday 2FA prompt")
@@ -230,6 +230,10 @@ async def test_soft_restart_after_a_stall_leaves_the_daily_time_as_configured(
     mark = await fleet.log_mark("gw-a")
     since_id = await fleet.last_event_id()
 
+    # RESTART restarts at the Gateway's next minute: bring that minute close (a faster test).
+    now = dt.datetime.now(dt.UTC)
+    minute = now.replace(second=0, microsecond=0) + dt.timedelta(minutes=1)
+    await fleet.broker.move_clock("gw-a", minute + dt.timedelta(seconds=40))
     await fleet.broker.fault("gw-a", "stall", active=True)
     await fleet.until_state("gw-a", "DEGRADED")
     # The stall outlasts the lifecycle's patience: the supervisor sends IBC a RESTART.
