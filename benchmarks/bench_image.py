@@ -14,7 +14,7 @@ from pathlib import Path
 
 import docker
 
-from gateway.sim import image
+from ibsim import image
 
 
 def main() -> None:

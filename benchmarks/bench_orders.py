@@ -24,10 +24,10 @@ from pathlib import Path
 from ib_async import IB, Contract, Order
 
 from gateway.leases import ClientIdLeases
-from gateway.sim import auth
-from gateway.sim.broker import Broker
-from gateway.sim.fleet import GatewaySpec, SimFleet
-from gateway.sim.port import Fault
+from ibsim import auth
+from ibsim.broker import Broker
+from ibsim.fleet import GatewaySpec, SimFleet
+from ibsim.port import Fault
 from plugins import api
 from plugins.config import StrategyConfig
 from plugins.host import GatewayEndpoint, HostSettings, StrategyHost, StrategyState

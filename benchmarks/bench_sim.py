@@ -17,8 +17,8 @@ import time
 
 import ib_async
 
-from gateway.sim.broker import BrokerConfig
-from gateway.sim.fleet import SimFleet
+from ibsim.broker import BrokerConfig
+from ibsim.fleet import SimFleet
 
 
 def rss_mib() -> float:

@@ -65,8 +65,8 @@ sys.path.insert(0, str(ROOT))
 from gateway import probe as probe_mod  # noqa: E402
 from gateway.authlog import AuthLogFollower  # noqa: E402
 from gateway.config import ProbeContract  # noqa: E402
-from gateway.sim.port import Fault, FaultEvent  # noqa: E402
-from gateway.sim.runtime import InProcessRuntime  # noqa: E402
+from ibsim.port import Fault, FaultEvent  # noqa: E402
+from ibsim.runtime import InProcessRuntime  # noqa: E402
 from supervisor.run import Running, desired_specs, resolve_credentials, start_supervisor  # noqa: E402
 from supervisor.service import Supervisor  # noqa: E402
 from supervisor.settings import FleetSettings, load_text  # noqa: E402

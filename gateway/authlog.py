@@ -8,7 +8,7 @@ container's current start, so a stale "Login has completed" can never report a l
 
 Matching is case-insensitive because IBC's capitalisation changed across versions; the exact
 strings are IBC 3.24.1's (``src/ibcalpha/ibc/*.java``, ``resources/scripts/ibcstart.sh``), which
-:mod:`gateway.sim.ibclog` prints. Pure: no I/O, time comes in with the lines.
+:mod:`ibsim.ibclog` prints. Pure: no I/O, time comes in with the lines.
 
 Inside a container IBC's start script relaunches the Gateway JVM in a loop, so one container
 start holds many JVM runs. :class:`AuthLogFollower` reads each relaunch by what the lines of the

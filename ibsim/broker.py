@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from gateway.sim.contracts import ContractSpec, SymbolTable
+from ibsim.contracts import ContractSpec, SymbolTable
 
 log = logging.getLogger(__name__)
 

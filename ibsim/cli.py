@@ -4,7 +4,7 @@
     ibfleet sim broker --port 7500 --control-port 8780              # broker container
     ibfleet sim gateway                                             # gateway container (env)
 
-``ibfleet sim image`` (building the images) is added by the lead from gateway.sim.image.
+``ibfleet sim image`` (building the images) is added by the lead from ibsim.image.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Annotated
 
 import typer
 
-from gateway.sim import auth
+from ibsim import auth
 
 app = typer.Typer(
     name="sim",
@@ -32,7 +32,7 @@ app = typer.Typer(
 
 def load_users(path: Path | None, *, count: int, twofa: bool) -> list[auth.User]:
     """Users from a JSON file (list of objects), or simuser1..N on paper accounts."""
-    from gateway.sim.fleet import default_users
+    from ibsim.fleet import default_users
 
     if path is None:
         return default_users(count, twofa=twofa)
@@ -89,7 +89,7 @@ def run(
     """Process mode: a broker and N gateways in one process (paper accounts)."""
     if ctx.invoked_subcommand is not None:
         return
-    from gateway.sim.fleet import SimFleet
+    from ibsim.fleet import SimFleet
 
     async def main() -> None:
         stop = await _until_signalled()
@@ -120,7 +120,7 @@ def run(
 
 
 async def _login_quietly(sim: object, index: int) -> None:
-    from gateway.sim.fleet import SimFleet
+    from ibsim.fleet import SimFleet
 
     assert isinstance(sim, SimFleet)
     outcome = await sim.login(index)
@@ -171,7 +171,7 @@ def broker(
     lockout: Annotated[float, typer.Option(min=0.0, help="Lockout period in seconds.")] = 300.0,
 ) -> None:
     """Run the broker alone (the broker container): link + control API."""
-    from gateway.sim.entrypoint import serve_broker
+    from ibsim.entrypoint import serve_broker
 
     if user:
         people = [parse_user_spec(spec) for spec in user]
@@ -204,7 +204,7 @@ def gateway() -> None:
 
     A 2FA timeout exits with IBC's 1111, which a shell sees as 87 (1111 % 256).
     """
-    from gateway.sim.entrypoint import run_gateway
+    from ibsim.entrypoint import run_gateway
 
     raise typer.Exit(run_gateway(os.environ) % 256)
 
@@ -228,6 +228,6 @@ def image(
 ) -> None:
     """Build the simulator image with no container registry (a local base when none can be
     pulled, cached); a second build takes seconds."""
-    from gateway.sim.image import image_command
+    from ibsim.image import image_command
 
     image_command(tag=tag, base=base, rebuild_base=rebuild_base, mirror=mirror, quiet=quiet)

@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel, Field
 
-from gateway.sim.broker import BrokerOrder
-from gateway.sim.port import Fault, FaultEvent
-from gateway.sim.service import STICKY_FAULTS
+from ibsim.broker import BrokerOrder
+from ibsim.port import Fault, FaultEvent
+from ibsim.service import STICKY_FAULTS
 
 if TYPE_CHECKING:
-    from gateway.sim.fleet import SimFleet
-    from gateway.sim.service import BrokerService
+    from ibsim.fleet import SimFleet
+    from ibsim.service import BrokerService
 
 
 class ClockRequest(BaseModel):

@@ -1,8 +1,8 @@
 """Process entry points: the gateway container (``ibfleet sim gateway``) and the broker
 process (``ibfleet sim broker``).
 
-The gateway container reads its settings once (:func:`gateway.sim.settings.read_settings`),
-links to the broker and runs :class:`gateway.sim.process.GatewayProcess`, the same process
+The gateway container reads its settings once (:func:`ibsim.settings.read_settings`),
+links to the broker and runs :class:`ibsim.process.GatewayProcess`, the same process
 model the in-process runtime runs: socat on 4003/4004, ibcstart.sh's JVM loop, IBC's lines on
 stdout, and the container's exit status when the loop ends.
 """
@@ -18,9 +18,9 @@ import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from gateway.sim import auth
-from gateway.sim.link import BrokerLinkServer, LinkError, RemoteBrokerPort
-from gateway.sim.process import (
+from ibsim import auth
+from ibsim.link import BrokerLinkServer, LinkError, RemoteBrokerPort
+from ibsim.process import (
     EXIT_2FA_TIMEOUT,
     EXIT_BROKER_LOST,
     EXIT_CONFIG,
@@ -28,7 +28,7 @@ from gateway.sim.process import (
     EXIT_OK,
     GatewayProcess,
 )
-from gateway.sim.settings import ConfigError, GatewaySettings, read_settings
+from ibsim.settings import ConfigError, GatewaySettings, read_settings
 
 log = logging.getLogger(__name__)
 
@@ -123,9 +123,9 @@ async def serve_broker(
     stop: asyncio.Event | None = None,
 ) -> None:
     """The broker process: link for gateway containers plus the control API, until ``stop``."""
-    from gateway.sim.broker import BrokerConfig
-    from gateway.sim.control import ControlServer, create_app
-    from gateway.sim.service import BrokerService
+    from ibsim.broker import BrokerConfig
+    from ibsim.control import ControlServer, create_app
+    from ibsim.service import BrokerService
 
     service = BrokerService(config=BrokerConfig(seed=seed), users=users, auth_config=auth_config)
     await service.start()

@@ -18,14 +18,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from gateway.sim import auth
-from gateway.sim.broker import Broker, BrokerConfig
-from gateway.sim.frontend import FrontEndConfig, GatewayFrontEnd, LineSink
-from gateway.sim.port import Fault, FaultEvent, LoginKind, LoginOutcome
-from gateway.sim.service import BrokerService, InProcessBrokerPort, system_clock
+from ibsim import auth
+from ibsim.broker import Broker, BrokerConfig
+from ibsim.frontend import FrontEndConfig, GatewayFrontEnd, LineSink
+from ibsim.port import Fault, FaultEvent, LoginKind, LoginOutcome
+from ibsim.service import BrokerService, InProcessBrokerPort, system_clock
 
 if TYPE_CHECKING:
-    from gateway.sim.control import ControlServer
+    from ibsim.control import ControlServer
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +188,7 @@ class SimFleet:
         )
 
     async def _start_control(self, port: int) -> None:
-        from gateway.sim.control import ControlServer, create_app
+        from ibsim.control import ControlServer, create_app
 
         server = ControlServer(
             create_app(service=self.service, fleet=self), host=self.host, port=port

@@ -2,7 +2,7 @@
 
 The login flow prints IBC's own log lines through an injected line sink. API clients connect
 over real TCP with the handshake of the real gateway; requests are answered from the broker
-through a :class:`gateway.sim.port.BrokerPort`, and order events and faults pushed by the
+through a :class:`ibsim.port.BrokerPort`, and order events and faults pushed by the
 broker are relayed to the clients that own or watch them.
 """
 
@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from gateway.sim import ibclog, messages
-from gateway.sim.broker import (
+from ibsim import ibclog, messages
+from ibsim.broker import (
     Bar,
     BrokerOrder,
     OrderEvent,
@@ -31,7 +31,7 @@ from gateway.sim.broker import (
     Reject,
     WhatIf,
 )
-from gateway.sim.codec import (
+from ibsim.codec import (
     FieldReader,
     FrameDecoder,
     ProtocolError,
@@ -40,9 +40,9 @@ from gateway.sim.codec import (
     parse_handshake,
     split_fields,
 )
-from gateway.sim.contracts import ContractSpec
-from gateway.sim.messages import In, Out
-from gateway.sim.port import BrokerPort, Fault, FaultEvent, GatewayEvent, LoginKind, LoginOutcome
+from ibsim.contracts import ContractSpec
+from ibsim.messages import In, Out
+from ibsim.port import BrokerPort, Fault, FaultEvent, GatewayEvent, LoginKind, LoginOutcome
 
 log = logging.getLogger(__name__)
 

@@ -395,7 +395,7 @@ def build_wheels(
 
 
 def _dockerfile_text() -> bytes:
-    resource = importlib.resources.files("gateway.sim").joinpath("docker", "Dockerfile")
+    resource = importlib.resources.files("ibsim").joinpath("docker", "Dockerfile")
     return resource.read_bytes()
 
 

@@ -4,7 +4,7 @@ Frames are a 4-byte big-endian length and a JSON object. A request is
 ``{"id": n, "op": name, "args": {...}}`` and gets ``{"id": n, "ok": true, "result": ...}`` or
 ``{"id": n, "ok": false, "error": text}``; the broker pushes ``{"event": ...}`` (order events
 and faults for the subscribed gateway) and ``{"prices": {...}}`` without an id. Values are the
-dataclasses of :mod:`gateway.sim.port` and :mod:`gateway.sim.broker`, tagged by type name.
+dataclasses of :mod:`ibsim.port` and :mod:`ibsim.broker`, tagged by type name.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from gateway.sim import broker as broker_mod
-from gateway.sim import contracts, port
-from gateway.sim.port import GatewayEvent, LoginOutcome
+from ibsim import broker as broker_mod
+from ibsim import contracts, port
+from ibsim.port import GatewayEvent, LoginOutcome
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ async def read_frame(reader: asyncio.StreamReader) -> dict[str, Any]:
 
 
 class BrokerLinkServer:
-    """Serves a :class:`gateway.sim.service.BrokerService` to remote front ends."""
+    """Serves a :class:`ibsim.service.BrokerService` to remote front ends."""
 
     def __init__(self, service: Any, *, host: str = "0.0.0.0", port: int = 0) -> None:
         self.service = service
@@ -239,7 +239,7 @@ class BrokerLinkServer:
 
 
 class RemoteBrokerPort:
-    """A :class:`gateway.sim.port.BrokerPort` over the link (used by gateway containers)."""
+    """A :class:`ibsim.port.BrokerPort` over the link (used by gateway containers)."""
 
     def __init__(self, *, host: str, port: int, connect_timeout: float = 10.0) -> None:
         self.host = host

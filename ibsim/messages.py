@@ -10,9 +10,9 @@ import enum
 from collections.abc import Sequence
 from datetime import datetime
 
-from gateway.sim.broker import Bar, BrokerOrder, Execution, OrderRequest, WhatIf
-from gateway.sim.codec import UNSET_DOUBLE, FieldReader
-from gateway.sim.contracts import ContractSpec
+from ibsim.broker import Bar, BrokerOrder, Execution, OrderRequest, WhatIf
+from ibsim.codec import UNSET_DOUBLE, FieldReader
+from ibsim.contracts import ContractSpec
 
 Fields = list[object]
 

@@ -1,7 +1,7 @@
 """The seam between a gateway front end and the broker: a Protocol and its value types.
 
-A front end in the same process uses :class:`gateway.sim.service.InProcessBrokerPort`; one in
-another process or container uses :class:`gateway.sim.link.RemoteBrokerPort` over TCP. Both
+A front end in the same process uses :class:`ibsim.service.InProcessBrokerPort`; one in
+another process or container uses :class:`ibsim.link.RemoteBrokerPort` over TCP. Both
 speak only the flat, JSON-friendly values defined here, so the link is a dumb transport.
 """
 
@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from gateway.sim.broker import Bar, BrokerOrder, Execution, OrderEvent, OrderRequest, Reject, WhatIf
-from gateway.sim.contracts import ContractSpec
+from ibsim.broker import Bar, BrokerOrder, Execution, OrderEvent, OrderRequest, Reject, WhatIf
+from ibsim.contracts import ContractSpec
 
 
 class LoginKind(enum.Enum):

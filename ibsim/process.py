@@ -1,7 +1,7 @@
 """One simulated gateway container's process tree: run.sh, socat, ibcstart.sh's loop, the JVM.
 
 The one implementation behind both the container entrypoint (``ibfleet sim gateway``) and the
-in-process runtime (:class:`gateway.sim.runtime.InProcessRuntime`). It follows:
+in-process runtime (:class:`ibsim.runtime.InProcessRuntime`). It follows:
 
 * gnzsnz ``stable/scripts/run.sh`` / ``run_socat.sh``: socat publishes 4003/4004 for the whole
   life of the container and relays to the Gateway; a connection while the Gateway is down is
@@ -29,11 +29,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
-from gateway.sim import ibclog
-from gateway.sim.cmdserver import CommandHandlers, IbcCommandServer
-from gateway.sim.frontend import FrontEndConfig, GatewayFrontEnd
-from gateway.sim.port import BrokerPort, LoginKind, LoginOutcome
-from gateway.sim.settings import DEFAULT_GATEWAY_AUTO_RESTART, GatewaySettings
+from ibsim import ibclog
+from ibsim.cmdserver import CommandHandlers, IbcCommandServer
+from ibsim.frontend import FrontEndConfig, GatewayFrontEnd
+from ibsim.port import BrokerPort, LoginKind, LoginOutcome
+from ibsim.settings import DEFAULT_GATEWAY_AUTO_RESTART, GatewaySettings
 
 log = logging.getLogger(__name__)
 

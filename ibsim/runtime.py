@@ -38,12 +38,6 @@ from gateway.runtime import (
     RuntimeEvent,
     RuntimeFailure,
 )
-from gateway.sim import auth
-from gateway.sim.broker import BrokerConfig
-from gateway.sim.cmdserver import IbcCommandServer
-from gateway.sim.process import EXIT_CRASHED, GatewayProcess
-from gateway.sim.service import BrokerService, InProcessBrokerPort
-from gateway.sim.settings import ConfigError, GatewaySettings, read_settings
 from gateway.spec import (
     LABEL_ACCOUNT,
     LABEL_FLEET,
@@ -52,9 +46,15 @@ from gateway.spec import (
     USERNAME_PATH,
     ContainerSpec,
 )
+from ibsim import auth
+from ibsim.broker import BrokerConfig
+from ibsim.cmdserver import IbcCommandServer
+from ibsim.process import EXIT_CRASHED, GatewayProcess
+from ibsim.service import BrokerService, InProcessBrokerPort
+from ibsim.settings import ConfigError, GatewaySettings, read_settings
 
 if TYPE_CHECKING:
-    from gateway.sim.control import ControlServer
+    from ibsim.control import ControlServer
 
 __all__ = ["InProcessRuntime"]
 
@@ -223,7 +223,7 @@ class InProcessRuntime:
 
     async def start_control(self, port: int = 0, *, host: str = "127.0.0.1") -> str:
         """Serve the broker's control API (approve 2FA, inject faults); returns its URL."""
-        from gateway.sim.control import ControlServer, create_app
+        from ibsim.control import ControlServer, create_app
 
         await self._ensure_broker()
         if self._control is not None:

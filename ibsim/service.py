@@ -14,8 +14,8 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from gateway.sim import auth
-from gateway.sim.broker import (
+from ibsim import auth
+from ibsim.broker import (
     Bar,
     Broker,
     BrokerConfig,
@@ -26,8 +26,8 @@ from gateway.sim.broker import (
     Reject,
     WhatIf,
 )
-from gateway.sim.contracts import ContractSpec
-from gateway.sim.port import Fault, FaultEvent, GatewayEvent, LoginKind, LoginOutcome
+from ibsim.contracts import ContractSpec
+from ibsim.port import Fault, FaultEvent, GatewayEvent, LoginKind, LoginOutcome
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from gateway.sim import cli as sim_cli
 from gateway.values import read_text_file
+from ibsim import cli as sim_cli
 from supervisor import lint as lint_mod
 from supervisor.settings import ConfigError, ConfigProblem, LoadedFleet, load_settings
 

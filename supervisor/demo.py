@@ -196,7 +196,7 @@ async def _demo_in_process(
     live: bool,
     api_port: int,
 ) -> None:
-    from gateway.sim.runtime import InProcessRuntime
+    from ibsim.runtime import InProcessRuntime
 
     runtime = InProcessRuntime(twofa_users={DEMO_USERS["demo-a"]})
     async with runtime:
@@ -225,7 +225,7 @@ async def _demo_on_docker(
     api_port: int,
 ) -> None:
     from gateway.docker_runtime import DockerRuntime
-    from gateway.sim.image import ImageBuildError, build_sim_image
+    from ibsim.image import ImageBuildError, build_sim_image
 
     try:
         client.images.get(settings.simulator.image)

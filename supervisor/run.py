@@ -315,7 +315,7 @@ async def in_process_runtime(
     settings: FleetSettings, credentials: Mapping[str, GatewaySecrets]
 ) -> Runtime:
     """Simulated gateways inside this process, with the broker's control API on loopback."""
-    from gateway.sim.runtime import InProcessRuntime
+    from ibsim.runtime import InProcessRuntime
 
     twofa = {
         credentials[name].username.get_secret_value()

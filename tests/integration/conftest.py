@@ -21,7 +21,7 @@ import pytest
 from docker.models.containers import Container
 from docker.models.networks import Network
 
-from gateway.sim import image as sim_image_mod
+from ibsim import image as sim_image_mod
 
 log = logging.getLogger("tests.integration")
 

@@ -4,7 +4,7 @@ Real parts only: the Docker engine, the simulator image, the broker's HTTP contr
 real ib_async client over TCP. Every wait polls a condition until a deadline.
 
 The CLI contract these tests assume is gathered in the constants and `broker_command` below
-(written before `gateway/sim/cli.py` landed); align it there if the sim's CLI differs.
+(written before `ibsim/cli.py` landed); align it there if the sim's CLI differs.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from ib_async import IB
 pytestmark = [
     pytest.mark.docker,
     pytest.mark.skipif(
-        importlib.util.find_spec("gateway.sim.cli") is None,
-        reason="gateway.sim.cli (ibfleet sim broker/gateway) has not landed yet",
+        importlib.util.find_spec("ibsim.cli") is None,
+        reason="ibsim.cli (ibfleet sim broker/gateway) has not landed yet",
     ),
 ]
 

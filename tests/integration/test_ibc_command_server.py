@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from gateway import ibc
-from gateway.sim import cmdserver
-from gateway.sim.cmdserver import CommandHandlers, IbcCommandServer
+from ibsim import cmdserver
+from ibsim.cmdserver import CommandHandlers, IbcCommandServer
 
 pytestmark = pytest.mark.timeout(30)
 

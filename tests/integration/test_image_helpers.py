@@ -7,7 +7,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from gateway.sim import image as sim_image_mod
+from ibsim import image as sim_image_mod
 
 DEB822 = """\
 Types: deb

@@ -17,10 +17,10 @@ from pydantic import SecretStr
 from gateway import authlog, ibc
 from gateway.config import GatewayConfig
 from gateway.runtime import ContainerGone, ContainerState, EventKind, Runtime, RuntimeEvent
-from gateway.sim import auth
-from gateway.sim.port import Fault, FaultEvent
-from gateway.sim.runtime import InProcessRuntime
 from gateway.spec import ContainerSpec, GatewaySecrets, render_spec
+from ibsim import auth
+from ibsim.port import Fault, FaultEvent
+from ibsim.runtime import InProcessRuntime
 from supervisor.budget import BackoffPolicy
 from supervisor.orchestrator import Orchestrator, RestartPolicy
 from tests.waiting import until

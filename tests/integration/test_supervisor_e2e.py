@@ -17,8 +17,8 @@ import httpx
 import pytest
 import yaml
 
-from gateway.sim.port import Fault, FaultEvent
-from gateway.sim.runtime import InProcessRuntime
+from ibsim.port import Fault, FaultEvent
+from ibsim.runtime import InProcessRuntime
 from supervisor.run import Running, desired_specs, resolve_credentials, start_supervisor
 from supervisor.settings import FleetSettings, load_text
 from tests.integration.smtp import SmtpSink, WebhookSink

@@ -16,7 +16,7 @@ from gateway.authlog import (
     LoginPhase,
 )
 from gateway.codes import IbcExit
-from gateway.sim import ibclog
+from ibsim import ibclog
 
 AT = datetime(2024, 6, 12, 15, 0, 1, 250000, tzinfo=UTC)
 
@@ -409,7 +409,7 @@ class TestFollower:
 #
 # Each sequence is what IBC 3.24.1 prints, in order: the JVM's lines (``IBC: ...``, Utils.java)
 # and ibcstart.sh's plain echoes, as ``docker logs --timestamps`` shows them. Strings come from
-# gateway.sim.ibclog where it has them, else verbatim from IBC's source file named beside them.
+# ibsim.ibclog where it has them, else verbatim from IBC's source file named beside them.
 
 # RestartTask.restart ("hh:mm a"), and ibcstart.sh's echoes after the token was found.
 _SETTING_AUTO_RESTART = "Setting auto-restart time to 10:33 AM"  # RestartTask.java

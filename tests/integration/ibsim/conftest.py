@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from gateway.sim.broker import BrokerConfig
-from gateway.sim.fleet import SimFleet
+from ibsim.broker import BrokerConfig
+from ibsim.fleet import SimFleet
 
 CLIENT_LIBS = ("ib_async", "ib_insync")
 

@@ -11,7 +11,7 @@ import time
 import httpx
 import pytest
 
-from gateway.sim.fleet import SimFleet
+from ibsim.fleet import SimFleet
 from tests.integration.sim.conftest import Clients
 from tests.waiting import until as wait_for
 
@@ -74,7 +74,7 @@ async def test_bad_requests_get_clear_4xx(sim: SimFleet, method, path, body, sta
 
 
 def test_process_mode_cli_prints_ports_and_serves():
-    code = "from gateway.sim.cli import app; app()"
+    code = "from ibsim.cli import app; app()"
     proc = subprocess.Popen(
         [sys.executable, "-c", code, "--gateways", "2", "--port-base", "0", "--control-port", "0"],
         stdout=subprocess.PIPE,
@@ -103,9 +103,9 @@ def test_process_mode_cli_prints_ports_and_serves():
 async def test_clock_and_sticky_faults_are_accepted_for_a_relaunching_gateway() -> None:
     import httpx
 
-    from gateway.sim.control import create_app
-    from gateway.sim.port import Fault
-    from gateway.sim.service import BrokerService
+    from ibsim.control import create_app
+    from ibsim.port import Fault
+    from ibsim.service import BrokerService
 
     service = BrokerService()
     app = create_app(service=service)

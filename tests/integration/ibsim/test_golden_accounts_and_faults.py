@@ -10,9 +10,9 @@ import time
 import httpx
 import pytest
 
-from gateway.sim import auth
-from gateway.sim.broker import BrokerConfig
-from gateway.sim.fleet import GatewaySpec, SimFleet
+from ibsim import auth
+from ibsim.broker import BrokerConfig
+from ibsim.fleet import GatewaySpec, SimFleet
 from tests.integration.sim.conftest import Clients
 from tests.waiting import until as wait_for
 

@@ -11,7 +11,7 @@ from types import ModuleType
 
 import pytest
 
-from gateway.sim.fleet import SimFleet
+from ibsim.fleet import SimFleet
 from tests.integration.sim.conftest import Clients
 from tests.waiting import until as wait_for
 

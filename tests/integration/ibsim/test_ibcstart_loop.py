@@ -1,6 +1,6 @@
 """The gateway process (socat + ibcstart.sh's loop + the JVM) over real TCP, in process mode.
 
-Each test runs gateway.sim.process.GatewayProcess (the code the container entrypoint runs)
+Each test runs ibsim.process.GatewayProcess (the code the container entrypoint runs)
 against an in-process broker, with a config.ini given as bytes, and reads its stdout lines.
 """
 
@@ -11,11 +11,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
-from gateway.sim import auth, ibclog
-from gateway.sim.port import Fault, FaultEvent
-from gateway.sim.process import GatewayProcess, next_sunday
-from gateway.sim.service import BrokerService, InProcessBrokerPort
-from gateway.sim.settings import read_settings
+from ibsim import auth, ibclog
+from ibsim.port import Fault, FaultEvent
+from ibsim.process import GatewayProcess, next_sunday
+from ibsim.service import BrokerService, InProcessBrokerPort
+from ibsim.settings import read_settings
 from tests.waiting import until
 
 USER = "loopuser"

@@ -9,15 +9,15 @@ import contextlib
 import httpx
 import pytest
 
-from gateway.sim import auth, ibclog
-from gateway.sim.entrypoint import (
+from ibsim import auth, ibclog
+from ibsim.entrypoint import (
     EXIT_CRASHED,
     ConfigError,
     GatewayProcess,
     run_container,
     serve_broker,
 )
-from gateway.sim.settings import parse_auto_restart_time, read_settings
+from ibsim.settings import parse_auto_restart_time, read_settings
 from tests.integration.sim.conftest import Clients
 from tests.waiting import until as wait_for
 

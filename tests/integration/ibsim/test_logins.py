@@ -10,10 +10,10 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from gateway.sim import auth, ibclog
-from gateway.sim.fleet import GatewaySpec, SimFleet
-from gateway.sim.frontend import FrontEndState
-from gateway.sim.port import LoginKind
+from ibsim import auth, ibclog
+from ibsim.fleet import GatewaySpec, SimFleet
+from ibsim.frontend import FrontEndState
+from ibsim.port import LoginKind
 from tests.integration.sim.conftest import Clients
 from tests.waiting import until as wait_for
 

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 pytestmark = pytest.mark.timeout(90)
-CLI = "from gateway.sim.cli import app; app()"
+CLI = "from ibsim.cli import app; app()"
 
 
 def free_port() -> int:

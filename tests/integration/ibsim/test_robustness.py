@@ -9,9 +9,9 @@ import struct
 
 import pytest
 
-from gateway.sim import codec
-from gateway.sim.fleet import SimFleet
-from gateway.sim.messages import In
+from ibsim import codec
+from ibsim.fleet import SimFleet
+from ibsim.messages import In
 from tests.waiting import until as wait_for
 
 pytestmark = pytest.mark.timeout(60)

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from gateway.leases import ClientIdLeases
-from gateway.sim import auth
-from gateway.sim.broker import Broker
-from gateway.sim.fleet import GatewaySpec, SimFleet
+from ibsim import auth
+from ibsim.broker import Broker
+from ibsim.fleet import GatewaySpec, SimFleet
 from plugins.config import StrategyConfig
 from plugins.host import GatewayEndpoint, HostSettings, StrategyHost
 from supervisor.journal import SqliteJournal

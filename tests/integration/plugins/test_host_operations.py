@@ -173,7 +173,7 @@ async def test_example_strategies_trade_the_simulator(tmp_path: Path) -> None:
 async def test_whatif_margin_check_refuses_an_order_the_account_cannot_carry(
     tmp_path: Path,
 ) -> None:
-    from gateway.sim.broker import BrokerConfig
+    from ibsim.broker import BrokerConfig
     from plugins.config import StrategyConfig
 
     journal = open_journal(tmp_path)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from gateway.outage import Gate, OutageKind
-from gateway.sim.port import Fault
+from ibsim.port import Fault
 from plugins.host import SafeStatePath, SafeStateTrigger, StrategyState
 from tests.integration.plugins.helpers import (
     RecordingAlerts,

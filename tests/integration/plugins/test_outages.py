@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from gateway.outage import Gate, OutageKind
-from gateway.sim.broker import OrderState
-from gateway.sim.port import Fault
+from ibsim.broker import OrderState
+from ibsim.port import Fault
 from plugins import api
 from plugins.config import SafeStateAction
 from plugins.host import HostSettings, SafeStatePath, SafeStateTrigger, StrategyState

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from gateway.sim import auth
-from gateway.sim.auth import (
+from ibsim import auth
+from ibsim.auth import (
     AuthorityConfig,
     Awaiting2FA,
     ExistingSession,

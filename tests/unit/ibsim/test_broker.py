@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from gateway.sim.broker import (
+from ibsim.broker import (
     Broker,
     BrokerConfig,
     OrderEvent,

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.sim import codec
-from gateway.sim.codec import FieldReader, FrameDecoder, ProtocolError
+from ibsim import codec
+from ibsim.codec import FieldReader, FrameDecoder, ProtocolError
 
 
 def test_frames_round_trip_through_the_decoder():

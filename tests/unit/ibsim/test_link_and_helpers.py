@@ -7,7 +7,7 @@ from datetime import UTC, datetime, time
 
 import pytest
 
-from gateway.sim.broker import (
+from ibsim.broker import (
     BrokerOrder,
     OrderEvent,
     OrderEventKind,
@@ -15,12 +15,12 @@ from gateway.sim.broker import (
     OrderState,
     StatusChange,
 )
-from gateway.sim.codec import ProtocolError
-from gateway.sim.contracts import default_symbols
-from gateway.sim.frontend import bar_count
-from gateway.sim.link import LinkError, from_wire, to_wire
-from gateway.sim.port import Fault, FaultEvent, LoginKind, LoginOutcome
-from gateway.sim.process import next_daily as next_restart
+from ibsim.codec import ProtocolError
+from ibsim.contracts import default_symbols
+from ibsim.frontend import bar_count
+from ibsim.link import LinkError, from_wire, to_wire
+from ibsim.port import Fault, FaultEvent, LoginKind, LoginOutcome
+from ibsim.process import next_daily as next_restart
 
 
 def roundtrip(value):

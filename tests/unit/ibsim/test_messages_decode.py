@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from gateway.sim import messages
-from gateway.sim.broker import BrokerOrder, Execution, OrderState, WhatIf
-from gateway.sim.codec import encode_fields, split_fields
-from gateway.sim.contracts import default_symbols
+from ibsim import messages
+from ibsim.broker import BrokerOrder, Execution, OrderState, WhatIf
+from ibsim.codec import encode_fields, split_fields
+from ibsim.contracts import default_symbols
 
 VERSIONS = {
     "ib_async": (157, 163, 164, 166, 170, 176, 177, 178),

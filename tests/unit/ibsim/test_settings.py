@@ -1,4 +1,4 @@
-"""gateway.sim.settings reads a container's config once, as the image and IBC do."""
+"""ibsim.settings reads a container's config once, as the image and IBC do."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from datetime import time
 
 import pytest
 
-from gateway.sim.settings import ConfigError, read_settings
+from ibsim.settings import ConfigError, read_settings
 
 
 def files(config: bytes):
