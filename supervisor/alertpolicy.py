@@ -151,6 +151,8 @@ class Delivery:
 class _Stage(enum.Enum):
     IN_FLIGHT = "in_flight"
     RETRY = "retry"
+    # In flight for an alert resolved meanwhile: its outcome is recorded, never retried.
+    STALE = "stale"
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,7 +235,9 @@ class AlertBook:
                 continue
             if pending.stage is _Stage.IN_FLIGHT:
                 heard.add(pending.delivery.route)
-            else:
+                # It may still fail; a retry would then page about a closed alert.
+                self._pending[pid] = replace(pending, stage=_Stage.STALE)
+            elif pending.stage is _Stage.RETRY:
                 # Never reached this route; retrying a stale alert would only confuse.
                 del self._pending[pid]
         notice = Alert(
@@ -277,7 +281,10 @@ class AlertBook:
         """
         _require_aware(now)
         pending = self._pending.get(delivery_id)
-        if pending is None or pending.stage is not _Stage.IN_FLIGHT:
+        if pending is None or pending.stage is _Stage.RETRY:
+            return None
+        if pending.stage is _Stage.STALE:
+            del self._pending[delivery_id]
             return None
         delivery = pending.delivery
         if ok:
@@ -390,6 +397,8 @@ class AlertBook:
                 attempt=_int(item.get("attempt", 1), f"{where}.attempt"),
             )
             not_before = _instant(item, "not_before", where)
+            if item.get("stage") == _Stage.STALE.value:
+                continue  # its alert was resolved: sending it again would page for nothing
             book._pending[delivery.id] = _Pending(delivery, _Stage.RETRY, not_before)
         return book
 

@@ -229,6 +229,37 @@ def test_naive_now_is_rejected() -> None:
         book().raise_(FARM, datetime(2026, 1, 1))
 
 
+def test_a_repeat_in_flight_at_resolve_that_then_fails_is_not_retried() -> None:
+    # Hypothesis found it: a REPEAT still in flight when its alert was resolved failed, and
+    # its retry paged about an alert that was no longer open.
+    b = book()
+    now = T0
+    raised = b.raise_(ap.Alert("a", ap.Severity.CRITICAL, "t", "b"), now)
+    for seconds in (36, 184, 309, 984):
+        now += timedelta(seconds=seconds)
+        assert b.raise_(ap.Alert("a", ap.Severity.INFO, "t", "b"), now) == []
+    now += timedelta(seconds=287)
+    b.delivered(raised[0].id, True, now)
+    repeats = b.due(now)
+    assert [d.kind for d in repeats] == [ap.DeliveryKind.REPEAT] * 3
+    assert len(b.resolve("a", now)) == 3
+    b.delivered(raised[1].id, True, now)
+    b.delivered(raised[2].id, True, now)
+    assert b.delivered(repeats[0].id, False, now) is None
+    assert b.due(now + timedelta(seconds=10)) == []
+    assert repeats[0].id not in b.pending_ids()
+
+
+def test_a_stale_in_flight_delivery_is_not_resent_after_a_restore() -> None:
+    b = book()
+    raised = b.raise_(FARM, T0)
+    notices = b.resolve(FARM.key, T0)
+    again = ap.AlertBook.from_record(json.loads(json.dumps(b.to_record())), policy=POLICY)
+    resent = again.due(T0 + timedelta(seconds=1))
+    assert {d.id for d in resent} == {d.id for d in notices}
+    assert not {d.id for d in raised} & again.pending_ids()
+
+
 _KEYS = st.sampled_from(["a", "b", "c"])
 _OPS = st.lists(
     st.tuples(
