@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from ibsim.fleet import SimFleet
-from tests.integration.sim.conftest import Clients
+from tests.integration.ibsim.conftest import Clients
 from tests.waiting import until as wait_for
 
 pytestmark = pytest.mark.timeout(60)

@@ -13,7 +13,7 @@ import pytest
 from ibsim import auth
 from ibsim.broker import BrokerConfig
 from ibsim.fleet import GatewaySpec, SimFleet
-from tests.integration.sim.conftest import Clients
+from tests.integration.ibsim.conftest import Clients
 from tests.waiting import until as wait_for
 
 pytestmark = pytest.mark.timeout(60)

@@ -12,7 +12,7 @@ from types import ModuleType
 import pytest
 
 from ibsim.fleet import SimFleet
-from tests.integration.sim.conftest import Clients
+from tests.integration.ibsim.conftest import Clients
 from tests.waiting import until as wait_for
 
 pytestmark = pytest.mark.timeout(60)

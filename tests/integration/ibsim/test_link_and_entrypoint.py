@@ -18,7 +18,7 @@ from ibsim.entrypoint import (
     serve_broker,
 )
 from ibsim.settings import parse_auto_restart_time, read_settings
-from tests.integration.sim.conftest import Clients
+from tests.integration.ibsim.conftest import Clients
 from tests.waiting import until as wait_for
 
 pytestmark = pytest.mark.timeout(60)

@@ -14,7 +14,7 @@ from ibsim import auth, ibclog
 from ibsim.fleet import GatewaySpec, SimFleet
 from ibsim.frontend import FrontEndState
 from ibsim.port import LoginKind
-from tests.integration.sim.conftest import Clients
+from tests.integration.ibsim.conftest import Clients
 from tests.waiting import until as wait_for
 
 pytestmark = pytest.mark.timeout(60)
