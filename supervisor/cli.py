@@ -94,7 +94,7 @@ def check(config: ConfigOption = None) -> None:
     try:
         loaded = load_settings(config, environ=os.environ)
     except ConfigError as exc:
-        problems = list(exc.problems)
+        problems = lint_mod.with_hints(list(exc.problems))
         if exc.partial is not None:
             # Cross-field problems of the valid rest, so one run shows everything it can.
             problems += lint_mod.lint(
@@ -131,7 +131,7 @@ def _load_for_run(config: Path | None) -> LoadedFleet:
     try:
         loaded = load_settings(config, environ=os.environ)
     except ConfigError as exc:
-        render_problems(console, exc.problems, source)
+        render_problems(console, lint_mod.with_hints(exc.problems), source)
         raise typer.Exit(2 if exc.unreadable else 1) from None
     problems = lint_mod.lint(
         loaded,

@@ -6,15 +6,21 @@ loader share these rules (a missing secret is a warning for ``check`` and an err
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import difflib
+import re
+import typing
 import zoneinfo
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
+import pydantic
+
 from gateway import spec
 from gateway.config import GatewayConfig, TradingMode
 from gateway.values import SecretError, SecretRef, WeeklyTime, read_text_file
-from supervisor.settings import ConfigProblem, LoadedFleet, Location, format_path
+from supervisor.settings import ConfigProblem, FleetSettings, LoadedFleet, Location, format_path
 
 NEW_YORK = zoneinfo.ZoneInfo("America/New_York")
 #: IB's weekly re-authentication window opens on Sunday at 01:00 New York time.
@@ -38,17 +44,16 @@ def lint(
     settings = loaded.settings
     gateways = settings.gateways
     by_name: dict[str, GatewayConfig] = {}
+    # Items and sections set aside for a structural error are reported there, once; the
+    # checks below must not also report what follows from their absence.
+    set_aside_gateways = set(_set_aside_names(loaded, "gateways"))
+    given = set(loaded.raw) - settings.model_fields_set if loaded.partial else set()
 
-    gw_names = [g.name for g in gateways]
-    st_names = [s.name for s in settings.strategies]
-    _duplicates(
-        out, "gateways", zip(loaded.gateway_positions, gw_names, strict=True), "gateway name"
-    )
-    _duplicates(
-        out, "strategies", zip(loaded.strategy_positions, st_names, strict=True), "strategy name"
-    )
+    _duplicates(out, "gateways", _all_names(loaded, "gateways"), "gateway name")
+    _duplicates(out, "strategies", _all_names(loaded, "strategies"), "strategy name")
     for gw in gateways:
         by_name.setdefault(gw.name, gw)
+    known = sorted(set(by_name) | set_aside_gateways)
 
     # IB allows one session per username: two gateways with one username log each other out.
     gw_at = list(zip(loaded.gateway_positions, gateways, strict=True))
@@ -59,7 +64,8 @@ def lint(
             out.error(
                 ("gateways", i, "username"),
                 f"gateway {gw.name!r} uses the same username as {seen_users[key]!r}",
-                "IB allows one session per username; the two would log each other out",
+                "give each gateway its own IB username; IB allows one session per username, so the "
+                "two would log each other out",
             )
         else:
             seen_users[key] = gw.name
@@ -75,11 +81,11 @@ def lint(
             )
         else:
             ports[gw.api_port] = path
-    if settings.api.port in ports:
+    if settings.api.port in ports and "api" not in given:
         out.error(
             ("api", "listen"),
             f"port {settings.api.port} is already used by {format_path(ports[settings.api.port])}",
-            "the supervisor's HTTP API needs a port of its own",
+            "move api.listen to a port no gateway publishes",
         )
 
     accounts: dict[str, tuple[str, TradingMode]] = {}
@@ -115,7 +121,8 @@ def lint(
                 ("gateways", i, "account"),
                 f"account {gw.account} is used by a {earlier[1]} gateway "
                 f"({earlier[0]!r}) and a {gw.mode} gateway",
-                "paper and live accounts have different ids; check the account",
+                "set each gateway's account to its own login's id "
+                "(paper ids start with D, live with U)",
             )
         accounts.setdefault(gw.account, (gw.name, gw.mode))
         probe = gw.effective_probe_client_id
@@ -137,11 +144,16 @@ def lint(
                     out.warning(
                         ("gateways", i, "env", key),
                         f"{key} looks like a secret in plain container environment",
-                        "secrets belong in username/password references, mounted as files",
+                        "put credentials in username/password ({env: ...} or {file: ...}), "
+                        "or rename the variable if it holds no secret",
                     )
 
     sim = settings.simulator
-    if settings.runtime.kind == "in-process" and not sim.enabled:
+    if (
+        settings.runtime.kind == "in-process"
+        and not sim.enabled
+        and not given & {"runtime", "simulator"}
+    ):
         out.error(
             ("runtime", "kind"),
             "runtime kind in-process runs simulated gateways only",
@@ -149,11 +161,11 @@ def lint(
         )
     if sim.enabled:
         for i, name in enumerate(sim.twofa_gateways):
-            if name not in by_name:
+            if name not in by_name and name not in set_aside_gateways:
                 out.error(
                     ("simulator", "twofa_gateways", i),
                     f"unknown gateway {name!r}",
-                    f"known gateways: {', '.join(sorted(by_name)) or 'none'}",
+                    _name_a_known_gateway(name, known),
                 )
         if sim.control_port in ports or sim.control_port == settings.api.port:
             out.error(
@@ -164,14 +176,65 @@ def lint(
 
     _secrets(out, loaded, environ, file_exists, missing_secret_severity)
     _credentials(out, loaded, environ, file_exists, read_file)
-    _strategies(out, loaded, by_name)
-    if not settings.api.is_loopback and settings.api.token is None:
+    _strategies(out, loaded, by_name, set_aside_gateways)
+    if not settings.api.is_loopback and settings.api.token is None and "api" not in given:
         out.error(
             ("api", "token"),
             f"the API listens on {settings.api.host} without a token",
             "set api.token: {env: IBFLEET_API_TOKEN}, or listen on 127.0.0.1",
         )
+    if not settings.api.is_loopback:
+        out.warning(
+            ("api", "listen"),
+            f"the API listens on {settings.api.host}: every GET (health, gateways, events, "
+            "metrics) is readable by anyone who reaches it, and the bearer token of the POSTs "
+            "travels in clear text",
+            "listen on 127.0.0.1, or put a TLS-terminating proxy in front and firewall the port",
+        )
+    _alert_urls(out, loaded, environ, file_exists, read_file)
     return out.problems
+
+
+def apprise_url_problem(url: str) -> str | None:
+    """Why apprise would refuse ``url`` (never showing it), or None when it accepts it."""
+    if url.strip().lower() == "console://":
+        return None
+    import apprise  # only `check` and `run` need it; keeps the rest of lint light
+
+    scheme = url.partition("://")[0] if "://" in url else ""
+    if not apprise.Apprise().add(url):
+        shown = f"scheme {scheme}://" if scheme and scheme.isalnum() else "no scheme"
+        return f"is not a URL apprise understands ({shown})"
+    return None
+
+
+def _alert_urls(
+    out: _Collector,
+    loaded: LoadedFleet,
+    environ: Mapping[str, str],
+    file_exists: Callable[[Path], bool],
+    read_file: Callable[[Path], str] | None,
+) -> None:
+    """Each alert URL apprise would refuse at ``run`` (the URL itself carries credentials)."""
+    for r, route in enumerate(loaded.settings.alerts.routes):
+        for u, ref in enumerate(route.urls):
+            if ref.file is not None and (read_file is None or not file_exists(ref.file)):
+                continue
+            if ref.env is not None and not environ.get(ref.env):
+                continue  # reported as missing
+            try:
+                url = ref.resolve(environ=environ, read_file=read_file or read_text_file)
+            except SecretError as exc:
+                out.error(("alerts", "routes", r, "urls", u), str(exc), "fix the secret file")
+                continue
+            problem = apprise_url_problem(url.get_secret_value().strip())
+            if problem is not None:
+                out.error(
+                    ("alerts", "routes", r, "urls", u),
+                    f"alert URL #{u + 1} of route {r} ({ref.describe()}) {problem}",
+                    "check the URL's form in the apprise documentation (slack://, mailto://, "
+                    "json://, ...)",
+                )
 
 
 _SUNDAY = 6  # datetime.weekday()
@@ -291,17 +354,27 @@ def _credentials(
                 )
 
 
-def _strategies(out: _Collector, loaded: LoadedFleet, gateways: dict[str, GatewayConfig]) -> None:
+def _strategies(
+    out: _Collector,
+    loaded: LoadedFleet,
+    gateways: dict[str, GatewayConfig],
+    set_aside: set[str],
+) -> None:
     ids_on_gateway: dict[tuple[str, int], str] = {}
+    known = sorted(set(gateways) | set_aside)
     for s, strat in zip(loaded.strategy_positions, loaded.settings.strategies, strict=True):
         for g, gw_name in enumerate(strat.gateways):
             gw = gateways.get(gw_name)
             path: tuple[str | int, ...] = ("strategies", s, "gateways", g)
             if gw is None:
+                if gw_name in set_aside:
+                    # Known but broken: its own error says what to fix; the checks against
+                    # its settings wait until it loads.
+                    continue
                 out.error(
                     path,
                     f"strategy {strat.name!r} names unknown gateway {gw_name!r}",
-                    f"known gateways: {', '.join(sorted(gateways)) or 'none'}",
+                    _name_a_known_gateway(gw_name, known),
                 )
                 continue
             if g > 0:
@@ -334,7 +407,8 @@ def _strategies(out: _Collector, loaded: LoadedFleet, gateways: dict[str, Gatewa
                     ("strategies", s, "client_id"),
                     f"strategies {other!r} and {strat.name!r} both use client id "
                     f"{strat.client_id} on gateway {gw.name!r}",
-                    "IB refuses a second session with the same client id (error 326)",
+                    "give one of them another client_id; IB refuses a second session with the same "
+                    "client id (error 326)",
                 )
             ids_on_gateway.setdefault((gw.name, strat.client_id), strat.name)
             if gw.read_only and not strat.read_only:
@@ -352,10 +426,39 @@ def _duplicates(out: _Collector, section: str, names: Iterable[tuple[int, str]],
             out.error(
                 (section, i, "name"),
                 f"duplicate {what} {name!r} (first at {section}[{first[name]}])",
-                "names must be unique",
+                f"rename one of them; names must be unique among {section}",
             )
         else:
             first[name] = i
+
+
+def _all_names(loaded: LoadedFleet, section: str) -> list[tuple[int, str]]:
+    """Every item's position and name in the file, the ones set aside for errors included."""
+    items = loaded.raw.get(section)
+    if not isinstance(items, list):
+        return []
+    return [
+        (i, item["name"])
+        for i, item in enumerate(items)
+        if isinstance(item, dict) and isinstance(item.get("name"), str)
+    ]
+
+
+def _set_aside_names(loaded: LoadedFleet, section: str) -> list[str]:
+    """Names of the items of ``section`` that failed validation (a partial fleet lacks them)."""
+    if not loaded.partial:
+        return []
+    kept = set(loaded.gateway_positions if section == "gateways" else loaded.strategy_positions)
+    return [name for i, name in _all_names(loaded, section) if i not in kept]
+
+
+def _name_a_known_gateway(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1)
+    if close:
+        return f"did you mean {close[0]!r}? (known gateways: {', '.join(known)})"
+    if known:
+        return f"use one of the gateways defined under gateways: {', '.join(known)}"
+    return f"define a gateway named {name!r} under gateways:"
 
 
 def _secret_identity(ref: SecretRef, environ: Mapping[str, str]) -> str:
@@ -404,3 +507,66 @@ def ordered(problems: list[ConfigProblem]) -> list[ConfigProblem]:
         return (0 if loc.line is not None else 1, loc.line or 0, loc.column or 0)
 
     return sorted(problems, key=key)
+
+
+def with_hints(problems: list[ConfigProblem]) -> list[ConfigProblem]:
+    """Structural problems with a hint that says what to write, where the loader gave none.
+
+    An unknown key is compared with the keys allowed at its place, so a typo is answered with
+    the key that was meant; a missing key or a wrong value says what to add or to write.
+    """
+    out = []
+    for problem in problems:
+        hint = problem.hint
+        parts = _split_path(problem.path)
+        leaf = parts[-1] if parts and isinstance(parts[-1], str) else None
+        if problem.message.startswith("unknown key") and leaf is not None:
+            allowed = _keys_at(parts[:-1])
+            close = difflib.get_close_matches(leaf, allowed, n=1, cutoff=0.6)
+            if close:
+                hint = f"did you mean {close[0]!r}? (rename {leaf!r} to {close[0]!r})"
+            elif allowed:
+                hint = f"remove {leaf!r}; the keys allowed here are: {', '.join(allowed)}"
+        elif problem.message == "is required" and leaf is not None:
+            where = format_path(parts[:-1])
+            hint = f"add '{leaf}:' to {where} (see the fleet file reference in the README)"
+        elif not hint and problem.message.startswith("Input should be") and leaf is not None:
+            wanted = problem.message.removeprefix("Input should be ")
+            hint = f"change {leaf} to a value that is {wanted}"
+        out.append(dataclasses.replace(problem, hint=hint))
+    return out
+
+
+def _split_path(path: str) -> tuple[str | int, ...]:
+    """``gateways[1].restart.daily`` -> ``("gateways", 1, "restart", "daily")``."""
+    parts: list[str | int] = []
+    for token in re.findall(r"[^.\[\]]+|\[\d+\]", path):
+        parts.append(int(token[1:-1]) if token.startswith("[") else token)
+    return tuple(parts)
+
+
+def _keys_at(path: tuple[str | int, ...]) -> list[str]:
+    """The keys a mapping at ``path`` of the fleet file accepts, or [] when it is no model."""
+    model: object = FleetSettings
+    for part in path:
+        if isinstance(part, int):
+            continue  # list items: the list's element model is already unwrapped
+        fields = getattr(model, "model_fields", None)
+        if not isinstance(fields, dict) or part not in fields:
+            return []
+        model = _model_of(fields[part].annotation)
+        if model is None:
+            return []
+    fields = getattr(model, "model_fields", None)
+    return sorted(fields) if isinstance(fields, dict) else []
+
+
+def _model_of(annotation: object) -> object | None:
+    """The pydantic model inside ``X``, ``X | None`` or ``list[X]``, or None."""
+    if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_of(arg)
+        if found is not None:
+            return found
+    return None

@@ -139,3 +139,23 @@ def test_check_rejects_a_password_file_ibc_cannot_pass_on_without_showing_it(
     assert "control character" in flat
     assert "zq-" not in out
     assert f"{path}:" in out
+
+
+def test_check_reports_each_seeded_problem_exactly_once(tmp_path: Path) -> None:
+    data = ff.fleet(
+        strategies=[
+            ff.strategy("s1", gateways=["paper-a", "paper-b"]),
+            ff.strategy("s2", gateways=["paper-b"], client_id=11),
+        ]
+    )
+    data["gateways"][0]["restart"] = {"daily": "25:99"}
+    data["gateways"][1]["tyop"] = 1
+    path = tmp_path / "fleet.yaml"
+    path.write_text(ff.dump(data))
+    code, out = run_check(path, ff.env_for(data))
+    assert code == 1, out
+    assert out.count(": error ") == 2, out
+    assert out.count("gateways[0].restart.daily:") == 1
+    assert out.count("gateways[1].tyop:") == 1
+    assert "unknown gateway" not in out
+    assert f"{path}: 2 errors" in out

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from supervisor.lint import lint
+from supervisor.lint import lint, with_hints
 from supervisor.settings import ConfigError, ConfigProblem, load_text
 from tests.unit import fleetfiles as ff
 
@@ -307,3 +307,97 @@ def test_problems_point_at_the_offending_line() -> None:
     line = problem.location.line
     assert line is not None
     assert text.splitlines()[line - 1].strip().startswith("api_port: 4002")
+
+
+# ----------------------------------------------------------------------- no cascades
+
+
+def check_problems(data: dict[str, Any]) -> list[ConfigProblem]:
+    """What ``check`` reports: structural problems with hints, then the lint of the rest."""
+    try:
+        loaded = load_text(ff.dump(data), source="f.yaml", environ={})
+    except ConfigError as exc:
+        assert exc.partial is not None
+        found = with_hints(exc.problems)
+        return found + lint(exc.partial, environ=ff.env_for(data), file_exists=lambda p: True)
+    return lint(loaded, environ=ff.env_for(data), file_exists=lambda p: True)
+
+
+def seeded_fleet() -> dict[str, Any]:
+    data = ff.fleet(
+        strategies=[
+            ff.strategy("s1", gateways=["paper-a", "paper-b"]),
+            ff.strategy("s2", gateways=["paper-b"], client_id=11, extra_key=3),
+            ff.strategy("s3", gateways=["paper-z"], client_id=12),
+        ],
+        simulator={"enabled": True, "twofa_gateways": ["paper-a"], "bogus": 1},
+        runtime={"kind": "in-process"},
+    )
+    data["gateways"][0]["restart"] = {"daily": "25:99"}
+    data["gateways"][1]["tyop"] = 1
+    return data
+
+
+def test_each_seeded_problem_is_reported_once_where_it_is() -> None:
+    found = check_problems(seeded_fleet())
+    assert sorted(p.path for p in found) == [
+        "gateways[0].restart.daily",
+        "gateways[1].tyop",
+        "simulator.bogus",
+        "strategies[1].extra_key",
+        "strategies[2].gateways[0]",
+    ]
+    assert all(p.severity == "error" for p in found)
+    assert not [p for p in found if "paper-a" in p.message or "paper-b" in p.message]
+
+
+def test_a_set_aside_gateway_still_counts_for_duplicate_names() -> None:
+    data = ff.fleet()
+    data["gateways"][0]["tyop"] = 1
+    data["gateways"][1]["name"] = "paper-a"
+    paths = [p.path for p in check_problems(data)]
+    assert paths.count("gateways[1].name") == 1 and "gateways[0].tyop" in paths
+
+
+def test_a_broken_section_does_not_cascade_into_the_checks_that_read_it() -> None:
+    data = ff.fleet(
+        runtime={"kind": "in-process"},
+        simulator={"enabled": True, "bogus": 1},
+        api={"listen": "0.0.0.0:8710", "tokn": "x"},
+    )
+    assert sorted(p.path for p in check_problems(data)) == ["api.tokn", "simulator.bogus"]
+
+
+def test_unknown_key_hint_names_the_key_that_was_meant() -> None:
+    data = ff.fleet()
+    data["gateways"][0]["api_prot"] = 4002
+    (problem,) = [p for p in check_problems(data) if p.path == "gateways[0].api_prot"]
+    assert "did you mean 'api_port'" in problem.hint
+
+
+def test_unknown_key_far_from_any_lists_the_allowed_keys() -> None:
+    data = ff.fleet()
+    data["strategies"][0]["zzz"] = 1
+    (problem,) = [p for p in check_problems(data) if p.path == "strategies[0].zzz"]
+    assert problem.hint.startswith("remove 'zzz'") and "client_id" in problem.hint
+
+
+def test_a_missing_key_says_what_to_add_and_where() -> None:
+    data = ff.fleet()
+    del data["gateways"][1]["account"]
+    (problem,) = [p for p in check_problems(data) if p.path == "gateways[1].account"]
+    assert problem.hint.startswith("add 'account:' to gateways[1]")
+
+
+def test_an_unknown_gateway_hint_suggests_the_close_name() -> None:
+    data = ff.fleet(strategies=[ff.strategy("a", gateways=["papr-a"])])
+    (problem,) = [p for p in check_problems(data) if p.path == "strategies[0].gateways[0]"]
+    assert "did you mean 'paper-a'" in problem.hint
+
+
+def test_every_problem_of_the_seeded_file_has_a_hint() -> None:
+    data = seeded_fleet()
+    data["gateways"][0]["mode"] = "paperr"
+    data["gateways"][1]["api_port"] = 99999
+    for problem in check_problems(data):
+        assert problem.hint or "write " in problem.message, problem
