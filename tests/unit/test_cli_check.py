@@ -158,4 +158,4 @@ def test_check_reports_each_seeded_problem_exactly_once(tmp_path: Path) -> None:
     assert out.count("gateways[0].restart.daily:") == 1
     assert out.count("gateways[1].tyop:") == 1
     assert "unknown gateway" not in out
-    assert f"{path}: 2 errors" in out
+    assert f"{path}: 2 errors" in " ".join(out.split())
