@@ -7,7 +7,10 @@ the environment mapping and a file reader, never by reading ``os.environ`` here.
 from __future__ import annotations
 
 import datetime as dt
+import errno
+import os
 import re
+import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,9 +144,77 @@ EnvReader = Mapping[str, str]
 FileReader = Callable[[Path], str]
 
 
+def read_bounded_file(path: Path, *, limit: int, what: str) -> bytes:
+    """A regular file's bytes, at most ``limit``.
+
+    Opened with ``O_NONBLOCK`` so that a FIFO or a device never hangs the caller, then checked
+    with ``fstat`` on the opened descriptor (no race with a swapped path). Raises
+    ``FileNotFoundError`` for a missing file and ``ValueError`` with the reason otherwise.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise ValueError(exc.strerror or str(exc)) from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError(f"{what} must be a regular file, not a {_kind(info.st_mode)}")
+        if info.st_size > limit:
+            raise ValueError(f"{what} is {info.st_size} bytes; the limit is {limit}")
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError as exc:
+                if exc.errno == errno.EINTR:
+                    continue
+                raise ValueError(exc.strerror or str(exc)) from None
+            if not chunk:
+                break
+            size += len(chunk)
+            if size > limit:  # grew while being read
+                raise ValueError(f"{what} is larger than the limit of {limit} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "FIFO"
+    if stat.S_ISDIR(mode):
+        return "directory"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "device"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    return "special file"
+
+
+#: The largest secret file read: a password or token is short; a wrong path must not be read whole.
+MAX_SECRET_BYTES = 64 * 1024
+
+
 def read_text_file(path: Path) -> str:
-    """The default file reader for ``{file: PATH}`` secrets (one trailing newline dropped)."""
-    text = path.read_text(encoding="utf-8")
+    """The default file reader for ``{file: PATH}`` secrets (one trailing newline dropped).
+
+    A regular UTF-8 file of at most :data:`MAX_SECRET_BYTES`; anything else is a
+    :class:`SecretError` that names the file, never its content.
+    """
+    try:
+        data = read_bounded_file(path, limit=MAX_SECRET_BYTES, what="a secret file")
+    except FileNotFoundError:
+        raise SecretError(f"cannot read secret file {path}: it does not exist") from None
+    except ValueError as exc:
+        raise SecretError(f"cannot read secret file {path}: {exc}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SecretError(f"cannot read secret file {path}: it is not UTF-8 text") from None
     return text[:-1] if text.endswith("\n") else text
 
 
@@ -215,5 +286,11 @@ class SecretRef(BaseModel):
         assert self.file is not None
         try:
             return SecretStr(read_file(self.file))
+        except SecretError:
+            raise
         except OSError as exc:
             raise SecretError(f"cannot read secret file {self.file}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise SecretError(
+                f"cannot read secret file {self.file}: it is not UTF-8 text"
+            ) from None

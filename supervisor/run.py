@@ -26,7 +26,13 @@ from supervisor.api import ApiServer, create_app
 from supervisor.budget import LoginLedger
 from supervisor.journal import AsyncJournal, SqliteJournal
 from supervisor.metrics import FleetMetrics
-from supervisor.notify import AlertDispatcher, Notifier, build_routes, fleet_redactor
+from supervisor.notify import (
+    AlertDispatcher,
+    Notifier,
+    NotifyConfigError,
+    build_routes,
+    fleet_redactor,
+)
 from supervisor.service import Clock, Supervisor, utc_now
 from supervisor.settings import FleetSettings, RuntimeKind
 from supervisor.strategies import HostControl, build_host
@@ -54,6 +60,24 @@ class RedactingFilter(logging.Filter):
         if cleaned != message:
             record.msg, record.args = cleaned, None
         return True
+
+
+def install_redaction(redactor: Redactor) -> Callable[[], None]:
+    """Put a :class:`RedactingFilter` on every root handler; returns what takes it off again.
+
+    On the handlers, not the root logger: a logger's filters never see records that propagate
+    from child loggers, which is where every ibfleet record comes from.
+    """
+    flt = RedactingFilter(redactor)
+    handlers = list(logging.getLogger().handlers)
+    for handler in handlers:
+        handler.addFilter(flt)
+
+    def remove() -> None:
+        for handler in handlers:
+            handler.removeFilter(flt)
+
+    return remove
 
 
 def configure_logging(*, level: int = logging.INFO, stream: TextIO | None = None) -> None:
@@ -154,6 +178,7 @@ class Running:
     notifier: Notifier
     journal: AsyncJournal
     host: StrategyHost | None = None
+    unredact: Callable[[], None] | None = None
 
     @property
     def api_url(self) -> str:
@@ -173,6 +198,8 @@ class Running:
         await self.dispatcher.stop()
         self.notifier.close()
         await self.journal.aclose()
+        if self.unredact is not None:
+            self.unredact()
 
 
 async def start_supervisor(
@@ -194,14 +221,24 @@ async def start_supervisor(
     except Exception as exc:
         raise StartupError(str(exc)) from None
     ajournal = AsyncJournal(journal)
-    redactor = fleet_redactor(settings, environ=environ)
+    try:
+        redactor = fleet_redactor(settings, environ=environ)
+        policy, senders, _ = build_routes(settings.alerts, environ=environ, console=console)
+        token = (
+            settings.api.token.resolve(environ=environ).get_secret_value()
+            if settings.api.token is not None
+            else None
+        )
+    except (SecretError, NotifyConfigError) as exc:
+        await ajournal.aclose()
+        raise StartupError(f"alerts or api: {exc}") from None
+    unredact = install_redaction(redactor)
     version = _version()
     metrics = FleetMetrics(
         version=version,
         redactor=redactor,
         strategy_states=[state.name for state in StrategyState],
     )
-    policy, senders, _ = build_routes(settings.alerts, environ=environ, console=console)
     notifier = Notifier(senders, redactor=redactor)
     dispatcher = await AlertDispatcher.restore(
         policy=policy, redactor=redactor, notifier=notifier, store=ajournal, metrics=metrics
@@ -255,11 +292,6 @@ async def start_supervisor(
             supervisor, store=journal, dispatcher=dispatcher, metrics=metrics, clock=clock
         )
         control = HostControl(host)
-    token = (
-        settings.api.token.resolve(environ=environ).get_secret_value()
-        if settings.api.token is not None
-        else None
-    )
     api = ApiServer(
         create_app(supervisor, token=token, strategies=control),
         host=settings.api.host,
@@ -277,6 +309,7 @@ async def start_supervisor(
         await dispatcher.stop()
         notifier.close()
         await ajournal.aclose()
+        unredact()
         raise
     log.info(
         "supervisor_started fleet=%s gateways=%d api=%s:%d version=%s",
@@ -286,7 +319,7 @@ async def start_supervisor(
         api.port,
         version,
     )
-    return Running(supervisor, api, dispatcher, notifier, ajournal, host)
+    return Running(supervisor, api, dispatcher, notifier, ajournal, host, unredact)
 
 
 def docker_runtime(settings: FleetSettings) -> Runtime:

@@ -23,13 +23,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from gateway.config import GatewayConfig
-from gateway.values import Duration, SecretRef
+from gateway.values import Duration, SecretRef, read_bounded_file
 from plugins.config import StrategyConfig
 from supervisor import schedules
 
 ENV_PREFIX = "IBFLEET_"
 ENV_DELIMITER = "__"
 DEFAULT_CONFIG = Path("fleet.yaml")
+#: The largest fleet file read: a real fleet is a few kilobytes; the cap keeps a wrong path
+#: (a log, a device) from being read whole.
+MAX_FILE_BYTES = 1024 * 1024
 
 
 class _Strict(BaseModel):
@@ -404,11 +407,35 @@ def _locate(node: yaml.Node, path: tuple[str | int, ...], out: dict[str, Locatio
             _locate(item, (*path, index), out)
 
 
+class _NoAliasLoader(yaml.SafeLoader):
+    """SafeLoader that refuses anchors and aliases: a few bytes of aliases expand to gigabytes."""
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        event: Any = self.peek_event()  # type: ignore[no-untyped-call]
+        is_alias = isinstance(event, yaml.AliasEvent)
+        if is_alias:
+            raise yaml.composer.ComposerError(
+                None, None, "aliases (*name) are not allowed in a fleet file", event.start_mark
+            )
+        if getattr(event, "anchor", None) is not None:
+            raise yaml.composer.ComposerError(
+                None, None, "anchors (&name) are not allowed in a fleet file", event.start_mark
+            )
+        return super().compose_node(parent, index)
+
+
 def parse_yaml(text: str, *, source: str) -> tuple[Any, dict[str, Location]]:
-    """Parse YAML text; a syntax error becomes a ``ConfigError`` with its line and column."""
+    """Parse YAML text; a syntax error becomes a ``ConfigError`` with its line and column.
+
+    Anchors and aliases are refused, since they let a tiny file expand without bound.
+    """
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        loader = _NoAliasLoader(text)
+        try:
+            node = loader.get_single_node()
+            data = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         loc = Location(mark.line + 1, mark.column + 1) if mark is not None else Location()
@@ -631,16 +658,40 @@ def load_settings(
     env = os.environ if environ is None else environ
     if path is None:
         path = Path(env.get("IBFLEET_CONFIG") or DEFAULT_CONFIG)
+    text = read_fleet_file(path)
+    return load_text(text, source=str(path), environ=env)
+
+
+def _unreadable(path: Path, reason: str, hint: str = "") -> ConfigError:
+    return ConfigError(
+        [ConfigProblem("error", "(file)", f"cannot read {path}: {reason}", hint=hint)],
+        unreadable=True,
+    )
+
+
+def read_fleet_file(path: Path) -> str:
+    """The fleet file's text: a regular UTF-8 file of at most :data:`MAX_FILE_BYTES`."""
     try:
-        text = path.read_text(encoding="utf-8")
+        data = read_bounded_file(path, limit=MAX_FILE_BYTES, what="the fleet file")
     except FileNotFoundError:
         raise ConfigError(
             [ConfigProblem("error", "(file)", f"{path} does not exist", hint="pass -c FILE")],
             unreadable=True,
         ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "it is not UTF-8 text"
+    except ValueError as exc:
+        raise _unreadable(path, str(exc)) from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
         raise ConfigError(
-            [ConfigProblem("error", "(file)", f"cannot read {path}: {reason}")], unreadable=True
+            [
+                ConfigProblem(
+                    "error",
+                    "(file)",
+                    f"cannot read {path}: it is not UTF-8 text (byte {exc.start + 1})",
+                    location=Location(line, exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1),
+                )
+            ],
+            unreadable=True,
         ) from None
-    return load_text(text, source=str(path), environ=env)

@@ -401,3 +401,31 @@ def test_every_problem_of_the_seeded_file_has_a_hint() -> None:
     data["gateways"][1]["api_port"] = 99999
     for problem in check_problems(data):
         assert problem.hint or "write " in problem.message, problem
+
+
+def test_an_alert_url_apprise_refuses_is_an_error_naming_where_not_what() -> None:
+    data = ff.fleet()
+    data["alerts"] = {"routes": [{"urls": ["slack://", "json://localhost/hook"]}]}
+    found = errors(data)
+    assert list(found) == ["alerts.routes[0].urls[0]"], found
+    assert "apprise" in found["alerts.routes[0].urls[0]"]
+    assert "literal:**********" in found["alerts.routes[0].urls[0]"]
+
+
+def test_an_alert_url_in_the_environment_is_checked_too() -> None:
+    data = ff.fleet()
+    data["alerts"] = {"routes": [{"urls": [{"env": "HOOK"}]}]}
+    env = {**ff.env_for(data), "HOOK": "nosuchscheme://secret-token-value"}
+    found = errors(data, environ=env)
+    assert "secret-token-value" not in str(found)
+    assert "env:HOOK" in found["alerts.routes[0].urls[0]"]
+
+
+def test_an_api_beyond_loopback_warns_that_gets_are_public_and_the_token_is_clear_text() -> None:
+    data = ff.fleet()
+    data["api"] = {"listen": "0.0.0.0:8710", "token": {"env": "TOKEN"}}
+    env = {**ff.env_for(data), "TOKEN": "t" * 32}
+    warned = {p.path: p.message for p in problems_of(data, environ=env) if p.severity == "warning"}
+    assert "readable by anyone" in warned["api.listen"]
+    assert "clear text" in warned["api.listen"]
+    assert "api.listen" not in {p.path for p in problems_of(ff.fleet()) if p.severity == "warning"}

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import time
 from pathlib import Path
 
 import pytest
 
+from gateway import values as values_mod
 from gateway.values import SecretError, SecretRef, parse_duration, parse_weekly_time
+from supervisor import settings as settings_mod
 from supervisor.settings import ConfigError, load_settings, load_text
 from tests.unit import fleetfiles as ff
 
@@ -255,3 +259,83 @@ def test_a_heartbeat_faster_than_200ms_is_refused_with_its_path() -> None:
     with pytest.raises(ConfigError) as info:
         load_text(ff.dump(ff.fleet(health={"heartbeat_every": "100ms"})))
     assert info.value.problems[0].path == "health.heartbeat_every"
+
+
+# -- bounded input ----------------------------------------------------------------------------
+
+ALIAS_BOMB = "\n".join(
+    ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    + [f"{c}: &{c} [{','.join(['*' + p] * 9)}]" for p, c in zip("abcdefg", "bcdefgh", strict=True)]
+)
+
+
+def test_an_alias_bomb_is_refused_at_once_with_its_line() -> None:
+    assert len(ALIAS_BOMB) < 400
+    t0 = time.perf_counter()
+    with pytest.raises(ConfigError) as info:
+        load_text(ALIAS_BOMB, source="bomb.yaml")
+    assert time.perf_counter() - t0 < 1.0
+    assert info.value.unreadable
+    problem = info.value.problems[0]
+    assert "anchors" in problem.message
+    assert problem.location.line == 1
+
+
+def test_an_alias_without_an_anchor_is_refused() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_text("fleet: a\nx: *nowhere\n", source="f.yaml")
+    assert info.value.unreadable
+
+
+def test_merge_keys_and_anchors_inside_a_real_fleet_are_refused_with_the_line() -> None:
+    text = ff.dump(ff.fleet()) + "defaults: &d {mode: paper}\n"
+    with pytest.raises(ConfigError) as info:
+        load_text(text, source="f.yaml")
+    assert info.value.problems[0].location.line == text.count("\n")
+
+
+def test_a_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
+    fifo = tmp_path / "fleet.yaml"
+    os.mkfifo(fifo)
+    t0 = time.perf_counter()
+    with pytest.raises(ConfigError) as info:
+        load_settings(fifo, environ={})
+    assert time.perf_counter() - t0 < 1.0
+    assert "regular file, not a FIFO" in info.value.problems[0].message
+
+
+def test_a_directory_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not a directory"):
+        load_settings(tmp_path, environ={})
+
+
+def test_an_oversized_fleet_file_is_refused_by_its_size(tmp_path: Path) -> None:
+    path = tmp_path / "fleet.yaml"
+    path.write_text(ff.dump(ff.fleet()) + "#" * (settings_mod.MAX_FILE_BYTES + 1))
+    with pytest.raises(ConfigError, match="the limit is"):
+        load_settings(path, environ={})
+
+
+def test_a_non_utf8_fleet_file_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "fleet.yaml"
+    path.write_bytes(b"fleet: a\n# caf\xe9\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, environ={})
+    assert "not UTF-8" in info.value.problems[0].message
+    assert info.value.problems[0].location.line == 2
+
+
+def test_secret_files_are_capped_regular_utf8_files(tmp_path: Path) -> None:
+    big = tmp_path / "big"
+    big.write_text("x" * (values_mod.MAX_SECRET_BYTES + 1))
+    with pytest.raises(SecretError, match="the limit is"):
+        SecretRef(file=big).resolve(environ={})
+    latin = tmp_path / "latin"
+    latin.write_bytes(b"p\xe4ss\n")
+    with pytest.raises(SecretError, match="not UTF-8") as info:
+        SecretRef(file=latin).resolve(environ={})
+    assert "p\xe4ss" not in str(info.value)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(SecretError, match="regular file"):
+        SecretRef(file=fifo).resolve(environ={})
