@@ -146,6 +146,39 @@ class ProbeContract(Strict):
     )
 
 
+class ResourceLimits(Strict):
+    """The container's confinement beyond memory; every field is part of the spec hash."""
+
+    cpus: float = Field(
+        default=2.0,
+        gt=0,
+        le=64,
+        description="CPUs the container may use (Docker --cpus). Default 2.",
+    )
+    pids: int = Field(
+        default=1024,
+        ge=64,
+        le=65536,
+        description="Process and thread limit (the Gateway's JVM runs ~100 threads). Default 1024.",
+    )
+    read_only_root: bool = Field(
+        default=False,
+        description="Read-only root filesystem with a tmpfs /tmp and the secrets in a volume. "
+        "The gnzsnz image writes the Gateway's settings and autorestart file beside its jars "
+        "in /home/ibgateway/Jts, so it needs a writable root; ibfleet's simulator image does "
+        "not. Default false.",
+    )
+    log_max_size: str = Field(
+        default="10m",
+        pattern=r"^[1-9][0-9]*[kmg]$",
+        description="Rotate the container's json-file log at this size (Docker syntax). "
+        "Default 10m.",
+    )
+    log_max_files: int = Field(
+        default=5, ge=1, le=100, description="Rotated log files kept. Default 5."
+    )
+
+
 class GatewayConfig(Strict):
     """One IB Gateway container: one IB session, one username."""
 
@@ -169,8 +202,12 @@ class GatewayConfig(Strict):
         default=False, description="Must be true to publish on 0.0.0.0 or ::. Default false."
     )
     trusted_ips: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = Field(
-        default_factory=lambda: [ipaddress.ip_network("127.0.0.1/32")],
-        description="Networks allowed to reach the API. Default [127.0.0.1].",
+        default_factory=list,
+        description="Sources besides the supervisor (and its strategies) admitted to the "
+        "published API port; the runtime's iptables rules refuse everyone else. A remote "
+        "network (with a non-loopback bind) is admitted through this gateway's port only; a "
+        "loopback entry (127.0.0.1) admits every local user of the host. IPv4 only. Default "
+        "[] (the supervisor alone).",
     )
     client_ids: ClientIdRange = Field(
         default_factory=lambda: ClientIdRange(start=1, end=49),
@@ -209,6 +246,10 @@ class GatewayConfig(Strict):
         default="1536m",
         pattern=r"^[0-9]+[kmg]$",
         description="Container memory limit (Docker syntax, e.g. 1536m, 2g). Default 1536m.",
+    )
+    resources: ResourceLimits = Field(
+        default_factory=ResourceLimits,
+        description="CPU, process, log and root-filesystem limits; see `gateways[].resources`.",
     )
     image: str | None = Field(
         default=None, description="Image for this gateway. Default: runtime.image."

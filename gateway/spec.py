@@ -47,18 +47,22 @@ __all__ = [
     "LABEL_COMPONENT",
     "LABEL_FLEET",
     "LABEL_GATEWAY",
+    "LABEL_PEER_PORTS",
     "LABEL_SPEC_HASH",
+    "LABEL_TRUSTED",
     "PASSWORD_PATH",
     "RESERVED_ENV",
     "SECRETS_DIR",
     "USERNAME_PATH",
     "ContainerSpec",
     "GatewaySecrets",
+    "Hardening",
     "PortBinding",
     "SecretFile",
     "SpecError",
     "container_name",
     "credential_problem",
+    "hardening_of",
     "ibc_clock",
     "ibc_settings",
     "memory_bytes",
@@ -74,6 +78,10 @@ LABEL_SPEC_HASH = "io.ibfleet.spec-hash"
 LABEL_COMPONENT = "io.ibfleet.component"
 # The IB account the gateway serves: not a secret, and what an in-process simulator registers.
 LABEL_ACCOUNT = "io.ibfleet.account"
+# Sources besides the supervisor admitted to the API port, and ports offered to fleet peers: the
+# runtime rebuilds the fleet's firewall rules from these labels, so they survive its restarts.
+LABEL_TRUSTED = "io.ibfleet.trusted"
+LABEL_PEER_PORTS = "io.ibfleet.peer-ports"
 
 # socat ports of the gnzsnz image (the gateway itself listens on 4001/4002 on loopback only).
 API_PORT_LIVE = 4003
@@ -148,6 +156,44 @@ class PortBinding:
 
 
 @dataclass(frozen=True, slots=True)
+class Hardening:
+    """How tightly a container is confined; every field is part of the spec hash.
+
+    The gnzsnz image runs as an unprivileged user (uid 1000, ``stable/Dockerfile``) on ports
+    above 1024, so it needs no capability at all; its passwordless ``sudo`` is exactly what
+    no-new-privileges disables. Its root stays writable by default: the Gateway keeps its
+    settings and the single-use autorestart file in ``/home/ibgateway/Jts``, beside its jars.
+    """
+
+    cap_drop: tuple[str, ...] = ("ALL",)
+    cap_add: tuple[str, ...] = ()
+    no_new_privileges: bool = True
+    pids_limit: int = 1024
+    nano_cpus: int = 2_000_000_000
+    read_only_root: bool = False
+    # Mounted only with a read-only root (the image's scratch space).
+    tmpfs: tuple[tuple[str, str], ...] = (("/tmp", "rw,nosuid,nodev,size=64m,mode=1777"),)  # noqa: S108
+    log_max_size: str = "10m"
+    log_max_files: int = 5
+
+    @property
+    def security_opt(self) -> tuple[str, ...]:
+        return ("no-new-privileges:true",) if self.no_new_privileges else ()
+
+    def payload(self) -> dict[str, object]:
+        return {
+            "cap_drop": list(self.cap_drop),
+            "cap_add": list(self.cap_add),
+            "security_opt": list(self.security_opt),
+            "pids": self.pids_limit,
+            "nano_cpus": self.nano_cpus,
+            "read_only": self.read_only_root,
+            "tmpfs": [list(t) for t in self.tmpfs] if self.read_only_root else [],
+            "log": [self.log_max_size, self.log_max_files],
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class ContainerSpec:
     """Everything a runtime needs to run one gateway; no Docker type appears here."""
 
@@ -167,6 +213,16 @@ class ContainerSpec:
     command: tuple[str, ...] | None = None
     # Restarts belong to the supervisor, never to the engine.
     restart_policy: str = field(default="no")
+    hardening: Hardening = field(default_factory=Hardening)
+    # Networks besides the supervisor admitted to the published API port (gateways[].trusted_ips).
+    trusted_sources: tuple[str, ...] = ()
+    # Ports this container offers the fleet's other containers (inter-container traffic is off).
+    peer_ports: tuple[int, ...] = ()
+
+    @property
+    def memory_swap_bytes(self) -> int:
+        """Memory plus swap equals memory: the container never swaps."""
+        return self.memory_bytes
 
     @property
     def env_map(self) -> dict[str, str]:
@@ -433,6 +489,20 @@ def render_spec(
         extra_labels={LABEL_ACCOUNT: gateway.account},
         entrypoint=entrypoint,
         command=command,
+        hardening=hardening_of(gateway),
+        trusted_sources=tuple(str(net) for net in gateway.trusted_ips),
+    )
+
+
+def hardening_of(gateway: GatewayConfig) -> Hardening:
+    """The gateway's confinement from its ``resources`` settings."""
+    limits = gateway.resources
+    return Hardening(
+        pids_limit=limits.pids,
+        nano_cpus=round(limits.cpus * 1e9),
+        read_only_root=limits.read_only_root,
+        log_max_size=limits.log_max_size,
+        log_max_files=limits.log_max_files,
     )
 
 
@@ -451,6 +521,9 @@ def render_container(
     extra_labels: Mapping[str, str] | None = None,
     entrypoint: Sequence[str] | None = None,
     command: Sequence[str] | None = None,
+    hardening: Hardening | None = None,
+    trusted_sources: Sequence[str] = (),
+    peer_ports: Sequence[int] = (),
 ) -> ContainerSpec:
     """Any fleet container's spec (a gateway, the simulator's broker) with its spec hash.
 
@@ -460,12 +533,22 @@ def render_container(
     if not fingerprint_key:
         raise SpecError("fingerprint_key is empty; the spec hash would expose password hashes")
     name = container_name(fleet=fleet, gateway=gateway)
+    confinement = hardening if hardening is not None else Hardening()
+    trusted = tuple(trusted_sources)
+    peers = tuple(sorted(set(peer_ports)))
+    for source in trusted:
+        if not re.fullmatch(r"[0-9a-fA-F.:/]+", source):
+            raise SpecError(f"{name}: trusted source {source!r} is not an address or network")
     base_labels = {
         LABEL_FLEET: fleet,
         LABEL_GATEWAY: gateway,
         LABEL_COMPONENT: component,
         **(extra_labels or {}),
     }
+    if trusted:
+        base_labels[LABEL_TRUSTED] = ",".join(trusted)
+    if peers:
+        base_labels[LABEL_PEER_PORTS] = ",".join(str(p) for p in peers)
     entry = tuple(entrypoint) if entrypoint is not None else None
     cmd = tuple(command) if command is not None else None
     payload: dict[str, object] = {
@@ -483,6 +566,9 @@ def render_container(
         "entrypoint": list(entry) if entry is not None else None,
         "command": list(cmd) if cmd is not None else None,
         "restart": "no",
+        "hardening": confinement.payload(),
+        "trusted": list(trusted),
+        "peer_ports": list(peers),
     }
     digest = _spec_hash(payload)
     labels = {**base_labels, LABEL_SPEC_HASH: digest}
@@ -501,15 +587,19 @@ def render_container(
         spec_hash=digest,
         entrypoint=entry,
         command=cmd,
+        hardening=confinement,
+        trusted_sources=trusted,
+        peer_ports=peers,
     )
 
 
 def with_control_from(spec: ContainerSpec, addresses: Sequence[str]) -> ContainerSpec:
     """The spec with ``addresses`` added to IBC's ControlFrom in its config.ini.
 
-    A runtime learns the address the supervisor's commands come from (the fleet network's
-    gateway IP) only once the network exists, so it adds it at create time. The spec hash is
-    left as rendered: the address is a fact of the host, not of the desired configuration.
+    A runtime learns the address the supervisor's commands come from only once the network
+    exists (the fleet network's gateway IP for a supervisor on the host; its own container IP
+    on the fleet network for a supervisor in a container), so it adds it at create time. The spec
+    hash is left as rendered: the address is a fact of the host, not of the desired configuration.
     """
     extra = [a.strip() for a in addresses if a.strip()]
     for address in extra:

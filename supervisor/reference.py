@@ -18,6 +18,7 @@ from gateway.config import (
     ClientIdRange,
     GatewayConfig,
     ProbeContract,
+    ResourceLimits,
     RestartConfig,
     TwoFactorConfig,
 )
@@ -41,6 +42,7 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("gateways[].client_ids", ClientIdRange),
     ("gateways[].two_factor", TwoFactorConfig),
     ("gateways[].restart", RestartConfig),
+    ("gateways[].resources", ResourceLimits),
     ("gateways[].probes[]", ProbeContract),
     ("alerts", AlertSettings),
     ("alerts.routes[]", AlertRoute),
