@@ -1,4 +1,10 @@
-"""Alert policy: dedup by problem key, routing by severity, repeats, retries, redaction.
+"""Alert policy: one incident per problem, routing by severity, repeats, retries, redaction.
+
+Alerts are raised per cause (``gateway:paper-a:stall``, ``gateway:paper-a:degraded``) and
+grouped into incidents by their owner (``gateway:paper-a``): an incident pages once when it
+opens, sends an update only when its severity rises, and one resolved notice when its last
+cause is gone; its text lists every cause. A cause's severity may depend on the time (market
+hours): the policy's ``severity_at`` decides it, and :meth:`AlertBook.due` re-evaluates it.
 
 Pure: the book decides what to send and when; an adapter (apprise) does the sending and
 reports back through :meth:`AlertBook.delivered`. The book's state is a plain record so the
@@ -11,12 +17,13 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 __all__ = [
+    "STANDALONE_PROBLEMS",
     "Alert",
     "AlertBook",
     "AlertPolicy",
@@ -26,6 +33,7 @@ __all__ = [
     "Redactor",
     "Route",
     "Severity",
+    "incident_of_key",
 ]
 
 
@@ -54,13 +62,14 @@ class DeliveryKind(enum.Enum):
     """Why a message is sent."""
 
     RAISE = "raise"
+    UPDATE = "update"  # an open incident's severity rose
     REPEAT = "repeat"
     RESOLVE = "resolve"
 
 
 @dataclass(frozen=True, slots=True)
 class Alert:
-    """A problem to tell a human about; ``key`` names the problem (``gateway:paper-a:2fa``)."""
+    """A cause to tell a human about; ``key`` names it (``gateway:paper-a:2fa``)."""
 
     key: str
     severity: Severity
@@ -76,15 +85,41 @@ class Route:
     min_severity: Severity = Severity.WARNING
 
 
+#: Problems that are their own incident: each asks the operator to act now (approve the IB Key
+#: prompt) or announces a later event, so it must be sent even while its gateway's incident is
+#: already at its top severity.
+STANDALONE_PROBLEMS = frozenset({"2fa", "reauth"})
+
+
+def incident_of_key(key: str) -> str:
+    """The incident of a cause: its owner (``gateway:paper-a:stall`` -> ``gateway:paper-a``).
+
+    Keys without an owner part, and standalone problems, are incidents of their own.
+    """
+    kind, sep, rest = key.partition(":")
+    owner, sep2, problem = rest.partition(":")
+    if not (sep and sep2 and kind and owner) or problem in STANDALONE_PROBLEMS:
+        return key
+    return f"{kind}:{owner}"
+
+
+def _as_raised(alert: Alert, now: datetime) -> Severity:
+    del now
+    return alert.severity
+
+
 @dataclass(frozen=True, slots=True)
 class AlertPolicy:
-    """Routing and timing knobs; the wiring fills this from settings."""
+    """Routing, grouping and timing knobs; the wiring fills this from settings."""
 
     routes: tuple[Route, ...]
     repeat_critical_every: timedelta | None = timedelta(minutes=30)
     retry_base: timedelta = timedelta(seconds=10)
     retry_cap: timedelta = timedelta(minutes=10)
     max_attempts: int = 20
+    incident_of: Callable[[str], str] = incident_of_key
+    # A cause's severity at an instant (market hours); must be pure.
+    severity_at: Callable[[Alert, datetime], Severity] = _as_raised
 
     def __post_init__(self) -> None:
         names = [r.name for r in self.routes]
@@ -151,7 +186,7 @@ class Delivery:
 class _Stage(enum.Enum):
     IN_FLIGHT = "in_flight"
     RETRY = "retry"
-    # In flight for an alert resolved meanwhile: its outcome is recorded, never retried.
+    # In flight for an incident resolved meanwhile: its outcome is recorded, never retried.
     STALE = "stale"
 
 
@@ -163,26 +198,50 @@ class _Pending:
 
 
 @dataclass(frozen=True, slots=True)
-class _Open:
-    alert: Alert
+class _Incident:
+    """One problem of one owner: its open causes, and what has been said about it."""
+
+    id: str
+    causes: tuple[Alert, ...]  # open, in the order they were raised
+    seen: tuple[Alert, ...]  # every cause since it opened, for the resolved notice
     raised_at: datetime
-    routes: tuple[str, ...]
+    routes: tuple[str, ...]  # routes it was announced to
+    severity: Severity  # the highest severity announced
     last_sent: datetime
     delivered_to: frozenset[str] = frozenset()
+
+
+def _owner_of(incident: str) -> str:
+    return incident.partition(":")[2].partition(":")[0] or incident
+
+
+def _text(incident: str, causes: tuple[Alert, ...]) -> tuple[str, str]:
+    """Title and body of an incident: one cause speaks for itself; several are listed."""
+    if len(causes) == 1:
+        return causes[0].title, causes[0].body
+    owner = _owner_of(incident)
+    prefix = f"{owner}: "
+    parts = [c.title[len(prefix) :] if c.title.startswith(prefix) else c.title for c in causes]
+    title = f"{owner}: {'; '.join(dict.fromkeys(parts))}"
+    body = "\n".join(f"- {c.body}" for c in causes)
+    return title, body
 
 
 @dataclass
 class AlertBook:
     """The alert state machine for the whole fleet; methods take ``now`` and return deliveries.
 
-    Dedup: while a key is open, raising it again sends nothing. Resolve: one notice per route
-    the alert went to (delivered or still in flight); a raise still waiting for a retry is
-    dropped instead, so nobody gets "resolved" for an alert they never saw.
+    Dedup: while a cause key is open, raising it again sends nothing; a new cause of an open
+    incident sends nothing unless it raises the incident's severity (then an update goes to
+    every route that takes the new severity). Resolve: when the last cause goes, one notice
+    per route the incident went to (delivered or still in flight); a raise still waiting for
+    a retry is dropped instead, so nobody gets "resolved" for an alert they never saw.
     """
 
     policy: AlertPolicy
     redactor: Redactor = field(default_factory=Redactor)
-    _open: dict[str, _Open] = field(default_factory=dict)
+    _incidents: dict[str, _Incident] = field(default_factory=dict)
+    _cause_incident: dict[str, str] = field(default_factory=dict)
     _pending: dict[str, _Pending] = field(default_factory=dict)
     _seq: int = 0
     _dropped: int = 0
@@ -190,12 +249,16 @@ class AlertBook:
     # -- queries ---------------------------------------------------------------------------
 
     def is_open(self, key: str) -> bool:
-        """True while ``key`` has been raised and not resolved."""
-        return key in self._open
+        """True while cause ``key`` has been raised and not resolved."""
+        return key in self._cause_incident
 
     def open_keys(self) -> frozenset[str]:
-        """Keys of all open alerts."""
-        return frozenset(self._open)
+        """Keys of all open causes."""
+        return frozenset(self._cause_incident)
+
+    def open_incidents(self) -> dict[str, frozenset[str]]:
+        """Each open incident and the keys of its open causes."""
+        return {i.id: frozenset(c.key for c in i.causes) for i in self._incidents.values()}
 
     def pending_ids(self) -> frozenset[str]:
         """Ids of deliveries in flight or waiting for a retry."""
@@ -209,9 +272,9 @@ class AlertBook:
     # -- commands --------------------------------------------------------------------------
 
     def raise_(self, alert: Alert, now: datetime) -> list[Delivery]:
-        """Open ``alert`` and return its first deliveries; nothing if the key is open."""
+        """Open cause ``alert``; its incident's first deliveries, an update, or nothing."""
         _require_aware(now)
-        if alert.key in self._open:
+        if alert.key in self._cause_incident:
             return []
         clean = Alert(
             key=alert.key,
@@ -219,59 +282,84 @@ class AlertBook:
             title=self.redactor.redact(alert.title),
             body=self.redactor.redact(alert.body),
         )
-        routes = self.policy.routes_for(clean.severity)
-        self._open[clean.key] = _Open(clean, now, routes, now)
-        return [self._send(clean.key, route, DeliveryKind.RAISE, clean, now) for route in routes]
+        incident_id = self.policy.incident_of(clean.key)
+        self._cause_incident[clean.key] = incident_id
+        entry = self._incidents.get(incident_id)
+        if entry is None:
+            severity = self.policy.severity_at(clean, now)
+            routes = self.policy.routes_for(severity)
+            entry = _Incident(
+                id=incident_id,
+                causes=(clean,),
+                seen=(clean,),
+                raised_at=now,
+                routes=routes,
+                severity=severity,
+                last_sent=now,
+            )
+            self._incidents[incident_id] = entry
+            return self._announce(entry, DeliveryKind.RAISE, routes, now)
+        seen = entry.seen if any(c.key == clean.key for c in entry.seen) else (*entry.seen, clean)
+        self._incidents[incident_id] = replace(entry, causes=(*entry.causes, clean), seen=seen)
+        return self._escalate(incident_id, now)
 
     def resolve(self, key: str, now: datetime) -> list[Delivery]:
-        """Close ``key`` and tell the routes that heard about it; nothing if it is not open."""
+        """Close cause ``key``; the resolved notices if it was its incident's last cause."""
         _require_aware(now)
-        entry = self._open.pop(key, None)
-        if entry is None:
+        incident_id = self._cause_incident.pop(key, None)
+        if incident_id is None:
             return []
+        entry = self._incidents[incident_id]
+        causes = tuple(c for c in entry.causes if c.key != key)
+        if causes:
+            # Severity may fall now; saying so would be a page about nothing to do.
+            self._incidents[incident_id] = replace(entry, causes=causes)
+            return []
+        del self._incidents[incident_id]
         heard = set(entry.delivered_to)
         for pid, pending in list(self._pending.items()):
-            if pending.delivery.key != key or pending.delivery.kind is DeliveryKind.RESOLVE:
+            if pending.delivery.key != incident_id or pending.delivery.kind is DeliveryKind.RESOLVE:
                 continue
             if pending.stage is _Stage.IN_FLIGHT:
                 heard.add(pending.delivery.route)
-                # It may still fail; a retry would then page about a closed alert.
+                # It may still fail; a retry would then page about a closed incident.
                 self._pending[pid] = replace(pending, stage=_Stage.STALE)
             elif pending.stage is _Stage.RETRY:
                 # Never reached this route; retrying a stale alert would only confuse.
                 del self._pending[pid]
+        title, body = _text(incident_id, entry.seen)
         notice = Alert(
-            key=key,
-            severity=entry.alert.severity,
-            title=f"Resolved: {entry.alert.title}",
-            body=f"Resolved: {entry.alert.body}",
+            key=incident_id,
+            severity=entry.severity,
+            title=f"Resolved: {title}",
+            body=f"Resolved: {body}",
         )
         return [
-            self._send(key, route, DeliveryKind.RESOLVE, notice, now)
+            self._send(incident_id, route, DeliveryKind.RESOLVE, notice, now)
             for route in entry.routes
             if route in heard
         ]
 
     def due(self, now: datetime) -> list[Delivery]:
-        """Retries whose time has come, then repeats of unresolved critical alerts."""
+        """Retries whose time has come, updates of incidents whose severity rose, repeats."""
         _require_aware(now)
         out: list[Delivery] = []
         for pid, pending in sorted(self._pending.items(), key=lambda kv: kv[1].not_before):
             if pending.stage is _Stage.RETRY and pending.not_before <= now:
                 self._pending[pid] = replace(pending, stage=_Stage.IN_FLIGHT, not_before=now)
                 out.append(pending.delivery)
+        for incident_id in sorted(self._incidents):
+            out.extend(self._escalate(incident_id, now))
         every = self.policy.repeat_critical_every
         if every is not None:
-            for key, entry in sorted(self._open.items()):
-                if entry.alert.severity is not Severity.CRITICAL:
+            for incident_id, entry in sorted(self._incidents.items()):
+                if entry.severity is not Severity.CRITICAL or now - entry.last_sent < every:
                     continue
-                if now - entry.last_sent < every:
+                if self._severity(entry, now) is not Severity.CRITICAL:
+                    # Critical no longer (its market closed): skip this repeat, look again later.
+                    self._incidents[incident_id] = replace(entry, last_sent=now)
                     continue
-                self._open[key] = replace(entry, last_sent=now)
-                out.extend(
-                    self._send(key, route, DeliveryKind.REPEAT, entry.alert, now)
-                    for route in entry.routes
-                )
+                out.extend(self._announce(entry, DeliveryKind.REPEAT, entry.routes, now))
         return out
 
     def delivered(self, delivery_id: str, ok: bool, now: datetime) -> Delivery | None:
@@ -289,9 +377,9 @@ class AlertBook:
         delivery = pending.delivery
         if ok:
             del self._pending[delivery_id]
-            entry = self._open.get(delivery.key)
+            entry = self._incidents.get(delivery.key)
             if entry is not None and delivery.kind is not DeliveryKind.RESOLVE:
-                self._open[delivery.key] = replace(
+                self._incidents[delivery.key] = replace(
                     entry, delivered_to=entry.delivered_to | {delivery.route}
                 )
             return None
@@ -305,14 +393,18 @@ class AlertBook:
         return retry
 
     def next_due(self) -> datetime | None:
-        """When :meth:`due` next has something to return (for the adapter's timer)."""
+        """When :meth:`due` next has something to return (for the adapter's timer).
+
+        A severity that rises with the clock (a market opening) is found by the adapter's
+        idle poll, not here: the book cannot know when ``severity_at`` changes its answer.
+        """
         times = [p.not_before for p in self._pending.values() if p.stage is _Stage.RETRY]
         every = self.policy.repeat_critical_every
         if every is not None:
             times.extend(
                 e.last_sent + every
-                for e in self._open.values()
-                if e.alert.severity is Severity.CRITICAL
+                for e in self._incidents.values()
+                if e.severity is Severity.CRITICAL
             )
         return min(times) if times else None
 
@@ -321,20 +413,21 @@ class AlertBook:
     def to_record(self) -> dict[str, Any]:
         """JSON-compatible state (texts are stored already redacted)."""
         return {
+            "version": 2,
             "seq": self._seq,
             "dropped": self._dropped,
-            "open": [
+            "incidents": [
                 {
-                    "key": e.alert.key,
-                    "severity": e.alert.severity.name.lower(),
-                    "title": e.alert.title,
-                    "body": e.alert.body,
+                    "id": e.id,
+                    "causes": [_alert_record(c) for c in e.causes],
+                    "seen": [_alert_record(c) for c in e.seen],
+                    "severity": e.severity.name.lower(),
                     "raised_at": _iso(e.raised_at),
                     "last_sent": _iso(e.last_sent),
                     "routes": list(e.routes),
                     "delivered_to": sorted(e.delivered_to),
                 }
-                for e in self._open.values()
+                for e in self._incidents.values()
             ],
             "pending": [
                 {
@@ -361,25 +454,53 @@ class AlertBook:
         policy: AlertPolicy,
         redactor: Redactor | None = None,
     ) -> AlertBook:
-        """Rebuild a book; in-flight deliveries become retries due at once (at-least-once)."""
+        """Rebuild a book; in-flight deliveries become retries due at once (at-least-once).
+
+        A record written before incidents existed (``open``: one entry per key) is read as
+        incidents of their own, so an upgrade neither repages nor forgets a resolve.
+        """
         book = cls(policy=policy, redactor=redactor or Redactor())
         book._seq = _int(record.get("seq", 0), "alert record.seq")
         book._dropped = _int(record.get("dropped", 0), "alert record.dropped")
-        for index, item in enumerate(_list(record.get("open", []), "alert record.open")):
-            where = f"alert record.open[{index}]"
-            alert = Alert(
-                key=_str(item, "key", where),
-                severity=_severity(item, where),
-                title=_str(item, "title", where),
-                body=_str(item, "body", where),
+        for index, item in enumerate(_list(record.get("incidents", []), "alert record.incidents")):
+            where = f"alert record.incidents[{index}]"
+            causes = tuple(
+                _alert(c, f"{where}.causes[{n}]")
+                for n, c in enumerate(_list(item.get("causes"), f"{where}.causes"))
             )
-            book._open[alert.key] = _Open(
-                alert=alert,
+            seen = tuple(
+                _alert(c, f"{where}.seen[{n}]")
+                for n, c in enumerate(_list(item.get("seen", []), f"{where}.seen"))
+            )
+            if not causes:
+                raise AlertRecordError(f"{where}.causes: an open incident needs a cause")
+            entry = _Incident(
+                id=_str(item, "id", where),
+                causes=causes,
+                seen=seen or causes,
                 raised_at=_instant(item, "raised_at", where),
                 routes=tuple(_strs(item, "routes", where)),
+                severity=_severity(item, where),
                 last_sent=_instant(item, "last_sent", where),
                 delivered_to=frozenset(_strs(item, "delivered_to", where)),
             )
+            book._incidents[entry.id] = entry
+            book._cause_incident.update((c.key, entry.id) for c in causes)
+        for index, item in enumerate(_list(record.get("open", []), "alert record.open")):
+            where = f"alert record.open[{index}]"
+            alert = _alert(item, where)
+            entry = _Incident(
+                id=alert.key,
+                causes=(alert,),
+                seen=(alert,),
+                raised_at=_instant(item, "raised_at", where),
+                routes=tuple(_strs(item, "routes", where)),
+                severity=alert.severity,
+                last_sent=_instant(item, "last_sent", where),
+                delivered_to=frozenset(_strs(item, "delivered_to", where)),
+            )
+            book._incidents[entry.id] = entry
+            book._cause_incident[alert.key] = entry.id
         for index, item in enumerate(_list(record.get("pending", []), "alert record.pending")):
             where = f"alert record.pending[{index}]"
             try:
@@ -398,11 +519,38 @@ class AlertBook:
             )
             not_before = _instant(item, "not_before", where)
             if item.get("stage") == _Stage.STALE.value:
-                continue  # its alert was resolved: sending it again would page for nothing
+                continue  # its incident was resolved: sending it again would page for nothing
             book._pending[delivery.id] = _Pending(delivery, _Stage.RETRY, not_before)
         return book
 
     # -- internals -------------------------------------------------------------------------
+
+    def _severity(self, entry: _Incident, now: datetime) -> Severity:
+        return max(self.policy.severity_at(c, now) for c in entry.causes)
+
+    def _escalate(self, incident_id: str, now: datetime) -> list[Delivery]:
+        """An update to every route taking the incident's severity, if it rose; else nothing."""
+        entry = self._incidents[incident_id]
+        severity = self._severity(entry, now)
+        if severity <= entry.severity:
+            return []
+        routes = self.policy.routes_for(severity)
+        entry = replace(
+            entry,
+            severity=severity,
+            routes=tuple(dict.fromkeys((*entry.routes, *routes))),
+        )
+        self._incidents[incident_id] = entry
+        return self._announce(entry, DeliveryKind.UPDATE, routes, now)
+
+    def _announce(
+        self, entry: _Incident, kind: DeliveryKind, routes: Iterable[str], now: datetime
+    ) -> list[Delivery]:
+        title, body = _text(entry.id, entry.causes)
+        severity = max(entry.severity, self._severity(entry, now))
+        message = Alert(key=entry.id, severity=severity, title=title, body=body)
+        self._incidents[entry.id] = replace(entry, last_sent=now)
+        return [self._send(entry.id, route, kind, message, now) for route in routes]
 
     def _send(
         self, key: str, route: str, kind: DeliveryKind, alert: Alert, now: datetime
@@ -419,6 +567,24 @@ class AlertBook:
         )
         self._pending[delivery.id] = _Pending(delivery, _Stage.IN_FLIGHT, now)
         return delivery
+
+
+def _alert_record(alert: Alert) -> dict[str, str]:
+    return {
+        "key": alert.key,
+        "severity": alert.severity.name.lower(),
+        "title": alert.title,
+        "body": alert.body,
+    }
+
+
+def _alert(item: Mapping[str, Any], where: str) -> Alert:
+    return Alert(
+        key=_str(item, "key", where),
+        severity=_severity(item, where),
+        title=_str(item, "title", where),
+        body=_str(item, "body", where),
+    )
 
 
 def _require_aware(now: datetime) -> None:

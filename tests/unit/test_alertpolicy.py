@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -312,3 +313,167 @@ def test_random_operations_keep_dedup_and_resolve_routes(
         # The book only tracks deliveries it handed out.
         assert b.pending_ids() <= seen
         assert json.loads(json.dumps(b.to_record())) == b.to_record()
+
+
+# -- incidents: one page per problem ---------------------------------------------------------
+
+DEGRADED = ap.Alert(
+    "gateway:paper-a:degraded",
+    ap.Severity.WARNING,
+    "paper-a: degraded",
+    "Gateway paper-a / fdemo is degraded: API stalled.",
+)
+STALL = ap.Alert(
+    "gateway:paper-a:stall",
+    ap.Severity.WARNING,
+    "paper-a: API stalled",
+    "Gateway paper-a / fdemo: API stalled. ibfleet soft-restarts it if this persists.",
+)
+FATAL = ap.Alert(
+    "gateway:paper-a:fatal",
+    ap.Severity.CRITICAL,
+    "paper-a: stopped, a human must act",
+    "Gateway paper-a / fdemo is FATAL.",
+)
+
+
+def test_incident_of_key_groups_by_owner_and_keeps_standalone_problems_apart() -> None:
+    assert ap.incident_of_key("gateway:paper-a:stall") == "gateway:paper-a"
+    assert ap.incident_of_key("strategy:meanrev:maybe-live") == "strategy:meanrev"
+    assert ap.incident_of_key("gateway:paper-a:2fa") == "gateway:paper-a:2fa"
+    assert ap.incident_of_key("gateway:paper-a:reauth") == "gateway:paper-a:reauth"
+    assert ap.incident_of_key("plain") == "plain"
+
+
+def test_a_stall_is_one_notice_and_one_resolved_notice_per_route() -> None:
+    b = book()
+    first = b.raise_(DEGRADED, T0)
+    assert sorted(d.route for d in first) == ["mail", "ops-slack"]
+    assert {d.kind for d in first} == {ap.DeliveryKind.RAISE}
+    assert {d.key for d in first} == {"gateway:paper-a"}
+    ack(b, first, T0)
+    assert b.raise_(STALL, T0 + timedelta(seconds=1)) == []
+    assert b.open_incidents() == {"gateway:paper-a": {DEGRADED.key, STALL.key}}
+    assert b.resolve(DEGRADED.key, T0 + timedelta(minutes=1)) == []
+    notices = b.resolve(STALL.key, T0 + timedelta(minutes=1))
+    assert sorted(d.route for d in notices) == ["mail", "ops-slack"]
+    assert {d.kind for d in notices} == {ap.DeliveryKind.RESOLVE}
+    # The resolved notice lists every cause the incident had.
+    assert "degraded" in notices[0].title and "API stalled" in notices[0].title
+    assert "soft-restarts" in notices[0].body and "is degraded" in notices[0].body
+    assert b.open_incidents() == {}
+
+
+def test_an_update_is_sent_only_when_the_incident_severity_rises() -> None:
+    b = book()
+    ack(b, b.raise_(DEGRADED, T0), T0)
+    update = b.raise_(FATAL, T0 + timedelta(minutes=1))
+    assert sorted(d.route for d in update) == ["mail", "oncall-pager", "ops-slack"]
+    assert {d.kind for d in update} == {ap.DeliveryKind.UPDATE}
+    assert {d.severity for d in update} == {ap.Severity.CRITICAL}
+    assert "FATAL" in update[0].body and "is degraded" in update[0].body
+    ack(b, update, T0 + timedelta(minutes=1))
+    assert b.raise_(STALL, T0 + timedelta(minutes=2)) == []
+    # Resolving the critical cause lowers nothing aloud; the last cause closes it everywhere.
+    assert b.resolve(FATAL.key, T0 + timedelta(minutes=3)) == []
+    assert b.resolve(DEGRADED.key, T0 + timedelta(minutes=3)) == []
+    notices = b.resolve(STALL.key, T0 + timedelta(minutes=3))
+    assert sorted(d.route for d in notices) == ["mail", "oncall-pager", "ops-slack"]
+
+
+def test_a_2fa_prompt_is_sent_even_while_its_gateway_incident_is_critical() -> None:
+    b = book()
+    ack(b, b.raise_(FATAL, T0), T0)
+    prompt = b.raise_(TWOFA, T0 + timedelta(seconds=5))
+    assert len(prompt) == 3 and {d.key for d in prompt} == {TWOFA.key}
+
+
+def test_severity_rising_with_the_clock_sends_one_update_from_due() -> None:
+    opens = T0 + timedelta(hours=2)
+
+    def market(alert: ap.Alert, now: datetime) -> ap.Severity:
+        return ap.Severity.CRITICAL if now >= opens else alert.severity
+
+    policy = ap.AlertPolicy(routes=POLICY.routes, severity_at=market)
+    b = ap.AlertBook(policy=policy)
+    ack(b, b.raise_(DEGRADED, T0), T0)
+    assert b.due(opens - timedelta(seconds=1)) == []
+    update = b.due(opens)
+    assert {d.kind for d in update} == {ap.DeliveryKind.UPDATE}
+    assert "oncall-pager" in {d.route for d in update}
+    ack(b, update, opens)
+    assert b.due(opens + timedelta(minutes=1)) == []
+
+
+def test_a_critical_incident_stops_repeating_once_its_severity_falls() -> None:
+    closes = T0 + timedelta(minutes=10)
+
+    def market(alert: ap.Alert, now: datetime) -> ap.Severity:
+        return ap.Severity.CRITICAL if now < closes else ap.Severity.WARNING
+
+    b = ap.AlertBook(policy=replace_policy(severity_at=market))
+    ack(b, b.raise_(DEGRADED, T0), T0)
+    assert b.due(T0 + timedelta(minutes=30)) == []
+    nxt = b.next_due()
+    assert nxt is not None and nxt > T0 + timedelta(minutes=30)  # no busy timer
+
+
+def replace_policy(**changes: object) -> ap.AlertPolicy:
+    return dataclasses.replace(POLICY, **changes)  # type: ignore[arg-type]
+
+
+def test_incidents_survive_a_restart_without_a_repage() -> None:
+    b = book()
+    ack(b, b.raise_(DEGRADED, T0), T0)
+    again = ap.AlertBook.from_record(json.loads(json.dumps(b.to_record())), policy=POLICY)
+    assert again.raise_(STALL, T0 + timedelta(seconds=1)) == []
+    assert again.resolve(DEGRADED.key, T0 + timedelta(seconds=2)) == []
+    assert len(again.resolve(STALL.key, T0 + timedelta(seconds=2))) == 2
+
+
+def test_a_record_from_before_incidents_is_read_back() -> None:
+    old = {
+        "seq": 3,
+        "open": [
+            {
+                "key": DEGRADED.key,
+                "severity": "warning",
+                "title": DEGRADED.title,
+                "body": DEGRADED.body,
+                "raised_at": T0.isoformat(),
+                "last_sent": T0.isoformat(),
+                "routes": ["ops-slack", "mail"],
+                "delivered_to": ["ops-slack", "mail"],
+            }
+        ],
+        "pending": [],
+    }
+    b = ap.AlertBook.from_record(old, policy=POLICY)
+    assert b.is_open(DEGRADED.key)
+    assert b.raise_(DEGRADED, T0) == []
+    assert len(b.resolve(DEGRADED.key, T0)) == 2
+
+
+_GROUPED_KEYS = st.sampled_from(["gateway:g:a", "gateway:g:b", "gateway:g:2fa", "gateway:h:a"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(ops=st.lists(st.tuples(st.booleans(), _GROUPED_KEYS, st.sampled_from(list(ap.Severity)))))
+def test_random_causes_page_once_per_incident_opening_and_resolve_once_per_closing(
+    ops: list[tuple[bool, str, ap.Severity]],
+) -> None:
+    b = book()
+    for raising, key, severity in ops:
+        incident = ap.incident_of_key(key)
+        was_open = incident in b.open_incidents()
+        if raising:
+            out = b.raise_(ap.Alert(key, severity, "t", "b"), T0)
+            kinds = {d.kind for d in out}
+            assert kinds <= ({ap.DeliveryKind.UPDATE} if was_open else {ap.DeliveryKind.RAISE})
+            assert was_open or out
+        else:
+            closes = b.open_incidents().get(incident) == {key}
+            out = b.resolve(key, T0)
+            assert bool(out) == closes
+            assert {d.kind for d in out} <= {ap.DeliveryKind.RESOLVE}
+        ack(b, out, T0)

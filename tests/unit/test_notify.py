@@ -282,7 +282,7 @@ async def test_book_is_persisted_after_every_change() -> None:
         assert store.record is not None and len(store.record["pending"]) == 1  # in flight
         await dispatcher.wait_idle(5)
         await until(lambda: store.record is not None and store.record["pending"] == [])
-        assert store.record["open"][0]["delivered_to"] == ["ops"]
+        assert store.record["incidents"][0]["delivered_to"] == ["ops"]
     finally:
         notifier.close()
 
