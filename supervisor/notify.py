@@ -16,6 +16,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import contextvars
+import dataclasses
 import functools
 import inspect
 import logging
@@ -39,6 +40,7 @@ from supervisor.alertpolicy import (
     Route,
     Severity,
 )
+from supervisor.severity import MarketError, MarketSeverity
 
 if TYPE_CHECKING:
     from supervisor.metrics import FleetMetrics
@@ -56,6 +58,7 @@ __all__ = [
     "Sender",
     "build_routes",
     "fleet_redactor",
+    "market_severity",
     "url_secrets",
 ]
 
@@ -519,14 +522,34 @@ def url_secrets(url: str) -> set[str]:
     return out
 
 
+def market_severity(fleet: FleetSettings) -> MarketSeverity:
+    """The policy's ``severity_at`` for ``fleet``: lost gateways by their strategies' markets."""
+    try:
+        return MarketSeverity.build(
+            strategies=[(s.name, s.gateways) for s in fleet.strategies],
+            strategy_markets=fleet.alerts.markets,
+            idle={
+                name: Severity.parse(str(level))
+                for name, level in fleet.alerts.gateway_severity.items()
+            },
+            gateways=[gw.name for gw in fleet.gateways],
+        )
+    except MarketError as exc:
+        raise NotifyConfigError(str(exc)) from None
+
+
 def build_routes(
     settings: AlertSettings,
     *,
     environ: Mapping[str, str],
     timeout: float = 30.0,
     console: TextIO | None = None,
+    fleet: FleetSettings | None = None,
 ) -> tuple[AlertPolicy, dict[str, Sender], set[str]]:
-    """Policy, one sender per route (named ``routes[i]``) and the URLs' secret parts."""
+    """Policy, one sender per route (named ``routes[i]``) and the URLs' secret parts.
+
+    With ``fleet``, a lost gateway's severity follows its strategies' market hours.
+    """
     routes: list[Route] = []
     senders: dict[str, Sender] = {}
     secrets: set[str] = set()
@@ -545,6 +568,8 @@ def build_routes(
             route.min_severity,
         )
     policy = AlertPolicy(routes=tuple(routes), repeat_critical_every=settings.repeat_critical_every)
+    if fleet is not None:
+        policy = dataclasses.replace(policy, severity_at=market_severity(fleet))
     return policy, senders, secrets
 
 

@@ -21,7 +21,7 @@ from gateway.spec import ContainerSpec, GatewaySecrets, render_spec
 from gateway.values import SecretError
 from plugins.host import StrategyHost, StrategyState
 from supervisor import lifecycle as lc
-from supervisor.alertpolicy import Redactor
+from supervisor.alertpolicy import Alert, Redactor, Severity
 from supervisor.api import ApiServer, create_app
 from supervisor.budget import LoginLedger
 from supervisor.journal import AsyncJournal, SqliteJournal
@@ -95,6 +95,53 @@ def configure_logging(*, level: int = logging.INFO, stream: TextIO | None = None
     # lifecycle events of its own; the library's copies would only repeat them.
     for chatty in ("ib_async", "ib_insync"):
         logging.getLogger(chatty).setLevel(logging.CRITICAL)
+
+
+# ------------------------------------------------------------------------------ journal health
+
+JOURNAL_ALERT = "supervisor:journal"
+
+
+class JournalWatch:
+    """Turns the journal's health into a critical alert and a /readyz problem.
+
+    The journal reports from whichever thread wrote; the alert is raised on the loop.
+    """
+
+    def __init__(self, dispatcher: AlertDispatcher, path: Path) -> None:
+        self._dispatcher = dispatcher
+        self._path = path
+        self._loop = asyncio.get_running_loop()
+        self._problem: str | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def problems(self) -> list[str]:
+        return [f"journal {self._path}: {self._problem}"] if self._problem is not None else []
+
+    def listener(self, problem: str | None) -> None:
+        self._loop.call_soon_threadsafe(self._changed, problem)
+
+    def _changed(self, problem: str | None) -> None:
+        if (problem is None) == (self._problem is None):
+            self._problem = problem
+            return
+        self._problem = problem
+        if problem is None:
+            coro = self._dispatcher.resolve(JOURNAL_ALERT)
+        else:
+            coro = self._dispatcher.raise_(
+                Alert(
+                    key=JOURNAL_ALERT,
+                    severity=Severity.CRITICAL,
+                    title="ibfleet journal cannot be written",
+                    body=f"journal {self._path}: {problem}. New orders are refused until it "
+                    "can be written; gateways stay supervised. Free the disk or stop the "
+                    "process holding the file.",
+                )
+            )
+        task = self._loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
 
 # ------------------------------------------------------------------------------ building
@@ -217,13 +264,17 @@ async def start_supervisor(
     """Open the journal, restore state, start reconcile, probes, alerts and the HTTP API."""
     credentials = resolve_credentials(settings, environ)
     try:
-        journal = SqliteJournal(settings.storage.path)
+        journal = SqliteJournal(
+            settings.storage.path, wait=settings.storage.write_wait.total_seconds()
+        )
     except Exception as exc:
         raise StartupError(str(exc)) from None
     ajournal = AsyncJournal(journal)
     try:
         redactor = fleet_redactor(settings, environ=environ)
-        policy, senders, _ = build_routes(settings.alerts, environ=environ, console=console)
+        policy, senders, _ = build_routes(
+            settings.alerts, environ=environ, console=console, fleet=settings
+        )
         token = (
             settings.api.token.resolve(environ=environ).get_secret_value()
             if settings.api.token is not None
@@ -243,6 +294,8 @@ async def start_supervisor(
     dispatcher = await AlertDispatcher.restore(
         policy=policy, redactor=redactor, notifier=notifier, store=ajournal, metrics=metrics
     )
+    watch = JournalWatch(dispatcher, settings.storage.path)
+    journal.add_listener(watch.listener)
     restored: dict[str, lc.GatewayStatus] = {}
     for gw in settings.gateways:
         record = await ajournal.load_record(f"gateway:{gw.name}")
@@ -293,7 +346,14 @@ async def start_supervisor(
         )
         control = HostControl(host)
     api = ApiServer(
-        create_app(supervisor, token=token, strategies=control),
+        create_app(
+            supervisor,
+            token=token,
+            strategies=control,
+            docs=settings.api.docs,
+            allowed_hosts=settings.api.allowed_hosts,
+            problems=watch.problems,
+        ),
         host=settings.api.host,
         port=settings.api.port if api_port is None else api_port,
     )

@@ -124,6 +124,30 @@ class AlertSettings(_Strict):
         default=dt.timedelta(minutes=10),
         description="Repeat an unresolved critical alert this often. Default 10m.",
     )
+    markets: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Strategy name -> the exchanges its instruments trade on (IB codes such as "
+        "NYSE, LSE, GLOBEX, SMART/USD, or exchange-calendars names such as XNYS). A gateway "
+        "lost while one of its strategies' markets is in session is critical, outside every "
+        "session a warning. Default: a strategy not listed trades US equities (XNYS).",
+    )
+    gateway_severity: dict[str, Severity] = Field(
+        default_factory=dict,
+        description="Gateway name -> severity (info | warning | critical) of losing a gateway "
+        "that no strategy names. Default warning.",
+    )
+
+    @field_validator("markets")
+    @classmethod
+    def _known_markets(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        if value:
+            # Imported here: the calendars are only loaded when a fleet names markets.
+            from supervisor.severity import calendar_of
+
+            for strategy, markets in value.items():
+                for index, market in enumerate(markets):
+                    calendar_of(market, where=f"{strategy}[{index}]")
+        return value
 
 
 class ApiSettings(_Strict):
@@ -133,6 +157,12 @@ class ApiSettings(_Strict):
     token: SecretRef | None = Field(
         default=None, description="Bearer token for POST endpoints: {env: NAME} or {file: PATH}."
     )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host names the API answers to besides localhost and IP addresses (a "
+        "request naming another Host is refused: DNS rebinding). Default none.",
+    )
+    docs: bool = Field(default=False, description="Serve /docs and /openapi.json. Default false.")
 
     @field_validator("listen")
     @classmethod
@@ -164,6 +194,14 @@ class StorageSettings(_Strict):
     path: Path = Field(
         default=Path("./ibfleet-journal.sqlite"),
         description="SQLite journal file. Default ./ibfleet-journal.sqlite.",
+    )
+    write_wait: Duration = Field(
+        default=dt.timedelta(milliseconds=500),
+        ge=dt.timedelta(milliseconds=50),
+        le=dt.timedelta(seconds=10),
+        description="Longest wait for the journal (its lock, a busy disk): an order intent not "
+        "written within it is refused, never sent, and the journal is reported unwritable "
+        "(critical alert, /readyz 503). 50ms-10s. Default 500ms.",
     )
 
 
