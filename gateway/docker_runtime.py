@@ -28,13 +28,14 @@ import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import docker
 import docker.errors
 import requests.exceptions
 
 from gateway.aio import within
+from gateway.firewall import FirewallError, FleetGuard, GuardedGateway, Iptables
 from gateway.runtime import (
     ContainerGone,
     ContainerState,
@@ -47,11 +48,34 @@ from gateway.spec import (
     COMMAND_SERVER_PORT,
     LABEL_FLEET,
     LABEL_GATEWAY,
+    LABEL_PEER_PORTS,
+    LABEL_TRUSTED,
+    SECRETS_DIR,
     ContainerSpec,
     with_control_from,
 )
 
-__all__ = ["DockerRuntime", "load_or_create_fingerprint_key", "parse_docker_time_ns"]
+__all__ = [
+    "ICC_OPTION",
+    "DockerRuntime",
+    "Firewall",
+    "load_or_create_fingerprint_key",
+    "parse_docker_time_ns",
+]
+
+# The fleet network's bridge option that turns inter-container traffic off.
+ICC_OPTION = "com.docker.network.bridge.enable_icc"
+
+
+class Firewall(Protocol):
+    """Applies and removes a fleet's isolation rules (:class:`gateway.firewall.Iptables`)."""
+
+    def apply(self, guard: FleetGuard) -> None: ...
+
+    def remove(self, fleet: str) -> None: ...
+
+    def fleets(self) -> dict[str, str]: ...
+
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -117,25 +141,33 @@ def _secret_owner(user: str) -> tuple[int, int, int]:
     return 0, 0, 0o444
 
 
-def _secrets_tar(spec: ContainerSpec, *, uid: int, gid: int, mode: int) -> bytes:
+def _secrets_tar(spec: ContainerSpec, *, uid: int, gid: int, mode: int, base: str = "/") -> bytes:
+    """The spec's files as a tar to extract at ``base`` (every file must lie under it)."""
     buffer = io.BytesIO()
     now = int(time.time())
+    root = PurePosixPath(base)
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         dirs: set[PurePosixPath] = set()
         for item in spec.files:
+            if root not in PurePosixPath(item.path).parents:
+                raise RuntimeFailure(
+                    f"create {spec.name}: secret file {item.path} is outside {base}",
+                    operation="create",
+                    container=spec.name,
+                )
             parent = PurePosixPath(item.path).parent
-            while str(parent) not in ("/", "."):
+            while parent != root and str(parent) not in ("/", "."):
                 dirs.add(parent)
                 parent = parent.parent
         for directory in sorted(dirs, key=lambda p: len(p.parts)):
-            info = tarfile.TarInfo(str(directory).lstrip("/"))
+            info = tarfile.TarInfo(str(directory.relative_to(root)))
             info.type = tarfile.DIRTYPE
             info.mode = 0o755
             info.mtime = now
             tar.addfile(info)
         for item in spec.files:
             data = item.content.get_secret_value().encode()
-            info = tarfile.TarInfo(item.path.lstrip("/"))
+            info = tarfile.TarInfo(str(PurePosixPath(item.path).relative_to(root)))
             info.size = len(data)
             info.mode = item.mode if mode == 0o400 else mode
             info.uid, info.gid = uid, gid
@@ -181,7 +213,24 @@ class DockerRuntime:
         call_timeout: float = 60.0,
         max_workers: int = 16,
         event_retry: float = 1.0,
+        isolate: bool = True,
+        firewall: Firewall | None = None,
+        supervisor_container: str | None = None,
+        host_uids: tuple[int, ...] | None = None,
     ) -> None:
+        """``isolate`` (the default) creates fleet networks without inter-container traffic
+        and keeps the fleet's iptables rules (``firewall``, the host's iptables unless given);
+        a gateway whose rules cannot be applied is not created. ``supervisor_container`` names
+        the container the supervisor runs in, if any: it is attached to the fleet network and
+        its address there is what ControlFrom and the rules admit. ``host_uids`` are the host
+        users admitted (default: this process's uid, and root, which runs the engine's proxy).
+        """
+        self._isolate = isolate
+        self._firewall: Firewall | None = (firewall or Iptables()) if isolate else None
+        self._supervisor_container = supervisor_container
+        self._host_uids = host_uids if host_uids is not None else tuple(sorted({0, os.getuid()}))
+        self._network_subnets: dict[str, tuple[str, ...]] = {}
+        self._supervisor_sources: dict[str, tuple[str, ...]] = {}
         self._client = client
         self._api = client.api
         self._call_timeout = call_timeout
@@ -290,19 +339,52 @@ class DockerRuntime:
             if name in self._networks_ready:
                 return
 
-            def ensure() -> tuple[str, ...]:
+            def ensure() -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
                 existing = [n for n in self._api.networks(names=[name]) if n.get("Name") == name]
                 if not existing:
+                    options = {ICC_OPTION: "false"} if self._isolate else None
                     self._api.create_network(
-                        name, driver="bridge", labels={LABEL_FLEET: fleet}, check_duplicate=True
+                        name,
+                        driver="bridge",
+                        labels={LABEL_FLEET: fleet},
+                        options=options,
+                        check_duplicate=True,
                     )
                     log.info("runtime_network_created network=%s fleet=%s", name, fleet)
                 attrs = self._api.inspect_network(name)
+                problem = network_problem(attrs, fleet=fleet, isolate=self._isolate)
+                if problem is not None:
+                    raise RuntimeFailure(
+                        f"network {name}: {problem}", operation="network", container=name
+                    )
                 configs = (attrs.get("IPAM") or {}).get("Config") or []
-                return tuple(str(c["Gateway"]) for c in configs if c.get("Gateway"))
+                gateways = tuple(str(c["Gateway"]) for c in configs if c.get("Gateway"))
+                subnets = tuple(str(c["Subnet"]) for c in configs if c.get("Subnet"))
+                sources = self._attach_supervisor(name) if self._supervisor_container else ()
+                return gateways, subnets, sources
 
-            self._network_gateways[name] = await self._call("network", name, ensure)
+            gateways, subnets, sources = await self._call("network", name, ensure)
+            self._network_gateways[name] = gateways
+            self._network_subnets[name] = subnets
+            self._supervisor_sources[name] = sources
             self._networks_ready.add(name)
+
+    def _attach_supervisor(self, network: str) -> tuple[str, ...]:
+        """The supervisor's container on the fleet network (attached if it is not): its IPs."""
+        assert self._supervisor_container is not None
+        attrs = self._api.inspect_container(self._supervisor_container)
+        networks = (attrs.get("NetworkSettings") or {}).get("Networks") or {}
+        if network not in networks:
+            self._api.connect_container_to_network(self._supervisor_container, network)
+            attrs = self._api.inspect_container(self._supervisor_container)
+            networks = (attrs.get("NetworkSettings") or {}).get("Networks") or {}
+        endpoint = networks.get(network) or {}
+        return tuple(a for a in (str(endpoint.get("IPAddress") or ""),) if a)
+
+    def control_sources(self, network: str) -> tuple[str, ...]:
+        """Where the supervisor's connections into ``network`` come from: its own container's
+        address there when it runs in one, else the network's gateway IP (the host's side)."""
+        return self._supervisor_sources.get(network) or self._network_gateways.get(network, ())
 
     async def network_gateways(self, name: str, *, fleet: str) -> tuple[str, ...]:
         """The fleet network's gateway IPs (created if missing): the host's side of it."""
@@ -318,10 +400,13 @@ class DockerRuntime:
 
     async def create(self, spec: ContainerSpec) -> str:
         await self._ensure_network(spec.network, fleet=spec.fleet)
-        # The supervisor's IBC commands arrive from the network's gateway IP: allow it.
-        spec = with_control_from(spec, self._network_gateways.get(spec.network, ()))
+        # ControlFrom admits exactly where the supervisor's IBC commands come from.
+        spec = with_control_from(spec, self.control_sources(spec.network))
         uid, gid, mode = await self._owner(spec.image)
-        archive = _secrets_tar(spec, uid=uid, gid=gid, mode=mode)
+        hard = spec.hardening
+        # A read-only root takes no archive: the secrets go into a volume of their own.
+        base = SECRETS_DIR if hard.read_only_root else "/"
+        archive = _secrets_tar(spec, uid=uid, gid=gid, mode=mode, base=base)
 
         def create() -> str:
             host_config = self._api.create_host_config(
@@ -329,8 +414,23 @@ class DockerRuntime:
                     f"{p.container_port}/tcp": (p.host_ip, p.host_port) for p in spec.ports
                 },
                 mem_limit=spec.memory_bytes,
+                memswap_limit=spec.memory_swap_bytes,
                 restart_policy={"Name": spec.restart_policy},
                 network_mode=spec.network,
+                cap_drop=list(hard.cap_drop),
+                cap_add=list(hard.cap_add) or None,
+                security_opt=list(hard.security_opt) or None,
+                pids_limit=hard.pids_limit,
+                nano_cpus=hard.nano_cpus,
+                read_only=hard.read_only_root,
+                tmpfs=dict(hard.tmpfs) if hard.read_only_root else None,
+                log_config={
+                    "Type": "json-file",
+                    "Config": {
+                        "max-size": hard.log_max_size,
+                        "max-file": str(hard.log_max_files),
+                    },
+                },
             )
             networking = self._api.create_networking_config(
                 {spec.network: self._api.create_endpoint_config(aliases=list(spec.network_aliases))}
@@ -345,18 +445,21 @@ class DockerRuntime:
                 ports=[p.container_port for p in spec.ports],
                 host_config=host_config,
                 networking_config=networking,
+                volumes=[SECRETS_DIR] if hard.read_only_root else None,
                 detach=True,
             )
             container_id = str(result["Id"])
             try:
-                if spec.files and not self._api.put_archive(container_id, "/", archive):
+                if spec.files and not self._api.put_archive(container_id, base, archive):
                     raise RuntimeFailure(
                         f"create {spec.name}: the engine refused the secret files",
                         operation="create",
                         container=spec.name,
                     )
+                # The rules include this container before it can ever start.
+                self._guard(spec.fleet, spec.network)
             except BaseException:
-                # Never leave a container that would start without its credentials.
+                # Never leave a container that would start without its credentials or rules.
                 with contextlib.suppress(docker.errors.DockerException):
                     self._api.remove_container(container_id, force=True, v=True)
                 raise
@@ -378,11 +481,86 @@ class DockerRuntime:
         )
 
     async def remove(self, container_id: str) -> None:
-        await self._call(
-            "remove",
-            container_id,
-            lambda: self._api.remove_container(container_id, force=True, v=True),
+        def remove() -> None:
+            labels: dict[str, str] = {}
+            network = ""
+            with contextlib.suppress(docker.errors.NotFound):
+                attrs = self._api.inspect_container(container_id)
+                labels = dict((attrs.get("Config") or {}).get("Labels") or {})
+                network = str((attrs.get("HostConfig") or {}).get("NetworkMode") or "")
+            self._api.remove_container(container_id, force=True, v=True)
+            fleet = labels.get(LABEL_FLEET)
+            if fleet is not None and self._firewall is not None:
+                self._guard(fleet, network)
+
+        await self._call("remove", container_id, remove)
+
+    # -- isolation ---------------------------------------------------------------------------
+
+    def _guard(self, fleet: str, network: str) -> None:
+        """Rebuild the fleet's rules from its containers; none left: remove them (blocking)."""
+        if self._firewall is None:
+            return
+        items = self._api.containers(all=True, filters={"label": f"{LABEL_FLEET}={fleet}"})
+        if not items:
+            self._firewall.remove(fleet)
+            log.info("runtime_firewall_removed fleet=%s", fleet)
+            return
+        peer_ports: set[int] = set()
+        gateways = [
+            found
+            for found in (self._guarded_or_none(item["Id"], peer_ports) for item in items)
+            if found is not None
+        ]
+        subnets = self._network_subnets.get(network)
+        if subnets is None:
+            configs = (self._api.inspect_network(network).get("IPAM") or {}).get("Config") or []
+            subnets = tuple(str(c["Subnet"]) for c in configs if c.get("Subnet"))
+        guard = FleetGuard(
+            fleet=fleet,
+            network=network,
+            subnets=subnets,
+            host_uids=self._host_uids,
+            supervisor_sources=self._supervisor_sources.get(network, ()),
+            gateways=tuple(gateways),
+            peer_ports=tuple(sorted(peer_ports)),
         )
+        try:
+            self._firewall.apply(guard)
+        except FirewallError as exc:
+            raise RuntimeFailure(
+                f"isolate fleet {fleet}: {exc}", operation="firewall", container=network
+            ) from None
+
+    def _guarded_or_none(self, container_id: str, peer_ports: set[int]) -> GuardedGateway | None:
+        try:
+            return _guarded(self._api.inspect_container(container_id), peer_ports)
+        except docker.errors.NotFound:
+            return None  # removed meanwhile: nothing of it to admit
+
+    async def teardown(self, fleet: str) -> None:
+        """Remove the fleet's firewall rules (fleet down, a test's finalizer); idempotent."""
+        if self._firewall is not None:
+            firewall = self._firewall
+            await self._call("firewall", fleet, lambda: firewall.remove(fleet))
+
+    async def sweep(self) -> tuple[str, ...]:
+        """Remove the rules of every fleet whose network is gone; the fleets swept."""
+        firewall = self._firewall
+        if firewall is None:
+            return ()
+
+        def sweep() -> tuple[str, ...]:
+            gone = [
+                fleet
+                for fleet, network in firewall.fleets().items()
+                if not [n for n in self._api.networks(names=[network]) if n.get("Name") == network]
+            ]
+            for fleet in gone:
+                firewall.remove(fleet)
+            return tuple(gone)
+
+        return await self._call("firewall", "sweep", sweep)
 
     async def restart(self, container_id: str, *, timeout: float) -> None:
         await self._call(
@@ -544,4 +722,48 @@ def _event_from(item: dict[str, Any]) -> RuntimeEvent | None:
         name=str(attributes.get("name", "")),
         gateway=attributes.get(LABEL_GATEWAY),
         exit_code=exit_code,
+    )
+
+
+def network_problem(attrs: dict[str, Any], *, fleet: str, isolate: bool) -> str | None:
+    """Why an existing network cannot be the fleet's, or None: never adopt someone else's."""
+    labels = attrs.get("Labels") or {}
+    if labels.get(LABEL_FLEET) != fleet:
+        owner = labels.get(LABEL_FLEET) or "no ibfleet label"
+        return (
+            f"exists but is not this fleet's ({LABEL_FLEET}: {owner}); refusing to adopt it. "
+            "Remove it or set runtime.network to another name"
+        )
+    if isolate and str((attrs.get("Options") or {}).get(ICC_OPTION, "true")) != "false":
+        return (
+            "allows traffic between its containers (created before ibfleet isolated fleets); "
+            "stop the fleet, remove the network with docker network rm, and start again"
+        )
+    return None
+
+
+def _guarded(attrs: dict[str, Any], peer_ports: set[int]) -> GuardedGateway:
+    """A container's published ports and trusted sources, from its inspect (labels, bindings)."""
+    labels = (attrs.get("Config") or {}).get("Labels") or {}
+    bindings = (attrs.get("HostConfig") or {}).get("PortBindings") or {}
+    host_ports: list[int] = []
+    container_port = 0
+    for key, published in bindings.items():
+        port, _, proto = str(key).partition("/")
+        if proto != "tcp" or not port.isdigit():
+            continue
+        container_port = int(port)
+        for binding in published or []:
+            text = str((binding or {}).get("HostPort") or "")
+            if text.isdigit():
+                host_ports.append(int(text))
+    for text in str(labels.get(LABEL_PEER_PORTS, "")).split(","):
+        if text.strip().isdigit():
+            peer_ports.add(int(text))
+    trusted = tuple(t for t in str(labels.get(LABEL_TRUSTED, "")).split(",") if t)
+    return GuardedGateway(
+        name=str(labels.get(LABEL_GATEWAY, attrs.get("Name", ""))),
+        host_ports=tuple(sorted(set(host_ports))),
+        container_port=container_port,
+        trusted=trusted,
     )

@@ -174,6 +174,8 @@ def render_broker_spec(
         memory=memory_bytes(BROKER_MEMORY),
         fingerprint_key=fingerprint_key,
         command=command,
+        # Inter-container traffic is off on the fleet network: the gateways' link is opened.
+        peer_ports=(BROKER_LINK_PORT,),
     )
 
 
