@@ -1077,8 +1077,24 @@ class _Runner:
                         self.close_session(other)
                     break
         await self.host.settle()
-        still_live = tuple(i.key for i in self.host.store.intents_maybe_live(self.name))
-        if not ok:
+        journal_error: str | None = None
+        try:
+            still_live = tuple(i.key for i in self.host.store.intents_maybe_live(self.name))
+        except Exception as exc:
+            # The cancels went to IB regardless; what the journal cannot confirm may be live.
+            journal_error = str(exc) or type(exc).__name__
+            still_live = tuple(k for k, o in self.orders.items() if not o.status.terminal)
+        if journal_error is not None:
+            self.host.alert(
+                f"strategy:{self.name}:maybe-live",
+                "critical",
+                f"strategy {self.name}: orders may be live (journal unavailable)",
+                f"trigger {trigger.value}; {action.value} was sent to IB "
+                f"{'and done' if ok else 'but no gateway could do it'}, yet the journal cannot "
+                f"be read ({journal_error}). Orders that may still be live at IB (orderRef): "
+                f"{', '.join(still_live) or 'none known'}",
+            )
+        elif not ok:
             path = SafeStatePath.ALERT_ONLY
             self.host.alert(
                 f"strategy:{self.name}:maybe-live",
@@ -1107,7 +1123,7 @@ class _Runner:
         self.counts["safe"] += 1
         if self.host.metrics is not None:
             self.host.metrics.safe_state_ran(self.name, trigger.value, duration)
-        self.host.store.append_event(
+        self._journal_event(
             at=self.host.clock(),
             kind="strategy.safe_state",
             gateway=gateway,
@@ -1562,6 +1578,15 @@ class _Runner:
             account=account,
         )
 
+    def _journal_event(self, **event: Any) -> None:
+        """An event for the journal; a journal that cannot take it is logged, never raised."""
+        try:
+            self.host.store.append_event(**event)
+        except Exception as exc:
+            log.error(
+                "journal_event_lost strategy=%s kind=%s error=%s", self.name, event["kind"], exc
+            )
+
     def _send(self, session: _Session, contract: Contract, order: Order, *, purpose: str) -> _Order:
         """Journal the intent durably, then send it with the key as orderRef. No awaits."""
         now = self.host.clock()
@@ -1578,17 +1603,27 @@ class _Runner:
         }
         if order.orderType == "LMT":
             order_record["lmtPrice"] = order.lmtPrice
-        record = self.host.store.record_intent(
-            key=key,
-            strategy=self.name,
-            gateway=session.gateway,
-            account=session.account,
-            client_id=session.client_id,
-            contract=_contract_record(contract),
-            order=order_record,
-            now=now,
-            order_id=order.orderId,
-        )
+        try:
+            record = self.host.store.record_intent(
+                key=key,
+                strategy=self.name,
+                gateway=session.gateway,
+                account=session.account,
+                client_id=session.client_id,
+                contract=_contract_record(contract),
+                order=order_record,
+                now=now,
+                order_id=order.orderId,
+            )
+        except ValueError:
+            raise
+        except Exception as exc:
+            # No durable intent, no order: IB never sees what the journal could not record.
+            self._refuse(
+                "refused_journal",
+                api.RefusalReason.NOT_TRADING,
+                f"the order journal cannot be written ({exc}); the order was not sent",
+            )
         self.sample = record
         instrument = self.instruments.get(contract.conId) or api.Instrument(contract.symbol)
         mine = _Order(

@@ -10,9 +10,10 @@ import contextlib
 import datetime as dt
 import enum
 import hmac
+import ipaddress
 import logging
 import socket
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Annotated, Protocol
 
 import uvicorn
@@ -72,6 +73,10 @@ class CommandResult(BaseModel):
 class Readiness(BaseModel):
     ready: bool
     not_ready: list[str] = Field(description="Gateways that should run but are not ready.")
+    problems: list[str] = Field(
+        default_factory=list,
+        description="Problems of the supervisor itself, e.g. a journal that cannot be written.",
+    )
 
 
 class Problem(BaseModel):
@@ -137,18 +142,81 @@ class StrategyControl(Protocol):
     async def kill(self, name: str | None, *, flatten: bool) -> list[dict[str, object]]: ...
 
 
+#: Host names a browser may send for a loopback API; any IP literal is accepted too, since
+#: DNS rebinding needs a name the attacker controls.
+LOCAL_HOSTS = frozenset({"localhost", "localhost.", "ip6-localhost"})
+
+
+def host_allowed(header: str, allowed: Iterable[str]) -> bool:
+    """Whether a ``Host`` header names this API: an IP literal, localhost or a listed name."""
+    host = header.strip().lower()
+    if host.startswith("["):
+        host = host[1:].partition("]")[0]
+    elif host.count(":") == 1:
+        host = host.partition(":")[0]
+    if not host:
+        return False
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    return host in LOCAL_HOSTS or host in {a.strip().lower() for a in allowed}
+
+
 def create_app(
-    control: FleetControl, *, token: str | None, strategies: StrategyControl | None = None
+    control: FleetControl,
+    *,
+    token: str | None,
+    strategies: StrategyControl | None = None,
+    docs: bool = False,
+    allowed_hosts: Iterable[str] = (),
+    problems: Callable[[], list[str]] | None = None,
 ) -> FastAPI:
     """The API app. POST endpoints need ``Authorization: Bearer <token>``; with no token
-    configured they are refused, so an API reachable by others can never restart a gateway."""
+    configured they are refused, so an API reachable by others can never restart a gateway.
+
+    A request whose ``Host`` is a name other than localhost or ``allowed_hosts`` is refused
+    (DNS rebinding). ``/docs`` and ``/openapi.json`` exist only with ``docs``. Every failure is
+    a 4xx, 409 or 503 with a reason; ``problems`` lists the supervisor's own (the journal's)
+    and makes ``/readyz`` answer 503 while there are any."""
     app = FastAPI(
         title="ibfleet supervisor API",
         version="1",
         description="Health, readiness, metrics, fleet state and operator commands.",
-        responses={400: {"model": Problem}, 404: {"model": Problem}},
+        responses={400: {"model": Problem}, 404: {"model": Problem}, 503: {"model": Problem}},
+        docs_url="/docs" if docs else None,
+        redoc_url=None,
+        openapi_url="/openapi.json" if docs else None,
     )
     bearer = HTTPBearer(auto_error=False)
+    hosts = tuple(allowed_hosts)
+
+    @app.middleware("http")
+    async def _guard(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        header = request.headers.get("host")
+        if header is not None and not host_allowed(header, hosts):
+            log.warning("api_host_refused host=%r path=%s", header[:80], request.url.path)
+            return JSONResponse(
+                {"detail": "this Host is not served here (add it to api.allowed_hosts)"},
+                status_code=421,
+            )
+        try:
+            return await call_next(request)
+        except ValueError as exc:
+            # A state that does not allow the command (e.g. resume on a gateway that is down).
+            return JSONResponse({"detail": str(exc) or type(exc).__name__}, status_code=409)
+        except Exception as exc:
+            # Never a 500: a dependency is unavailable (gateway down, journal locked).
+            log.warning("api_unavailable path=%s error=%s", request.url.path, type(exc).__name__)
+            reason = str(exc) or type(exc).__name__
+            return JSONResponse(
+                {"detail": f"unavailable: {reason}"},
+                status_code=503,
+                headers={"Retry-After": "5"},
+            )
 
     def find(name: str) -> GatewayView:
         for view in control.gateways():
@@ -185,8 +253,10 @@ def create_app(
     )
     async def readyz() -> JSONResponse:
         not_ready = [v.name for v in control.gateways() if v.should_run and not v.ready]
-        body = Readiness(ready=not not_ready, not_ready=not_ready)
-        return JSONResponse(body.model_dump(), status_code=503 if not_ready else 200)
+        own = problems() if problems is not None else []
+        ok = not not_ready and not own
+        body = Readiness(ready=ok, not_ready=not_ready, problems=own)
+        return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
 
     @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
     async def metrics() -> Response:
@@ -203,7 +273,9 @@ def create_app(
 
     @app.get("/api/v1/events", response_model=list[EventView])
     async def list_events(
-        since_id: Annotated[int | None, Query(ge=0, description="Events after this id.")] = None,
+        since_id: Annotated[
+            int | None, Query(ge=0, le=2**63 - 1, description="Events after this id.")
+        ] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         gateway: Annotated[str | None, Query(description="Only this gateway's events.")] = None,
     ) -> list[EventView]:

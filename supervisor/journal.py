@@ -15,6 +15,13 @@ crash leaves no stale lock behind.
 
 The sync API is for the order path (one short fsync). The event loop uses :class:`AsyncJournal`,
 which runs every call on one dedicated thread so a slow disk never stalls the loop.
+
+A sick journal (another process holding the write lock, a full disk, an I/O error) is an
+incident, not a freeze: every call waits at most ``wait`` seconds for the connection and for
+SQLite's locks and then raises :class:`JournalUnavailable`; a failed write marks the journal
+unhealthy (:attr:`SqliteJournal.problem`, listeners told) until a later write succeeds. An
+order intent that cannot be written within that bound is therefore never sent. The file and its
+companions are created 0600 and checked with ``PRAGMA quick_check`` at open.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -46,6 +54,7 @@ __all__ = [
     "Journal",
     "JournalError",
     "JournalLockedError",
+    "JournalUnavailable",
     "Migration",
     "OperatorState",
     "OrderIntent",
@@ -72,6 +81,14 @@ class JournalLockedError(JournalError):
             f"journal {path} is locked by another supervisor ({owner}); "
             "a supervisor must never run twice against one journal"
         )
+
+
+class JournalUnavailable(JournalError):
+    """A journal call did not complete within its bound, or SQLite refused the write.
+
+    The journal is locked by someone else, the disk is full or failing; the message says which
+    and never holds the data that was being written.
+    """
 
 
 class Durability(enum.Enum):
@@ -378,15 +395,21 @@ class SqliteJournal:
         intent_durability: Durability = Durability.FULL,
         migrations: Sequence[Migration] = MIGRATIONS,
         on_migrate: Callable[[int, int], None] | None = None,
+        wait: float = 0.5,
     ) -> None:
         self.path = Path(path)
+        self.wait = wait
         self._event_sync = event_durability
         self._intent_sync = intent_durability
         self._lock = threading.Lock()
         self._sync: Durability | None = None
+        self._busy_ms: int | None = None
+        self._problem: str | None = None
+        self._listeners: list[Callable[[str | None], None]] = []
         self._lock_fd = self._take_lock()
         try:
             self._db = self._connect()
+            self._check_integrity()
             self._migrate(migrations, on_migrate)
         except BaseException:
             self._release_lock()
@@ -433,7 +456,39 @@ class SqliteJournal:
                 os.ftruncate(fd, 0)
             os.close(fd)
 
+    def _create_private(self) -> None:
+        # SQLite gives the -wal and -shm files the database file's mode, so 0600 here covers
+        # all three; an existing file readable by others is tightened.
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                mode = os.fstat(fd).st_mode & 0o777
+                if mode & 0o077:
+                    os.fchmod(fd, 0o600)
+                    log.warning(
+                        "journal_permissions_tightened path=%s was=%o now=600", self.path, mode
+                    )
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise JournalError(f"journal {self.path}: cannot create: {exc.strerror}") from None
+
+    def _check_integrity(self) -> None:
+        try:
+            rows = self._db.execute("PRAGMA quick_check").fetchall()
+        except sqlite3.DatabaseError as exc:
+            rows = [(str(exc),)]
+        found = [str(r[0]) for r in rows]
+        if found != ["ok"]:
+            self._db.close()
+            raise JournalError(
+                f"journal {self.path} is damaged ({'; '.join(found[:3])}); move it aside to "
+                "start a fresh journal, or restore a backup (open orders are then reconciled "
+                "from IB)"
+            )
+
     def _connect(self) -> sqlite3.Connection:
+        self._create_private()
         try:
             db = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False, timeout=5.0
@@ -511,6 +566,62 @@ class SqliteJournal:
 
     # -- plumbing --------------------------------------------------------------------------
 
+    @property
+    def problem(self) -> str | None:
+        """Why the last write failed, or None while writes succeed."""
+        return self._problem
+
+    def add_listener(self, listener: Callable[[str | None], None]) -> None:
+        """Call ``listener(problem)`` when writes start failing (a reason) or recover (None).
+
+        Called on whichever thread made the write, outside the journal's lock.
+        """
+        self._listeners.append(listener)
+
+    def _health(self, problem: str | None) -> None:
+        was, self._problem = self._problem, problem
+        if (was is None) == (problem is None):
+            return
+        if problem is None:
+            log.warning("journal_recovered path=%s", self.path)
+        else:
+            log.error("journal_unwritable path=%s reason=%s", self.path, problem)
+        for listener in list(self._listeners):
+            try:
+                listener(problem)
+            except Exception:
+                log.exception("journal_listener_failed")
+
+    @contextlib.contextmanager
+    def _held(self) -> Iterator[float]:
+        """The connection's lock within ``wait``; yields the time left for SQLite's own locks."""
+        started = time.monotonic()
+        if not self._lock.acquire(timeout=self.wait):
+            raise JournalUnavailable(
+                f"journal {self.path}: busy for more than {self.wait:g}s (a slow or stuck disk)"
+            )
+        try:
+            if self._lock_fd < 0:
+                raise JournalError(f"journal {self.path} is closed")
+            left = max(0.001, self.wait - (time.monotonic() - started))
+            busy_ms = max(1, int(left * 1000))
+            if busy_ms != self._busy_ms:
+                self._db.execute(f"PRAGMA busy_timeout={busy_ms}")
+                self._busy_ms = busy_ms
+            yield left
+        finally:
+            self._lock.release()
+
+    def _unavailable(self, exc: sqlite3.Error) -> JournalUnavailable:
+        text = str(exc)
+        if "locked" in text or "busy" in text:
+            reason = f"locked by another process for more than {self.wait:g}s"
+        elif "full" in text:
+            reason = "the disk is full"
+        else:
+            reason = f"SQLite refused the write ({text})"
+        return JournalUnavailable(f"journal {self.path}: {reason}")
+
     def _set_sync(self, durability: Durability) -> None:
         # Per-connection and cheap; switched between transactions only.
         if self._sync is not durability:
@@ -519,23 +630,49 @@ class SqliteJournal:
 
     @contextlib.contextmanager
     def _write(self, durability: Durability) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            if self._lock_fd < 0:
-                raise JournalError(f"journal {self.path} is closed")
-            self._set_sync(durability)
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
+        failure: JournalUnavailable | None = None
+        try:
+            with self._held():
+                try:
+                    self._set_sync(durability)
+                    self._db.execute("BEGIN IMMEDIATE")
+                except sqlite3.OperationalError as exc:
+                    failure = self._unavailable(exc)
+                    raise failure from None
+                try:
+                    yield self._db
+                except sqlite3.IntegrityError:
+                    self._rollback()
+                    raise
+                except sqlite3.Error as exc:
+                    self._rollback()
+                    failure = self._unavailable(exc)
+                    raise failure from None
+                except BaseException:
+                    self._rollback()
+                    raise
+                try:
+                    self._db.execute("COMMIT")
+                except sqlite3.Error as exc:
+                    self._rollback()
+                    failure = self._unavailable(exc)
+                    raise failure from None
+        except JournalUnavailable as exc:
+            self._health(str(exc).split(": ", 1)[-1])
+            raise
+        self._health(None)
+
+    def _rollback(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
-            if self._lock_fd < 0:
-                raise JournalError(f"journal {self.path} is closed")
-            return self._db.execute(sql, params).fetchall()
+        with self._held():
+            try:
+                return self._db.execute(sql, params).fetchall()
+            except sqlite3.OperationalError as exc:
+                raise self._unavailable(exc) from None
 
     @property
     def journal_mode(self) -> str:
@@ -911,8 +1048,11 @@ class SqliteJournal:
 
     def intent(self, key: str) -> OrderIntent | None:
         """One intent with its history."""
-        with self._lock:
-            return self._intent_unlocked(self._db, key)
+        with self._held():
+            try:
+                return self._intent_unlocked(self._db, key)
+            except sqlite3.OperationalError as exc:
+                raise self._unavailable(exc) from None
 
     def _intents(self, strategy: str, statuses: Sequence[IntentStatus]) -> list[OrderIntent]:
         marks = ", ".join("?" for _ in statuses)
@@ -966,19 +1106,67 @@ class AsyncJournal:
     """Runs a :class:`Journal`'s blocking calls on one dedicated thread, in call order.
 
     One thread keeps writes in submission order (the last saved alert book wins) and leaves
-    the loop's default executor to others.
+    the loop's default executor to others. Reads and operator-state writes are awaited within
+    ``wait`` and raise :class:`JournalUnavailable` past it. Events, the alert book, the login
+    ledger and saved records are best effort: a failure is logged and reported through the
+    journal's health, never raised into the caller, and while the journal is unhealthy they are
+    queued without being awaited (at most ``max_backlog``; more are dropped and counted).
     """
 
-    def __init__(self, journal: Journal) -> None:
+    def __init__(self, journal: Journal, *, wait: float = 5.0, max_backlog: int = 10_000) -> None:
         self.journal = journal
+        self.wait = wait
+        self.max_backlog = max_backlog
+        self.dropped = 0
+        self._backlog = 0
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="ibfleet-journal"
         )
 
+    @property
+    def problem(self) -> str | None:
+        """Why the journal cannot be written, or None (see :attr:`SqliteJournal.problem`)."""
+        return getattr(self.journal, "problem", None)
+
+    def add_listener(self, listener: Callable[[str | None], None]) -> None:
+        """See :meth:`SqliteJournal.add_listener` (a journal without health never calls it)."""
+        add = getattr(self.journal, "add_listener", None)
+        if add is not None:
+            add(listener)
+
     async def run(self, call: Callable[[], T]) -> T:
-        """Run ``call`` on the journal thread and await its result."""
+        """Run ``call`` on the journal thread and await its result, at most ``wait`` seconds."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, call)
+        future = loop.run_in_executor(self._executor, call)
+        try:
+            return await asyncio.wait_for(future, self.wait)
+        except TimeoutError:
+            raise JournalUnavailable(
+                f"journal: no answer within {self.wait:g}s (locked, or a stuck disk)"
+            ) from None
+
+    async def _best_effort(self, what: str, call: Callable[[], T]) -> T | None:
+        if self._backlog >= self.max_backlog:
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 1000 == 0:
+                log.error("journal_backlog_full what=%s dropped=%d", what, self.dropped)
+            return None
+        self._backlog += 1
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._executor, call)
+
+        def done(f: asyncio.Future[T]) -> None:
+            self._backlog -= 1
+            if not f.cancelled() and f.exception() is not None:
+                log.error("journal_write_failed what=%s error=%s", what, f.exception())
+
+        future.add_done_callback(done)
+        if self.problem is not None:
+            return None  # queued behind the failing writes; the caller goes on at once
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), self.wait)
+        except (TimeoutError, Exception):
+            return None
 
     async def append_event(
         self,
@@ -990,9 +1178,10 @@ class AsyncJournal:
         severity: str = "info",
         message: str = "",
         fields: Mapping[str, Any] | None = None,
-    ) -> int:
-        """See :meth:`Journal.append_event`."""
-        return await self.run(
+    ) -> int | None:
+        """See :meth:`Journal.append_event`; None when it was not written (yet)."""
+        return await self._best_effort(
+            "event",
             lambda: self.journal.append_event(
                 at=at,
                 kind=kind,
@@ -1001,7 +1190,7 @@ class AsyncJournal:
                 severity=severity,
                 message=message,
                 fields=fields,
-            )
+            ),
         )
 
     async def events(
@@ -1021,7 +1210,7 @@ class AsyncJournal:
 
     async def save_alert_book(self, record: Mapping[str, Any], *, now: datetime) -> None:
         """See :meth:`Journal.save_alert_book`."""
-        await self.run(lambda: self.journal.save_alert_book(record, now=now))
+        await self._best_effort("alert_book", lambda: self.journal.save_alert_book(record, now=now))
 
     async def load_alert_book(self) -> dict[str, Any] | None:
         """See :meth:`Journal.load_alert_book`."""
@@ -1029,7 +1218,9 @@ class AsyncJournal:
 
     async def save_login_ledger(self, record: Mapping[str, Any], *, now: datetime) -> None:
         """See :meth:`Journal.save_login_ledger`."""
-        await self.run(lambda: self.journal.save_login_ledger(record, now=now))
+        await self._best_effort(
+            "login_ledger", lambda: self.journal.save_login_ledger(record, now=now)
+        )
 
     async def load_login_ledger(self) -> dict[str, Any] | None:
         """See :meth:`Journal.load_login_ledger`."""
@@ -1037,7 +1228,7 @@ class AsyncJournal:
 
     async def save_record(self, name: str, record: Mapping[str, Any], *, now: datetime) -> None:
         """See :meth:`Journal.save_record`."""
-        await self.run(lambda: self.journal.save_record(name, record, now=now))
+        await self._best_effort("record", lambda: self.journal.save_record(name, record, now=now))
 
     async def load_record(self, name: str) -> dict[str, Any] | None:
         """See :meth:`Journal.load_record`."""
@@ -1067,7 +1258,8 @@ class AsyncJournal:
 
     async def aclose(self) -> None:
         """Finish queued calls, then close the journal."""
-        await self.run(self.journal.close)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self.journal.close)
         self._executor.shutdown(wait=True)
 
 

@@ -79,7 +79,7 @@ def fleet() -> FakeFleet:
 
 @pytest.fixture
 async def client(fleet: FakeFleet) -> httpx.AsyncClient:
-    app = create_app(fleet, token=TOKEN)
+    app = create_app(fleet, token=TOKEN, docs=True, allowed_hosts=["api"])
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://api"
     ) as c:
@@ -99,7 +99,7 @@ async def test_readyz_is_503_naming_gateways_not_ready(
 ) -> None:
     r = await client.get("/readyz")
     assert r.status_code == 503
-    assert r.json() == {"ready": False, "not_ready": ["paper-b"]}
+    assert r.json() == {"ready": False, "not_ready": ["paper-b"], "problems": []}
     fleet.views["paper-b"] = fleet.views["paper-b"].model_copy(update={"ready": True})
     r = await client.get("/readyz")
     assert r.status_code == 200 and r.json()["ready"] is True
@@ -172,7 +172,7 @@ async def test_refused_command_is_409_with_the_reason(
 
 
 async def test_commands_are_refused_without_a_configured_token(fleet: FakeFleet) -> None:
-    app = create_app(fleet, token=None)
+    app = create_app(fleet, token=None, allowed_hosts=["api"])
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://api") as c:
         r = await c.post("/api/v1/gateways/paper-a/stop", headers=AUTH)
@@ -211,3 +211,71 @@ async def test_port_in_use_is_a_clear_error(fleet: FakeFleet) -> None:
         server = ApiServer(create_app(fleet, token=TOKEN), host="127.0.0.1", port=port)
         with pytest.raises(ApiError, match=f"127.0.0.1:{port}"):
             await server.start()
+
+
+# -- hygiene ----------------------------------------------------------------------------------
+
+
+def _client(app: object, base_url: str = "http://127.0.0.1:8710") -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=base_url)  # type: ignore[arg-type]
+
+
+async def test_a_foreign_host_name_is_refused_and_ip_literals_and_localhost_pass(
+    fleet: FakeFleet,
+) -> None:
+    app = create_app(fleet, token=TOKEN, allowed_hosts=["ops.example"])
+    async with _client(app) as c:
+        for host in ("127.0.0.1:8710", "[::1]:8710", "localhost", "ops.example:8710", "10.0.0.5"):
+            assert (await c.get("/healthz", headers={"Host": host})).status_code == 200, host
+        for host in ("evil.example", "evil.example:8710", "localhost.evil.example"):
+            r = await c.get("/api/v1/gateways", headers={"Host": host})
+            assert r.status_code == 421, host
+            assert "Host" in r.json()["detail"]
+        r = await c.post(
+            "/api/v1/gateways/paper-a/restart", headers={"Host": "evil.example", **AUTH}
+        )
+        assert r.status_code == 421
+    assert fleet.commands == []
+
+
+async def test_docs_and_the_schema_are_off_unless_enabled(fleet: FakeFleet) -> None:
+    async with _client(create_app(fleet, token=TOKEN)) as c:
+        for path in ("/docs", "/openapi.json", "/redoc"):
+            assert (await c.get(path)).status_code == 404, path
+    async with _client(create_app(fleet, token=TOKEN, docs=True)) as c:
+        assert (await c.get("/docs")).status_code == 200
+        assert (await c.get("/openapi.json")).status_code == 200
+
+
+async def test_a_failing_dependency_is_503_with_a_reason_and_a_refusal_409(
+    fleet: FakeFleet,
+) -> None:
+    class Broken(FakeFleet):
+        async def events(
+            self, *, since_id: int | None, limit: int, gateway: str | None
+        ) -> list[EventView]:
+            raise RuntimeError("journal: locked by another process for more than 0.5s")
+
+        async def command(self, gateway: str, action: Action) -> CommandResult:
+            raise ValueError("gateway paper-a is down")
+
+    async with _client(create_app(Broken(), token=TOKEN)) as c:
+        r = await c.get("/api/v1/events")
+        assert r.status_code == 503
+        assert "locked" in r.json()["detail"]
+        r = await c.post("/api/v1/gateways/paper-a/restart", headers=AUTH)
+        assert r.status_code == 409
+        assert "down" in r.json()["detail"]
+        r = await c.get("/api/v1/events", params={"since_id": 2**64})
+        assert r.status_code == 422
+
+
+async def test_readyz_is_503_while_the_supervisor_has_a_problem(fleet: FakeFleet) -> None:
+    fleet.views["paper-b"] = fleet.views["paper-b"].model_copy(update={"ready": True})
+    own: list[str] = []
+    async with _client(create_app(fleet, token=TOKEN, problems=lambda: list(own))) as c:
+        assert (await c.get("/readyz")).status_code == 200
+        own.append("journal: the disk is full")
+        r = await c.get("/readyz")
+        assert r.status_code == 503
+        assert r.json() == {"ready": False, "not_ready": [], "problems": own}
