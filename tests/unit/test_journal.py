@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from supervisor.journal import (
     IntentStatus,
     JournalError,
     JournalLockedError,
+    JournalUnavailable,
     Migration,
     SqliteJournal,
 )
@@ -438,3 +441,107 @@ async def test_async_journal_runs_calls_on_its_own_thread(path: Path) -> None:
     finally:
         await facade.aclose()
     assert seen and seen[0] != loop_thread
+
+
+# -- a sick journal ---------------------------------------------------------------------------
+
+
+def _hold_write_lock(path: Path) -> sqlite3.Connection:
+    """Another connection (as another process would) holding the journal's write lock."""
+    other = sqlite3.connect(path, isolation_level=None, timeout=0)
+    other.execute("BEGIN IMMEDIATE")
+    return other
+
+
+def test_a_locked_journal_refuses_an_intent_within_the_bound_and_reports_it(path: Path) -> None:
+    seen: list[str | None] = []
+    with SqliteJournal(path, wait=0.2) as journal:
+        journal.add_listener(seen.append)
+        other = _hold_write_lock(path)
+        t0 = time.monotonic()
+        with pytest.raises(JournalUnavailable, match="locked by another process"):
+            _intent(journal, "k-locked")
+        assert time.monotonic() - t0 < 1.0
+        assert journal.problem is not None and "locked" in journal.problem
+        with pytest.raises(JournalUnavailable):
+            journal.append_event(at=T0, kind="x")
+        assert seen == [journal.problem]  # told once, not per failed write
+        # Reads go on under WAL while another connection writes.
+        assert journal.intent("k-locked") is None
+        other.execute("ROLLBACK")
+        other.close()
+        _intent(journal, "k-after")
+        assert journal.problem is None
+        assert seen[-1] is None
+        assert [i.key for i in journal.open_intents("mean-rev")] == ["k-after"]
+
+
+async def test_the_async_journal_never_holds_the_loop_and_best_effort_writes_do_not_raise(
+    path: Path,
+) -> None:
+    journal = SqliteJournal(path, wait=0.3)
+    facade = AsyncJournal(journal, wait=2.0)
+    other = _hold_write_lock(path)
+    try:
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0.01)
+
+        task = asyncio.create_task(ticker())
+        t0 = time.monotonic()
+        assert await facade.append_event(at=T0, kind="first") is None
+        elapsed = time.monotonic() - t0
+        assert facade.problem is not None
+        # Unhealthy: queued without being awaited.
+        t1 = time.monotonic()
+        for n in range(5):
+            await facade.append_event(at=T0, kind=f"queued-{n}")
+        assert time.monotonic() - t1 < 0.1
+        task.cancel()
+        assert ticks >= int(elapsed / 0.01) // 2  # the loop kept running meanwhile
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    await facade.append_event(at=T0, kind="after")
+    kinds = [e.kind for e in await facade.events()]
+    assert "after" in kinds and facade.problem is None
+    await facade.aclose()
+
+
+def test_a_corrupt_journal_is_a_clean_error_naming_the_file(path: Path) -> None:
+    with SqliteJournal(path) as journal:
+        for n in range(200):
+            journal.append_event(at=T0, kind="filler", message="x" * 200, fields={"n": n})
+    data = bytearray(path.read_bytes())
+    for offset in range(4096 + 100, min(len(data), 4096 * 6), 7):
+        data[offset] = 0xA5
+    path.write_bytes(bytes(data))
+    with pytest.raises(JournalError, match=f"journal {path}") as info:
+        SqliteJournal(path)
+    assert "move it aside" in str(info.value) or "move the file aside" in str(info.value)
+    path.write_bytes(b"this is not a database at all" * 100)
+    with pytest.raises(JournalError, match="move the file aside"):
+        SqliteJournal(path)
+
+
+def test_journal_files_are_created_private(path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        with SqliteJournal(path) as journal:
+            journal.append_event(at=T0, kind="x")
+            for p in (
+                path,
+                path.with_name(path.name + "-wal"),
+                path.with_name(path.name + ".lock"),
+            ):
+                if p.exists():
+                    assert p.stat().st_mode & 0o777 == 0o600, p
+    finally:
+        os.umask(old)
+    path.chmod(0o644)
+    SqliteJournal(path).close()
+    assert path.stat().st_mode & 0o777 == 0o600
