@@ -128,7 +128,7 @@ async def test_a_full_disk_refuses_intents_reports_and_recovers(tmp_path: Path) 
         try:
             _intent(journal, "before")
             filler = _fill(disk)
-            with pytest.raises(JournalUnavailable, match="disk is full|SQLite refused"):
+            with pytest.raises(JournalUnavailable, match=r"disk is full|SQLite refused"):
                 for n in range(200):  # fill what the WAL still had
                     _intent(journal, f"full-{n}")
             assert journal.problem is not None
