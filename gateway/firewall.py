@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import shlex
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -270,11 +271,14 @@ class Iptables:
         return found
 
     def remove(self, fleet: str) -> None:
-        """Delete the fleet's jumps (every copy) and its chains; nothing to delete is fine."""
-        network = self.fleets().get(fleet, "")
-        for parent, rule in jump_rules(fleet, network):
-            while self._ok(["iptables", "-w", "-D", parent, *rule]):
-                pass
-        for chain in chain_names(fleet):
+        """Delete every jump into the fleet's chains, then the chains; nothing there is fine."""
+        forward, output = chain_names(fleet)
+        for parent, chain in (("DOCKER-USER", forward), ("OUTPUT", output)):
+            code, out, _err = self._run(["iptables", "-w", "-S", parent])
+            for line in out.splitlines() if code == 0 else []:
+                words = shlex.split(line)
+                if words[:2] == ["-A", parent] and words[-2:] == ["-j", chain]:
+                    self._must(["iptables", "-w", "-D", parent, *words[2:]])
+        for chain in (forward, output):
             if self._ok(["iptables", "-w", "-F", chain]):
                 self._must(["iptables", "-w", "-X", chain])

@@ -555,3 +555,41 @@ class TestSimulatorFleet:
                 secrets=GatewaySecrets(username=SecretStr("u"), password=SecretStr("p")),
                 fingerprint_key=KEY,
             )
+
+
+class TestHardening:
+    def test_defaults_drop_every_capability_and_forbid_new_privileges(self) -> None:
+        hard = render().hardening
+        assert hard.cap_drop == ("ALL",) and hard.cap_add == ()
+        assert hard.security_opt == ("no-new-privileges:true",)
+        assert hard.pids_limit == 1024 and hard.nano_cpus == 2_000_000_000
+        assert hard.read_only_root is False
+        assert (hard.log_max_size, hard.log_max_files) == ("10m", 5)
+        spec = render()
+        assert spec.memory_swap_bytes == spec.memory_bytes
+
+    def test_resources_come_from_the_config(self) -> None:
+        gw = gateway(
+            resources={"cpus": 0.5, "pids": 200, "read_only_root": True, "log_max_size": "5m"}
+        )
+        hard = render(gw).hardening
+        assert (hard.nano_cpus, hard.pids_limit, hard.read_only_root) == (500_000_000, 200, True)
+        assert hard.log_max_size == "5m"
+
+    @pytest.mark.parametrize(
+        "resources",
+        [{"cpus": 1.0}, {"pids": 512}, {"read_only_root": True}, {"log_max_files": 2}],
+    )
+    def test_every_hardening_field_is_in_the_spec_hash(self, resources: dict[str, Any]) -> None:
+        assert render(gateway(resources=resources)).spec_hash != render().spec_hash
+
+    def test_trusted_ips_are_labelled_and_hashed(self) -> None:
+        spec = render(gateway(trusted_ips=["10.1.0.0/16"]))
+        assert spec.label_map["io.ibfleet.trusted"] == "10.1.0.0/16"
+        assert spec.trusted_sources == ("10.1.0.0/16",)
+        assert spec.spec_hash != render().spec_hash
+        assert "io.ibfleet.trusted" not in render().label_map
+
+    def test_bad_resources_are_refused_naming_the_field(self) -> None:
+        with pytest.raises(ValueError, match="pids"):
+            gateway(resources={"pids": 1})
