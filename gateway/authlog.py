@@ -15,6 +15,9 @@ start holds many JVM runs. :class:`AuthLogFollower` reads each relaunch by what 
 ending run and the script's decision say (:class:`Relaunch`, :class:`RelaunchKind`), never by
 the clock: a daily auto-restart and a RESTART are token relaunches (no login), a weekly
 ``ColdRestartTime`` and a failed login are cold ones (a full login), 1112 and 1111 have their own.
+
+Every text an event carries from a line (IB's dialog text, a path) is untrusted and passed on
+inert (:func:`gateway.codes.inert`): no escapes or controls, no chat markup, capped.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, time, timedelta, tzinfo
 
-from gateway.codes import IbcExit, ibc_exit_from_status
+from gateway.codes import IbcExit, ibc_exit_from_status, inert
 
 # docker logs --timestamps: RFC 3339 with up to nanoseconds, in UTC ("...T15:00:00.123456789Z").
 _DOCKER_TS = re.compile(
@@ -475,7 +478,7 @@ _RULES: tuple[_Rule, ...] = (
     (_rx(r"^login failed\W*$"), lambda m, at, tz: LoginFailed(at=at, message=None)),
     (
         _rx(r"^login error message:\s*(.*)$"),
-        lambda m, at, tz: LoginFailed(at=at, message=m[1].strip() or None),
+        lambda m, at, tz: LoginFailed(at=at, message=inert(m[1], limit=_MAX_DETAIL) or None),
     ),
     (_rx(r"too many failed login attempts"), _too_many),
     (_rx(r"^cold restart in progress"), lambda m, at, tz: ColdRestart(at=at)),
@@ -492,7 +495,7 @@ _RULES: tuple[_Rule, ...] = (
     ),
     (
         _rx(r"^autorestart file found at (.*?):\s*authentication will not be required"),
-        lambda m, at, tz: AutorestartFound(at=at, path=m[1].strip()),
+        lambda m, at, tz: AutorestartFound(at=at, path=inert(m[1])),
     ),
     (_rx(r"^autorestart file not found"), lambda m, at, tz: AutorestartNotFound(at=at)),
     (_rx(r"^exiting after error with exit code\s*=\s*(-?\d{1,9})"), _ibc_exiting),
@@ -691,7 +694,8 @@ class AuthLogFollower:
         if self._error_detail_pending is not None:
             pending, self._error_detail_pending = self._error_detail_pending, None
             if event is None and not split.from_ibc and split.message:
-                out.extend(self._admit(replace(pending, message=split.message[:_MAX_DETAIL])))
+                detail = inert(split.message, limit=_MAX_DETAIL) or None
+                out.extend(self._admit(replace(pending, message=detail)))
                 return out
             out.extend(self._admit(pending))
 

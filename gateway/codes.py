@@ -4,11 +4,16 @@ Two namespaces that must never mix: IBC's exit codes 1100-1102 are "unhandled ex
 "can't find control" and "wrong number of arguments", while TWS API codes 1100-1102 are
 connectivity lost and restored. Each lives in its own IntEnum and its own helpers, so a value
 can only be read in the namespace it came from. Pure: no I/O.
+
+Also here: what makes a gateway's text (IB's messages, IBC's log lines, probe errors) inert
+before anyone shows it (:func:`inert`, :func:`ib_said`, :func:`defuse`).
 """
 
 from __future__ import annotations
 
 import enum
+import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Final
 
@@ -205,6 +210,9 @@ _FARM_CODES: Final[dict[int, tuple[FarmKind, FarmStatus]]] = {
 }
 
 
+_MAX_FARM_NAME: Final = 64
+
+
 def farm_of(code: int, message: str) -> FarmNotice | None:
     """Read a farm notice; None if ``code`` is not one.
 
@@ -220,7 +228,8 @@ def farm_of(code: int, message: str) -> FarmNotice | None:
         name = message.rsplit(":", 1)[1].strip()
     elif "demand." in message:
         name = message.rsplit("demand.", 1)[1].strip()
-    return FarmNotice(kind=kind, status=status, name=name)
+    # The name ends up in alerts and metric labels: a farm name is short and plain.
+    return FarmNotice(kind=kind, status=status, name=inert(name, limit=_MAX_FARM_NAME))
 
 
 class IbcExit(enum.IntEnum):
@@ -259,3 +268,55 @@ def ibc_exit_from_status(status: int) -> IbcExit | None:
     if 0 <= status <= 255:
         return _BY_STATUS.get(status)
     return None
+
+
+# -- untrusted text ------------------------------------------------------------------------
+
+#: The most characters of one piece of gateway text shown anywhere.
+MAX_UNTRUSTED: Final = 300
+
+_ANSI: Final = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI (colours, cursor moves)
+    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC (terminal titles, hyperlinks)
+    r"|\x1b[@-Z\\-_]"  # any other two-byte escape
+    r"|\x9b[0-?]*[ -/]*[@-~]"  # 8-bit CSI
+)
+# Mentions that make chat targets ping everybody (Slack, Discord, Teams, Mattermost).
+_MASS_MENTION: Final = re.compile(r"@(?=(?:here|channel|everyone|all)\b)", re.IGNORECASE)
+
+
+def _keep(char: str) -> str:
+    if char == "\n":
+        return char
+    category = unicodedata.category(char)
+    if category == "Cc" or char in "\u2028\u2029":
+        return " "  # controls (tabs, carriage returns, bells) never reach a reader
+    if category == "Cf":
+        return ""  # invisible format characters: bidi overrides, zero-width joiners
+    return char
+
+
+def defuse(text: str) -> str:
+    """``text`` with escapes, controls and chat markup made inert; newlines are kept.
+
+    ``<`` and ``>`` become single angle quotes, U+2039 and U+203A (Slack's ``<!channel>`` and ``<https://x|label>``),
+    ``](`` is split (Markdown links), ``@here``-style mass mentions get a full-width at sign.
+    """
+    text = _ANSI.sub("", text)
+    text = "".join(_keep(c) for c in text)
+    text = text.replace("<", "\u2039").replace(">", "\u203a").replace("](", "] (")
+    return _MASS_MENTION.sub("\uff20", text)
+
+
+def inert(text: str, *, limit: int = MAX_UNTRUSTED) -> str:
+    """One piece of gateway text, safe to show: :func:`defuse`-d, on one line, capped."""
+    if limit < 1:
+        raise ValueError(f"limit must be >= 1, got {limit}")
+    # Cap before the work too: a huge line costs no more than a long one.
+    flat = " ".join(defuse(text[: limit * 4]).split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "\u2026"
+
+
+def ib_said(text: str, *, limit: int = MAX_UNTRUSTED) -> str:
+    """Gateway text quoted as what IB said: ``IB said: "..."`` (inner quotes made single)."""
+    return 'IB said: "' + inert(text, limit=limit).replace('"', "'") + '"'

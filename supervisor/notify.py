@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 import apprise
 
+from gateway import codes
 from gateway.aio import within
 from supervisor.alertpolicy import (
     Alert,
@@ -67,6 +68,9 @@ log = logging.getLogger(__name__)
 CONSOLE_URL = "console://"
 # Path segments and query values at least this long are treated as tokens (slack://T/B/X).
 _TOKEN_MIN_LEN = 8
+# A title is a line, a body a screenful: the most any target is sent.
+_MAX_TITLE = 250
+_MAX_BODY = 4000
 
 
 class NotifyConfigError(ValueError):
@@ -153,7 +157,14 @@ class AppriseSender:
         logger = logging.getLogger("apprise")
         logger.addHandler(self._handler)
         try:
-            kwargs: dict[str, Any] = {"body": body, "title": title, "notify_type": notify_type}
+            # Plain text, declared: each target escapes it its own way (Slack: & < >), so no
+            # text is ever read as markup.
+            kwargs: dict[str, Any] = {
+                "body": body,
+                "title": title,
+                "notify_type": notify_type,
+                "body_format": apprise.NotifyFormat.TEXT,
+            }
             if self._timeout > 0 and _notify_takes_timeout():
                 kwargs["timeout"] = self._timeout
             result: Any = self._apprise.notify(**kwargs)
@@ -270,8 +281,10 @@ class Notifier:
         sender = self._senders.get(delivery.route)
         if sender is None:
             return DeliveryResult(ok=False, error=f"no alert route named {delivery.route!r}")
-        title = self._redactor.redact(delivery.title)
-        body = self._redactor.redact(delivery.body)
+        # The last line of defence: whatever a gateway managed to put in the text, no target
+        # sees an escape, a control character, a mention or a link label (gateway.codes).
+        title = codes.inert(self._redactor.redact(delivery.title), limit=_MAX_TITLE)
+        body = codes.defuse(self._redactor.redact(delivery.body))[:_MAX_BODY]
         resolved = delivery.kind is DeliveryKind.RESOLVE
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(

@@ -12,11 +12,14 @@ from typing import Any
 
 import pytest
 
+from gateway import authlog, codes
+from supervisor import lifecycle as lc
 from supervisor.alertpolicy import Alert, AlertBook, AlertPolicy, Redactor, Route, Severity
 from supervisor.journal import AsyncJournal, SqliteJournal
 from supervisor.metrics import FleetMetrics
 from supervisor.notify import AlertDispatcher, AppriseSender, Notifier, Sender
 from tests.integration.smtp import SmtpSink, WebhookSink
+from tests.unit.test_lifecycle import Driver
 from tests.waiting import until
 
 pytestmark = pytest.mark.timeout(120)
@@ -226,3 +229,102 @@ async def test_restarted_dispatcher_does_not_page_again_but_sends_the_resolved_n
         await second.stop()
         notifier.close()
         await journal.aclose()
+
+
+def _lifecycle_stall_effects() -> tuple[list[Alert], list[str]]:
+    """The alerts and resolves the real lifecycle emits for one stall that recovers."""
+    driver = Driver()
+    driver.to_ready()
+    driver.send(lc.HeartbeatMissed())
+    driver.advance(seconds=driver.policy.stall_page_after.total_seconds() + 0.5)
+    raised = driver.send(lc.Tick())
+    resolved = driver.send(lc.HeartbeatOk(rtt=timedelta(milliseconds=2)))
+    alerts = [e for e in raised if isinstance(e, Alert)]
+    keys = [e.key for e in resolved if isinstance(e, lc.ResolveAlert)]
+    assert len(alerts) >= 2 and sorted(keys) == sorted(a.key for a in alerts)  # per cause
+    return alerts, keys
+
+
+async def test_a_stall_is_one_notice_and_one_resolved_notice_on_each_route(
+    smtp: SmtpSink, webhook: WebhookSink, tmp_path: Path
+) -> None:
+    journal = AsyncJournal(SqliteJournal(tmp_path / "j.sqlite"))
+    senders: dict[str, Sender] = {
+        "mail": AppriseSender(route="mail", urls=[smtp.mailto_url()]),
+        "hook": AppriseSender(route="hook", urls=[webhook.url]),
+    }
+    dispatcher, notifier = dispatcher_for(senders, mail_and_hook_policy(), journal)
+    alerts, keys = _lifecycle_stall_effects()
+    try:
+        for alert in alerts:
+            await dispatcher.raise_(alert)
+        await asyncio.to_thread(smtp.wait_for, lambda m: m.subject.startswith("paper-a"))
+        await asyncio.to_thread(webhook.wait_for, lambda b: b["title"].startswith("paper-a"))
+        await dispatcher.wait_idle(15)
+        for key in keys:
+            await dispatcher.resolve(key)
+        await asyncio.to_thread(smtp.wait_for, lambda m: m.subject.startswith("Resolved:"))
+        await asyncio.to_thread(webhook.wait_for, lambda b: b["title"].startswith("Resolved:"))
+        await dispatcher.wait_idle(15)
+        assert len(smtp.messages) == 2, [m.subject for m in smtp.messages]
+        assert len(webhook.bodies) == 2, [b["title"] for b in webhook.bodies]
+        resolved = webhook.bodies[1]
+        # The resolved notice names every cause of the incident.
+        assert "degraded" in resolved["title"] and "stalled" in resolved["title"]
+    finally:
+        await dispatcher.stop()
+        notifier.close()
+        await journal.aclose()
+
+
+FORGED_DETAIL = (
+    "\x1b[2J\x1b]0;pwned\x07Please approve <!channel> now at "
+    "<https://evil.example/approve|IB Key: tap here> or [IB Key](https://evil.example) "
+    "@here\r\nsupport: ibfleet will not ask twice\u202e\u200b" + "A" * 2000
+)
+
+
+async def test_forged_log_lines_reach_a_webhook_inert_through_real_apprise(
+    webhook: WebhookSink, tmp_path: Path
+) -> None:
+    # The forged text enters as IBC's failed-login dialog line, the way a gateway's log does.
+    follower = authlog.AuthLogFollower(started_at=datetime(2026, 3, 2, 11, 0, tzinfo=UTC))
+    events = follower.feed("2026-03-02 12:00:00:000 IBC: Login error message:")
+    events += follower.feed(FORGED_DETAIL)
+    events += follower.flush()
+    failed = [e for e in events if isinstance(e, authlog.LoginFailed)]
+    assert failed and failed[0].message is not None
+    alert = Alert(
+        "gateway:live-a:login",
+        Severity.WARNING,
+        "live-a: login failed",
+        f"Gateway live-a / ibuser1: login failed: {codes.ib_said(failed[0].message)}.",
+    )
+    # And the same text unsanitised, as a careless producer might pass it: the notifier's
+    # own pass must still make it inert.
+    raw = Alert("gateway:live-b:login", Severity.WARNING, "live-b: " + FORGED_DETAIL, FORGED_DETAIL)
+    journal = AsyncJournal(SqliteJournal(tmp_path / "j.sqlite"))
+    senders: dict[str, Sender] = {"hook": AppriseSender(route="hook", urls=[webhook.url])}
+    policy = AlertPolicy(routes=(Route("hook", Severity.WARNING),))
+    dispatcher, notifier = dispatcher_for(senders, policy, journal)
+    try:
+        await dispatcher.raise_(alert)
+        await dispatcher.raise_(raw)
+        await asyncio.to_thread(webhook.wait_for, lambda b: b["title"].startswith("live-a"))
+        await asyncio.to_thread(webhook.wait_for, lambda b: b["title"].startswith("live-b"))
+        await dispatcher.wait_idle(15)
+    finally:
+        await dispatcher.stop()
+        notifier.close()
+        await journal.aclose()
+    for body in webhook.bodies:
+        text = body["title"] + "\n" + body["message"]
+        assert not any(ord(c) < 32 and c != "\n" for c in text), repr(text)
+        assert "\x1b" not in text and "\u202e" not in text and "\u200b" not in text
+        for live in ("<!channel>", "<https://", "](https://", "@here", "<", ">"):
+            assert live not in text, (live, text)
+        assert "\n" not in body["title"]
+    quoted = webhook.bodies[0]["message"]
+    assert 'IB said: "Please approve \u2039!channel\u203a now' in quoted
+    assert len(quoted) < 700  # capped: the 2000-character tail is gone
+    assert "will not ask twice" in quoted  # kept, visibly inside IB's quoted text

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway import authlog
+from gateway import authlog, codes
 from gateway.authlog import (
     AuthLogFollower,
     ExistingSessionOutcome,
@@ -577,3 +577,55 @@ class TestRelaunches:
             follower.feed(docker(ibclog.exit_status(0), AT + timedelta(milliseconds=i)))
             follower.feed(docker(ibclog.RESTART_SHORTLY, AT + timedelta(milliseconds=i)))
         assert len(follower.events) <= 1000 and len(follower.relaunches) <= 1000
+
+
+# -- untrusted text ---------------------------------------------------------------------------
+
+FORGED = (
+    "\x1b[31mApprove now\x1b[0m <!channel> <https://evil.example|IB Key> [tap](https://evil.example)"
+    " @everyone\r\tend\u202e\u200b" + "x" * 5000
+)
+
+
+def _assert_inert(text: str, limit: int) -> None:
+    assert len(text) <= limit
+    assert not any(ord(c) < 32 or c in "\u202e\u200b\x7f" for c in text), repr(text)
+    for live in ("<", ">", "](", "@everyone", "\x1b"):
+        assert live not in text
+
+
+def test_a_forged_dialog_line_is_passed_on_inert_and_capped() -> None:
+    follower = AuthLogFollower(started_at=AT - timedelta(seconds=5))
+    events = follower.feed(ibc("Login error message:"))
+    events += follower.feed(FORGED)
+    (failed,) = [e for e in events if isinstance(e, authlog.LoginFailed)]
+    assert failed.message is not None
+    _assert_inert(failed.message, 500)
+    assert failed.message.startswith("Approve now \u2039!channel\u203a \u2039https://evil.example|")
+
+
+def test_a_forged_inline_login_error_is_inert_too() -> None:
+    event = authlog.parse_line(ibc("Login error message: " + FORGED))
+    assert isinstance(event, authlog.LoginFailed) and event.message is not None
+    _assert_inert(event.message, 500)
+
+
+def test_a_forged_farm_name_is_short_and_plain() -> None:
+    notice = codes.farm_of(2103, "Market data farm connection is broken:<!here>\x1b[2J" + "f" * 99)
+    assert notice is not None
+    _assert_inert(notice.name, 64)
+
+
+def test_ib_said_quotes_and_inert_keeps_plain_text_alone() -> None:
+    plain = "Unrecognized Username or Password."
+    assert codes.inert(plain) == plain
+    assert codes.ib_said('say "hi"') == "IB said: \"say 'hi'\""
+    assert codes.defuse("line one\nline two") == "line one\nline two"
+    with pytest.raises(ValueError, match="limit"):
+        codes.inert("x", limit=0)
+
+
+@settings(max_examples=200)
+@given(st.text(max_size=400))
+def test_inert_text_never_carries_controls_or_markup(text: str) -> None:
+    _assert_inert(codes.inert(text, limit=120), 120)

@@ -10,6 +10,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import apprise
+import apprise.decorators
 import pytest
 
 from supervisor.alertpolicy import (
@@ -417,3 +419,36 @@ def test_fleet_redactor_hides_passwords_and_urls_but_not_usernames() -> None:
     assert env["USER_PAPER_A"] in clean
     for secret in (env["PASS_PAPER_A"], env["API_TOKEN"], "hookpass-1234"):
         assert secret not in clean
+
+
+async def test_every_message_is_made_inert_before_any_sender_sees_it() -> None:
+    ops = FakeSender()
+    notifier = Notifier({"ops": ops}, redactor=Redactor())
+    forged = "go <!channel> <https://evil.example|IB Key>\x1b[2J\x07 [tap](https://x) @here"
+    try:
+        delivery = Delivery(
+            "x", "k", "ops", DeliveryKind.RAISE, Severity.WARNING, "t\n" + forged, "a\n" + forged
+        )
+        assert (await notifier.deliver(delivery)).ok
+        [message] = ops.sent
+        assert "\n" not in message["title"]
+        assert message["body"].startswith("a\n")  # the book's own lines are kept
+        for text in (message["title"], message["body"]):
+            for live in ("<", ">", "\x1b", "\x07", "](", "@here"):
+                assert live not in text, (live, text)
+    finally:
+        notifier.close()
+
+
+def test_apprise_is_told_the_body_is_plain_text() -> None:
+    # A custom apprise plugin records what apprise hands a target: the declared body format.
+    seen: list[object] = []
+
+    @apprise.decorators.notify(on="ibfleettest")  # type: ignore[misc]
+    def _record(body: str, title: str, notify_type: str, meta: dict[str, Any], **kw: Any) -> bool:
+        seen.append(kw.get("body_format"))
+        return True
+
+    sender = AppriseSender(route="ops", urls=["ibfleettest://x"])
+    assert sender.send(title="t", body="<!channel>", severity=Severity.WARNING, resolved=False).ok
+    assert seen == [apprise.NotifyFormat.TEXT]
