@@ -14,6 +14,7 @@ import httpx
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from gateway.values import read_text_file
 from ibsim import cli as sim_cli
@@ -162,6 +163,76 @@ def run(config: ConfigOption = None) -> None:
     except run_mod.StartupError as exc:
         Console(stderr=True).print(f"ibfleet run: {exc}", highlight=False)
         raise typer.Exit(1) from None
+
+
+# ------------------------------------------------------------------------------ doctor
+
+
+@app.command()
+def doctor(
+    config: ConfigOption = None,
+    send_test_alert: Annotated[
+        bool, typer.Option("--send-test-alert", help="Send a test notification on every route.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Check that this host is fit to run the fleet; print each check with a fix.
+
+    Docker and its version, the images, the fleet's host ports, the IBC command servers of
+    running gateways, the clock, disk and journal, the alert routes. Exit 0 when fit, else 1.
+    Without -c and without ./fleet.yaml only the host itself is checked.
+    """
+    import datetime as dt
+
+    from supervisor import doctor as doctor_mod
+    from supervisor import doctor_host
+
+    console = Console(highlight=False)
+    path = config or Path(os.environ.get("IBFLEET_CONFIG") or "fleet.yaml")
+    settings = None
+    if config is not None or path.exists():
+        try:
+            settings = load_settings(path, environ=os.environ).settings
+        except ConfigError as exc:
+            render_problems(console, lint_mod.with_hints(exc.problems), str(path))
+            console.print(f"{path}: fix the fleet file first (`ibfleet check -c {path}`)")
+            raise typer.Exit(1) from None
+    host = doctor_host.RealHost(settings, environ=os.environ)
+    try:
+        report = doctor_mod.examine(
+            settings,
+            host,
+            now=dt.datetime.now(dt.UTC),
+            options=doctor_mod.Options(
+                send_test_alert=send_test_alert, docker_host=os.environ.get("DOCKER_HOST")
+            ),
+        )
+    finally:
+        host.close()
+    if as_json:
+        rows = [
+            {"check": f.check, "status": f.status.value, "detail": f.detail, "fix": f.fix}
+            for f in report.findings
+        ]
+        typer.echo(json.dumps({"fit": report.fit, "checks": rows}, indent=2))
+        raise typer.Exit(0 if report.fit else 1)
+    title = f"ibfleet doctor: {path}" if settings is not None else "ibfleet doctor: this host"
+    table = Table(title=title, show_lines=False)
+    for column in ("check", "result", "detail", "fix"):
+        table.add_column(column, overflow="fold")
+    styles = {"ok": "green", "FAIL": "bold red", "warn": "yellow", "skip": "dim"}
+    for finding in report.findings:
+        status = finding.status.value
+        table.add_row(
+            Text(finding.check),
+            Text(status, style=styles[status]),
+            Text(finding.detail),
+            Text(finding.fix),
+        )
+    console.print(table)
+    failed = len(doctor_mod.failures(report.findings))
+    console.print("fit to run" if report.fit else f"not fit: {failed} check(s) failed")
+    raise typer.Exit(0 if report.fit else 1)
 
 
 # ------------------------------------------------------------------------------ API clients
