@@ -71,20 +71,17 @@ REGIONS = {
 def lifecycle_policy(settings: FleetSettings, gw: GatewayConfig) -> lc.LifecyclePolicy:
     """The lifecycle's thresholds from the fleet file."""
     h = settings.health
-    # One mechanism per 2FA timeout: "restart" renders IBC's relogin and --on2fatimeout=restart,
-    # so IBC owns it; "exit" renders neither, so the supervisor restarts at once (budgeted).
-    action = (
-        lc.TwoFactorTimeoutAction.IBC
-        if gw.two_factor.timeout_action.value == "restart"
-        else lc.TwoFactorTimeoutAction.RESTART
-    )
     return lc.LifecyclePolicy(
         heartbeat_deadline=h.heartbeat_deadline * 2 + h.heartbeat_every,
         slow_heartbeat=h.heartbeat_deadline,
         login_timeout=h.login_deadline,
         ready_grace_after_window=h.after_window_grace,
         login_budget=gw.logins_per_hour,
-        twofa_timeout_action=action,
+        # One mechanism per 2FA timeout: "restart" renders IBC's relogin and
+        # --on2fatimeout=restart, so IBC owns it; "exit" renders neither, so the supervisor
+        # restarts at once (budgeted).
+        twofa_timeout_action=gw.two_factor.timeout_action,
+        twofa_retry_at_once=True,
     )
 
 

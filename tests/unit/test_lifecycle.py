@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway.config import TwoFactorTimeoutAction
 from supervisor import lifecycle as lc
 from supervisor.budget import BackoffPolicy
 
@@ -20,6 +21,8 @@ GW = "paper-a"
 USER = "fdemo"
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 POLICY = lc.LifecyclePolicy()
+# Who restarts after a 2FA timeout (the fleet file's two_factor.timeout_action).
+IBC_OWNS, EXIT = TwoFactorTimeoutAction.RESTART, TwoFactorTimeoutAction.EXIT
 
 
 def key(problem: str) -> str:
@@ -255,7 +258,7 @@ def test_container_died_with_ibc_2fa_exit_code_counts_a_failed_login(d: Driver) 
 
 
 def test_container_exit_1111_restarts_once_when_the_supervisor_owns_the_2fa_restart() -> None:
-    d = Driver(policy=lc.LifecyclePolicy(twofa_timeout_action=lc.TwoFactorTimeoutAction.RESTART))
+    d = Driver(policy=lc.LifecyclePolicy(twofa_timeout_action=EXIT, twofa_retry_at_once=True))
     d.to_awaiting_2fa()
     effects = d.send(lc.TwoFactorApproved(), lc.ContainerDied(exit_code=87))
     assert d.state is lc.State.RESTARTING
@@ -434,7 +437,7 @@ def test_unanswered_twofa_with_relogin_off_goes_to_backoff(d: Driver) -> None:
 
 
 def test_twofa_timeout_with_restart_policy_restarts_at_once() -> None:
-    policy = lc.LifecyclePolicy(twofa_timeout_action=lc.TwoFactorTimeoutAction.RESTART)
+    policy = lc.LifecyclePolicy(twofa_timeout_action=EXIT, twofa_retry_at_once=True)
     d = Driver(policy=policy)
     d.to_awaiting_2fa()
     effects = d.send(lc.TwoFactorExpired(relogin=False))
@@ -443,7 +446,7 @@ def test_twofa_timeout_with_restart_policy_restarts_at_once() -> None:
 
 
 def test_unanswered_twofa_when_ibc_owns_the_retry_restarts_nothing() -> None:
-    d = Driver(policy=lc.LifecyclePolicy(twofa_timeout_action=lc.TwoFactorTimeoutAction.IBC))
+    d = Driver(policy=lc.LifecyclePolicy(twofa_timeout_action=IBC_OWNS))
     d.to_awaiting_2fa()
     d.advance(seconds=POLICY.twofa_timeout.total_seconds())
     effects = d.send(lc.Tick(), lc.TwoFactorExpired(relogin=True))
@@ -1445,7 +1448,7 @@ def test_login_failure_sequence_is_unplanned_and_the_machine_owns_the_retry() ->
 def test_twofa_exit_sequence_with_ibc_owning_the_restart_restarts_nothing_itself() -> None:
     from tests.unit import test_authlog
 
-    pipe = _Pipeline(lc.LifecyclePolicy(twofa_timeout_action=lc.TwoFactorTimeoutAction.IBC))
+    pipe = _Pipeline(lc.LifecyclePolicy(twofa_timeout_action=IBC_OWNS))
     pipe.driver.send(lc.ApiDisconnected(), lc.ContainerStarted())
     pipe.follower.reset(started_at=pipe.driver.now)
     pipe.feed(test_authlog.TWOFA_EXIT_RELAUNCHED)
