@@ -80,15 +80,20 @@ def mail_and_hook_policy() -> AlertPolicy:
     )
 
 
+def mail_and_hook(smtp: SmtpSink, webhook: WebhookSink) -> dict[str, Sender]:
+    return {
+        "mail": AppriseSender(route="mail", urls=[smtp.mailto_url()]),
+        "hook": AppriseSender(route="hook", urls=[webhook.url]),
+    }
+
+
 async def test_alert_and_resolved_notice_reach_smtp_and_webhook(
     smtp: SmtpSink, webhook: WebhookSink, tmp_path: Path
 ) -> None:
     journal = AsyncJournal(SqliteJournal(tmp_path / "j.sqlite"))
-    senders: dict[str, Sender] = {
-        "mail": AppriseSender(route="mail", urls=[smtp.mailto_url()]),
-        "hook": AppriseSender(route="hook", urls=[webhook.url]),
-    }
-    dispatcher, notifier = dispatcher_for(senders, mail_and_hook_policy(), journal)
+    dispatcher, notifier = dispatcher_for(
+        mail_and_hook(smtp, webhook), mail_and_hook_policy(), journal
+    )
     try:
         await dispatcher.raise_(CRIT)
         mail = await asyncio.to_thread(smtp.wait_for, lambda m: "2FA" in m.subject)
@@ -249,11 +254,9 @@ async def test_a_stall_is_one_notice_and_one_resolved_notice_on_each_route(
     smtp: SmtpSink, webhook: WebhookSink, tmp_path: Path
 ) -> None:
     journal = AsyncJournal(SqliteJournal(tmp_path / "j.sqlite"))
-    senders: dict[str, Sender] = {
-        "mail": AppriseSender(route="mail", urls=[smtp.mailto_url()]),
-        "hook": AppriseSender(route="hook", urls=[webhook.url]),
-    }
-    dispatcher, notifier = dispatcher_for(senders, mail_and_hook_policy(), journal)
+    dispatcher, notifier = dispatcher_for(
+        mail_and_hook(smtp, webhook), mail_and_hook_policy(), journal
+    )
     alerts, keys = _lifecycle_stall_effects()
     try:
         for alert in alerts:
