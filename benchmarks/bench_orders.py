@@ -24,6 +24,7 @@ from pathlib import Path
 from ib_async import IB, Contract, Order
 
 from gateway.leases import ClientIdLeases
+from gateway.outage import Gate, OutageKind
 from ibsim import auth
 from ibsim.broker import Broker
 from ibsim.fleet import GatewaySpec, SimFleet
@@ -149,7 +150,7 @@ async def bench_safe_state(trials: int, grace: float, tmp: Path) -> tuple[list[f
             await _until(lambda: len(on_a()) == 5, 10)
             t0 = time.perf_counter()
             sim.fault(0, Fault.CRASH, active=True)
-            host.on_gateway_state("gw-a", False, "crashed")
+            host.on_gate("gw-a", Gate(open=False, kind=OutageKind.LOST, reason="crashed"))
             t_safe = await _until(lambda: not on_a(), grace + 10)
             t_first = await _until(
                 lambda b=sim.broker: any(o.gateway == "gw-b" for o in b.orders.values()), 10

@@ -26,13 +26,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from gateway import codes
+from gateway.apiconnect import ClientIdInUse, connect_ib
 from gateway.config import MarketDataExpectation, ProbeContract, TradingMode
 
 log = logging.getLogger("ibfleet.probe")
-
-
-class ClientIdInUse(ConnectionError):
-    """The gateway refused the client id with error 326."""
 
 
 class DataKind(enum.StrEnum):
@@ -448,14 +445,11 @@ class IbAsyncSession:
         self._ib = ib_async.IB()
         self._on_code = on_code
         self._on_disconnect = on_disconnect
-        self._refused = False
         self._ib.errorEvent += self._error
         self._ib.disconnectedEvent += self._disconnected
         self._waiters: dict[int, asyncio.Future[DataKind]] = {}
 
     def _error(self, req_id: int, code: int, message: str, contract: object = None) -> None:
-        if code == codes.ApiCode.CLIENT_ID_IN_USE:
-            self._refused = True
         con_id = getattr(contract, "conId", None)
         if con_id in self._waiters and not self._waiters[con_id].done():
             if code == codes.ApiCode.DELAYED_DATA_SHOWN:
@@ -468,19 +462,9 @@ class IbAsyncSession:
         self._on_disconnect()
 
     async def connect(self, *, host: str, port: int, client_id: int, timeout: float) -> list[str]:
-        try:
-            await self._ib.connectAsync(
-                host, port, clientId=client_id, timeout=timeout, readonly=True
-            )
-        except (TimeoutError, ConnectionError, OSError) as exc:
-            if self._refused:
-                raise ClientIdInUse(f"client id {client_id} is in use") from None
-            raise ConnectionError(
-                f"cannot connect to {host}:{port}: {exc or 'timed out'}"
-            ) from None
-        if self._refused:
-            raise ClientIdInUse(f"client id {client_id} is in use")
-        return list(self._ib.managedAccounts())
+        return await connect_ib(
+            self._ib, host=host, port=port, client_id=client_id, timeout=timeout, readonly=True
+        )
 
     async def current_time(self) -> None:
         await self._ib.reqCurrentTimeAsync()

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from gateway.outage import Gate
-from plugins.host import GatewayEndpoint, SafeStateRun, StrategyHost, StrategyStatus
+from plugins.host import GatewayEndpoint, SafeStateRun, StrategyHost, StrategyStatus, SystemClock
 from plugins.outage import gate_of_ready
 from plugins.ports import IntentStore
 from supervisor.alertpolicy import Alert, Severity
@@ -110,7 +110,7 @@ def build_host(
         store=store,
         alerts=HostAlerts(dispatcher),
         metrics=metrics,
-        clock=clock,
+        clock=SystemClock(wall=clock),
     )
 
     supervisor.deps.gate_hooks.append(

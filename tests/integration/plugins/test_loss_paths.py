@@ -46,7 +46,7 @@ async def test_dropped_session_back_within_grace_reconciles_without_safe_state(
                     and host.runners["drop"].session is not None
                     and host.runners["drop"].session.closed is False
                     and host.strategies()[0].state is StrategyState.RUNNING
-                    and host.runners["drop"].session.ib.isConnected()
+                    and host.runners["drop"].session.broker.is_connected()
                 ),
                 timeout=5,
                 what="reconnected on gw-a",

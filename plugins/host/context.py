@@ -1,0 +1,101 @@
+"""What a strategy gets as ``self.ctx``: a narrow view of its runner, and its kv store."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from plugins import api
+from plugins.host.orderbook import HOST_KV
+
+if TYPE_CHECKING:
+    from plugins.host.runner import Runner
+
+__all__ = ["StrategyContext", "StrategyStore"]
+
+
+class StrategyStore(api.KeyValueStore):
+    """The strategy's kv store: names starting with ``_host`` are the host's own."""
+
+    def __init__(self, runner: Runner) -> None:
+        self._r = runner
+
+    def _check(self, name: str) -> None:
+        if name.startswith(HOST_KV):
+            raise ValueError(f"strategy {self._r.name}: kv name {name!r} is reserved for the host")
+
+    def get(self, name: str, default: Any = None) -> Any:
+        self._check(name)
+        value = self._r.services.store.kv_get(self._r.name, name)
+        return default if value is None else value
+
+    def set(self, name: str, value: Any) -> None:
+        self._check(name)
+        services = self._r.services
+        services.store.kv_set(self._r.name, name, value, now=services.clock.now())
+
+    def delete(self, name: str) -> bool:
+        self._check(name)
+        return self._r.services.store.kv_delete(self._r.name, name)
+
+
+class StrategyContext:
+    """The :class:`plugins.api.Context` a strategy gets."""
+
+    def __init__(self, runner: Runner) -> None:
+        self._r = runner
+        self._store = StrategyStore(runner)
+        self._log = logging.LoggerAdapter(
+            logging.getLogger(f"ibfleet.strategy.{runner.name}"), {"strategy": runner.name}
+        )
+
+    @property
+    def name(self) -> str:
+        return self._r.name
+
+    @property
+    def params(self) -> Mapping[str, Any]:
+        return self._r.cfg.params
+
+    @property
+    def log(self) -> logging.LoggerAdapter[logging.Logger]:
+        return self._log
+
+    @property
+    def store(self) -> api.KeyValueStore:
+        return self._store
+
+    @property
+    def gateway(self) -> str | None:
+        return self._r.active
+
+    def now(self) -> datetime:
+        return self._r.services.clock.now()
+
+    async def subscribe(self, instrument: api.Instrument, *, bar: timedelta | None = None) -> None:
+        await self._r.data.subscribe(instrument, bar=bar)
+
+    def last_price(self, instrument: api.Instrument) -> float | None:
+        return self._r.data.last_price(instrument)
+
+    def position(self, instrument: api.Instrument) -> float:
+        return self._r.position_of(instrument)
+
+    def open_orders(self) -> list[api.OrderView]:
+        return [o.view() for o in self._r.book.working()]
+
+    async def place(self, spec: api.OrderSpec) -> api.OrderView:
+        return await self._r.place(spec)
+
+    async def modify(
+        self, key: str, *, quantity: float | None = None, limit_price: float | None = None
+    ) -> api.OrderView:
+        return await self._r.orders.modify(key, quantity=quantity, limit_price=limit_price)
+
+    async def cancel(self, key: str) -> None:
+        await self._r.cancel(key)
+
+    def call_every(self, interval: timedelta, timer: str) -> None:
+        self._r.call_every(interval, timer)

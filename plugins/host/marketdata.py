@@ -1,0 +1,136 @@
+"""One strategy's market data: qualified contracts, subscriptions, last prices and bars."""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable, Iterable
+from datetime import timedelta
+from typing import Any
+
+from ib_async import Contract, Ticker
+
+from plugins import api
+from plugins.bars import BarBuilder
+from plugins.host.broker import Session, ask
+from plugins.host.orderbook import OrderBook
+from plugins.host.services import HostServices
+from plugins.host.sessions import Sessions
+
+__all__ = ["MarketData", "price_or_none"]
+
+#: Queue a hook call for the strategy's task: ``post(kind, call)``.
+Post = Callable[[str, Callable[[], Any]], None]
+
+
+def price_or_none(value: float | None) -> float | None:
+    """IB's "no price" (NaN, 0, -1, 1.7e308) as None."""
+    if value is None or not math.isfinite(value) or value <= 0 or value >= 1e300:
+        return None
+    return float(value)
+
+
+class MarketData:
+    def __init__(
+        self,
+        services: HostServices,
+        sessions: Sessions,
+        book: OrderBook,
+        post: Post,
+        strategy: Callable[[], api.Strategy],
+    ) -> None:
+        self._services = services
+        self._sessions = sessions
+        self._book = book
+        self._post = post
+        self._strategy = strategy
+        self.qualified: dict[api.Instrument, Contract] = {}
+        self.subscriptions: dict[int, timedelta | None] = {}
+        self.bars: dict[int, BarBuilder] = {}
+        self.last: dict[int, float] = {}
+        self._pending: dict[int, Ticker] = {}  # the newest ticker per conId not yet delivered
+
+    async def qualify(self, instrument: api.Instrument) -> Contract:
+        """The one contract at IB for ``instrument`` (asked once, then remembered)."""
+        found = self.qualified.get(instrument)
+        if found is not None:
+            return found
+        session = self._sessions.live()
+        contract = Contract(
+            symbol=instrument.symbol,
+            secType=instrument.sec_type,
+            exchange=instrument.exchange,
+            currency=instrument.currency,
+        )
+        matches = await ask(
+            session,
+            lambda b: b.contracts_matching(contract),
+            timeout=self._services.settings.request_timeout,
+        )
+        if len(matches) != 1:
+            raise api.OrderRefused(
+                api.RefusalReason.RISK,
+                f"instrument {instrument} matches {len(matches)} contracts at IB; be more precise",
+            )
+        qualified = matches[0]
+        self.qualified[instrument] = qualified
+        self._book.contracts[qualified.conId] = qualified
+        self._book.instruments[qualified.conId] = instrument
+        return qualified
+
+    async def subscribe(self, instrument: api.Instrument, *, bar: timedelta | None) -> None:
+        contract = await self.qualify(instrument)
+        con_id = contract.conId
+        if bar is not None:
+            self.bars[con_id] = BarBuilder(instrument.symbol, bar)
+        if con_id not in self.subscriptions:
+            self.subscriptions[con_id] = bar
+            self._sessions.live().broker.request_market_data(contract)
+
+    def resubscribe(self, session: Session) -> None:
+        """Every subscription again on a new session."""
+        for con_id in list(self.subscriptions):
+            contract = self._book.contracts.get(con_id)
+            if contract is not None:
+                session.broker.request_market_data(contract)
+
+    def last_price(self, instrument: api.Instrument) -> float | None:
+        contract = self.qualified.get(instrument)
+        return self.last.get(contract.conId) if contract is not None else None
+
+    def on_tickers(self, tickers: Iterable[Ticker]) -> None:
+        for ticker in tickers:
+            con_id = ticker.contract.conId if ticker.contract else 0
+            if con_id not in self.subscriptions:
+                continue
+            price = (
+                price_or_none(ticker.last)
+                or price_or_none(ticker.midpoint())
+                or price_or_none(ticker.close)
+            )
+            if price is not None:
+                self.last[con_id] = price
+                builder = self.bars.get(con_id)
+                if builder is not None:
+                    done = builder.add(price, self._services.clock.now())
+                    if done is not None:
+                        self._post("bar", functools.partial(self._strategy().on_bar, done))
+            # Ticks coalesce: a slow strategy gets the newest ticker, not a backlog.
+            first = con_id not in self._pending
+            self._pending[con_id] = ticker
+            if first:
+                self._post("tick", functools.partial(self._deliver_tick, con_id))
+
+    async def _deliver_tick(self, con_id: int) -> None:
+        ticker = self._pending.pop(con_id, None)
+        instrument = self._book.instruments.get(con_id)
+        if ticker is None or instrument is None:
+            return
+        tick = api.Tick(
+            instrument=instrument,
+            time=ticker.time or self._services.clock.now(),
+            bid=price_or_none(ticker.bid),
+            ask=price_or_none(ticker.ask),
+            last=price_or_none(ticker.last),
+        )
+        await self._strategy().on_tick(tick)

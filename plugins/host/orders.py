@@ -1,0 +1,291 @@
+"""One strategy's order path: state gate, risk checks, optional what-if margin, the token
+bucket, then the intent written to the journal durably and only then sent with its key as
+``orderRef``. Nothing is ever re-sent blind."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from typing import Any, NoReturn
+
+from ib_async import Contract, Order
+
+from gateway.outage import OutageKind
+from plugins import api
+from plugins.config import StrategyConfig
+from plugins.host.broker import Session, ask
+from plugins.host.marketdata import MarketData
+from plugins.host.orderbook import BookedOrder, OrderBook
+from plugins.host.runstate import RunState
+from plugins.host.services import HostServices
+from plugins.host.sessions import Sessions
+from plugins.intents import IntentState, new_intent_key
+from plugins.ratelimit import TokenBucket
+from plugins.risk import OrderCheck, check_order
+
+__all__ = ["OrderPath", "take_token"]
+
+log = logging.getLogger("plugins.host")
+
+
+async def take_token(bucket: TokenBucket, services: HostServices) -> None:
+    """Wait for one token; the bucket says how long, so one sleep is normally enough."""
+    clock = services.clock
+    for _ in range(1000):
+        if bucket.try_take(clock.monotonic()):
+            return
+        await asyncio.sleep(bucket.wait_time(clock.monotonic()))
+    raise TimeoutError("rate limiter gave no token")
+
+
+def _contract_record(contract: Contract) -> dict[str, Any]:
+    return {
+        "conId": contract.conId,
+        "symbol": contract.symbol,
+        "secType": contract.secType,
+        "exchange": contract.exchange,
+        "currency": contract.currency,
+    }
+
+
+class OrderPath:
+    """place / modify / cancel for the strategy, and the journalled send safe state uses."""
+
+    def __init__(
+        self,
+        cfg: StrategyConfig,
+        services: HostServices,
+        run: RunState,
+        sessions: Sessions,
+        book: OrderBook,
+        data: MarketData,
+    ) -> None:
+        self.cfg = cfg
+        self.name = cfg.name
+        self._services = services
+        self._run = run
+        self._sessions = sessions
+        self._book = book
+        self._data = data
+        self.bucket = TokenBucket(rate=cfg.limits.max_orders_per_sec)
+        self.sent = 0
+        self.refused = 0
+
+    # -- checks ------------------------------------------------------------------------------
+
+    def _refuse(self, outcome: str, reason: api.RefusalReason, message: str, **kw: Any) -> NoReturn:
+        self.refused += 1
+        self._run.count(outcome)
+        log.info("order_refused strategy=%s outcome=%s reason=%s", self.name, outcome, message)
+        raise api.OrderRefused(reason, f"strategy {self.name}: {message}", **kw)
+
+    def _check(self, spec: api.OrderSpec, contract: Contract, replaces: BookedOrder | None) -> None:
+        active = self._sessions.active or ""
+        feed = self._services.feed(active)
+        endpoint = self._services.endpoints.get(active)
+        decision = check_order(
+            OrderCheck(
+                con_id=contract.conId,
+                quantity=spec.side.sign * spec.quantity,
+                price=spec.limit_price,
+                last_price=self._data.last.get(contract.conId),
+                multiplier=spec.instrument.multiplier,
+                replaces_quantity=(
+                    replaces.side.sign * (replaces.quantity - replaces.filled) if replaces else 0.0
+                ),
+            ),
+            book=self._book.risk_book(contract.conId),
+            limits=self.cfg.limits,
+            read_only=self.cfg.read_only or (endpoint is not None and endpoint.read_only),
+            in_reset_window=feed.kind is OutageKind.RESET_WINDOW,
+            gateway_ready=feed.ready is not False,
+        )
+        if not decision.accepted:
+            assert decision.reason is not None
+            self._refuse(
+                f"rejected_{decision.reason.value}",
+                api.RefusalReason.RISK,
+                decision.message,
+                risk=decision.reason,
+            )
+
+    async def _rate(self) -> None:
+        wait = self.bucket.wait_time(self._services.clock.monotonic())
+        if wait > self._services.settings.rate_wait_max:
+            self._refuse(
+                "rate_limited",
+                api.RefusalReason.RATE_LIMITED,
+                f"over max_orders_per_sec {self.cfg.limits.max_orders_per_sec} "
+                f"(next slot in {wait:.2f}s)",
+            )
+        await take_token(self.bucket, self._services)
+
+    async def _whatif(self, session: Session, contract: Contract, order: Order) -> None:
+        margin_of = await ask(
+            session,
+            lambda b: b.what_if(contract, order),
+            timeout=self._services.settings.request_timeout,
+        )
+        try:
+            margin = float(margin_of.init_margin_after)
+            equity = float(margin_of.equity_with_loan_after)
+        except (TypeError, ValueError):
+            self._refuse("rejected_margin", api.RefusalReason.MARGIN, "what-if gave no margin")
+        if math.isfinite(margin) and math.isfinite(equity) and margin > equity:
+            self._refuse(
+                "rejected_margin",
+                api.RefusalReason.MARGIN,
+                f"initial margin after {margin:.2f} would exceed equity with loan {equity:.2f}",
+            )
+
+    @staticmethod
+    def _order_for(spec: api.OrderSpec, account: str) -> Order:
+        if spec.limit_price is not None:
+            return Order(
+                action=spec.side.value,
+                totalQuantity=spec.quantity,
+                orderType="LMT",
+                lmtPrice=spec.limit_price,
+                tif=spec.tif,
+                account=account,
+            )
+        return Order(
+            action=spec.side.value,
+            totalQuantity=spec.quantity,
+            orderType="MKT",
+            tif=spec.tif,
+            account=account,
+        )
+
+    # -- the send ----------------------------------------------------------------------------
+
+    def send(
+        self, session: Session, contract: Contract, order: Order, *, purpose: str
+    ) -> BookedOrder:
+        """Journal the intent durably, then send it with the key as orderRef. No awaits."""
+        services = self._services
+        store = services.store
+        now = services.clock.now()
+        key = new_intent_key(self.name, now=now, random_bits=services.rng.getrandbits)
+        order.orderRef = key
+        order.account = order.account or session.account
+        order.orderId = session.broker.next_order_id()
+        order_record: dict[str, Any] = {
+            "action": order.action,
+            "totalQuantity": order.totalQuantity,
+            "orderType": order.orderType,
+            "tif": order.tif,
+            "purpose": purpose,
+        }
+        if order.orderType == "LMT":
+            order_record["lmtPrice"] = order.lmtPrice
+        record = store.record_intent(
+            key=key,
+            strategy=self.name,
+            gateway=session.gateway,
+            account=session.account,
+            client_id=session.client_id,
+            contract=_contract_record(contract),
+            order=order_record,
+            now=now,
+            order_id=order.orderId,
+        )
+        self._book.sample = record
+        mine = BookedOrder(
+            key=key,
+            instrument=self._book.instrument_of(contract),
+            side=api.Side(order.action),
+            quantity=float(order.totalQuantity),
+            limit_price=float(order.lmtPrice or 0.0) if order.orderType == "LMT" else None,
+            con_id=contract.conId,
+            gateway=session.gateway,
+        )
+        self._book.orders[key] = mine
+        mine.trade = session.broker.place_order(contract, order)
+        sent_at, order_id = services.clock.now(), order.orderId
+        services.writer.later(lambda: store.mark_sent(key, now=sent_at, order_id=order_id))
+        if mine.status is IntentState.PENDING_SEND:
+            mine.status = IntentState.SENT
+        self.sent += 1
+        self._run.count("sent")
+        return mine
+
+    # -- what the strategy calls -------------------------------------------------------------
+
+    async def place(self, spec: api.OrderSpec) -> api.OrderView:
+        session = self._sessions.live()
+        if not (spec.quantity > 0 and math.isfinite(spec.quantity)):
+            self._refuse(
+                "rejected_quantity",
+                api.RefusalReason.RISK,
+                f"quantity {spec.quantity} must be positive (use side for direction)",
+            )
+        contract = await self._data.qualify(spec.instrument)
+        order = self._order_for(spec, session.account)
+        if self.cfg.limits.whatif_margin_check:
+            self._check(spec, contract, None)
+            await self._whatif(session, contract, order)
+        await self._rate()
+        # Checked after the last await (a loss or failover may have happened meanwhile), and
+        # no await between the checks, the journal write and the send.
+        session = self._sessions.live()
+        self._check(spec, contract, None)
+        return self.send(session, contract, order, purpose="strategy").view()
+
+    async def modify(
+        self, key: str, *, quantity: float | None, limit_price: float | None
+    ) -> api.OrderView:
+        session = self._sessions.live()
+        order = self._book.mine(key)
+        trade = order.trade
+        if trade is None or trade.order.clientId != session.client_id:
+            raise api.OrderRefused(
+                api.RefusalReason.UNKNOWN_ORDER,
+                f"strategy {self.name}: order {key} was placed by another session "
+                "(before a failover); cancel it and place a new one",
+            )
+        spec = api.OrderSpec(
+            instrument=order.instrument,
+            side=order.side,
+            quantity=quantity if quantity is not None else order.quantity,
+            limit_price=limit_price if limit_price is not None else order.limit_price,
+        )
+        contract = self._book.contracts.get(order.con_id) or await self._data.qualify(
+            order.instrument
+        )
+        self._check(spec, contract, order)
+        await self._rate()
+        session = self._sessions.live()
+        # Same orderId and orderRef: IB modifies the order in place, nothing new is created.
+        trade.order.totalQuantity = spec.quantity
+        if spec.limit_price is not None:
+            trade.order.lmtPrice = spec.limit_price
+        session.broker.place_order(trade.contract, trade.order)
+        order.quantity = spec.quantity
+        order.limit_price = spec.limit_price
+        self._run.count("modified")
+        services = self._services
+        at, gateway = services.clock.now(), session.gateway
+        fields = {"key": key, "quantity": spec.quantity, "limit_price": spec.limit_price}
+        store = services.store
+        services.writer.later(
+            lambda: store.append_event(
+                at=at,
+                kind="strategy.order_modified",
+                gateway=gateway,
+                strategy=self.name,
+                message=f"order {key} modified",
+                fields=fields,
+            )
+        )
+        return order.view()
+
+    async def cancel(self, key: str) -> None:
+        self._sessions.live()
+        order = self._book.mine(key)
+        await self._rate()
+        session = self._sessions.live()
+        if order.trade is not None:
+            session.broker.cancel_order(order.trade.order)
+        self._run.count("cancel_requested")

@@ -1,0 +1,142 @@
+"""Matching the journal's maybe-live intents to what a session sees at IB, before the strategy
+may act again (after every connect, reconnect and failover) and inside safe state."""
+
+from __future__ import annotations
+
+import logging
+
+from plugins.host.broker import Session, ask
+from plugins.host.orderbook import OrderBook
+from plugins.host.services import HostServices
+from plugins.intents import belongs_to
+from plugins.ports import native_status, state_of
+from plugins.reconcile import (
+    BrokerExecution,
+    BrokerOrderSeen,
+    DecisionKind,
+    IntentSeen,
+    Reconciliation,
+    reconcile,
+)
+
+__all__ = ["Reconciler"]
+
+log = logging.getLogger("plugins.host")
+
+
+class Reconciler:
+    def __init__(self, name: str, services: HostServices, book: OrderBook) -> None:
+        self.name = name
+        self._services = services
+        self._book = book
+
+    async def reconcile(self, session: Session) -> Reconciliation:
+        """Match the journal's maybe-live intents to IB's view from ``session``; update the
+        journal and the book; alert on intents not found and orderRefs seen twice."""
+        services, book = self._services, self._book
+        store = services.store
+        timeout = services.settings.request_timeout
+        await services.writer.settle()  # the journal must hold every report before comparing
+        open_trades = await ask(session, lambda b: b.open_orders(), timeout=timeout)
+        completed = await ask(session, lambda b: b.completed_orders(), timeout=timeout)
+        fills = await ask(session, lambda b: b.executions(), timeout=timeout)
+        records = store.intents_maybe_live(self.name)
+        if records and book.sample is None:
+            book.sample = records[0]
+        intents = [
+            IntentSeen(
+                key=r.key,
+                status=state_of(r),
+                quantity=float(r.order.get("totalQuantity", 0.0)),
+                order_id=r.order_id,
+                perm_id=r.perm_id,
+                filled=r.filled,
+            )
+            for r in records
+        ]
+        seen = [
+            BrokerOrderSeen(
+                order_ref=t.order.orderRef,
+                perm_id=t.order.permId,
+                order_id=t.order.orderId,
+                client_id=t.order.clientId,
+                status=t.orderStatus.status,
+                filled=float(t.orderStatus.filled or 0.0),
+                is_open=is_open,
+            )
+            for trades, is_open in ((open_trades, True), (completed, False))
+            for t in trades
+            if t.order.orderRef
+        ]
+        ours = [f for f in fills if belongs_to(f.execution.orderRef, self.name)]
+        executions = [
+            BrokerExecution(
+                exec_id=f.execution.execId,
+                order_ref=f.execution.orderRef,
+                perm_id=f.execution.permId,
+                shares=float(f.execution.shares),
+                cum_qty=float(f.execution.cumQty),
+            )
+            for f in ours
+        ]
+        booked = False
+        for f in ours:
+            booked |= book.book_execution(
+                f.execution.execId, f.contract, f.execution.side, f.execution.shares
+            )
+        if booked:
+            book.save(now=services.clock.now())
+        result = reconcile(self.name, intents, seen, executions)
+        now = services.clock.now()
+        by_ref = {t.order.orderRef: t for t in open_trades}
+        for decision in result.decisions:
+            if decision.kind is not DecisionKind.UNCHANGED:
+                store.update_from_broker(
+                    decision.key,
+                    perm_id=decision.perm_id,
+                    status=native_status(book.sample, decision.status),
+                    filled=decision.filled,
+                    now=now,
+                )
+            order = book.orders.get(decision.key)
+            record = next((r for r in records if r.key == decision.key), None)
+            if order is None and record is not None:
+                order = book.from_record(record)
+                book.orders[decision.key] = order
+            if order is not None:
+                order.status = decision.status
+                order.filled = decision.filled
+                if decision.key in by_ref:
+                    order.trade = by_ref[decision.key]
+            if decision.kind is DecisionKind.UNKNOWN:
+                book.unknown.add(decision.key)
+            else:
+                book.unknown.discard(decision.key)
+        book.drop_finished()
+        log.info(
+            "strategy_reconciled strategy=%s gateway=%s intents=%d open=%d unknown=%d orphans=%d "
+            "duplicates=%d",
+            self.name,
+            session.gateway,
+            len(intents),
+            len(result.open_keys),
+            len(result.unknown),
+            len(result.orphans),
+            len(result.duplicates),
+        )
+        if result.unknown:
+            services.alert(
+                f"strategy:{self.name}:unknown-intents",
+                "warning",
+                f"strategy {self.name}: {len(result.unknown)} orders not found at IB",
+                "These intents may have reached IB and are not re-sent; check them in TWS: "
+                + ", ".join(result.unknown),
+            )
+        if result.duplicates:
+            services.alert(
+                f"strategy:{self.name}:duplicates",
+                "critical",
+                f"strategy {self.name}: an orderRef is at IB more than once",
+                ", ".join(result.duplicates),
+            )
+        return result

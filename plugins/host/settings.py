@@ -1,0 +1,37 @@
+"""What the host is told about each gateway, and its timeouts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gateway.leases import ClientIdLeases
+
+__all__ = ["GatewayEndpoint", "HostSettings"]
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayEndpoint:
+    """Where a gateway's API answers, and what the host must know about it."""
+
+    name: str
+    host: str
+    port: int
+    account: str | None = None
+    read_only: bool = False
+    #: Client ids for strategies that fail over to this gateway (None: use the configured id).
+    leases: ClientIdLeases | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HostSettings:
+    """Timeouts of the host, in seconds."""
+
+    connect_timeout: float = 2.0
+    request_timeout: float = 3.0
+    cancel_deadline: float = 2.0
+    flatten_deadline: float = 5.0
+    retry_interval: float = 0.1
+    rate_wait_max: float = 1.0
+    #: How long a failover gateway must have been up, with the primary not, before a strategy
+    #: that has not started yet starts there (at least the strategy's grace).
+    primary_patience: float = 10.0

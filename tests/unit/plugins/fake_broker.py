@@ -1,0 +1,222 @@
+"""A hand-written fake of the host's BrokerSession port, and the IB side it talks to.
+
+:class:`FakeIb` is one account's view at IB shared by the gateways (orders, fills, contracts);
+each :class:`FakeBroker` is one session on one gateway, with fault switches: refuse connects,
+answer 326 for given client ids, stop answering requests, drop the socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from ib_async import Contract, Execution, Order, OrderStatus, Ticker, Trade
+from ib_async import Fill as IbFill
+
+from gateway.apiconnect import ClientIdInUse
+from plugins.host.broker import BrokerListener, Margin
+
+ACCOUNT = "DU1"
+AT = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
+AAPL = Contract(conId=265598, symbol="AAPL", secType="STK", exchange="SMART", currency="USD")
+
+
+@dataclass
+class FakeGateway:
+    """Fault switches of one gateway."""
+
+    name: str
+    up: bool = True
+    ids_in_use: set[int] = field(default_factory=set)
+    hang_requests: bool = False
+    margin: Margin = field(
+        default_factory=lambda: Margin(init_margin_after="100", equity_with_loan_after="10000")
+    )
+
+
+class FakeIb:
+    """IB as the fake sessions see it: every order by permId, executions, known contracts."""
+
+    def __init__(self, *gateways: str) -> None:
+        self.gateways = {name: FakeGateway(name) for name in gateways}
+        self.port_of = {name: 4000 + i for i, name in enumerate(gateways)}
+        self.trades: dict[int, Trade] = {}  # by permId, the broker's record of every order
+        self.fills: list[IbFill] = []
+        self.contracts = [AAPL]
+        self.sessions: list[FakeBroker] = []
+        self.connects: list[tuple[str, int]] = []
+        self._perm = 1000
+        self._exec = 0
+
+    def gateway_at(self, port: int) -> FakeGateway:
+        for name, p in self.port_of.items():
+            if p == port:
+                return self.gateways[name]
+        raise AssertionError(f"no fake gateway on port {port}")
+
+    def broker(self) -> FakeBroker:
+        session = FakeBroker(self)
+        self.sessions.append(session)
+        return session
+
+    def live(self, gateway: str | None = None) -> list[FakeBroker]:
+        return [
+            s
+            for s in self.sessions
+            if s.connected
+            and (gateway is None or (s.gateway is not None and s.gateway.name == gateway))
+        ]
+
+    def open_refs(self) -> list[str]:
+        return [
+            t.order.orderRef for t in self.trades.values() if t.orderStatus.status == "Submitted"
+        ]
+
+    def refs_sent(self) -> list[str]:
+        return [t.order.orderRef for t in self.trades.values()]
+
+    def place(self, session: FakeBroker, contract: Contract, order: Order) -> Trade:
+        for trade in self.trades.values():
+            if trade.order.orderRef == order.orderRef and trade.order.orderId == order.orderId:
+                trade.order.totalQuantity = order.totalQuantity  # a modify, in place
+                trade.order.lmtPrice = order.lmtPrice
+                return trade
+        self._perm += 1
+        order.permId = self._perm
+        order.clientId = session.client_id
+        status = OrderStatus(
+            orderId=order.orderId, status="Submitted", remaining=order.totalQuantity
+        )
+        trade = Trade(contract=contract, order=order, orderStatus=status)
+        self.trades[order.permId] = trade
+        self._report(trade)
+        if order.orderType == "MKT":
+            self.fill(order.orderRef, price=185.0)
+        return trade
+
+    def cancel(self, order: Order) -> None:
+        trade = self.trades.get(order.permId)
+        if trade is not None and trade.orderStatus.status == "Submitted":
+            trade.orderStatus.status = "Cancelled"
+            self._report(trade)
+
+    def fill(self, ref: str, *, price: float) -> None:
+        """Fill the open order ``ref`` completely and tell every live session."""
+        trade = next(t for t in self.trades.values() if t.order.orderRef == ref)
+        self._exec += 1
+        shares = float(trade.order.totalQuantity)
+        execution = Execution(
+            execId=f"exec-{self._exec}",
+            orderRef=ref,
+            permId=trade.order.permId,
+            side="BOT" if trade.order.action == "BUY" else "SLD",
+            shares=shares,
+            cumQty=shares,
+            price=price,
+        )
+        fill = IbFill(contract=trade.contract, execution=execution, commissionReport=None, time=AT)
+        self.fills.append(fill)
+        trade.orderStatus.status = "Filled"
+        trade.orderStatus.filled = shares
+        trade.orderStatus.remaining = 0.0
+        self._report(trade)
+        for s in self.live():
+            if s.listener is not None:
+                s.listener.execution(trade, fill)
+
+    def _report(self, trade: Trade) -> None:
+        for s in self.live():
+            if s.listener is not None:
+                s.listener.order_status(trade)
+
+    def tick(self, price: float) -> None:
+        """A last price for AAPL on every live session."""
+        for s in self.live():
+            if s.listener is not None and AAPL.conId in s.subscribed:
+                s.listener.tickers([Ticker(contract=AAPL, last=price, time=AT)])
+
+    def drop(self, gateway: str) -> None:
+        """The gateway's sockets close (its sessions see a disconnect)."""
+        for s in self.live(gateway):
+            s.drop()
+
+
+class FakeBroker:
+    """One session of the fake."""
+
+    def __init__(self, ib: FakeIb) -> None:
+        self.ib = ib
+        self.gateway: FakeGateway | None = None
+        self.client_id = -1
+        self.connected = False
+        self.listener: BrokerListener | None = None
+        self.subscribed: set[int] = set()
+        self._next_id = 1
+
+    async def connect(
+        self, *, host: str, port: int, client_id: int, timeout: float, account: str
+    ) -> list[str]:
+        gateway = self.ib.gateway_at(port)
+        self.ib.connects.append((gateway.name, client_id))
+        if not gateway.up:
+            raise ConnectionError(f"fake {gateway.name} is down")
+        if client_id in gateway.ids_in_use:
+            raise ClientIdInUse(f"client id {client_id} is in use")
+        self.gateway, self.client_id, self.connected = gateway, client_id, True
+        return [ACCOUNT]
+
+    def listen(self, listener: BrokerListener) -> None:
+        self.listener = listener
+
+    def disconnect(self) -> None:
+        self.connected = False
+
+    def drop(self) -> None:
+        self.connected = False
+        if self.listener is not None:
+            self.listener.disconnected()
+
+    def is_connected(self) -> bool:
+        return self.connected
+
+    def next_order_id(self) -> int:
+        self._next_id += 1
+        return self.client_id * 100_000 + self._next_id
+
+    def place_order(self, contract: Contract, order: Order) -> Trade:
+        assert self.connected, "placed on a closed session"
+        return self.ib.place(self, contract, order)
+
+    def cancel_order(self, order: Order) -> None:
+        assert self.connected, "cancelled on a closed session"
+        self.ib.cancel(order)
+
+    def request_market_data(self, contract: Contract) -> None:
+        self.subscribed.add(contract.conId)
+
+    async def _answer(self) -> None:
+        assert self.gateway is not None
+        if self.gateway.hang_requests:
+            await asyncio.Event().wait()
+
+    async def open_orders(self) -> list[Trade]:
+        await self._answer()
+        return [t for t in self.ib.trades.values() if t.orderStatus.status == "Submitted"]
+
+    async def completed_orders(self) -> list[Trade]:
+        await self._answer()
+        return [t for t in self.ib.trades.values() if t.orderStatus.status != "Submitted"]
+
+    async def executions(self) -> list[IbFill]:
+        await self._answer()
+        return list(self.ib.fills)
+
+    async def contracts_matching(self, contract: Contract) -> list[Contract]:
+        await self._answer()
+        return [c for c in self.ib.contracts if c.symbol == contract.symbol]
+
+    async def what_if(self, contract: Contract, order: Order) -> Margin:
+        await self._answer()
+        assert self.gateway is not None
+        return self.gateway.margin
