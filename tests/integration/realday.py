@@ -367,6 +367,11 @@ class DayFleet:
             )
         return self.process
 
+    def exited(self) -> str:
+        """Whether the supervisor process ended, and its log's tail."""
+        code = self.process.poll() if self.process is not None else None
+        return f"supervisor process exit code: {code}\n{self.process_log()[-4000:]}"
+
     def process_log(self) -> str:
         return self._process_logs[-1].read_text(errors="replace") if self._process_logs else ""
 
@@ -471,8 +476,11 @@ class DayFleet:
 
     async def metric(self, name: str, **labels: str) -> float:
         """One sample of the supervisor's Prometheus metrics (0 when absent)."""
-        async with httpx.AsyncClient(base_url=self.api_url, timeout=10) as client:
-            text = (await client.get("/metrics")).text
+        try:
+            async with httpx.AsyncClient(base_url=self.api_url, timeout=10) as client:
+                text = (await client.get("/metrics")).text
+        except httpx.ConnectError:
+            raise AssertionError(f"the supervisor does not answer\n{self.exited()}") from None
         total = 0.0
         for line in text.splitlines():
             if not line.startswith(name + "{") and not line.startswith(name + " "):
