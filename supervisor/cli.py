@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import logging
 import os
+import re
+import zoneinfo
 from importlib import metadata
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import httpx
 import typer
@@ -16,7 +19,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from gateway.values import read_text_file
+from gateway import authlog
+from gateway.values import parse_duration, read_text_file
 from ibsim import cli as sim_cli
 from supervisor import lint as lint_mod
 from supervisor.settings import ConfigError, ConfigProblem, LoadedFleet, load_settings
@@ -182,7 +186,6 @@ def doctor(
     running gateways, the clock, disk and journal, the alert routes. Exit 0 when fit, else 1.
     Without -c and without ./fleet.yaml only the host itself is checked.
     """
-    import datetime as dt
 
     from supervisor import doctor as doctor_mod
     from supervisor import doctor_host
@@ -273,11 +276,41 @@ def _get(url: str, path: str, **params: str | int | None) -> object:
     return response.json()
 
 
+def _status_table(base: str, rows: list[dict[str, Any]], *, title: str | None = None) -> Table:
+    table = Table(title=title or f"ibfleet at {base}")
+    for column in ("gateway", "state", "ready", "mode", "account", "last heartbeat", "alerts"):
+        table.add_column(column)
+    for row in rows:
+        beat = row.get("last_heartbeat") or "-"
+        rtt = row.get("heartbeat_rtt_seconds")
+        if rtt is not None:
+            beat = f"{beat[11:19]} ({rtt * 1000:.1f} ms)"
+        # Names and alert texts come from the fleet and the gateways: shown as text, not markup.
+        table.add_row(
+            Text(str(row["name"])),
+            Text(str(row["state"])),
+            "yes" if row["ready"] else "no",
+            Text(str(row["mode"])),
+            Text(str(row["account"])),
+            Text(str(beat)),
+            Text(", ".join(row.get("open_alerts") or []) or "-"),
+        )
+    return table
+
+
 @app.command()
 def status(
     config: ConfigOption = None,
     url: UrlOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    watch: Annotated[bool, typer.Option("--watch", help="Keep the table live.")] = False,
+    every: Annotated[
+        float, typer.Option(min=0.1, max=3600, help="With --watch: seconds between refreshes.")
+    ] = 2.0,
+    count: Annotated[
+        int | None,
+        typer.Option(min=1, help="With --watch: stop after this many refreshes (default: Ctrl-C)."),
+    ] = None,
 ) -> None:
     """The fleet at a glance: gateway, state, mode, account, last heartbeat, open alerts."""
     base, _ = _api(config, url)
@@ -286,24 +319,26 @@ def status(
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
-    table = Table(title=f"ibfleet at {base}")
-    for column in ("gateway", "state", "ready", "mode", "account", "last heartbeat", "alerts"):
-        table.add_column(column)
-    for row in rows:
-        beat = row.get("last_heartbeat") or "-"
-        rtt = row.get("heartbeat_rtt_seconds")
-        if rtt is not None:
-            beat = f"{beat[11:19]} ({rtt * 1000:.1f} ms)"
-        table.add_row(
-            row["name"],
-            row["state"],
-            "yes" if row["ready"] else "no",
-            row["mode"],
-            row["account"],
-            beat,
-            ", ".join(row.get("open_alerts") or []) or "-",
-        )
-    Console().print(table)
+    if not watch:
+        Console().print(_status_table(base, rows))
+        return
+    import time
+
+    from rich.live import Live
+
+    shown = 1
+    try:
+        with Live(_status_table(base, rows), console=Console(), auto_refresh=False) as live:
+            while count is None or shown < count:
+                time.sleep(every)  # the refresh period the operator asked for
+                rows = _get(base, "/api/v1/gateways")
+                assert isinstance(rows, list)
+                stamp = time.strftime("%H:%M:%S")
+                live.update(_status_table(base, rows, title=f"ibfleet at {base} ({stamp})"))
+                live.refresh()
+                shown += 1
+    except KeyboardInterrupt:
+        pass
 
 
 @app.command()
@@ -324,6 +359,108 @@ def events(
     for row in rows:
         who = row.get("gateway") or row.get("strategy") or "-"
         typer.echo(f"{row['at']} {row['severity']:8} {who:12} {row['kind']:9} {row['message']}")
+
+
+def mark_auth_event(line: str, *, tz: dt.tzinfo) -> str | None:
+    """What ibfleet reads in a gateway's log line (``"logged in"``), or None for other lines."""
+    event = authlog.parse_line(line, tz=tz)
+    if event is None:
+        return None
+    return re.sub(r"(?<!^)(?=[A-Z])", " ", type(event).__name__).lower()
+
+
+def _since(value: str | None) -> dt.datetime | None:
+    """``--since``: a duration back from now (``10m``, ``2h``) or an ISO 8601 time."""
+    if value is None:
+        return None
+    try:
+        return dt.datetime.now(dt.UTC) - parse_duration(value)
+    except ValueError:
+        pass
+    try:
+        when = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{value!r} is neither a duration (10m, 2h) nor an ISO time (2026-03-09T14:00)",
+            param_hint="--since",
+        ) from None
+    return when if when.tzinfo is not None else when.astimezone()
+
+
+@app.command()
+def logs(
+    gateway: Annotated[str, typer.Argument(help="The gateway's name in the fleet file.")],
+    config: ConfigOption = None,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new lines.")
+    ] = False,
+    since: Annotated[
+        str | None, typer.Option(help="Only lines since: a duration (10m, 2h) or an ISO time.")
+    ] = None,
+) -> None:
+    """The gateway container's log, with the login events ibfleet parsed from it marked.
+
+    A marked line starts with ``>> event`` (what the supervisor's lifecycle sees); the rest is
+    the gateway's own text, printed as it is.
+    """
+    import docker
+
+    from gateway.spec import container_name
+
+    console = Console(highlight=False, soft_wrap=True)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    path = config or Path(os.environ.get("IBFLEET_CONFIG") or "fleet.yaml")
+    try:
+        settings = load_settings(path, environ=os.environ).settings
+    except ConfigError as exc:
+        render_problems(err, lint_mod.with_hints(exc.problems), str(path))
+        raise typer.Exit(2) from None
+    if gateway not in {gw.name for gw in settings.gateways}:
+        known = ", ".join(gw.name for gw in settings.gateways) or "none"
+        err.print(Text(f"no gateway {gateway!r} in {path} (gateways: {known})"))
+        raise typer.Exit(1)
+    if settings.runtime.kind != "docker":
+        err.print(
+            "runtime.kind is in-process: its gateways have no container log; see `ibfleet events`"
+        )
+        raise typer.Exit(1)
+    start = _since(since)
+    name = container_name(fleet=settings.fleet, gateway=gateway)
+    tz = zoneinfo.ZoneInfo(settings.timezone)
+    try:
+        client = docker.from_env(timeout=30)
+        container = client.containers.get(name)
+        stream = container.logs(
+            stream=True,
+            follow=follow,
+            timestamps=True,
+            since=start if start is not None else None,
+        )
+        pending = b""
+        for chunk in stream:
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for raw in lines:
+                _print_log_line(console, raw.decode("utf-8", "replace").rstrip("\r"), tz)
+        if pending:
+            _print_log_line(console, pending.decode("utf-8", "replace"), tz)
+    except docker.errors.NotFound:
+        err.print(Text(f"no container {name}: the gateway is not created (is `ibfleet run` up?)"))
+        raise typer.Exit(1) from None
+    except docker.errors.DockerException as exc:
+        err.print(Text(f"cannot read {name}'s log from the Docker engine: {exc}"))
+        raise typer.Exit(3) from None
+    except KeyboardInterrupt:
+        pass
+
+
+def _print_log_line(console: Console, line: str, tz: dt.tzinfo) -> None:
+    event = mark_auth_event(line, tz=tz)
+    text = Text(">> " if event else "   ", style="bold cyan" if event else "")
+    if event:
+        text.append(f"{event}: ", style="bold cyan")
+    text.append(line)  # the gateway's own text: never markup
+    console.print(text)
 
 
 gateway_app = typer.Typer(help="Operate one gateway through the running supervisor.")

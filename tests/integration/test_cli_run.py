@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -73,6 +74,17 @@ def test_run_serves_status_and_commands_and_stops_cleanly_on_sigterm(sim_fleet_f
         table = cli("status", "-c", str(path), env=env)
         assert "sim-a" in table.stdout and "API_READY" in table.stdout
 
+        watched = cli(
+            "status", "-c", str(path), "--watch", "--count", "2", "--every", "0.2", env=env
+        )
+        assert watched.returncode == 0, watched.stderr
+        # The refreshed table carries the time of its refresh in its title.
+        assert re.search(r"\(\d\d:\d\d:\d\d\)", watched.stdout), watched.stdout
+        assert "sim-b" in watched.stdout
+
+        in_process = cli("logs", "sim-a", "-c", str(path), env=env)
+        assert in_process.returncode == 1 and "ibfleet events" in in_process.stderr
+
         restart = cli("gateway", "restart", "sim-b", "-c", str(path), env=env)
         assert restart.returncode == 0, restart.stderr
         events = cli("events", "-c", str(path), "--gateway", "sim-b", env=env)
@@ -126,3 +138,61 @@ def test_demo_runs_its_script_and_exits_cleanly() -> None:
     assert "Resolved: demo-a: approve the IB Key login" in out
     assert "ibfleet demo (final)" in out and "pinger" in out
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.docker
+def test_logs_marks_the_login_events_of_a_gateway_container(
+    tmp_path: Path, docker_client, sim_image: str
+) -> None:
+    """``ibfleet logs``: the container's own lines, the ones ibfleet reads marked."""
+    from tests.integration.conftest import unique_name, wait_until
+
+    data = yaml.safe_load((REPO / "deploy" / "sim.yaml").read_text())
+    fleet = unique_name("logs").removeprefix("ibfleet-")
+    api = free_port()
+    data.update(fleet=fleet, api={"listen": f"127.0.0.1:{api}"})
+    data["runtime"] = {"kind": "docker", "network": fleet}
+    data["simulator"].update(image=sim_image, control_port=free_port(), twofa_gateways=[])
+    data["gateways"] = data["gateways"][:1]
+    data["gateways"][0]["api_port"] = free_port()
+    data["gateways"][0]["probes"] = []
+    data["storage"]["path"] = str(tmp_path / "journal.sqlite")
+    path = tmp_path / "fleet.yaml"
+    path.write_text(yaml.safe_dump(data))
+    env = dict(os.environ)
+    proc = subprocess.Popen(
+        [EXE, "run", "-c", str(path)], env=env, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        wait_ready(f"http://127.0.0.1:{api}", proc, timeout=120)
+        result = wait_until(
+            lambda: (
+                (r := cli("logs", "sim-a", "-c", str(path), env=env)).returncode == 0
+                and ">> logged in:" in r.stdout
+                and r
+            ),
+            timeout=30,
+            what="a logged-in line in ibfleet logs",
+        )
+        marked = [line for line in result.stdout.splitlines() if line.startswith(">> ")]
+        plain = [line for line in result.stdout.splitlines() if line.startswith("   ")]
+        assert marked and plain
+        assert any("IBC" in line for line in marked)
+        recent = cli("logs", "sim-a", "-c", str(path), "--since", "1h", env=env)
+        assert recent.returncode == 0 and ">> logged in:" in recent.stdout
+        bad = cli("logs", "sim-a", "-c", str(path), "--since", "yesterday", env=env)
+        assert bad.returncode == 2 and "--since" in bad.stderr
+        unknown = cli("logs", "sim-z", "-c", str(path), env=env)
+        assert unknown.returncode == 1 and "sim-a" in unknown.stderr
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        for container in docker_client.containers.list(
+            all=True, filters={"label": f"io.ibfleet.fleet={fleet}"}
+        ):
+            container.remove(force=True)
+        for network in docker_client.networks.list(names=[fleet]):
+            network.remove()

@@ -159,3 +159,20 @@ def test_check_reports_each_seeded_problem_exactly_once(tmp_path: Path) -> None:
     assert out.count("gateways[1].tyop:") == 1
     assert "unknown gateway" not in out
     assert f"{path}: 2 errors" in " ".join(out.split())
+
+
+def test_logs_marks_parsed_auth_events_and_prints_gateway_text_as_text() -> None:
+    import datetime as dt
+    import io
+
+    from rich.console import Console
+
+    from supervisor.cli import _print_log_line
+
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=300, color_system=None)
+    _print_log_line(console, "2026-03-09 09:00:00:123 IBC: Login has completed", dt.UTC)
+    _print_log_line(console, "2026-03-09 09:00:01:000 [bold]IBC[/bold]: [red]hello", dt.UTC)
+    first, second = buffer.getvalue().splitlines()
+    assert first.startswith(">> logged in: 2026-03-09 09:00:00:123 IBC: Login has completed")
+    assert second == "   2026-03-09 09:00:01:000 [bold]IBC[/bold]: [red]hello"
