@@ -103,18 +103,22 @@ def run(
             auth_config=auth.AuthorityConfig(twofa_timeout=timedelta(seconds=twofa_timeout)),
             login=True,
         ) as sim:
-            if twofa:
-                for index in range(gateways):
-                    sim.frontend(index).spawn(_login_quietly(sim, index))
-            for spec, frontend in zip(sim.specs, sim.frontends, strict=True):
+            logins = (
+                [asyncio.create_task(_login_quietly(sim, i)) for i in range(gateways)]
+                if twofa
+                else []
+            )
+            for spec, gateway in zip(sim.specs, sim.gateways, strict=True):
                 typer.echo(
                     f"gateway {spec.name}: user {spec.username} port "
-                    f"{frontend.port if frontend.ready.is_set() else spec.port or '(after login)'}"
+                    f"{gateway.port if gateway.ready.is_set() else spec.port or '(after login)'}"
                 )
             typer.echo(f"control API: {sim.control_url}")
             if twofa:
                 typer.echo(f"approve logins: POST {sim.control_url}/2fa/<username>/approve")
             await stop.wait()
+            for task in logins:
+                task.cancel()
 
     asyncio.run(main())
 

@@ -149,7 +149,7 @@ def create_app(*, service: BrokerService, fleet: SimFleet | None = None) -> Fast
         rows = []
         names = set(service.connected_gateways())
         if fleet is not None:
-            names |= {f.name for f in fleet.frontends}
+            names |= {g.name for g in fleet.gateways}
         for name in sorted(names):
             session = service.session_of_gateway(name)
             row: dict[str, Any] = {
@@ -163,11 +163,11 @@ def create_app(*, service: BrokerService, fleet: SimFleet | None = None) -> Fast
                 },
             }
             if fleet is not None:
-                with_frontend = [f for f in fleet.frontends if f.name == name]
-                if with_frontend:
-                    row["port"] = with_frontend[0].port
-                    row["state"] = with_frontend[0].state.value
-                    row["api_clients"] = sorted(with_frontend[0].sessions)
+                mine = [g for g in fleet.gateways if g.name == name]
+                if mine:
+                    row["port"] = mine[0].port
+                    row["state"] = mine[0].state
+                    row["api_clients"] = sorted(mine[0].sessions)
             rows.append(row)
         return rows
 

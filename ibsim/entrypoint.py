@@ -76,11 +76,14 @@ async def run_container(
         log.error("sim_gateway_broker_unreachable error=%s", exc)
         return EXIT_BROKER_LOST
     process = GatewayProcess(
-        settings, broker=port, out=out, api_host=host, command_host=host, broker_closed=port.closed
+        settings,
+        broker=port,
+        out=out,
+        api_host=host,
+        command_host=host,
+        broker_closed=port.closed,
+        stop_requested=stop,
     )
-    if stop is not None:
-        stop_waiter = asyncio.ensure_future(stop.wait())
-        stop_waiter.add_done_callback(lambda _: process.stop_requested.set())
     if started is not None:
         started(process)
     try:

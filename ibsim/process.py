@@ -24,14 +24,14 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from ibsim import ibclog
+from ibsim.api.server import FrontEndConfig, GatewayFrontEnd
 from ibsim.cmdserver import CommandHandlers, IbcCommandServer
-from ibsim.frontend import FrontEndConfig, GatewayFrontEnd
 from ibsim.port import BrokerPort, LoginKind, LoginOutcome
 from ibsim.settings import DEFAULT_GATEWAY_AUTO_RESTART, GatewaySettings
 
@@ -99,6 +99,29 @@ def next_sunday(now: datetime, at: time) -> datetime:
     return candidate
 
 
+async def first_of(waits: Mapping[str, Awaitable[Any]]) -> str:
+    """The name of the first of ``waits`` to finish (in the mapping's order on a tie).
+
+    The others are cancelled, also when the caller is, so no ``Event.wait`` task is left
+    pending for the garbage collector to complain about.
+    """
+    tasks = {name: asyncio.ensure_future(aw) for name, aw in waits.items()}
+    try:
+        await asyncio.wait(tasks.values(), return_when=asyncio.FIRST_COMPLETED)
+        return next(name for name, task in tasks.items() if task.done())
+    finally:
+        for task in tasks.values():
+            task.cancel()
+
+
+@dataclass(frozen=True, slots=True)
+class ApiOptions:
+    """How the Gateway's API serves its clients (not part of the container's contract)."""
+
+    tick_rate: float = 20.0  # price ticks per second per market data subscription
+    max_msg_rate: int = 50  # IB's pacing limit per client per second (error 100 above it)
+
+
 @dataclass(slots=True)
 class _JvmEnd:
     code: int
@@ -118,8 +141,10 @@ class GatewayProcess:
     """A gateway container from start to exit: socat plus ibcstart.sh's JVM loop.
 
     ``api_host``/``command_host`` are where socat and the command server listen. ``out``
-    receives every stdout line. ``stop_requested`` is SIGTERM. ``frontend`` is the current
-    JVM's Gateway (None between JVMs).
+    receives every stdout line. ``stop_requested`` is SIGTERM (pass the runtime's own event
+    or set it). ``on_login`` hears every answer of IB's login server to this gateway (a
+    LOGGED_IN once the API is served). ``frontend`` is the current JVM's Gateway (None between
+    JVMs).
     """
 
     def __init__(
@@ -133,6 +158,9 @@ class GatewayProcess:
         clock: Callable[[], datetime] = _utc_now,
         relogin_delay: float = RELOGIN_AFTER_2FA_DELAY,
         broker_closed: asyncio.Event | None = None,
+        stop_requested: asyncio.Event | None = None,
+        api: ApiOptions = ApiOptions(),
+        on_login: Callable[[LoginOutcome], None] | None = None,
     ) -> None:
         self.settings = settings
         self.broker = broker
@@ -142,7 +170,10 @@ class GatewayProcess:
         self.clock = GatewayClock(clock, settings.zone)
         self.relogin_delay = relogin_delay
         self.broker_closed = broker_closed or asyncio.Event()
-        self.stop_requested = asyncio.Event()
+        self.stop_requested = stop_requested or asyncio.Event()
+        self.api = api
+        self._on_login = on_login
+        self._jvm_state: _JvmState | None = None
         self.frontend: GatewayFrontEnd | None = None
         self.command_server: IbcCommandServer | None = None
         self.socat: asyncio.Server | None = None
@@ -276,18 +307,13 @@ class GatewayProcess:
         frontend = GatewayFrontEnd(
             config=FrontEndConfig(
                 name=settings.gateway_name,
-                username=settings.username,
-                password=settings.password,
                 host="127.0.0.1",
                 port=0,
                 read_only=bool(settings.read_only_api),
-                existing_session_action=settings.existing_session_action,
-                relogin_after_2fa_timeout=settings.relogin_after_2fa_timeout,
-                twofa_exit_interval=settings.twofa_exit_interval,
+                tick_rate=self.api.tick_rate,
+                max_msg_rate=self.api.max_msg_rate,
             ),
             broker=self.broker,
-            line_sink=self.out,
-            ibc_clock=self.clock.now,
         )
         frontend.clock_hooks.append(self.clock.move)
         self.frontend = frontend
@@ -311,6 +337,7 @@ class GatewayProcess:
 
         logged_in = asyncio.Event()
         state = _JvmState(frontend=frontend, logged_in=logged_in, end=end)
+        self._jvm_state = state
         try:
             await self._start_command_server(frontend, state)
             if settings.cold_restart_time is not None:
@@ -318,24 +345,23 @@ class GatewayProcess:
                 self.ibc(ibclog.cold_restart_scheduled(at))
                 spawn(self._cold_restart_at(at, state), "cold")
             spawn(self._session(frontend, state, restart=restart), "session")
-            watch: dict[asyncio.Future[Any], str] = {
-                asyncio.ensure_future(self.stop_requested.wait()): "stop",
-                asyncio.ensure_future(frontend.crashed.wait()): "crash",
-                asyncio.ensure_future(self.broker_closed.wait()): "broker",
-            }
-            waiting: set[asyncio.Future[Any]] = {ended, *watch}
-            done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-            for waiter in watch:
-                waiter.cancel()
-            if ended.done():
+            reason = await first_of(
+                {
+                    "ended": ended,
+                    "stop": self.stop_requested.wait(),
+                    "crash": frontend.crashed.wait(),
+                    "broker": self.broker_closed.wait(),
+                }
+            )
+            if reason == "ended":
                 return ended.result()
-            reason = next(watch[w] for w in done if w in watch)
             if reason == "crash":
                 return _JvmEnd(EXIT_CRASHED)
             if reason == "broker":
                 return _JvmEnd(EXIT_BROKER_LOST)
             return _JvmEnd(EXIT_OK)
         finally:
+            self._jvm_state = None
             state.cancel_exit_timer()
             for task in tasks:
                 task.cancel()
@@ -422,12 +448,8 @@ class GatewayProcess:
                 target, restart = next_daily(self.clock.now(), logoff), False
             else:
                 target, restart = next_daily(self.clock.now(), self.gateway_restart_time), True
-            sleeper = asyncio.ensure_future(self.clock.sleep_until(target))
-            moved = asyncio.ensure_future(state.rescheduled.wait())
-            await asyncio.wait({sleeper, moved}, return_when=asyncio.FIRST_COMPLETED)
-            sleeper.cancel()
-            moved.cancel()
-            if sleeper.done() and not sleeper.cancelled():
+            due = {"due": self.clock.sleep_until(target), "moved": state.rescheduled.wait()}
+            if await first_of(due) == "due":
                 log.info(
                     "sim_gateway_daily gateway=%s restart=%s", self.settings.gateway_name, restart
                 )
@@ -455,6 +477,7 @@ class GatewayProcess:
             self.ibc(ibclog.detected_dialog(ibclog.DIALOG_LOGIN_FAILED))
             self.ibc(ibclog.LOGIN_FAILED)
             self.ibc(ibclog.COLD_RESTART_IN_PROGRESS)
+            self._report(outcome)
             self._stop_task(state, cold=True)
             return
         self._token = False
@@ -493,6 +516,7 @@ class GatewayProcess:
                     left = max((outcome.locked_until - datetime.now(UTC)).total_seconds(), 0.0)
                 minutes, seconds = int(left // 60), int(left % 60)
                 self.ibc(ibclog.too_many_failed_attempts(minutes=minutes, seconds=seconds))
+                self._report(outcome)
                 if not settings.relogin_after_2fa_timeout:
                     await asyncio.Event().wait()  # the dialog stays; nothing happens
                 wait = minutes * 60 + seconds + LOCKOUT_EXTRA
@@ -504,7 +528,8 @@ class GatewayProcess:
                 await self._relogin_pause(wait)
                 continue
             if outcome.kind is LoginKind.EXISTING_SESSION:
-                frontend._log_outcome(outcome)
+                self._existing_session(outcome)
+                self._report(outcome)
                 if outcome.resolution == "user_must_choose":
                     await asyncio.Event().wait()  # the dialog waits for a human
                 self._stop_task(state, cold=False)
@@ -519,8 +544,34 @@ class GatewayProcess:
                 for line in ibclog.login_error_message(f"Login refused ({outcome.reason})."):
                     self.ibc(line)
                 self.ibc(ibclog.COLD_RESTART_IN_PROGRESS)
+            self._report(outcome)
             self._stop_task(state, cold=True)
             return
+
+    def _existing_session(self, outcome: LoginOutcome) -> None:
+        """ExistingSessionDetectedDialogHandler's lines for the configured action."""
+        self.ibc(ibclog.detected_dialog(ibclog.DIALOG_EXISTING_SESSION))
+        if outcome.resolution == "user_must_choose":
+            self.ibc(ibclog.EXISTING_SESSION_MANUAL)
+        elif self.settings.existing_session_action.lower() == "secondary":
+            self.ibc(ibclog.EXISTING_SESSION_SECONDARY)
+        else:
+            self.ibc(ibclog.EXISTING_SESSION_OTHER_IS_PRIMARY)
+
+    def _report(self, outcome: LoginOutcome) -> None:
+        if self._on_login is not None:
+            self._on_login(outcome)
+
+    def restart_now(self) -> None:
+        """The Gateway's own auto-restart, now: it writes its autorestart file and exits as at
+        its daily time, and the loop relaunches it with the token (a test's shortcut)."""
+        state = self._jvm_state
+        if state is None or not state.logged_in.is_set():
+            raise RuntimeError(
+                f"gateway {self.settings.gateway_name}: not logged in, nothing to restart"
+            )
+        log.info("sim_gateway_restart_now gateway=%s", self.settings.gateway_name)
+        state.end(_JvmEnd(EXIT_OK, token=True))
 
     async def _relogin_pause(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
@@ -544,8 +595,10 @@ class GatewayProcess:
             if outcome.kind is LoginKind.LOGGED_IN and frontend.login_stall:
                 await asyncio.Event().wait()  # approved, but the login never completes
             if outcome.kind is LoginKind.FAILED and outcome.reason == "twofa_timed_out":
+                self._report(outcome)
                 await asyncio.Event().wait()  # IB gave up; IBC still thinks it is under way
             return outcome
+        self._report(outcome)
         if not settings.relogin_after_2fa_timeout:
             self.ibc(ibclog.RELOGIN_AFTER_2FA_NOT_REQUIRED)
             await asyncio.Event().wait()  # waits at the login dialog, forever
@@ -575,6 +628,7 @@ class GatewayProcess:
             self._apply_auto_restart(self.settings.auto_restart_time)
         self.ibc(ibclog.CONFIGURATION_TASKS_COMPLETED)
         await frontend.listen()
+        self._report(outcome)
         await self._daily(state)
 
 

@@ -391,10 +391,9 @@ class InProcessRuntime:
             api_host=placement.api_host,
             command_host=self._command_host,
             clock=self._clock,
+            stop_requested=run.stop,
         )
         run.process = process
-        stop_waiter = asyncio.ensure_future(run.stop.wait())
-        stop_waiter.add_done_callback(lambda _: process.stop_requested.set())
         code = EXIT_KILLED
         try:
             code = await process.run()
@@ -408,7 +407,6 @@ class InProcessRuntime:
             )
             code = EXIT_CRASHED
         finally:
-            stop_waiter.cancel()
             frontend = process.frontend
             if frontend is not None:
                 # A killed JVM's session ends at IB too (the broker sees its link drop).

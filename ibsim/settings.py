@@ -17,6 +17,10 @@ value through ``DefaultSettings.getString`` (trimmed; empty means the default). 
 cannot load (a malformed ``\\u`` escape) is not an error here: it is recorded in
 :attr:`GatewaySettings.config_broken` and the simulated JVM dies on it at every launch, as the
 real one does. Pure apart from the injected file reader.
+
+It is also where that contract is written: :func:`sim_env`, :func:`image_env` and
+:func:`custom_config_env` give the variables every writer (the supervisor's simulator fleet,
+the process-mode fleet, tests) sets, under the names :func:`read_settings` reads.
 """
 
 from __future__ import annotations
@@ -31,12 +35,28 @@ from gateway import javaprops
 
 __all__ = [
     "DEFAULT_GATEWAY_AUTO_RESTART",
+    "DEFAULT_IBC_INI",
+    "ENV_API_PORT",
+    "ENV_BROKER",
+    "ENV_COMMAND_PORT",
+    "ENV_CONTROL_FROM",
+    "ENV_GATEWAY_NAME",
     "ConfigError",
     "GatewaySettings",
+    "custom_config_env",
+    "image_env",
     "parse_auto_restart_time",
     "parse_cold_restart_time",
     "read_settings",
+    "sim_env",
 ]
+
+# The simulator's own variables (the rest of the contract is the gnzsnz image's).
+ENV_BROKER = "IBFLEET_SIM_BROKER"  # host:port of the broker link; required in a container
+ENV_GATEWAY_NAME = "IBFLEET_SIM_GATEWAY_NAME"  # the gateway's name at the broker (hostname)
+ENV_API_PORT = "IBFLEET_SIM_API_PORT"  # socat's port instead of 4003/4004
+ENV_COMMAND_PORT = "IBFLEET_SIM_COMMAND_PORT"  # the command server on this port (0 = free)
+ENV_CONTROL_FROM = "IBFLEET_SIM_CONTROL_FROM"  # replaces config.ini's ControlFrom
 
 SOCAT_LIVE_PORT = 4003  # the image's socat ports (set_ports); the Gateway's own are 4001/4002
 SOCAT_PAPER_PORT = 4004
@@ -280,15 +300,15 @@ def read_settings(
     read_only_text = _getstring(props, "ReadOnlyApi")
 
     broker: tuple[str, int] | None = None
-    broker_text = env.get("IBFLEET_SIM_BROKER", "").strip()
+    broker_text = env.get(ENV_BROKER, "").strip()
     if broker_text or need_broker:
         host, _, port_text = broker_text.rpartition(":")
         if not host or not port_text.isdigit():
             raise ConfigError(
-                f"IBFLEET_SIM_BROKER={broker_text!r}: expected host:port of the sim broker link"
+                f"{ENV_BROKER}={broker_text!r}: expected host:port of the sim broker link"
             )
         broker = (host, int(port_text))
-    api_port = _port(env, "IBFLEET_SIM_API_PORT")
+    api_port = _port(env, ENV_API_PORT)
     username = _getstring(props, "IbLoginId")
     if not username and broken is None:
         where = f"IbLoginId in {ini_path}" if custom else "TWS_USERID"
@@ -310,19 +330,19 @@ def read_settings(
         login_dialog_timeout=_getint(props, "LoginDialogDisplayTimeout", 60),
         existing_session_action=_getstring(props, "ExistingSessionDetectedAction", "manual"),
         command_server_port=_getint(props, "CommandServerPort", 0),
-        control_from=env.get("IBFLEET_SIM_CONTROL_FROM", "") or _getstring(props, "ControlFrom"),
+        control_from=env.get(ENV_CONTROL_FROM, "") or _getstring(props, "ControlFrom"),
         bind_address=_getstring(props, "BindAddress"),
         on_2fa_timeout=action,
         zone=zone,
         config_broken=broken,
-        gateway_name=env.get("IBFLEET_SIM_GATEWAY_NAME", "").strip() or hostname,
+        gateway_name=env.get(ENV_GATEWAY_NAME, "").strip() or hostname,
         broker=broker,
         api_port=(
             api_port
             if api_port is not None
             else (SOCAT_LIVE_PORT if socat_mode == "live" else SOCAT_PAPER_PORT)
         ),
-        command_port_override=_port(env, "IBFLEET_SIM_COMMAND_PORT"),
+        command_port_override=_port(env, ENV_COMMAND_PORT),
         custom_config=custom,
         ini_path=ini_path,
     )
@@ -335,3 +355,88 @@ def _relogin_permitted(props: Mapping[str, str]) -> bool:
             return _getbool(props, "ExitAfterSecondFactorAuthenticationTimeout", False)
         return False
     return _getbool(props, "ReloginAfterSecondFactorAuthenticationTimeout", False)
+
+
+# -- writing the contract ----------------------------------------------------------------------
+
+
+def sim_env(
+    *,
+    broker: tuple[str, int] | None = None,
+    gateway_name: str | None = None,
+    api_port: int | None = None,
+    command_port: int | None = None,
+    control_from: str | None = None,
+) -> dict[str, str]:
+    """The simulator's own variables of a gateway container (only those given)."""
+    env: dict[str, str] = {}
+    if broker is not None:
+        env[ENV_BROKER] = f"{broker[0]}:{broker[1]}"
+    if gateway_name is not None:
+        env[ENV_GATEWAY_NAME] = gateway_name
+    if api_port is not None:
+        env[ENV_API_PORT] = str(api_port)
+    if command_port is not None:
+        env[ENV_COMMAND_PORT] = str(command_port)
+    if control_from is not None:
+        env[ENV_CONTROL_FROM] = control_from
+    return env
+
+
+def _yes_no(value: bool) -> str:
+    return "yes" if value else "no"
+
+
+def image_env(
+    *,
+    username: str,
+    password: str | None = None,
+    password_file: str | None = None,
+    trading_mode: str = "paper",
+    read_only_api: bool | None = None,
+    existing_session_action: str | None = None,
+    relogin_after_2fa_timeout: bool | None = None,
+    twofa_exit_interval: int | None = None,
+    auto_restart_time: str | None = None,
+) -> dict[str, str]:
+    """The gnzsnz variables from which the image renders config.ini (no CUSTOM_CONFIG).
+
+    Exactly one of ``password`` and ``password_file`` (the image's ``file_env`` rule).
+    """
+    if (password is None) == (password_file is None):
+        raise ValueError("image_env: give exactly one of password and password_file")
+    env = {"TWS_USERID": username, "TRADING_MODE": trading_mode}
+    if password is not None:
+        env["TWS_PASSWORD"] = password
+    if password_file is not None:
+        env["TWS_PASSWORD_FILE"] = password_file
+    if read_only_api is not None:
+        env["READ_ONLY_API"] = _yes_no(read_only_api)
+    if existing_session_action is not None:
+        env["EXISTING_SESSION_DETECTED_ACTION"] = existing_session_action
+    if relogin_after_2fa_timeout is not None:
+        env["RELOGIN_AFTER_TWOFA_TIMEOUT"] = _yes_no(relogin_after_2fa_timeout)
+    if twofa_exit_interval is not None:
+        env["TWOFA_EXIT_INTERVAL"] = str(twofa_exit_interval)
+    if auto_restart_time is not None:
+        env["AUTO_RESTART_TIME"] = auto_restart_time
+    return env
+
+
+def custom_config_env(
+    *,
+    trading_mode: str,
+    ini_path: str = DEFAULT_IBC_INI,
+    twofa_timeout_action: str = "exit",
+    tz: str | None = None,
+) -> dict[str, str]:
+    """What the image reads from the env with ``CUSTOM_CONFIG=yes`` (IBC reads config.ini)."""
+    env = {
+        "CUSTOM_CONFIG": "yes",
+        "IBC_INI": ini_path,
+        "TRADING_MODE": trading_mode,
+        "TWOFA_TIMEOUT_ACTION": twofa_timeout_action,
+    }
+    if tz is not None:
+        env["TZ"] = tz
+    return env

@@ -34,6 +34,7 @@ from gateway.spec import (
     render_container,
     render_spec,
 )
+from ibsim.settings import sim_env
 
 __all__ = [
     "BROKER_ALIAS",
@@ -207,10 +208,7 @@ def render_sim_gateway_spec(
         fingerprint_key=fingerprint_key,
         control_from=control_from,
         default_daily_restart=default_daily_restart,
-        extra_env={
-            "IBFLEET_SIM_BROKER": f"{BROKER_ALIAS}:{BROKER_LINK_PORT}",
-            "IBFLEET_SIM_GATEWAY_NAME": gateway.name,
-        },
+        extra_env=sim_env(broker=(BROKER_ALIAS, BROKER_LINK_PORT), gateway_name=gateway.name),
     )
 
 

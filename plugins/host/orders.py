@@ -180,17 +180,27 @@ class OrderPath:
         }
         if order.orderType == "LMT":
             order_record["lmtPrice"] = order.lmtPrice
-        record = store.record_intent(
-            key=key,
-            strategy=self.name,
-            gateway=session.gateway,
-            account=session.account,
-            client_id=session.client_id,
-            contract=_contract_record(contract),
-            order=order_record,
-            now=now,
-            order_id=order.orderId,
-        )
+        try:
+            record = store.record_intent(
+                key=key,
+                strategy=self.name,
+                gateway=session.gateway,
+                account=session.account,
+                client_id=session.client_id,
+                contract=_contract_record(contract),
+                order=order_record,
+                now=now,
+                order_id=order.orderId,
+            )
+        except ValueError:
+            raise
+        except Exception as exc:
+            # No durable intent, no order: IB never sees what the journal could not record.
+            self._refuse(
+                "refused_journal",
+                api.RefusalReason.NOT_TRADING,
+                f"the order journal cannot be written ({exc}); the order was not sent",
+            )
         self._book.sample = record
         mine = BookedOrder(
             key=key,

@@ -115,8 +115,24 @@ class SafeState:
                     else:
                         sessions.close(other)
         await services.writer.settle()
-        still_live = tuple(i.key for i in services.store.intents_maybe_live(self.name))
-        if not ok:
+        journal_error: str | None = None
+        try:
+            still_live = tuple(i.key for i in services.store.intents_maybe_live(self.name))
+        except Exception as exc:
+            # The cancels went to IB regardless; what the journal cannot confirm may be live.
+            journal_error = str(exc) or type(exc).__name__
+            still_live = tuple(o.key for o in self._book.working())
+        if journal_error is not None:
+            services.alert(
+                f"strategy:{self.name}:maybe-live",
+                "critical",
+                f"strategy {self.name}: orders may be live (journal unavailable)",
+                f"trigger {trigger.value}; {action.value} was sent to IB "
+                f"{'and done' if ok else 'but no gateway could do it'}, yet the journal cannot "
+                f"be read ({journal_error}). Orders that may still be live at IB (orderRef): "
+                f"{', '.join(still_live) or 'none known'}",
+            )
+        elif not ok:
             path = SafeStatePath.ALERT_ONLY
             services.alert(
                 f"strategy:{self.name}:maybe-live",
@@ -149,7 +165,7 @@ class SafeState:
         self.runs.append(run)
         if services.metrics is not None:
             services.metrics.safe_state_ran(self.name, run.trigger.value, run.duration_seconds)
-        services.store.append_event(
+        services.journal_event(
             at=services.clock.now(),
             kind="strategy.safe_state",
             gateway=run.gateway,

@@ -9,6 +9,7 @@ import logging
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from plugins.host.broker import BrokerFactory
 from plugins.host.clock import Clock
@@ -75,6 +76,18 @@ class HostServices:
         """Hold a reference to a background task until it ends."""
         self.background.add(task)
         task.add_done_callback(self.background.discard)
+
+    def journal_event(self, **event: Any) -> None:
+        """An event for the journal; a journal that cannot take it is logged, never raised."""
+        try:
+            self.store.append_event(**event)
+        except Exception as exc:
+            log.error(
+                "journal_event_lost strategy=%s kind=%s error=%s",
+                event.get("strategy"),
+                event["kind"],
+                exc,
+            )
 
     def alert(self, key: str, severity: str, title: str, body: str) -> None:
         """Raise an alert; a failing sink is logged, never allowed to stop the order path."""

@@ -10,7 +10,6 @@ The CLI contract these tests assume is gathered in the constants and `broker_com
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import socket
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,18 +18,14 @@ import httpx
 import pytest
 from ib_async import IB
 
-pytestmark = [
-    pytest.mark.docker,
-    pytest.mark.skipif(
-        importlib.util.find_spec("ibsim.cli") is None,
-        reason="ibsim.cli (ibfleet sim broker/gateway) has not landed yet",
-    ),
-]
+from ibsim.settings import SOCAT_PAPER_PORT, image_env, sim_env
 
-# --- the assumed `ibfleet sim` container contract -------------------------------------------
+pytestmark = [pytest.mark.docker]
+
+# --- the `ibfleet sim` container contract (ibsim.settings) ----------------------------------
 BROKER_LINK_PORT = 7470  # gateways reach the broker here (IBFLEET_SIM_BROKER=<name>:<port>)
 CONTROL_PORT = 7471  # the broker's HTTP control API
-PAPER_API_PORT = "4004/tcp"
+PAPER_API_PORT = f"{SOCAT_PAPER_PORT}/tcp"
 COMMAND_SERVER_PORT = "7462/tcp"
 PASSWORD = "sim-password"  # a simulator's fixed test password, never a real one
 ACCOUNT = "DU1000001"
@@ -109,14 +104,14 @@ def run_gateway(containers, sim_image: str, broker, password_file: Path, *, user
     # ControlFrom must allow it, as it must allow the supervisor in a real fleet).
     bridge = network.attrs["IPAM"]["Config"][0]["Gateway"]
     environment = {
-        "IBFLEET_SIM_CONTROL_FROM": bridge,
-        "TWS_USERID": user,
-        "TWS_PASSWORD_FILE": "/run/secrets/tws_password",
-        "TRADING_MODE": "paper",
-        "IBFLEET_SIM_BROKER": f"{container.name}:{BROKER_LINK_PORT}",
-        # The image's env template leaves the command server off; the simulator's switch.
-        "IBFLEET_SIM_COMMAND_PORT": "7462",
-        "IBFLEET_SIM_GATEWAY_NAME": f"gw-{user}",
+        **image_env(username=user, password_file="/run/secrets/tws_password"),
+        **sim_env(
+            broker=(container.name, BROKER_LINK_PORT),
+            gateway_name=f"gw-{user}",
+            # The image's env template leaves the command server off; the simulator's switch.
+            command_port=7462,
+            control_from=bridge,
+        ),
         **{key: str(value) for key, value in env.items()},
     }
     return containers.run(

@@ -10,7 +10,7 @@ import time
 import httpx
 import pytest
 
-from ibsim import auth
+from ibsim import auth, ibclog
 from ibsim.broker import BrokerConfig
 from ibsim.fleet import GatewaySpec, SimFleet
 from tests.integration.ibsim.conftest import Clients
@@ -184,7 +184,7 @@ async def test_crashed_gateway_drops_clients_and_stops_listening(
     port = sim.ports[0]
     await post(sim, "/gateways/gw1/faults/crash", {"active": True})
     await wait_for(lambda: not ib.isConnected(), what="disconnect")
-    await wait_for(lambda: sim.frontend(0).crashed.is_set(), what="crashed")
+    await wait_for(lambda: sim.gateway(0).exit_code == 70, what="the container exited 70")
     with pytest.raises(OSError):
         await asyncio.open_connection("127.0.0.1", port)
 
@@ -202,11 +202,13 @@ async def test_slow_responses_delay_each_reply(lib, sim: SimFleet, clients: Clie
 
 
 async def test_rejected_logins_fail_the_gateway_login(sim: SimFleet):
-    await sim.frontend(1).stop()
+    await sim.gateway(1).stop()
     assert (await post(sim, "/logins/reject", {"active": True})).status_code == 200
     outcome = await sim.login(1)
     assert outcome.kind.value == "failed" and outcome.reason == "rejected"
-    assert any("Login failed" in line for line in sim.lines)
+    # Not bad credentials: LoginErrorDialogHandler's lines, then a cold restart.
+    assert any("Login refused (rejected)" in line for line in sim.lines)
+    assert any(ibclog.COLD_RESTART_IN_PROGRESS in line for line in sim.lines)
     await post(sim, "/logins/reject", {"active": False})
     assert (await sim.login(1)).kind.value == "logged_in"
 
@@ -214,4 +216,4 @@ async def test_rejected_logins_fail_the_gateway_login(sim: SimFleet):
 async def test_tick_rate_is_settable(lib, sim: SimFleet, clients: Clients):
     response = await post(sim, "/gateways/gw1/faults/tick_rate", {"active": True, "value": 5})
     assert response.status_code == 200
-    assert sim.frontend(0).config.tick_rate == 5
+    assert sim.gateway(0).frontend.config.tick_rate == 5

@@ -15,7 +15,7 @@ from ibsim import auth, ibclog
 from ibsim.port import Fault, FaultEvent
 from ibsim.process import GatewayProcess, next_sunday
 from ibsim.service import BrokerService, InProcessBrokerPort
-from ibsim.settings import read_settings
+from ibsim.settings import custom_config_env, read_settings, sim_env
 from tests.waiting import until
 
 USER = "loopuser"
@@ -56,15 +56,11 @@ async def gateway(
         ],
     )
     await service.start()
-    env = {
-        "CUSTOM_CONFIG": "yes",
-        "IBC_INI": "/cfg/config.ini",
-        "TRADING_MODE": "live" if twofa else "paper",
-        "TWOFA_TIMEOUT_ACTION": action,
-        "IBFLEET_SIM_API_PORT": "0",
-        "IBFLEET_SIM_COMMAND_PORT": "0",
-        "IBFLEET_SIM_GATEWAY_NAME": "gw",
-    }
+    env = custom_config_env(
+        trading_mode="live" if twofa else "paper",
+        ini_path="/cfg/config.ini",
+        twofa_timeout_action=action,
+    ) | sim_env(api_port=0, command_port=0, gateway_name="gw")
     settings = read_settings(env, read_file=lambda path: config, need_broker=False)
     lines: list[str] = []
     process = GatewayProcess(

@@ -17,7 +17,7 @@ from ibsim.entrypoint import (
     run_container,
     serve_broker,
 )
-from ibsim.settings import parse_auto_restart_time, read_settings
+from ibsim.settings import image_env, parse_auto_restart_time, read_settings, sim_env
 from tests.integration.ibsim.conftest import Clients
 from tests.waiting import until as wait_for
 
@@ -61,15 +61,9 @@ async def broker(users: list[auth.User], auth_config: auth.AuthorityConfig | Non
 
 
 def env(link_port: int, **extra: str) -> dict[str, str]:
-    base = {
-        "TWS_USERID": "simuser1",
-        "TWS_PASSWORD": "pw",
-        "TRADING_MODE": "paper",
-        "IBFLEET_SIM_BROKER": f"127.0.0.1:{link_port}",
-        "IBFLEET_SIM_GATEWAY_NAME": "container-gw",
-        "IBFLEET_SIM_API_PORT": "0",
-        "IBFLEET_SIM_COMMAND_PORT": "0",
-    }
+    base = image_env(username="simuser1", password="pw") | sim_env(
+        broker=("127.0.0.1", link_port), gateway_name="container-gw", api_port=0, command_port=0
+    )
     base.update(extra)
     return base
 

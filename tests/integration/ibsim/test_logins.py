@@ -1,5 +1,6 @@
-"""Logins through gateway front ends: 2FA via the control API, lockout, existing sessions,
-restart tokens and the weekly boundary (injected clock), with IBC's log lines."""
+"""Logins of process-mode gateways (the container's GatewayProcess): 2FA via the control API,
+lockout, existing sessions, restart tokens and the weekly boundary (injected clock), with
+IBC's log lines."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ import pytest
 
 from ibsim import auth, ibclog
 from ibsim.fleet import GatewaySpec, SimFleet
-from ibsim.frontend import FrontEndState
 from ibsim.port import LoginKind
 from tests.integration.ibsim.conftest import Clients
 from tests.waiting import until as wait_for
@@ -38,8 +38,8 @@ def twofa_user(name: str = "tina", account: str = "DU3000001") -> auth.User:
     return auth.User(username=name, password="pw", accounts=(account,), twofa_required=True)
 
 
-async def start_login(sim: SimFleet, which: int | str, **kwargs) -> asyncio.Task:
-    task = asyncio.create_task(sim.login(which, **kwargs))
+async def start_login(sim: SimFleet, which: int | str) -> asyncio.Task:
+    task = asyncio.create_task(sim.login(which))
     await wait_for(lambda: sim.service.pending_2fa() or task.done(), what="2FA prompt")
     return task
 
@@ -71,7 +71,7 @@ async def test_2fa_approved_through_control_api_opens_the_api_port(
     lib, tfa: SimFleet, clients: Clients
 ):
     task = await start_login(tfa, 0)
-    assert tfa.frontend(0).state is FrontEndState.AWAITING_2FA
+    assert not task.done() and not tfa.gateway(0).ready.is_set()
     async with httpx.AsyncClient(base_url=tfa.control_url) as http:
         listed = (await http.get("/2fa")).json()
     assert [p["username"] for p in listed] == ["tina"]
@@ -91,15 +91,26 @@ async def test_2fa_denied_fails_the_login(tfa: SimFleet):
         assert (await http.post("/2fa/tina/deny")).status_code == 200
     outcome = await asyncio.wait_for(task, 5)
     assert outcome.kind is LoginKind.FAILED and outcome.reason == "twofa_denied"
-    assert tfa.frontend(0).state is FrontEndState.LOGIN_FAILED
+    # LoginFailedDialogHandler: a cold restart, and the next JVM asks the phone again.
+    await wait_for(lambda: len(tfa.service.pending_2fa()) == 1, what="a new 2FA prompt")
+    text = "\n".join(tfa.lines)
+    assert ibclog.COLD_RESTART_IN_PROGRESS in text and ibclog.COLD_RESTART_SHORTLY in text
 
 
-async def test_2fa_times_out_with_ibc_closing_line(tfa: SimFleet, clock: FakeClock):
+async def test_unanswered_2fa_waits_without_relogin_and_never_exits(
+    tfa: SimFleet, clock: FakeClock
+):
     task = await start_login(tfa, 0)
     clock.advance(timedelta(seconds=181))
     outcome = await asyncio.wait_for(task, 5)
     assert outcome.kind is LoginKind.FAILED and outcome.reason == "twofa_timed_out"
-    assert any(ibclog.CLOSING_AFTER_2FA in line for line in tfa.lines)
+    # LoginManager with relogin off: "not required", and the JVM waits at its dialog.
+    await wait_for(
+        lambda: any(ibclog.RELOGIN_AFTER_2FA_NOT_REQUIRED in line for line in tfa.lines),
+        what="IBC's no-relogin line",
+    )
+    assert tfa.gateway(0).running
+    assert not any(ibclog.CLOSING_AFTER_2FA in line for line in tfa.lines)
 
 
 async def test_approving_unknown_username_is_404(tfa: SimFleet):
@@ -113,8 +124,11 @@ async def test_soft_restart_keeps_session_without_2fa(tfa: SimFleet, clock: Fake
     await approve(tfa, "tina")
     assert (await asyncio.wait_for(task, 5)).kind is LoginKind.LOGGED_IN
     clock.advance(timedelta(hours=2))
-    outcome = await asyncio.wait_for(tfa.frontend(0).soft_restart(), 5)
+    outcome = await asyncio.wait_for(tfa.gateway(0).soft_restart(), 5)
     assert outcome.kind is LoginKind.LOGGED_IN and outcome.used_token
+    assert tfa.service.pending_2fa() == []
+    text = "\n".join(tfa.lines)
+    assert ibclog.RESTARTING_SESSION in text and ibclog.login_attempt(2) not in text
 
 
 async def test_first_login_after_weekly_boundary_needs_2fa_again(tfa: SimFleet, clock: FakeClock):
@@ -122,14 +136,24 @@ async def test_first_login_after_weekly_boundary_needs_2fa_again(tfa: SimFleet, 
     await approve(tfa, "tina")
     await asyncio.wait_for(task, 5)
     clock.now = datetime(2026, 11, 22, 2, 0, tzinfo=NEW_YORK).astimezone(UTC)  # Sunday 02:00 ET
-    restart = asyncio.create_task(tfa.frontend(0).soft_restart())
+    gateway = tfa.gateway(0)
+    seen = len(gateway.outcomes)
+    gateway.process.restart_now()
+    # The token is refused: the Gateway's login dialog, a cold restart, a full login with 2FA.
+    refused = await asyncio.wait_for(gateway.next_outcome(seen), 5)
+    assert refused.kind is LoginKind.AWAITING_2FA
+    assert refused.reason == "weekly_reauth"
+    await wait_for(
+        lambda: any(ibclog.login_attempt(1) in line for line in tfa.lines[-12:]),
+        what="a full login after the cold restart",
+    )
     await wait_for(lambda: tfa.service.pending_2fa(), what="2FA after the boundary")
-    assert tfa.service.pending_2fa()[0].reason == "weekly_reauth"
     await approve(tfa, "tina")
-    assert (await asyncio.wait_for(restart, 5)).kind is LoginKind.LOGGED_IN
+    outcome = await asyncio.wait_for(gateway.next_outcome(seen + 1), 5)
+    assert outcome.kind is LoginKind.LOGGED_IN and not outcome.used_token
 
 
-async def test_lockout_after_three_failures():
+async def test_a_bad_password_cold_restarts_until_locked_out_then_waits():
     specs = [GatewaySpec(name="gw-bad", username="lou", password="wrong")]
     async with SimFleet.start(
         gateways=specs,
@@ -137,14 +161,17 @@ async def test_lockout_after_three_failures():
         auth_config=auth.AuthorityConfig(max_failures=3, lockout=timedelta(minutes=5)),
         login=False,
     ) as sim:
-        kinds = [(await sim.login(0)).kind for _ in range(4)]
-        assert kinds == [
-            LoginKind.FAILED,
-            LoginKind.FAILED,
-            LoginKind.LOCKED_OUT,
-            LoginKind.LOCKED_OUT,
-        ]
-        assert any(ibclog.TOO_MANY_FAILED_PREFIX in line for line in sim.lines)
+        gateway = sim.gateway(0)
+        # ibcstart.sh relaunches after every failed login by itself; nobody calls login again.
+        assert (await sim.login(0)).kind is LoginKind.FAILED
+        kinds = [(await gateway.next_outcome(n)).kind for n in range(3)]
+        assert kinds == [LoginKind.FAILED, LoginKind.FAILED, LoginKind.LOCKED_OUT]
+        await wait_for(
+            lambda: any(ibclog.TOO_MANY_FAILED_PREFIX in line for line in sim.lines),
+            what="the lockout dialog",
+        )
+        # Relogin off: the dialog stays, no further attempt and no exit.
+        assert gateway.running and len(gateway.outcomes) == 3
 
 
 async def test_existing_session_secondary_newcomer_gives_way(lib, clients: Clients):
@@ -183,4 +210,4 @@ async def test_existing_session_override_ends_the_old_session(lib, clients: Clie
         ib.errorEvent += lambda req_id, code, *args: codes.append(code)
         assert (await sim.login(1)).kind is LoginKind.LOGGED_IN
         await wait_for(lambda: 1100 in codes, what="old session lost its link")
-        assert sim.frontend(0).session_ended.is_set()
+        assert sim.gateway(0).frontend.session_ended.is_set()

@@ -14,6 +14,8 @@ from queue import Empty, Queue
 import httpx
 import pytest
 
+from ibsim.settings import image_env, sim_env
+
 pytestmark = pytest.mark.timeout(90)
 CLI = "from ibsim.cli import app; app()"
 
@@ -76,13 +78,13 @@ async def test_gateway_process_logs_in_through_broker_process(lib):
         api_port = free_port()
         env = {
             **os.environ,
-            "TWS_USERID": "simuser1",
-            "TWS_PASSWORD": "pw",
-            "TRADING_MODE": "paper",
-            "IBFLEET_SIM_BROKER": f"127.0.0.1:{link}",
-            "IBFLEET_SIM_GATEWAY_NAME": "proc-gw",
-            "IBFLEET_SIM_API_PORT": str(api_port),
-            "IBFLEET_SIM_COMMAND_PORT": "0",
+            **image_env(username="simuser1", password="pw"),
+            **sim_env(
+                broker=("127.0.0.1", int(link)),
+                gateway_name="proc-gw",
+                api_port=api_port,
+                command_port=0,
+            ),
         }
         gateway = subprocess.Popen(
             [sys.executable, "-c", CLI, "gateway"],

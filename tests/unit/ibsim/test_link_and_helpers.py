@@ -7,6 +7,7 @@ from datetime import UTC, datetime, time
 
 import pytest
 
+from ibsim.api.market_data import bar_count
 from ibsim.broker import (
     BrokerOrder,
     OrderEvent,
@@ -17,7 +18,6 @@ from ibsim.broker import (
 )
 from ibsim.codec import ProtocolError
 from ibsim.contracts import default_symbols
-from ibsim.frontend import bar_count
 from ibsim.link import LinkError, from_wire, to_wire
 from ibsim.port import Fault, FaultEvent, LoginKind, LoginOutcome
 from ibsim.process import next_daily as next_restart
