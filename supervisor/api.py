@@ -205,8 +205,9 @@ def create_app(
             )
         try:
             return await call_next(request)
-        except ValueError as exc:
-            # A state that does not allow the command (e.g. resume on a gateway that is down).
+        except (ValueError, ConnectionError) as exc:
+            # A state that does not allow the command: resume or kill while the gateway is
+            # down is a conflict with the fleet's state, not a fault of the supervisor.
             return JSONResponse({"detail": str(exc) or type(exc).__name__}, status_code=409)
         except Exception as exc:
             # Never a 500: a dependency is unavailable (gateway down, journal locked).

@@ -1,5 +1,7 @@
 """Schemathesis against the running supervisor's API, with and without the token: no 5xx.
 
+Every path but ``/readyz`` (503 by contract while a gateway is not ready), fuzzed and stateful.
+
 The supervisor runs in-process on a fake runtime whose gateways never answer the TWS API, with a
 strategy configured, so every POST meets the states that used to fail with 500 (resume or kill
 while the gateway is down). The schema comes from the running API (``api.docs: true``).
@@ -14,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from gateway.values import SecretRef
@@ -55,6 +58,9 @@ async def _schemathesis(url: str, *extra: str) -> tuple[int, str]:
         "--seed",
         "1",
         "--no-color",
+        # /readyz answers 503 by contract while a gateway is down (tested on its own).
+        "--exclude-path",
+        "/readyz",
         *extra,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
@@ -72,10 +78,19 @@ def _cases(report: str) -> int:
 async def test_no_5xx_with_and_without_the_token(harness: Harness) -> None:
     running = await harness.start()
     url = f"http://127.0.0.1:{running.api.port}"
+    async with httpx.AsyncClient(base_url=url) as client:
+        # The case schemathesis found as 500: resume while the gateway is down.
+        r = await client.post(
+            "/api/v1/strategies/probe-st/resume",
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            json={},
+        )
+        assert r.status_code == 409, r.text
+        assert "cannot connect" in r.json()["detail"]
     code_anon, anon = await _schemathesis(url)
     code_auth, auth = await _schemathesis(url, "-H", f"Authorization: Bearer {TOKEN}")
     print(f"schemathesis without token: {_cases(anon)} cases\n{anon[-1500:]}")
     print(f"schemathesis with token: {_cases(auth)} cases\n{auth[-1500:]}")
-    assert "not_a_server_error" in anon and "not_a_server_error" in auth
+    assert _cases(anon) > 0 and _cases(auth) > 0
     assert code_anon == 0, anon[-4000:]
     assert code_auth == 0, auth[-4000:]
