@@ -130,10 +130,6 @@ async def _account_summary(s: ApiSession, fields: list[str]) -> None:
     s.send([Out.ACCOUNT_SUMMARY_END, 1, req_id])
 
 
-async def _noop(s: ApiSession, fields: list[str]) -> None:
-    """Cancels of subscriptions the simulator does not stream need no answer."""
-
-
 HANDLERS: dict[int, Handler] = {
     In.START_API: _start_api,
     In.REQ_CURRENT_TIME: _current_time,
@@ -142,10 +138,7 @@ HANDLERS: dict[int, Handler] = {
     In.REQ_POSITIONS: _positions,
     In.CANCEL_POSITIONS: _cancel_positions,
     In.REQ_POSITIONS_MULTI: _positions_multi,
-    In.CANCEL_POSITIONS_MULTI: _noop,
     In.REQ_ACCOUNT_UPDATES: _account_updates,
     In.REQ_ACCOUNT_UPDATES_MULTI: _account_updates_multi,
-    In.CANCEL_ACCOUNT_UPDATES_MULTI: _noop,
     In.REQ_ACCOUNT_SUMMARY: _account_summary,
-    In.CANCEL_ACCOUNT_SUMMARY: _noop,
 }

@@ -192,15 +192,10 @@ def _replace_date(bar: Bar, date: str) -> Bar:
     return dataclasses.replace(bar, date=date)
 
 
-async def _noop(s: ApiSession, fields: list[str]) -> None:
-    """Cancels of requests answered at once need no answer."""
-
-
 HANDLERS: dict[int, Handler] = {
     In.REQ_CONTRACT_DATA: _contract_details,
     In.REQ_MKT_DATA: _mkt_data,
     In.CANCEL_MKT_DATA: _cancel_mkt_data,
     In.REQ_MARKET_DATA_TYPE: _market_data_type,
     In.REQ_HISTORICAL_DATA: _historical_data,
-    In.CANCEL_HISTORICAL_DATA: _noop,
 }

@@ -332,8 +332,20 @@ class ApiSession:
         return specs[0] if len(specs) == 1 else None
 
 
+async def _no_answer(s: ApiSession, fields: list[str]) -> None:
+    """Cancels of subscriptions the simulator answers at once, or does not stream."""
+
+
+_NO_ANSWER = (
+    In.CANCEL_POSITIONS_MULTI,
+    In.CANCEL_ACCOUNT_UPDATES_MULTI,
+    In.CANCEL_ACCOUNT_SUMMARY,
+    In.CANCEL_HISTORICAL_DATA,
+)
+
+
 def _dispatch_table() -> dict[int, Handler]:
-    table: dict[int, Handler] = {}
+    table: dict[int, Handler] = dict.fromkeys(_NO_ANSWER, _no_answer)
     for part in (accounts.HANDLERS, orders.HANDLERS, market_data.HANDLERS):
         overlap = table.keys() & part.keys()
         if overlap:
