@@ -501,6 +501,7 @@ class DockerRuntime:
         """Rebuild the fleet's rules from its containers; none left: remove them (blocking)."""
         if self._firewall is None:
             return
+        self._sweep(self._firewall)
         items = self._api.containers(all=True, filters={"label": f"{LABEL_FLEET}={fleet}"})
         if not items:
             self._firewall.remove(fleet)
@@ -550,17 +551,19 @@ class DockerRuntime:
         if firewall is None:
             return ()
 
-        def sweep() -> tuple[str, ...]:
-            gone = [
-                fleet
-                for fleet, network in firewall.fleets().items()
-                if not [n for n in self._api.networks(names=[network]) if n.get("Name") == network]
-            ]
-            for fleet in gone:
-                firewall.remove(fleet)
-            return tuple(gone)
+        return await self._call("firewall", "sweep", lambda: self._sweep(firewall))
 
-        return await self._call("firewall", "sweep", sweep)
+    def _sweep(self, firewall: Firewall) -> tuple[str, ...]:
+        # A gone fleet's rules would apply to whatever network reuses its subnet: drop them.
+        gone = [
+            fleet
+            for fleet, network in firewall.fleets().items()
+            if not [n for n in self._api.networks(names=[network]) if n.get("Name") == network]
+        ]
+        for fleet in gone:
+            firewall.remove(fleet)
+            log.info("runtime_firewall_swept fleet=%s", fleet)
+        return tuple(gone)
 
     async def restart(self, container_id: str, *, timeout: float) -> None:
         await self._call(

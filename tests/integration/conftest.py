@@ -46,7 +46,23 @@ def docker_client() -> Iterator[docker.DockerClient]:
         _no_engine(f"{type(exc).__name__}: {exc}")
         raise  # unreachable: _no_engine skips or fails
     yield client
+    _sweep_firewall(client)
     client.close()
+
+
+def _sweep_firewall(client: docker.DockerClient) -> None:
+    """Tests remove fleets' containers and networks directly: drop the rules they leave."""
+    import asyncio
+
+    from gateway.docker_runtime import DockerRuntime
+
+    runtime = DockerRuntime(client)
+    try:
+        asyncio.run(runtime.sweep())
+    except Exception as exc:  # no iptables here: nothing was applied either
+        log.warning("firewall_sweep_failed error=%s", type(exc).__name__)
+    finally:
+        runtime.close()
 
 
 @pytest.fixture(scope="session")
