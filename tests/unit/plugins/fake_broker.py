@@ -134,7 +134,9 @@ class FakeIb:
         """A last price for AAPL on every live session."""
         for s in self.live():
             if s.listener is not None and AAPL.conId in s.subscribed:
-                s.listener.tickers([Ticker(contract=AAPL, last=price, time=AT)])
+                ticker = Ticker(contract=AAPL)
+                ticker.last, ticker.time = price, AT  # Ticker's init leaves prices unset
+                s.listener.tickers([ticker])
 
     def drop(self, gateway: str) -> None:
         """The gateway's sockets close (its sessions see a disconnect)."""
