@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import secrets
 import signal
@@ -25,6 +26,7 @@ import yaml
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from supervisor.api import Action
 from supervisor.run import (
@@ -105,6 +107,73 @@ class Step:
     at: float  # seconds after the start
     says: str
     act: Callable[[], Awaitable[None] | None]
+    #: The gateway this step breaks (a fault whose detection the summary times), if any.
+    breaks: str | None = None
+    #: The gateway this step mends (the summary times its return to API_READY), if any.
+    mends: str | None = None
+
+
+@dataclass
+class Played:
+    """A step as it happened: when (UTC) and how long after the start."""
+
+    step: Step
+    at: dt.datetime
+    elapsed: float
+
+
+def _after(
+    states: list[tuple[dt.datetime, str, str]], gateway: str, since: dt.datetime, *, ready: bool
+) -> tuple[float, str] | None:
+    """Seconds from ``since`` to ``gateway``'s first state change leaving (or reaching)
+    API_READY, and the change, from the journal's state events."""
+    for at, name, change in states:
+        if name != gateway or at < since:
+            continue
+        if change.split(":")[0].endswith("-> API_READY") is ready:
+            return (at - since).total_seconds(), change.split(":")[0]
+    return None
+
+
+def summary_lines(
+    played: list[Played],
+    states: list[tuple[dt.datetime, str, str]],
+    *,
+    pages: int,
+    orders: dict[str, int],
+    failovers: int,
+    elapsed: float,
+    next_step: Step | None,
+) -> list[str]:
+    """The closing summary: faults injected, detected in how long, pages, orders, failovers."""
+    faults = [p for p in played if p.step.breaks is not None]
+    out = [f"What happened in {elapsed:.0f} s:"]
+    out.append(f"  faults injected: {len(faults)}")
+    for p in played:
+        line = f"  t+{p.elapsed:.0f}s {p.step.says}"
+        if p.step.breaks is not None:
+            seen = _after(states, p.step.breaks, p.at, ready=False)
+            line += f": detected in {seen[0]:.1f} s ({seen[1]})" if seen else ": not detected yet"
+        elif p.step.mends is not None:
+            back = _after(states, p.step.mends, p.at, ready=True)
+            line += f": back in {back[0]:.1f} s ({back[1]})" if back else ": not back yet"
+        out.append(line)
+    if next_step is not None:
+        out.append(f"  (stopped before t+{next_step.at:.0f}s: {next_step.says})")
+    out.append(f"  pages sent: {pages} (console route, resolved notices included)")
+    sent = ", ".join(f"{name} {n}" for name, n in sorted(orders.items())) or "none"
+    out.append(f"  orders sent: {sent}; failovers: {failovers}")
+    return out
+
+
+def _counter_total(registry: Any, name: str) -> int:
+    """The sum of a Prometheus counter's series (``name`` without ``_total``)."""
+    total = 0.0
+    for metric in registry.collect():
+        for sample in metric.samples:
+            if sample.name == f"{name}_total":
+                total += sample.value
+    return int(total)
 
 
 def status_table(running: Running, title: str) -> Table | Group:
@@ -164,6 +233,7 @@ async def run_demo(
     out: TextIO | None = None,
     live: bool = True,
     runtime_kind: str = "auto",
+    log_file: Path | None = None,
 ) -> None:
     """Run the demo until ``duration`` seconds pass (None: until Ctrl-C).
 
@@ -181,6 +251,13 @@ async def run_demo(
             base_port=base_port,
             docker=client is not None,
             control_port=_free_port(),
+        )
+        where = "Docker containers" if client is not None else "in-process"
+        # The banner comes first: alerts of the starting fleet (demo-a's 2FA) follow it.
+        console.print(
+            f"[bold]ibfleet demo[/bold]: fleet {settings.fleet!r}, 2 simulated paper gateways "
+            f"on one account ({where}) and the example strategy 'pinger'"
+            + (f"\n  logs      {log_file}" if log_file is not None else "")
         )
         if client is not None:
             await _demo_on_docker(client, settings, environ, console, duration, live, api_port)
@@ -212,7 +289,7 @@ async def _demo_in_process(
             api_port=api_port,
             supervisor_options={"reconcile_interval": 5.0},
         )
-        await _play(running, control_url, console, duration, live, where="in-process")
+        await _play(running, control_url, console, duration, live)
 
 
 async def _demo_on_docker(
@@ -251,7 +328,7 @@ async def _demo_on_docker(
             supervisor_options={"reconcile_interval": 5.0},
         )
         control_url = f"http://127.0.0.1:{settings.simulator.control_port}"
-        await _play(running, control_url, console, duration, live, where="Docker containers")
+        await _play(running, control_url, console, duration, live)
     finally:
         # The demo's containers and network are its own: leave nothing behind.
         await asyncio.to_thread(_remove_fleet, client, settings)
@@ -277,8 +354,6 @@ async def _play(
     console: Console,
     duration: float | None,
     live: bool,
-    *,
-    where: str,
 ) -> None:
     """Show the fleet live and play the fault script through the simulator's control API."""
 
@@ -302,21 +377,25 @@ async def _play(
             20,
             "IB link lost on demo-b (error 1100)",
             lambda: control("/gateways/demo-b/link", {"up": False}),
+            breaks="demo-b",
         ),
         Step(
             30,
             "IB link restored on demo-b (1102)",
             lambda: control("/gateways/demo-b/link", {"up": True}),
+            mends="demo-b",
         ),
         Step(
             40,
             "demo-b stalls: socket open, no answers",
             lambda: control("/gateways/demo-b/faults/stall", {"active": True}),
+            breaks="demo-b",
         ),
         Step(
             55,
             "demo-b answers again",
             lambda: control("/gateways/demo-b/faults/stall", {"active": False}),
+            mends="demo-b",
         ),
         Step(
             70,
@@ -327,16 +406,15 @@ async def _play(
             95,
             "demo-b starts again (the pinger stays on demo-a: no flapping)",
             lambda: command("demo-b", Action.START),
+            mends="demo-b",
         ),
     ]
     console.print(
-        f"[bold]ibfleet demo[/bold]: fleet {running.supervisor.settings.fleet!r}, 2 simulated "
-        f"paper gateways on one account ({where}) and the example strategy 'pinger'\n"
         f"  metrics   {running.api_url}/metrics\n"
         f"  status    {running.api_url}/api/v1/gateways   (or: ibfleet status --url "
         f"{running.api_url})\n"
         f"  simulator {control_url}   (the broker's control API)\n"
-        f"  Ctrl-C to stop."
+        + "  Ctrl-C to stop; ibfleet status --watch --url ... shows the same table."
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -345,6 +423,7 @@ async def _play(
             loop.add_signal_handler(sig, stop.set)
     started = loop.time()
     pending = list(script)
+    played: list[Played] = []
     title = "ibfleet demo (live)"
     context = (
         Live(status_table(running, title), console=console, refresh_per_second=2)
@@ -357,6 +436,7 @@ async def _play(
                 elapsed = loop.time() - started
                 while pending and pending[0].at <= elapsed:
                     step = pending.pop(0)
+                    played.append(Played(step, dt.datetime.now(dt.UTC), elapsed))
                     console.print(f"[cyan]t+{step.at:.0f}s[/cyan] {step.says}")
                     result = step.act()
                     if result is not None:
@@ -369,9 +449,45 @@ async def _play(
                     async with asyncio.timeout(0.5):
                         await stop.wait()
         console.print(status_table(running, "ibfleet demo (final)"))
+        await _summarise(running, console, played, loop.time() - started, pending)
     finally:
         await running.close()
 
 
-def main(*, duration: float | None, api_port: int, live: bool, runtime: str = "auto") -> None:
-    asyncio.run(run_demo(duration=duration, api_port=api_port, live=live, runtime_kind=runtime))
+async def _summarise(
+    running: Running, console: Console, played: list[Played], elapsed: float, pending: list[Step]
+) -> None:
+    events = await running.journal.events(limit=1000)
+    states = [(e.at, e.gateway or "", e.message) for e in events if e.kind == "state"]
+    registry = running.supervisor.deps.metrics.registry
+    orders = {s.name: s.orders_sent for s in running.host.strategies()} if running.host else {}
+    lines = summary_lines(
+        played,
+        states,
+        pages=_counter_total(registry, "ibfleet_alerts_sent"),
+        orders=orders,
+        failovers=_counter_total(registry, "ibfleet_failovers"),
+        elapsed=elapsed,
+        next_step=pending[0] if pending else None,
+    )
+    for line in lines:
+        console.print(Text(line))
+
+
+def main(
+    *,
+    duration: float | None,
+    api_port: int,
+    live: bool,
+    runtime: str = "auto",
+    log_file: Path | None = None,
+) -> None:
+    asyncio.run(
+        run_demo(
+            duration=duration,
+            api_port=api_port,
+            live=live,
+            runtime_kind=runtime,
+            log_file=log_file,
+        )
+    )

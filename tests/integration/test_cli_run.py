@@ -123,21 +123,41 @@ def test_status_without_a_supervisor_says_so(tmp_path: Path) -> None:
     assert "cannot reach the supervisor" in result.stderr
 
 
-def test_demo_runs_its_script_and_exits_cleanly() -> None:
-    """The README's run command: the 2FA prompt is alerted, approved and resolved."""
+def test_demo_runs_its_script_and_exits_cleanly(tmp_path: Path) -> None:
+    """The README's run command: quiet before its banner, logs in the file it names, the 2FA
+    prompt alerted, approved and resolved, the link loss detected, and a closing summary."""
+    log_file = tmp_path / "demo.log"
     result = subprocess.run(
-        [EXE, "demo", "--duration", "14", "--no-live", "--api-port", "0"],
+        [
+            *(EXE, "demo", "--duration", "24", "--no-live", "--api-port", "0"),
+            *("--runtime", "in-process", "--log-file", str(log_file)),
+        ],
         capture_output=True,
         text=True,
         timeout=120,
-        env=dict(os.environ),
+        env={**os.environ, "COLUMNS": "200"},
     )
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
+    assert out.startswith("ibfleet demo: fleet 'demo-"), out[:500]
+    assert f"logs      {log_file}" in out
+    assert result.stderr == ""
+    logged = log_file.read_text()
+    assert " INFO " in logged and "gateway_state" in logged
+    for level in ("WARNING", "ERROR", "INFO"):
+        assert f" {level} " not in out
     assert "approve the IB Key" in out
     assert "Resolved: demo-a: approve the IB Key login" in out
     assert "ibfleet demo (final)" in out and "pinger" in out
-    assert "Traceback" not in result.stderr
+    summary = out[out.index("What happened in ") :]
+    assert "faults injected: 1" in summary
+    assert re.search(
+        r"t\+20s IB link lost on demo-b \(error 1100\): detected in \d+\.\d s", summary
+    )
+    pages = int(re.search(r"pages sent: (\d+)", summary).group(1))  # type: ignore[union-attr]
+    assert pages >= 3  # 2FA prompt, its resolution, the link loss
+    assert re.search(r"orders sent: pinger \d+; failovers: \d+", summary)
+    assert "(stopped before t+30s" in summary
 
 
 @pytest.mark.docker
