@@ -6,6 +6,7 @@ reader sees which states an event matters to); inside, it may still branch on th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from gateway.authlog import RelaunchKind
@@ -22,6 +23,7 @@ from supervisor.lifecycle.events import (
     ContainerOom,
     ContainerStarted,
     DailyRestartExpected,
+    Event,
     ExistingSessionDetected,
     FarmBroken,
     FarmOk,
@@ -49,6 +51,7 @@ from supervisor.lifecycle.events import (
     TwoFactorInitiated,
     WeeklyReauthDue,
 )
+from supervisor.lifecycle.policy import LifecyclePolicy
 from supervisor.lifecycle.reasons import (
     DISCONNECTED,
     FARM_PREFIX,
@@ -210,7 +213,59 @@ def _count_attempt(step: Step) -> SlidingWindow:
     return window
 
 
-def on_login_attempt(step: Step, _: LoginAttempt) -> None:
+def probe_healthy(status: GatewayStatus, now: datetime, policy: LifecyclePolicy) -> bool:
+    """The session is up and the probe's last answer is fresh: the API is demonstrably alive."""
+    last = status.last_heartbeat
+    return (
+        status.state in SESSION_STATES
+        and status.api_connected
+        and last is not None
+        and now - last <= policy.heartbeat_deadline
+        and not status.degraded_reasons & STALL_REASONS
+    )
+
+
+# Log events held while the probe sees the session healthy, by name, rebuilt on replay.
+SUSPECT_EVENTS: dict[str, Callable[[str], Event]] = {
+    "LoginAttempt": lambda _: LoginAttempt(1),
+    "TwoFactorInitiated": lambda _: TwoFactorInitiated(),
+    "ExistingSessionDetected": lambda _: ExistingSessionDetected(),
+    "LockedOut": lambda detail: LockedOut(message=detail),
+}
+
+
+def held_as_suspect(step: Step, event: Event, detail: str = "") -> bool:
+    """Hold a log line that would end a session the probe sees healthy; True when held.
+
+    IBC's log is untrusted text: anything in the container (or a forged line) can print
+    ``Login attempt`` or a 2FA prompt. Only the probe losing the API confirms it (the line is
+    then replayed); until then the session, the gate and the login budget stay as they are.
+    """
+    if not probe_healthy(step.status, step.now, step.policy):
+        return False
+    step.update(
+        suspect=type(event).__name__,
+        suspect_detail=detail,
+        # The probe sees a loss within one deadline (a miss, a drop, or an overdue answer at
+        # the next Tick after it): twice that bounds the wait for it.
+        suspect_until=step.now + 2 * step.policy.heartbeat_deadline,
+    )
+    return True
+
+
+def replay_suspect(status: GatewayStatus, now: datetime) -> Event | None:
+    """The held log event to replay now that the probe lost the API (None: none, or stale)."""
+    until = status.suspect_until
+    if status.suspect is None or until is None or now >= until:
+        return None
+    make = SUSPECT_EVENTS.get(status.suspect)
+    return None if make is None else make(status.suspect_detail)
+
+
+def on_login_attempt(step: Step, event: LoginAttempt) -> None:
+    if held_as_suspect(step, event):
+        # session (probe healthy) -> same: a login line alone is not a relogin.
+        return
     window = _count_attempt(step)
     if step.state in OPERATOR_STATES | {State.ABSENT, State.BACKOFF, State.CREATING}:
         # Counted only: a login IBC began before the machine's stop landed (IB counts it).
@@ -241,7 +296,10 @@ def on_login_attempt(step: Step, _: LoginAttempt) -> None:
     step.goto(State.LOGGING_IN, "login attempt", expected=expected)
 
 
-def on_twofa_initiated(step: Step, _: TwoFactorInitiated) -> None:
+def on_twofa_initiated(step: Step, event: TwoFactorInitiated) -> None:
+    if held_as_suspect(step, event):
+        # session (probe healthy) -> same: no session needs a second factor while it answers.
+        return
     expected = step.state not in SESSION_STATES or quiet(step.status, step.now, step.policy)
     clear_session(step)
     deadline = step.now + step.policy.twofa_timeout
@@ -278,7 +336,10 @@ def on_logged_in(step: Step, _: LoggedIn) -> None:
     step.goto(State.LOGGING_IN, "logged in; waiting for the API to answer a probe")
 
 
-def on_existing_session(step: Step, _: ExistingSessionDetected) -> None:
+def on_existing_session(step: Step, event: ExistingSessionDetected) -> None:
+    if held_as_suspect(step, event):
+        # session (probe healthy) -> same: a competing session shows as the probe's loss.
+        return
     expected = step.state not in SESSION_STATES
     step.update(
         logged_in=False,
@@ -298,6 +359,9 @@ def on_login_failed(step: Step, event: LoginFailed) -> None:
 
 
 def on_locked_out(step: Step, event: LockedOut) -> None:
+    if held_as_suspect(step, event, event.message):
+        # session (probe healthy) -> same: a lockout line cannot stop a session that answers.
+        return
     step.count_login(LoginOutcome.LOCKED_OUT)
     # any -> FATAL: IB locked the username; any further attempt makes it worse.
     fatal(

@@ -54,6 +54,12 @@ class GatewayStatus:
     relaunch_expected_until: datetime | None = None
     expected_relaunch: RelaunchKind | None = None
     window_until: datetime | None = None
+    # A log line that would end the session, held while the probe sees it healthy: replayed
+    # (``suspect``: the event's name, ``suspect_detail``: IB's text) if the probe loses the
+    # API before ``suspect_until``, forgotten otherwise (a forged or stale line).
+    suspect: str | None = None
+    suspect_detail: str = ""
+    suspect_until: datetime | None = None
     # The gate last given to the strategies (GateOrders is emitted when it changes).
     gate_open: bool = False
     gate_kind: OutageKind | None = OutageKind.LOST
@@ -77,6 +83,8 @@ class GatewayStatus:
             value = getattr(self, name)
             record[name] = None if value is None else value.astimezone(UTC).isoformat()
         record["gate_open"] = self.gate_open
+        record["suspect"] = self.suspect
+        record["suspect_detail"] = self.suspect_detail
         for name in _INSTANT_TUPLE_FIELDS:
             record[name] = [t.astimezone(UTC).isoformat() for t in getattr(self, name)]
         for name in _STR_SET_FIELDS:
@@ -106,6 +114,13 @@ class GatewayStatus:
         # Fields added later default when a record from an older supervisor lacks them.
         values["gate_open"] = _typed(
             {"gate_open": record.get("gate_open", False)}, "gate_open", bool, where
+        )
+        suspect = record.get("suspect")
+        if suspect is not None and not isinstance(suspect, str):
+            raise ValueError(f"{where}.suspect: expected a string or null, got {suspect!r}")
+        values["suspect"] = suspect
+        values["suspect_detail"] = _typed(
+            {"suspect_detail": record.get("suspect_detail", "")}, "suspect_detail", str, where
         )
         relaunch = record.get("expected_relaunch")
         values["expected_relaunch"] = (
@@ -151,7 +166,9 @@ _INSTANT_FIELDS = frozenset(
         "reauth_at",
     }
 )
-_NEW_INSTANT_FIELDS = frozenset({"planned_until", "relaunch_expected_until", "window_until"})
+_NEW_INSTANT_FIELDS = frozenset(
+    {"planned_until", "relaunch_expected_until", "window_until", "suspect_until"}
+)
 _INSTANT_TUPLE_FIELDS = frozenset({"restarts", "login_attempts"})
 _STR_SET_FIELDS = frozenset({"degraded_reasons", "open_alerts"})
 

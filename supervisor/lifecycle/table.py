@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -181,7 +181,32 @@ def transition(
         if (gate.open, gate.kind) != (step.status.gate_open, step.status.gate_kind):
             step.emit(GateOrders(gate=gate))
             step.update(gate_open=gate.open, gate_kind=gate.kind)
+    if isinstance(event, _PROBE_LOSSES) and step.status.suspect is not None:
+        return _confirm_suspect(step.status, step.effects, now=now, policy=policy, rng=rng)
     return step.status, step.effects
+
+
+# What confirms a held log line: the probe losing the API (a miss, a drop, an overdue answer).
+_PROBE_LOSSES = (ev.HeartbeatMissed, ev.ApiDisconnected, ev.Tick)
+
+
+def _confirm_suspect(
+    status: GatewayStatus,
+    effects: list[Effect],
+    *,
+    now: datetime,
+    policy: LifecyclePolicy,
+    rng: random.Random | None,
+) -> tuple[GatewayStatus, list[Effect]]:
+    if h.probe_healthy(status, now, policy) and now < (status.suspect_until or now):
+        return status, effects  # still answering: the line stays suspect
+    held = h.replay_suspect(status, now)
+    status = replace(status, suspect=None, suspect_detail="", suspect_until=None)
+    if held is None:
+        return status, effects  # stale: the probe answered past the line's bound
+    # session (probe lost) -> as the held line says: the loss confirms it.
+    status, more = transition(status, held, now=now, policy=policy, rng=rng)
+    return status, [*effects, *more]
 
 
 _SHORT = {

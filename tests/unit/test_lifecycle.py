@@ -129,7 +129,7 @@ def test_operator_start_from_stopped_requests_container(ready: Driver) -> None:
 
 
 def test_operator_start_in_fatal_is_ignored_until_reset(ready: Driver) -> None:
-    ready.send(lc.LockedOut())
+    ready.send(lc.ApiDisconnected(), lc.LockedOut())
     assert ready.state is lc.State.FATAL
     before = ready.status
     assert ready.send(lc.OperatorStart()) == []
@@ -178,7 +178,7 @@ def test_operator_restart_in_stopped_is_ignored(ready: Driver) -> None:
 
 
 def test_operator_reset_moves_fatal_to_stopped_and_clears_budgets(ready: Driver) -> None:
-    ready.send(lc.LockedOut())
+    ready.send(lc.ApiDisconnected(), lc.LockedOut())
     effects = ready.send(lc.OperatorReset())
     assert ready.state is lc.State.STOPPED
     assert resolved(effects) == {key("fatal")}
@@ -356,11 +356,16 @@ def test_failed_login_that_spends_the_budget_goes_fatal_with_one_page() -> None:
     assert len(d.status.login_attempts) == 2
 
 
-def test_login_attempt_on_a_ready_gateway_is_a_relogin_and_leaves_ready(ready: Driver) -> None:
-    effects = ready.send(lc.LoginAttempt(1))
+def test_login_attempt_on_a_ready_gateway_is_a_relogin_once_the_probe_loses_the_api(
+    ready: Driver,
+) -> None:
+    assert ready.send(lc.LoginAttempt(1)) == []  # held: the probe still sees it healthy
+    assert ready.state is lc.State.API_READY
+    effects = ready.send(lc.ApiDisconnected())
     assert ready.state is lc.State.LOGGING_IN
     assert gate_kind(effects) is not None
     assert of_type(effects, lc.TriggerSafeState)
+    assert lc.CountLogin(USER, lc.LoginOutcome.ATTEMPT) in effects
 
 
 def test_login_attempt_in_backoff_is_counted_but_changes_nothing_else(d: Driver) -> None:
@@ -374,7 +379,7 @@ def test_login_attempt_in_backoff_is_counted_but_changes_nothing_else(d: Driver)
 
 
 def test_login_attempt_in_fatal_is_still_counted(ready: Driver) -> None:
-    ready.send(lc.LockedOut())
+    ready.send(lc.ApiDisconnected(), lc.LockedOut())
     effects = ready.send(lc.LoginAttempt(1))
     assert effects == [lc.CountLogin(USER, lc.LoginOutcome.ATTEMPT)]
     assert ready.state is lc.State.FATAL
@@ -571,8 +576,11 @@ def test_existing_session_goes_competing_and_alerts(d: Driver) -> None:
     assert alert.key == key("competing") and USER in alert.body
 
 
-def test_existing_session_on_ready_gateway_leaves_ready_with_safe_state(ready: Driver) -> None:
-    effects = ready.send(lc.ExistingSessionDetected())
+def test_existing_session_on_ready_gateway_leaves_ready_with_safe_state_once_the_probe_misses(
+    ready: Driver,
+) -> None:
+    assert ready.send(lc.ExistingSessionDetected()) == []
+    effects = ready.send(lc.HeartbeatMissed())
     assert ready.state is lc.State.COMPETING_SESSION
     assert of_type(effects, lc.TriggerSafeState)
 
@@ -592,6 +600,7 @@ def test_login_failed_goes_to_backoff_with_an_alert(d: Driver) -> None:
 
 
 def test_locked_out_goes_fatal_and_stops(ready: Driver) -> None:
+    ready.send(lc.ApiDisconnected())  # the probe sees the session gone: the line is believed
     effects = ready.send(lc.LockedOut("Too many failed login attempts"))
     assert ready.state is lc.State.FATAL
     assert lc.StopContainer() in effects
@@ -1024,7 +1033,7 @@ def test_container_that_never_starts_is_started_again_after_the_deadline(d: Driv
 
 
 def test_operator_stop_of_a_fatal_gateway_goes_stopped(ready: Driver) -> None:
-    ready.send(lc.LockedOut())
+    ready.send(lc.ApiDisconnected(), lc.LockedOut())
     effects = ready.send(lc.OperatorStop())
     assert ready.state is lc.State.STOPPED
     assert key("fatal") in resolved(effects)
@@ -1083,7 +1092,7 @@ def _status_in(state: lc.State) -> lc.GatewayStatus:
         lc.State.RESTARTING: [*_READY, lc.OperatorRestart()],
         lc.State.BACKOFF: [lc.OperatorStart(), lc.ContainerStarted(), lc.LoginFailed()],
         lc.State.STOPPED: [lc.OperatorStart(), lc.OperatorStop()],
-        lc.State.FATAL: [*_READY, lc.LockedOut()],
+        lc.State.FATAL: [*_READY, lc.ApiDisconnected(), lc.LockedOut()],
     }
     d.send(*paths[state])
     assert d.state is state
