@@ -25,6 +25,13 @@ from ibsim import cli as sim_cli
 from supervisor import lint as lint_mod
 from supervisor.settings import ConfigError, ConfigProblem, LoadedFleet, load_settings
 
+
+def _alert_url_problem(url: str) -> str | None:
+    from supervisor.alerturls import alert_url_problem  # apprise loads only when URLs are checked
+
+    return alert_url_problem(url)
+
+
 app = typer.Typer(
     name="ibfleet",
     help="Operations and supervision harness for fleets of headless IB Gateway containers.",
@@ -103,14 +110,22 @@ def check(config: ConfigOption = None) -> None:
         if exc.partial is not None:
             # Cross-field problems of the valid rest, so one run shows everything it can.
             problems += lint_mod.lint(
-                exc.partial, environ=os.environ, file_exists=Path.is_file, read_file=read_text_file
+                exc.partial,
+                environ=os.environ,
+                file_exists=Path.is_file,
+                read_file=read_text_file,
+                url_problem=_alert_url_problem,
             )
         render_problems(console, problems, source)
         errors = sum(1 for p in problems if p.severity == "error")
         console.print(f"{source}: {errors} error{'s' if errors != 1 else ''}", highlight=False)
         raise typer.Exit(2 if exc.unreadable else 1) from None
     problems = lint_mod.lint(
-        loaded, environ=os.environ, file_exists=Path.is_file, read_file=read_text_file
+        loaded,
+        environ=os.environ,
+        file_exists=Path.is_file,
+        read_file=read_text_file,
+        url_problem=_alert_url_problem,
     )
     render_problems(console, problems, loaded.source)
     errors = sum(1 for p in problems if p.severity == "error")
@@ -143,6 +158,7 @@ def _load_for_run(config: Path | None) -> LoadedFleet:
         environ=os.environ,
         file_exists=Path.is_file,
         missing_secret_severity="error",  # noqa: S106 - a severity, not a secret
+        url_problem=_alert_url_problem,
     )
     errors = [p for p in problems if p.severity == "error"]
     if errors:
@@ -513,19 +529,39 @@ def demo(
             help="auto (Docker when an engine answers, else in-process) | docker | in-process."
         ),
     ] = "auto",
+    log_file: Annotated[
+        Path | None,
+        typer.Option(help="Where the supervisor's log goes. Default: ibfleet-demo.log in $TMPDIR."),
+    ] = None,
 ) -> None:
     """A simulated fleet under the real supervisor, with scripted faults. No IB account needed."""
+    import tempfile
+
     from supervisor import demo as demo_mod
     from supervisor import run as run_mod
 
-    run_mod.configure_logging(level=logging.WARNING)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    if runtime not in ("auto", "docker", "in-process"):
+        err.print(f"ibfleet demo: --runtime {runtime!r}: auto, docker or in-process")
+        raise typer.Exit(2)
+    path = log_file or Path(tempfile.gettempdir()) / "ibfleet-demo.log"
     try:
-        if runtime not in ("auto", "docker", "in-process"):
-            raise run_mod.StartupError(f"--runtime {runtime!r}: auto, docker or in-process")
-        demo_mod.main(duration=duration, api_port=api_port, live=live, runtime=runtime)
-    except run_mod.StartupError as exc:
-        Console(stderr=True).print(f"ibfleet demo: {exc}", highlight=False)
+        stream = path.open("w", encoding="utf-8")
+    except OSError as exc:
+        err.print(f"ibfleet demo: cannot write the log {path}: {exc.strerror}")
         raise typer.Exit(1) from None
+    # The terminal is the demo's stage: log lines go to the file its banner names.
+    with stream:
+        run_mod.configure_logging(level=logging.INFO, stream=stream)
+        try:
+            demo_mod.main(
+                duration=duration, api_port=api_port, live=live, runtime=runtime, log_file=path
+            )
+        except run_mod.StartupError as exc:
+            err.print(f"ibfleet demo: {exc} (log: {path})")
+            raise typer.Exit(1) from None
+        finally:
+            logging.getLogger().handlers.clear()
 
 
 # ------------------------------------------------------------------------------ strategies
