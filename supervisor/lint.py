@@ -34,8 +34,12 @@ def lint(
     file_exists: Callable[[Path], bool],
     missing_secret_severity: str = "warning",  # noqa: S107 - a severity, not a secret
     read_file: Callable[[Path], str] | None = None,
+    url_problem: Callable[[str], str | None] | None = None,
 ) -> list[ConfigProblem]:
     """Every cross-field problem of the fleet, in file order.
+
+    ``url_problem`` says why an alert URL cannot be used (``supervisor.alerturls`` asks
+    apprise); without it alert URLs are not checked.
 
     ``read_file`` reads ``{file: PATH}`` secrets so that a username or password IBC cannot pass
     on is found in files too; without it only literal and environment secrets are checked.
@@ -191,21 +195,9 @@ def lint(
             "travels in clear text",
             "listen on 127.0.0.1, or put a TLS-terminating proxy in front and firewall the port",
         )
-    _alert_urls(out, loaded, environ, file_exists, read_file)
+    if url_problem is not None:
+        _alert_urls(out, loaded, environ, file_exists, read_file, url_problem)
     return out.problems
-
-
-def apprise_url_problem(url: str) -> str | None:
-    """Why apprise would refuse ``url`` (never showing it), or None when it accepts it."""
-    if url.strip().lower() == "console://":
-        return None
-    import apprise  # only `check` and `run` need it; keeps the rest of lint light
-
-    scheme = url.partition("://")[0] if "://" in url else ""
-    if not apprise.Apprise().add(url):
-        shown = f"scheme {scheme}://" if scheme and scheme.isalnum() else "no scheme"
-        return f"is not a URL apprise understands ({shown})"
-    return None
 
 
 def _alert_urls(
@@ -214,6 +206,7 @@ def _alert_urls(
     environ: Mapping[str, str],
     file_exists: Callable[[Path], bool],
     read_file: Callable[[Path], str] | None,
+    url_problem: Callable[[str], str | None],
 ) -> None:
     """Each alert URL apprise would refuse at ``run`` (the URL itself carries credentials)."""
     for r, route in enumerate(loaded.settings.alerts.routes):
@@ -227,7 +220,7 @@ def _alert_urls(
             except SecretError as exc:
                 out.error(("alerts", "routes", r, "urls", u), str(exc), "fix the secret file")
                 continue
-            problem = apprise_url_problem(url.get_secret_value().strip())
+            problem = url_problem(url.get_secret_value().strip())
             if problem is not None:
                 out.error(
                     ("alerts", "routes", r, "urls", u),

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from supervisor.alerturls import alert_url_problem
 from supervisor.lint import lint, with_hints
 from supervisor.settings import ConfigError, ConfigProblem, load_text
 from tests.unit import fleetfiles as ff
@@ -403,10 +404,18 @@ def test_every_problem_of_the_seeded_file_has_a_hint() -> None:
         assert problem.hint or "write " in problem.message, problem
 
 
+def url_errors(data: dict[str, Any], environ: dict[str, str]) -> dict[str, str]:
+    loaded = load_text(ff.dump(data), source="f.yaml", environ={})
+    found = lint(
+        loaded, environ=environ, file_exists=lambda p: False, url_problem=alert_url_problem
+    )
+    return {p.path: p.message for p in found if p.severity == "error"}
+
+
 def test_an_alert_url_apprise_refuses_is_an_error_naming_where_not_what() -> None:
     data = ff.fleet()
     data["alerts"] = {"routes": [{"urls": ["slack://", "json://localhost/hook"]}]}
-    found = errors(data)
+    found = url_errors(data, ff.env_for(data))
     assert list(found) == ["alerts.routes[0].urls[0]"], found
     assert "apprise" in found["alerts.routes[0].urls[0]"]
     assert "literal:**********" in found["alerts.routes[0].urls[0]"]
@@ -416,7 +425,7 @@ def test_an_alert_url_in_the_environment_is_checked_too() -> None:
     data = ff.fleet()
     data["alerts"] = {"routes": [{"urls": [{"env": "HOOK"}]}]}
     env = {**ff.env_for(data), "HOOK": "nosuchscheme://secret-token-value"}
-    found = errors(data, environ=env)
+    found = url_errors(data, env)
     assert "secret-token-value" not in str(found)
     assert "env:HOOK" in found["alerts.routes[0].urls[0]"]
 
