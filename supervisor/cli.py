@@ -32,12 +32,6 @@ def _alert_url_problem(url: str) -> str | None:
     return alert_url_problem(url)
 
 
-def _alert_url_problem(url: str) -> str | None:
-    from supervisor.alerturls import alert_url_problem  # apprise loads only when URLs are checked
-
-    return alert_url_problem(url)
-
-
 app = typer.Typer(
     name="ibfleet",
     help="Operations and supervision harness for fleets of headless IB Gateway containers.",
