@@ -57,6 +57,8 @@ class Outages:
         self.ride_task: asyncio.Task[None] | None = None
         self.first_task: asyncio.Task[None] | None = None  # waiting for a first gateway
         self.since: float | None = None  # monotonic: the outage's first sign
+        #: The ride's latest look: the kind, the step react() gave and the elapsed seconds.
+        self.last_look: tuple[OutageKind, outage.Step, float] | None = None
 
     def riding(self) -> bool:
         return self.ride_task is not None and not self.ride_task.done()
@@ -115,6 +117,7 @@ class Outages:
     def _react(self, gateway: str, since: float) -> tuple[OutageKind, outage.Reaction, float]:
         kind, bound, elapsed = self._now(gateway, since)
         reaction = outage.react(kind, self.cfg.safe_state, timedelta(seconds=elapsed), bound)
+        self.last_look = (kind, reaction.step, elapsed)
         left = math.inf if reaction.recheck_in is None else reaction.recheck_in.total_seconds()
         return kind, reaction, left
 

@@ -1,0 +1,252 @@
+"""Safe state, failover, riding an outage and the runner's own duties, through the fake broker
+with the host's clock moved by the test."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from gateway.outage import Gate, OutageKind
+from plugins import api, outage
+from plugins.host import SafeStatePath, SafeStateTrigger, StrategyState
+from tests.unit.plugins.host_harness import MOD, OPEN, Rig, buy, rig, strategy
+from tests.waiting import until
+
+LOST = Gate(open=False, kind=OutageKind.LOST, reason="crashed")
+
+
+async def started(r: Rig, name: str = "s1") -> None:
+    await r.host.start()
+    runner = r.runner(name)
+    await until(lambda: runner.state is StrategyState.RUNNING, what=f"{name} running")
+
+
+def open_on(r: Rig, gateway: str) -> list[str]:
+    return [
+        t.order.orderRef
+        for s in r.ib.sessions
+        if s.gateway is not None and s.gateway.name == gateway
+        for t in r.ib.trades.values()
+        if t.orderStatus.status == "Submitted" and t.order.clientId == s.client_id
+    ]
+
+
+# -- safe state ------------------------------------------------------------------------------
+
+
+async def test_kill_cancels_every_open_order_through_the_same_session(tmp_path: Path) -> None:
+    async with rig(tmp_path) as r:
+        await started(r)
+        keys = {(await r.runner().place(buy(price=p))).key for p in (90.0, 91.0)}
+        [run] = await r.host.kill("s1")
+        assert (run.ok, run.path, run.trigger) == (
+            True,
+            SafeStatePath.SAME_GATEWAY,
+            SafeStateTrigger.KILL,
+        )
+        assert set(run.cancelled) == keys and run.still_live == ()
+        assert r.ib.open_refs() == []
+        assert r.runner().state is StrategyState.HALTED
+
+
+async def test_kill_with_flatten_closes_the_position_with_a_journalled_market_order(
+    tmp_path: Path,
+) -> None:
+    async with rig(tmp_path) as r:
+        await started(r)
+        runner = r.runner()
+        placed = await runner.place(buy(quantity=4))
+        r.ib.fill(placed.key, price=100.0)
+        [run] = await r.host.kill("s1", flatten=True)
+        assert run.ok and len(run.closing_orders) == 1
+        assert runner.position_of(api.Instrument("AAPL")) == 0
+        closing = r.journal.intent(run.closing_orders[0])
+        assert closing is not None and closing.order["purpose"] == "flatten"
+
+
+async def test_a_lost_gateways_orders_are_cancelled_from_the_failover_gateway(
+    tmp_path: Path,
+) -> None:
+    async with rig(tmp_path, strategy(grace=0)) as r:
+        await started(r)
+        runner = r.runner()
+        key = (await runner.place(buy())).key
+        r.ib.gateways["gw-a"].up = False
+        r.ib.drop("gw-a")
+        r.host.on_gate("gw-a", LOST)
+        await until(lambda: r.host.safe_state_runs("s1"), what="safe state")
+        [run] = r.host.safe_state_runs("s1")
+        assert (run.path, run.gateway, run.cancelled) == (
+            SafeStatePath.FAILOVER_GATEWAY,
+            "gw-b",
+            (key,),
+        )
+        assert r.ib.open_refs() == []
+        # Then it trades on gw-b, with a leased id, after reconciling there.
+        await until(lambda: runner.state is StrategyState.RUNNING, what="running on gw-b")
+        assert runner.status().gateway == "gw-b" and runner.status().failovers == 1
+        assert runner.status().client_id != 11
+
+
+async def test_no_path_to_ib_pages_with_every_order_that_may_still_be_live(
+    tmp_path: Path,
+) -> None:
+    async with rig(tmp_path, strategy(grace=0)) as r:
+        await started(r)
+        key = (await r.runner().place(buy())).key
+        for gw in ("gw-a", "gw-b"):
+            r.ib.gateways[gw].up = False
+        r.ib.drop("gw-a")
+        r.host.on_gate("gw-a", LOST)
+        await until(lambda: r.host.safe_state_runs("s1"), what="safe state")
+        [run] = r.host.safe_state_runs("s1")
+        assert (run.ok, run.path, run.still_live) == (False, SafeStatePath.ALERT_ONLY, (key,))
+        [(_, severity, _, body)] = [a for a in r.alerts.raised if a[0].endswith("maybe-live")]
+        assert severity == "critical" and key in body
+        assert r.runner().state is StrategyState.SAFE_STATE
+
+
+async def test_a_session_on_another_account_is_never_used_for_safe_state(tmp_path: Path) -> None:
+    async with rig(tmp_path, strategy(grace=0), accounts=("DU1", "DU2")) as r:
+        await started(r)
+        await r.runner().place(buy())
+        r.ib.gateways["gw-a"].up = False
+        r.ib.drop("gw-a")
+        r.host.on_gate("gw-a", LOST)
+        await until(lambda: r.host.safe_state_runs("s1"), what="safe state")
+        assert r.host.safe_state_runs("s1")[0].path is SafeStatePath.ALERT_ONLY
+        assert not [c for c in r.ib.connects if c[0] == "gw-b"]
+
+
+# -- riding an outage ----------------------------------------------------------------------
+
+
+async def test_a_planned_restart_within_its_bound_holds_orders_and_resumes_on_the_same_gateway(
+    tmp_path: Path,
+) -> None:
+    async with rig(tmp_path, strategy(grace=1)) as r:
+        await started(r)
+        runner = r.runner()
+        key = (await runner.place(buy())).key
+        planned = Gate(
+            open=False,
+            kind=OutageKind.PLANNED_RESTART,
+            reason="daily",
+            bound=dt.timedelta(minutes=5),
+        )
+        r.host.on_gate("gw-a", planned)
+        r.ib.drop("gw-a")
+        r.clock.advance(60)  # far past the grace, well inside the bound
+        r.host.on_gate("gw-a", planned)  # wakes the ride to look again
+        look = await until(
+            lambda: (seen := runner.outages.last_look) is not None and seen[2] >= 60 and seen,
+            what="the ride looking again 60 s on",
+        )
+        assert look[:2] == (OutageKind.PLANNED_RESTART, outage.Step.HOLD)
+        assert r.host.safe_state_runs("s1") == [] and r.ib.open_refs() == [key]
+        assert runner.state is StrategyState.RUNNING and not runner.trading
+        r.host.on_gate("gw-a", OPEN)
+        await until(lambda: runner.trading, what="trading again")
+        assert runner.status().gateway == "gw-a" and runner.status().failovers == 0
+        assert {o.key for o in runner.ctx.open_orders()} == {key}
+
+
+async def test_a_planned_restart_that_outlasts_its_bound_is_a_lost_gateway(
+    tmp_path: Path,
+) -> None:
+    async with rig(tmp_path, strategy(grace=1)) as r:
+        await started(r)
+        await r.runner().place(buy())
+        planned = Gate(open=False, kind=OutageKind.PLANNED_RESTART, bound=dt.timedelta(seconds=30))
+        r.ib.gateways["gw-a"].up = False
+        r.host.on_gate("gw-a", planned)
+        r.ib.drop("gw-a")
+        r.clock.advance(31)
+        r.host.on_gate("gw-a", planned)
+        await until(lambda: r.host.safe_state_runs("s1"), what="safe state")
+        assert r.host.safe_state_runs("s1")[0].trigger is SafeStateTrigger.GATEWAY_LOST
+
+
+async def test_a_dropped_session_within_the_grace_reconnects_to_the_same_gateway(
+    tmp_path: Path,
+) -> None:
+    async with rig(tmp_path, strategy(grace=60)) as r:
+        await started(r)
+        runner = r.runner()
+        key = (await runner.place(buy())).key
+        old = runner.session
+        r.ib.drop("gw-a")  # the gate stays open: the gateway itself is fine
+        await until(
+            lambda: runner.trading and runner.session is not old, what="back on a new session"
+        )
+        assert runner.status().gateway == "gw-a"
+        assert r.host.safe_state_runs("s1") == [] and r.ib.open_refs() == [key]
+        assert r.ib.refs_sent() == [key]
+
+
+async def test_a_lost_gateway_waits_out_its_grace_on_the_hosts_clock(tmp_path: Path) -> None:
+    async with rig(tmp_path, strategy(grace=30)) as r:
+        await started(r)
+        runner = r.runner()
+        r.ib.gateways["gw-a"].up = False
+        r.ib.drop("gw-a")
+        r.host.on_gate("gw-a", LOST)
+        r.clock.advance(29)
+        r.host.on_gate("gw-a", LOST)
+        look = await until(
+            lambda: (seen := runner.outages.last_look) is not None and seen[2] >= 29 and seen,
+            what="the ride looking again 29 s on",
+        )
+        assert look[:2] == (OutageKind.LOST, outage.Step.WAIT)
+        assert r.host.safe_state_runs("s1") == []
+        r.clock.advance(2)
+        r.host.on_gate("gw-a", LOST)
+        await until(lambda: r.host.safe_state_runs("s1"), what="safe state after the grace")
+
+
+# -- the runner ------------------------------------------------------------------------------
+
+
+async def test_a_crashing_hook_runs_safe_state_and_leaves_the_strategy_crashed(
+    tmp_path: Path,
+) -> None:
+    async with rig(tmp_path, strategy(plugin=f"{MOD}:Crashy")) as r:
+        await started(r)
+        runner = r.runner()
+        placed = await runner.place(buy(quantity=2))
+        await runner.place(buy(price=90.0))
+        r.ib.fill(placed.key, price=100.0)
+        await until(lambda: runner.state is StrategyState.CRASHED, what="crashed")
+        assert "RuntimeError: strategy bug" in (runner.last_error or "")
+        assert r.host.safe_state_runs("s1")[0].trigger is SafeStateTrigger.CRASH
+        assert r.ib.open_refs() == []
+        assert "strategy:s1:crashed" in r.alerts.raised_keys()
+
+
+async def test_halt_keeps_orders_at_ib_and_resume_reconciles_and_trades_again(
+    tmp_path: Path,
+) -> None:
+    async with rig(tmp_path) as r:
+        await started(r)
+        runner = r.runner()
+        key = (await runner.place(buy())).key
+        status = await r.host.halt("s1")
+        assert status.state is StrategyState.HALTED and r.ib.open_refs() == [key]
+        status = await r.host.resume("s1", gateway="gw-b")
+        assert (status.state, status.gateway) == (StrategyState.RUNNING, "gw-b")
+        assert {o.key for o in runner.ctx.open_orders()} == {key}
+
+
+async def test_a_strategy_whose_gateways_are_all_down_waits_without_safe_state_or_page(
+    tmp_path: Path,
+) -> None:
+    async with rig(tmp_path) as r:
+        for gw in ("gw-a", "gw-b"):
+            r.ib.gateways[gw].up = False
+        await r.host.start()
+        runner = r.runner()
+        assert runner.state is StrategyState.LOADED and runner.outages.first_task is not None
+        r.ib.gateways["gw-a"].up = True
+        r.host.on_gate("gw-a", OPEN)
+        await until(lambda: runner.state is StrategyState.RUNNING, what="started on gw-a")
+        assert r.host.safe_state_runs("s1") == [] and r.alerts.raised == []
