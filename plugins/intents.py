@@ -25,7 +25,10 @@ _SUFFIX = re.compile(r"^[0-9A-HJKMNP-TV-Z]{16}$")
 
 
 class IntentState(enum.Enum):
-    """Mirror of the journal's intent states (same values), so ``plugins`` never imports it."""
+    """Where an order intent is: PENDING_SEND -> SENT -> ACKED -> FILLED/CANCELLED/REJECTED.
+
+    The one definition: ``supervisor.journal`` stores these values and returns this enum.
+    """
 
     PENDING_SEND = "PENDING_SEND"
     SENT = "SENT"

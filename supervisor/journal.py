@@ -44,6 +44,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from plugins.intents import IntentState
+
 __all__ = [
     "SCHEMA_VERSION",
     "AsyncJournal",
@@ -98,40 +100,10 @@ class Durability(enum.Enum):
     NORMAL = "NORMAL"  # WAL fsync at checkpoints: survives a process crash
 
 
-class IntentStatus(enum.Enum):
-    """Where an order intent is: PENDING_SEND -> SENT -> ACKED -> FILLED/CANCELLED/REJECTED."""
+#: The intent state is the strategy host's (one enum for both layers): the journal stores
+#: its values and hands it back.
+IntentStatus = IntentState
 
-    PENDING_SEND = "PENDING_SEND"
-    SENT = "SENT"
-    ACKED = "ACKED"
-    FILLED = "FILLED"
-    CANCELLED = "CANCELLED"
-    REJECTED = "REJECTED"
-    UNKNOWN = "UNKNOWN"
-
-    @property
-    def terminal(self) -> bool:
-        """True when IB will never act on the order again."""
-        return self in _TERMINAL
-
-    @classmethod
-    def from_ib(cls, status: str) -> IntentStatus:
-        """Map a TWS API ``orderStatus`` string; unknown strings map to UNKNOWN."""
-        return _IB_STATUS.get(status.strip().lower(), cls.UNKNOWN)
-
-
-_TERMINAL = frozenset({IntentStatus.FILLED, IntentStatus.CANCELLED, IntentStatus.REJECTED})
-_IB_STATUS = {
-    "apipending": IntentStatus.SENT,
-    "pendingsubmit": IntentStatus.SENT,
-    "presubmitted": IntentStatus.ACKED,
-    "submitted": IntentStatus.ACKED,
-    "pendingcancel": IntentStatus.ACKED,
-    "filled": IntentStatus.FILLED,
-    "cancelled": IntentStatus.CANCELLED,
-    "apicancelled": IntentStatus.CANCELLED,
-    "inactive": IntentStatus.REJECTED,
-}
 # Still working at IB, or may be: an intent written before the send may have left the process.
 _OPEN = (IntentStatus.PENDING_SEND, IntentStatus.SENT, IntentStatus.ACKED)
 _MAYBE_LIVE = (*_OPEN, IntentStatus.UNKNOWN)
