@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Protocol
@@ -19,8 +18,6 @@ __all__ = [
     "IntentRecord",
     "IntentStore",
     "StrategyMetrics",
-    "native_status",
-    "state_of",
 ]
 
 
@@ -46,7 +43,7 @@ class IntentRecord(Protocol):
     @property
     def order(self) -> Mapping[str, Any]: ...
     @property
-    def status(self) -> enum.Enum: ...
+    def status(self) -> IntentState: ...
     @property
     def filled(self) -> float: ...
     @property
@@ -54,11 +51,8 @@ class IntentRecord(Protocol):
 
 
 class IntentStore(Protocol):
-    """The durable order journal and the strategies' key-value store.
-
-    ``status`` is typed ``Any`` because the journal's own enum lives in ``supervisor``; pass
-    :func:`native_status` of an :class:`IntentState` (same values).
-    """
+    """The durable order journal and the strategies' key-value store (intent states are
+    :class:`IntentState`, the one enum both layers use)."""
 
     def record_intent(
         self,
@@ -83,7 +77,7 @@ class IntentStore(Protocol):
         order_ref: str,
         *,
         perm_id: int | None,
-        status: Any,
+        status: IntentState,
         filled: float,
         now: datetime,
     ) -> IntentRecord | None: ...
@@ -131,17 +125,3 @@ class StrategyMetrics(Protocol):
     def safe_state_ran(self, strategy: str, trigger: str, duration_seconds: float) -> None: ...
 
     def failed_over(self, strategy: str) -> None: ...
-
-
-def state_of(record: Any) -> IntentState:
-    """The :class:`IntentState` of a stored intent (whatever enum the journal uses)."""
-    status = record.status
-    return IntentState(status.value if isinstance(status, enum.Enum) else str(status))
-
-
-def native_status(sample: Any | None, state: IntentState) -> Any:
-    """``state`` as the journal's own enum, learnt from a record it returned (``sample``)."""
-    if sample is not None and isinstance(sample.status, enum.Enum):
-        return type(sample.status)(state.value)
-    # The journal only reads ``.value`` and ``.terminal``, which IntentState has too.
-    return state

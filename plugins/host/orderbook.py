@@ -12,7 +12,7 @@ from ib_async import Contract, Trade
 
 from plugins import api
 from plugins.intents import IntentState
-from plugins.ports import IntentStore, state_of
+from plugins.ports import IntentStore
 from plugins.risk import RiskBook
 
 __all__ = ["HOST_KV", "BookedOrder", "OrderBook"]
@@ -62,8 +62,6 @@ class OrderBook:
         self.instruments: dict[int, api.Instrument] = {}
         self.seen_execs: list[str] = []
         self.unknown: set[str] = set()
-        #: A journal record, so reports speak the journal's own status enum (native_status).
-        self.sample: Any = None
         record = store.kv_get(name, HOST_KV) or {}
         self.positions = {int(k): float(v) for k, v in record.get("positions", {}).items()}
         self.seen_execs = list(record.get("execs", []))
@@ -145,6 +143,6 @@ class OrderBook:
             limit_price=float(limit) if limit is not None else None,
             con_id=con_id,
             gateway=record.gateway,
-            status=state_of(record),
+            status=record.status,
             filled=record.filled,
         )

@@ -181,7 +181,7 @@ class OrderPath:
         if order.orderType == "LMT":
             order_record["lmtPrice"] = order.lmtPrice
         try:
-            record = store.record_intent(
+            store.record_intent(
                 key=key,
                 strategy=self.name,
                 gateway=session.gateway,
@@ -201,7 +201,6 @@ class OrderPath:
                 api.RefusalReason.NOT_TRADING,
                 f"the order journal cannot be written ({exc}); the order was not sent",
             )
-        self._book.sample = record
         mine = BookedOrder(
             key=key,
             instrument=self._book.instrument_of(contract),

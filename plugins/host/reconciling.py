@@ -9,7 +9,6 @@ from plugins.host.broker import Session, ask
 from plugins.host.orderbook import OrderBook
 from plugins.host.services import HostServices
 from plugins.intents import belongs_to
-from plugins.ports import native_status, state_of
 from plugins.reconcile import (
     BrokerExecution,
     BrokerOrderSeen,
@@ -41,12 +40,10 @@ class Reconciler:
         completed = await ask(session, lambda b: b.completed_orders(), timeout=timeout)
         fills = await ask(session, lambda b: b.executions(), timeout=timeout)
         records = store.intents_maybe_live(self.name)
-        if records and book.sample is None:
-            book.sample = records[0]
         intents = [
             IntentSeen(
                 key=r.key,
-                status=state_of(r),
+                status=r.status,
                 quantity=float(r.order.get("totalQuantity", 0.0)),
                 order_id=r.order_id,
                 perm_id=r.perm_id,
@@ -94,7 +91,7 @@ class Reconciler:
                 store.update_from_broker(
                     decision.key,
                     perm_id=decision.perm_id,
-                    status=native_status(book.sample, decision.status),
+                    status=decision.status,
                     filled=decision.filled,
                     now=now,
                 )

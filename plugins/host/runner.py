@@ -38,7 +38,6 @@ from plugins.host.services import HostServices
 from plugins.host.sessions import Sessions
 from plugins.host.status import SafeStateRun, SafeStateTrigger, StrategyState, StrategyStatus
 from plugins.intents import IntentState, belongs_to
-from plugins.ports import native_status
 from plugins.registry import load_strategy_class
 
 __all__ = ["Runner"]
@@ -158,12 +157,11 @@ class Runner:
             # A late or replayed report never revives a finished order (as in the journal).
             status = order.status
         perm_id = trade.order.permId or None
-        native = native_status(self.book.sample, status)
         store, now = self.services.store, self.services.clock.now()
         # After the send, journal writes leave the loop: the intent itself is already durable.
         self.services.writer.later(
             lambda: store.update_from_broker(
-                key, perm_id=perm_id, status=native, filled=filled, now=now
+                key, perm_id=perm_id, status=status, filled=filled, now=now
             )
         )
         self.book.unknown.discard(key)
