@@ -135,7 +135,7 @@ class SimGateway:
     @property
     def port(self) -> int:
         """The published API port (socat's), the same across restarts."""
-        if self.process is not None and self.running and self.process.socat is not None:
+        if self.process is not None and self.running:
             return self.process.api_port
         return self.settings.api_port
 

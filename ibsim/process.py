@@ -34,6 +34,8 @@ from ibsim.api.server import FrontEndConfig, GatewayFrontEnd
 from ibsim.cmdserver import CommandHandlers, IbcCommandServer
 from ibsim.port import BrokerPort, LoginKind, LoginOutcome
 from ibsim.settings import DEFAULT_GATEWAY_AUTO_RESTART, GatewaySettings
+from ibsim.socat import Socat
+from ibsim.wallclock import GatewayClock, next_daily, next_sunday, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -47,56 +49,6 @@ EXIT_NO_LOGIN_DIALOG = 1112  # ErrorCodes.LOGIN_DIALOG_DISPLAY_TIMED_OUT (88)
 RELOGIN_AFTER_2FA_DELAY = 5.0  # LoginManager: "in 5 second"
 LOCKOUT_EXTRA = 3.0  # TooManyFailedLoginAttemptsDialogHandler waits the dialog's time + 3 s
 SETTINGS_DIR = "/home/ibgateway/Jts"
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-class GatewayClock:
-    """The gateway's wall clock: a base clock moved by an offset the control API sets."""
-
-    def __init__(self, base: Callable[[], datetime], zone: object) -> None:
-        self._base = base
-        self.zone = zone
-        self.offset = 0.0
-        self._changed = asyncio.Event()
-
-    def now(self) -> datetime:
-        moved = self._base() + timedelta(seconds=self.offset)
-        return moved.astimezone(self.zone)  # type: ignore[arg-type]
-
-    def move(self, offset: float) -> None:
-        if offset != self.offset:
-            self.offset = offset
-            self._changed.set()
-
-    async def sleep_until(self, when: datetime) -> None:
-        """Return once the wall clock reaches ``when`` (re-checked when the clock moves)."""
-        while True:
-            left = (when - self.now()).total_seconds()
-            if left <= 0:
-                return
-            self._changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), timeout=left)
-
-
-def next_daily(now: datetime, at: time) -> datetime:
-    """The next wall-clock ``at`` strictly after ``now``, in ``now``'s zone."""
-    candidate = now.replace(hour=at.hour, minute=at.minute, second=0, microsecond=0)
-    if candidate <= now:
-        candidate += timedelta(days=1)
-    return candidate
-
-
-def next_sunday(now: datetime, at: time) -> datetime:
-    """IbcTws.getColdRestartTime: Sunday at ``at`` in the JVM's zone, strictly after now."""
-    candidate = now.replace(hour=at.hour, minute=at.minute, second=0, microsecond=0)
-    candidate += timedelta(days=(6 - candidate.weekday()) % 7)
-    if candidate <= now:
-        candidate += timedelta(days=7)
-    return candidate
 
 
 async def first_of(waits: Mapping[str, Awaitable[Any]]) -> str:
@@ -155,7 +107,7 @@ class GatewayProcess:
         out: Callable[[str], None],
         api_host: str = "0.0.0.0",
         command_host: str = "0.0.0.0",
-        clock: Callable[[], datetime] = _utc_now,
+        clock: Callable[[], datetime] = utc_now,
         relogin_delay: float = RELOGIN_AFTER_2FA_DELAY,
         broker_closed: asyncio.Event | None = None,
         stop_requested: asyncio.Event | None = None,
@@ -176,12 +128,11 @@ class GatewayProcess:
         self._jvm_state: _JvmState | None = None
         self.frontend: GatewayFrontEnd | None = None
         self.command_server: IbcCommandServer | None = None
-        self.socat: asyncio.Server | None = None
+        self.socat: Socat | None = None
         self.jvm_starts = 0
         # The Gateway's own settings survive JVM relaunches (they live in its settings dir).
         self.gateway_restart_time: time = DEFAULT_GATEWAY_AUTO_RESTART
         self._token = False
-        self._relay_tasks: set[asyncio.Task[None]] = set()
         digest = hashlib.sha256(settings.username.encode()).hexdigest()[:20]
         self.token_dir = f"{digest}"
 
@@ -201,51 +152,29 @@ class GatewayProcess:
     @property
     def api_port(self) -> int:
         """The published API port (socat's), bound for the container's whole life."""
-        if self.socat is None or not self.socat.sockets:
-            return self.settings.api_port
-        return int(self.socat.sockets[0].getsockname()[1])
+        return self.socat.port if self.socat is not None else self.settings.api_port
 
-    async def _start_socat(self) -> None:
-        self.socat = await asyncio.start_server(
-            self._relay, host=self.api_host, port=self.settings.api_port
-        )
-
-    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._relay_tasks.add(task)
-        try:
-            frontend = self.frontend
-            if frontend is None or not frontend.ready.is_set():
-                return  # socat: "Connection refused" from 127.0.0.1:4002, client closed
-            if not self.settings.socat_reaches_gateway:
-                return  # socat forwards to the other mode's port, where nothing listens
-            try:
-                up_reader, up_writer = await asyncio.open_connection("127.0.0.1", frontend.port)
-            except OSError:
-                return
-            try:
-                await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
-            finally:
-                up_writer.close()
-        finally:
-            writer.close()
-            if task is not None:
-                self._relay_tasks.discard(task)
+    def _gateway_api_port(self) -> int | None:
+        frontend = self.frontend
+        if frontend is None or not frontend.ready.is_set():
+            return None  # socat: "Connection refused" from 127.0.0.1:4002, client closed
+        if not self.settings.socat_reaches_gateway:
+            return None  # socat forwards to the other mode's port, where nothing listens
+        return frontend.port
 
     # -- the container -------------------------------------------------------------------
 
     async def run(self) -> int:
         """run.sh: socat, then ibcstart.sh until its loop ends; returns the container's exit
         status (ibcstart's, already modulo 256)."""
-        await self._start_socat()
+        self.socat = Socat(
+            host=self.api_host, port=self.settings.api_port, target=self._gateway_api_port
+        )
+        await self.socat.start()
         try:
             return await self._ibcstart()
         finally:
-            if self.socat is not None:
-                self.socat.close()
-            for task in list(self._relay_tasks):
-                task.cancel()
+            self.socat.close()
 
     def _find_autorestart(self) -> bool:
         self.out(ibclog.FINDING_AUTORESTART)
@@ -663,15 +592,3 @@ class _JvmState:
         if self._exit_timer is not None:
             self._exit_timer.cancel()
             self._exit_timer = None
-
-
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-    except (ConnectionError, OSError):
-        pass
-    finally:
-        with contextlib.suppress(Exception):
-            writer.close()

@@ -13,9 +13,10 @@ from datetime import UTC, datetime, timedelta
 
 from ibsim import auth, ibclog
 from ibsim.port import Fault, FaultEvent
-from ibsim.process import GatewayProcess, next_sunday
+from ibsim.process import GatewayProcess
 from ibsim.service import BrokerService, InProcessBrokerPort
 from ibsim.settings import custom_config_env, read_settings, sim_env
+from ibsim.wallclock import next_sunday
 from tests.waiting import until
 
 USER = "loopuser"

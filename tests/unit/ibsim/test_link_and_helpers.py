@@ -20,7 +20,7 @@ from ibsim.codec import ProtocolError
 from ibsim.contracts import default_symbols
 from ibsim.link import LinkError, from_wire, to_wire
 from ibsim.port import Fault, FaultEvent, LoginKind, LoginOutcome
-from ibsim.process import next_daily as next_restart
+from ibsim.wallclock import next_daily as next_restart
 
 
 def roundtrip(value):
