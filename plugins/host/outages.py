@@ -196,6 +196,10 @@ class Outages:
             )
         except (ConnectionError, TimeoutError):
             return False
+        if self._services.feed(gateway).ready is False:
+            # The gate closed while we connected: the outage goes on (a planned one holds).
+            self._sessions.close(new)
+            return False
         await self._resume(new, False)
         return True
 

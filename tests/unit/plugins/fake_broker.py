@@ -30,6 +30,8 @@ class FakeGateway:
     up: bool = True
     ids_in_use: set[int] = field(default_factory=set)
     hang_requests: bool = False
+    #: When set, connects wait for it (a handshake in flight while something else happens).
+    hold_connects: asyncio.Event | None = None
     margin: Margin = field(
         default_factory=lambda: Margin(init_margin_after="100", equity_with_loan_after="10000")
     )
@@ -161,6 +163,8 @@ class FakeBroker:
     ) -> list[str]:
         gateway = self.ib.gateway_at(port)
         self.ib.connects.append((gateway.name, client_id))
+        if gateway.hold_connects is not None:
+            await gateway.hold_connects.wait()
         if not gateway.up:
             raise ConnectionError(f"fake {gateway.name} is down")
         if client_id in gateway.ids_in_use:

@@ -3,6 +3,7 @@ with the host's clock moved by the test."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from pathlib import Path
 
@@ -182,6 +183,37 @@ async def test_a_dropped_session_within_the_grace_reconnects_to_the_same_gateway
         assert runner.status().gateway == "gw-a"
         assert r.host.safe_state_runs("s1") == [] and r.ib.open_refs() == [key]
         assert r.ib.refs_sent() == [key]
+
+
+async def test_a_reconnect_that_lands_after_the_gate_closed_does_not_resume_trading(
+    tmp_path: Path,
+) -> None:
+    async with rig(tmp_path, strategy(grace=1)) as r:
+        await started(r)
+        runner = r.runner()
+        key = (await runner.place(buy())).key
+        held = asyncio.Event()
+        r.ib.gateways["gw-a"].hold_connects = held
+        r.ib.drop("gw-a")  # the gate is still open: the ride reconnects at once
+        await until(lambda: len(r.ib.connects) == 2, what="a reconnect in flight")
+        planned = Gate(open=False, kind=OutageKind.PLANNED_RESTART, bound=dt.timedelta(minutes=5))
+        r.host.on_gate("gw-a", planned)
+        held.set()
+        await until(
+            lambda: r.ib.sessions[-1].connected is False and len(r.ib.sessions) == 2,
+            what="the late session fenced",
+        )
+        r.clock.advance(10)
+        r.host.on_gate("gw-a", planned)
+        look = await until(
+            lambda: (seen := runner.outages.last_look) is not None and seen[2] >= 10 and seen,
+            what="the ride holding",
+        )
+        assert look[1] is outage.Step.HOLD and not runner.trading
+        assert r.host.safe_state_runs("s1") == [] and r.ib.open_refs() == [key]
+        r.ib.gateways["gw-a"].hold_connects = None
+        r.host.on_gate("gw-a", OPEN)
+        await until(lambda: runner.trading, what="trading once the gate opens")
 
 
 async def test_a_lost_gateway_waits_out_its_grace_on_the_hosts_clock(tmp_path: Path) -> None:
