@@ -88,8 +88,15 @@ async def test_healthz_answers_while_the_journal_is_locked_and_readyz_names_it(
             other.execute("ROLLBACK")
         other.close()
     worst = max(latencies)
-    print(f"/healthz while locked: {len(latencies)} requests, max {worst * 1000:.1f} ms")
-    assert worst < 0.25, f"/healthz took {worst:.3f}s while the journal was locked"
+    median = sorted(latencies)[len(latencies) // 2]
+    print(
+        f"/healthz while locked: {len(latencies)} requests, median {median * 1000:.1f} ms, "
+        f"max {worst * 1000:.1f} ms"
+    )
+    # A loop blocked by the lock would stall for the whole 3 s hold; a shared CI machine
+    # still shows scheduling spikes of a few hundred ms, hence the bound on the worst case.
+    assert median < 0.05, f"/healthz median {median:.3f}s while the journal was locked"
+    assert worst < 1.0, f"/healthz took {worst:.3f}s while the journal was locked"
 
 
 @contextlib.contextmanager
