@@ -1,4 +1,4 @@
-"""Login-attempt budget, restart retry budget and exponential backoff with full jitter.
+"""One budget type (at most N events per window) for logins and restarts, and backoff.
 
 Pure: time comes in as ``now`` (aware UTC datetimes) and randomness from an injected
 ``random.Random``, so the journal can persist the state and tests can drive it exactly.
@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TypeAlias
 
 __all__ = [
     "BackoffPolicy",
+    "Budget",
     "BudgetRecordError",
-    "LoginLedger",
-    "SlidingWindow",
+    "Ledger",
     "backoff_ceiling",
     "full_jitter_delay",
+    "ledger_from_record",
+    "ledger_to_record",
 ]
 
 
@@ -46,10 +49,11 @@ def _parse_instant(text: object, where: str) -> datetime:
 
 
 @dataclass(frozen=True, slots=True)
-class SlidingWindow:
+class Budget:
     """At most ``limit`` events in any ``window``-long interval; the state is the timestamps.
 
-    Used for "never more than N logins per hour" and "at most N restarts per window".
+    The one budget type: "never more than N logins per hour" (per username, see
+    :data:`Ledger`) and "at most N restarts per window" (per gateway) are both this.
     """
 
     limit: int
@@ -62,12 +66,12 @@ class SlidingWindow:
         if self.window <= timedelta(0):
             raise ValueError(f"sliding window length must be positive, got {self.window}")
 
-    def pruned(self, now: datetime) -> SlidingWindow:
+    def pruned(self, now: datetime) -> Budget:
         """Drop events that fell out of the window ending at ``now``."""
         _require_aware(now, "now")
         horizon = now - self.window
         kept = tuple(sorted(t for t in self.events if t > horizon))
-        return SlidingWindow(limit=self.limit, window=self.window, events=kept)
+        return Budget(limit=self.limit, window=self.window, events=kept)
 
     def used(self, now: datetime) -> int:
         """How many events count against the budget at ``now``."""
@@ -77,10 +81,10 @@ class SlidingWindow:
         """True when one more event at ``now`` stays within the limit."""
         return self.used(now) < self.limit
 
-    def record(self, now: datetime) -> SlidingWindow:
+    def record(self, now: datetime) -> Budget:
         """Return a window with one more event at ``now`` (old events pruned)."""
         base = self.pruned(now)
-        return SlidingWindow(limit=self.limit, window=self.window, events=(*base.events, now))
+        return Budget(limit=self.limit, window=self.window, events=(*base.events, now))
 
     def next_allowed(self, now: datetime) -> datetime:
         """Earliest instant at or after ``now`` when one more event is allowed."""
@@ -100,7 +104,7 @@ class SlidingWindow:
     @classmethod
     def from_record(
         cls, record: Iterable[object], *, limit: int, window: timedelta, where: str = "window"
-    ) -> SlidingWindow:
+    ) -> Budget:
         """Rebuild from :meth:`to_record` output; bad entries raise naming their index."""
         events = tuple(
             _parse_instant(item, f"{where}[{index}]") for index, item in enumerate(record)
@@ -108,80 +112,26 @@ class SlidingWindow:
         return cls(limit=limit, window=window, events=tuple(sorted(events)))
 
 
-@dataclass(frozen=True, slots=True)
-class LoginLedger:
-    """Login attempts per IB username, so two gateways sharing a username share one budget."""
+Ledger: TypeAlias = dict[str, Budget]
+"""Login budgets per IB username: two gateways sharing a username share one budget."""
 
-    limit: int
-    window: timedelta = timedelta(hours=1)
-    attempts: Mapping[str, tuple[datetime, ...]] = field(default_factory=dict)
 
-    def _window(self, username: str) -> SlidingWindow:
-        return SlidingWindow(
-            limit=self.limit, window=self.window, events=self.attempts.get(username, ())
-        )
+def ledger_to_record(ledger: Mapping[str, Budget]) -> dict[str, list[str]]:
+    """Username -> ISO timestamps (usernames without attempts left out), for the journal."""
+    return {name: budget.to_record() for name, budget in sorted(ledger.items()) if budget.events}
 
-    def allows(self, username: str, *, now: datetime) -> bool:
-        """True when ``username`` may make one more login attempt at ``now``."""
-        return self._window(username).allows(now)
 
-    def used(self, username: str, *, now: datetime) -> int:
-        """Attempts by ``username`` within the window ending at ``now``."""
-        return self._window(username).used(now)
-
-    def next_allowed(self, username: str, *, now: datetime) -> datetime:
-        """Earliest instant when ``username`` may try again."""
-        return self._window(username).next_allowed(now)
-
-    def record(self, username: str, *, now: datetime) -> LoginLedger:
-        """Return a ledger with one more attempt by ``username`` at ``now``."""
-        updated = dict(self.attempts)
-        updated[username] = self._window(username).record(now).events
-        return LoginLedger(limit=self.limit, window=self.window, attempts=updated)
-
-    def with_attempts(self, username: str, attempts: Iterable[datetime]) -> LoginLedger:
-        """Return a ledger whose attempts for ``username`` are ``attempts`` (sorted)."""
-        updated = dict(self.attempts)
-        events = tuple(sorted(attempts))
-        for at in events:
-            _require_aware(at, f"login ledger[{username!r}] attempt")
-        if events:
-            updated[username] = events
-        else:
-            updated.pop(username, None)
-        return LoginLedger(limit=self.limit, window=self.window, attempts=updated)
-
-    def pruned(self, now: datetime) -> LoginLedger:
-        """Drop attempts older than the window, and usernames left with none."""
-        kept: dict[str, tuple[datetime, ...]] = {}
-        for username in self.attempts:
-            events = self._window(username).pruned(now).events
-            if events:
-                kept[username] = events
-        return LoginLedger(limit=self.limit, window=self.window, attempts=kept)
-
-    def to_record(self) -> dict[str, list[str]]:
-        """Username -> ISO timestamps; the journal stores this as JSON."""
-        return {
-            username: [t.astimezone(UTC).isoformat() for t in events]
-            for username, events in sorted(self.attempts.items())
-        }
-
-    @classmethod
-    def from_record(
-        cls, record: Mapping[str, object], *, limit: int, window: timedelta = timedelta(hours=1)
-    ) -> LoginLedger:
-        """Rebuild from :meth:`to_record` output; a bad entry raises naming the username."""
-        attempts: dict[str, tuple[datetime, ...]] = {}
-        for username, items in record.items():
-            if not isinstance(items, list):
-                raise BudgetRecordError(
-                    f"login ledger[{username!r}]: expected a list of timestamps, got {items!r}"
-                )
-            attempts[username] = SlidingWindow.from_record(
-                items, limit=limit, window=window, where=f"login ledger[{username!r}]"
-            ).events
-        return cls(limit=limit, window=window, attempts=attempts)
+def ledger_from_record(
+    record: Mapping[str, object], *, limit: int, window: timedelta = timedelta(hours=1)
+) -> Ledger:
+    """Rebuild from :func:`ledger_to_record`; a bad entry raises naming the username."""
+    ledger: Ledger = {}
+    for username, items in record.items():
+        where = f"login ledger[{username!r}]"
+        if not isinstance(items, list):
+            raise BudgetRecordError(f"{where}: expected a list of timestamps, got {items!r}")
+        ledger[username] = Budget.from_record(items, limit=limit, window=window, where=where)
+    return ledger
 
 
 @dataclass(frozen=True, slots=True)

@@ -263,7 +263,7 @@ class Journal(Protocol):
         """The last saved alert book record, or None on a fresh journal."""
 
     def save_login_ledger(self, record: Mapping[str, Any], *, now: datetime) -> None:
-        """Replace the stored ``LoginLedger.to_record()``."""
+        """Replace the stored ``budget.ledger_to_record()``."""
 
     def load_login_ledger(self) -> dict[str, Any] | None:
         """The last saved login ledger record, or None on a fresh journal."""
@@ -781,7 +781,7 @@ class SqliteJournal:
         return self._load_state(_ALERT_BOOK)
 
     def save_login_ledger(self, record: Mapping[str, Any], *, now: datetime) -> None:
-        """Replace the stored ``LoginLedger.to_record()``."""
+        """Replace the stored ``budget.ledger_to_record()``."""
         self._save_state(_LOGIN_LEDGER, record, now)
 
     def load_login_ledger(self) -> dict[str, Any] | None:

@@ -32,7 +32,7 @@ from gateway.aio import within
 from gateway.runtime import ContainerGone, ContainerState, ObservedContainer, Runtime, RuntimeEvent
 from gateway.spec import ContainerSpec
 from supervisor import reconcile
-from supervisor.budget import BackoffPolicy, SlidingWindow
+from supervisor.budget import BackoffPolicy, Budget
 from supervisor.reconcile import Action, ActionKind
 
 __all__ = [
@@ -91,7 +91,7 @@ class RestartPolicy:
 
 @dataclass(slots=True)
 class _Restarts:
-    window: SlidingWindow
+    window: Budget
     attempts: int = 0
     retry_at: datetime | None = None
     exhausted: bool = False
@@ -188,9 +188,7 @@ class Orchestrator:
             state.attempts = 0
             state.retry_at = None
             state.exhausted = False
-            state.window = SlidingWindow(
-                limit=self._policy.budget, window=self._policy.budget_window
-            )
+            state.window = Budget(limit=self._policy.budget, window=self._policy.budget_window)
         self._announced = {a for a in self._announced if not a[1].startswith(f"{gateway}/")}
         self._emit(OrchestratorEventKind.OPERATOR_STARTED, gateway)
         self.request_reconcile()
@@ -311,7 +309,7 @@ class Orchestrator:
         state = self._restarts.get(gateway)
         if state is None:
             state = _Restarts(
-                window=SlidingWindow(limit=self._policy.budget, window=self._policy.budget_window)
+                window=Budget(limit=self._policy.budget, window=self._policy.budget_window)
             )
             self._restarts[gateway] = state
         return state

@@ -23,7 +23,7 @@ from plugins.host import StrategyHost, StrategyState
 from supervisor import lifecycle as lc
 from supervisor.alertpolicy import Alert, Redactor, Severity
 from supervisor.api import ApiServer, create_app
-from supervisor.budget import LoginLedger
+from supervisor.budget import ledger_from_record
 from supervisor.journal import AsyncJournal, SqliteJournal
 from supervisor.metrics import FleetMetrics
 from supervisor.notify import (
@@ -312,11 +312,7 @@ async def start_supervisor(
     }
     ledger_record = await ajournal.load_login_ledger()
     limit = max((gw.logins_per_hour for gw in settings.gateways), default=4)
-    ledger = (
-        LoginLedger.from_record(ledger_record, limit=limit)
-        if ledger_record
-        else LoginLedger(limit=limit)
-    )
+    ledger = ledger_from_record(ledger_record or {}, limit=limit)
     if specs is None:
         from gateway.docker_runtime import load_or_create_fingerprint_key
 

@@ -37,7 +37,7 @@ from supervisor import lifecycle as lc
 from supervisor import schedules
 from supervisor.alertpolicy import Alert
 from supervisor.api import Action, CommandResult, EventView, GatewayView
-from supervisor.budget import LoginLedger
+from supervisor.budget import Budget, Ledger, ledger_to_record
 from supervisor.journal import AsyncJournal
 from supervisor.metrics import FleetMetrics, TwoFactorOutcome
 from supervisor.notify import AlertDispatcher
@@ -184,7 +184,7 @@ class Deps:
     probe_factory: probe_mod.SessionFactory
     ibc_send: IbcSend
     rng: random.Random
-    ledger: LoginLedger
+    ledger: Ledger  # the login budget of each IB username
     probe_settings: probe_mod.ProbeSettings
     gate_hooks: list[GateHook] = field(default_factory=list)
 
@@ -267,7 +267,8 @@ class GatewayController:
         username = self.status.username
         # The login budget is the username's, shared with every gateway using it: the machine
         # decides on the ledger's attempts, and what it records goes back into the ledger.
-        shared = d.ledger.attempts.get(username, ())
+        ledger = d.ledger.get(username)
+        shared = () if ledger is None else ledger.events
         if shared != self.status.login_attempts:
             self.status = dataclasses.replace(self.status, login_attempts=shared)
         before = self.status
@@ -275,8 +276,12 @@ class GatewayController:
             before, event, now=now, policy=self.policy, rng=self.deps.rng
         )
         if self.status.login_attempts != shared:
-            d.ledger = d.ledger.with_attempts(username, self.status.login_attempts)
-            await d.journal.save_login_ledger(d.ledger.to_record(), now=now)
+            d.ledger[username] = Budget(
+                limit=self.policy.login_budget,
+                window=self.policy.login_window,
+                events=tuple(sorted(self.status.login_attempts)),
+            )
+            await d.journal.save_login_ledger(ledger_to_record(d.ledger), now=now)
         self.processed += 1
         m = self.deps.metrics
         if self.processed == 1 or self.status.state is not before.state:
@@ -529,7 +534,7 @@ class Supervisor:
         reconcile_interval: float = 30.0,
         tick_every: float = 1.0,
         restored: Mapping[str, lc.GatewayStatus] | None = None,
-        ledger: LoginLedger | None = None,
+        ledger: Ledger | None = None,
         usernames: Mapping[str, str] | None = None,
         operator_stopped: Collection[str] = (),
     ) -> None:
@@ -565,7 +570,7 @@ class Supervisor:
             probe_factory=probe_factory,
             ibc_send=ibc_send,
             rng=rng or random.Random(),
-            ledger=ledger or LoginLedger(limit=4, window=timedelta(hours=1)),
+            ledger={} if ledger is None else ledger,
             probe_settings=probe_mod.ProbeSettings(
                 heartbeat_every=h.heartbeat_every.total_seconds(),
                 heartbeat_deadline=h.heartbeat_deadline.total_seconds(),

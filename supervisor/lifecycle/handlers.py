@@ -11,7 +11,7 @@ from datetime import datetime
 
 from gateway.authlog import RelaunchKind
 from gateway.outage import Gate, OutageKind
-from supervisor.budget import SlidingWindow
+from supervisor.budget import Budget
 from supervisor.lifecycle import alerts
 from supervisor.lifecycle.effects import GateOrders, LoginOutcome, StartContainer, StopContainer
 from supervisor.lifecycle.events import (
@@ -204,7 +204,7 @@ def on_container_destroyed(step: Step, _: ContainerDestroyed) -> None:
     restart(step, RestartKind.START, "container removed", planned=False)
 
 
-def _count_attempt(step: Step) -> SlidingWindow:
+def _count_attempt(step: Step) -> Budget:
     # Every attempt counts against the per-username budget: IB locks accounts, not containers,
     # and IB counts a login whatever state the machine thought the gateway was in.
     step.count_login(LoginOutcome.ATTEMPT)

@@ -15,7 +15,7 @@ from typing import Any
 from gateway.authlog import RelaunchKind
 from gateway.config import TwoFactorTimeoutAction
 from supervisor.alertpolicy import Alert
-from supervisor.budget import SlidingWindow
+from supervisor.budget import Budget
 from supervisor.lifecycle import alerts
 from supervisor.lifecycle.alerts import alert_key
 from supervisor.lifecycle.effects import (
@@ -111,16 +111,16 @@ class Step:
         self.emit(CountLogin(username=self.status.username, outcome=outcome))
 
 
-def restart_window(step: Step) -> SlidingWindow:
-    return SlidingWindow(
+def restart_window(step: Step) -> Budget:
+    return Budget(
         limit=step.policy.restart_budget,
         window=step.policy.restart_window,
         events=step.status.restarts,
     )
 
 
-def login_window(step: Step) -> SlidingWindow:
-    return SlidingWindow(
+def login_window(step: Step) -> Budget:
+    return Budget(
         limit=step.policy.login_budget,
         window=step.policy.login_window,
         events=step.status.login_attempts,

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from supervisor.alertpolicy import Alert, AlertBook, AlertPolicy, Route, Severity
-from supervisor.budget import LoginLedger
+from supervisor.budget import Budget, ledger_from_record, ledger_to_record
 from supervisor.journal import (
     MIGRATIONS,
     SCHEMA_VERSION,
@@ -57,12 +57,12 @@ def test_reopened_journal_keeps_everything_written_before_close(path: Path) -> N
     policy = AlertPolicy(routes=(Route("ops"),))
     book = AlertBook(policy=policy)
     book.raise_(Alert("gateway:paper-a:2fa", Severity.CRITICAL, "2FA needed", "approve"), T0)
-    ledger = LoginLedger(limit=4).record("ibuser", now=T0).record("ibuser", now=T0)
+    ledger = {"ibuser": Budget(limit=4, window=timedelta(hours=1)).record(T0).record(T0)}
 
     with SqliteJournal(path) as journal:
         event_id = journal.append_event(at=T0, kind="login", gateway="paper-a", fields={"n": 1})
         journal.save_alert_book(book.to_record(), now=T0)
-        journal.save_login_ledger(ledger.to_record(), now=T0)
+        journal.save_login_ledger(ledger_to_record(ledger), now=T0)
         journal.set_operator_state(
             "paper-a", stopped_by_operator=True, fatal_acknowledged_at=T0, now=T0
         )
@@ -86,8 +86,8 @@ def test_reopened_journal_keeps_everything_written_before_close(path: Path) -> N
             )
             == []
         )
-        again = LoginLedger.from_record(journal.load_login_ledger() or {}, limit=4)
-        assert again.used("ibuser", now=T0 + timedelta(minutes=1)) == 2
+        again = ledger_from_record(journal.load_login_ledger() or {}, limit=4)
+        assert again["ibuser"].used(T0 + timedelta(minutes=1)) == 2
         state = journal.operator_states()["paper-a"]
         assert state.stopped_by_operator is True
         assert state.fatal_acknowledged_at == T0
