@@ -5,6 +5,9 @@ Debian bookworm base is made once with debootstrap from the host's own apt mirro
 with `docker import`, then reused from the engine's image store. Wheels are built on the host
 with its own pip configuration and installed offline in the image, dependencies in a layer
 before the ibfleet wheel, so a rebuild after a code change is seconds.
+
+Over 600 lines because it is one pipeline (source, wheels, base, context, build) whose steps
+share the cache and lock conventions; the next split would be the debootstrap base image.
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 Field orders follow the decoders of the installed ib_async 2.1 and ib_insync 0.9.86 clients
 and /work/shared/reference/tws-protocol.md; each encoder names the version rules it obeys.
+About 600 lines: one table of the protocol's layouts, read against the clients' decoders.
 """
 
 from __future__ import annotations
