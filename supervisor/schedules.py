@@ -50,10 +50,10 @@ class ScheduleError(ValueError):
     """A schedule spec could not be parsed; the message names the value and the format."""
 
 
-class Region(enum.Enum):
-    """IB server regions, each with its own daily reset windows."""
+class Region(enum.StrEnum):
+    """IB server regions, each with its own daily reset windows (the fleet file's ``region``)."""
 
-    NORTH_AMERICA = "north_america"
+    AMERICA = "america"
     EUROPE = "europe"
     ASIA = "asia"
 
@@ -85,7 +85,7 @@ class Window:
 # From the operations reference: North America about 23:30-01:00 ET; Europe about
 # 05:30-07:00 Zurich; Asia about 16:15-17:15 ET and 20:00-21:15 Hong Kong.
 _DAILY: dict[Region, tuple[DailyWindowSpec, ...]] = {
-    Region.NORTH_AMERICA: (DailyWindowSpec("na-daily", NEW_YORK, time(23, 30), time(1, 0)),),
+    Region.AMERICA: (DailyWindowSpec("na-daily", NEW_YORK, time(23, 30), time(1, 0)),),
     Region.EUROPE: (DailyWindowSpec("eu-daily", _ZURICH, time(5, 30), time(7, 0)),),
     Region.ASIA: (
         DailyWindowSpec("asia-daily-et", NEW_YORK, time(16, 15), time(17, 15)),

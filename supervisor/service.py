@@ -42,7 +42,7 @@ from supervisor.journal import AsyncJournal
 from supervisor.metrics import FleetMetrics, TwoFactorOutcome
 from supervisor.notify import AlertDispatcher
 from supervisor.orchestrator import Orchestrator, OrchestratorEvent
-from supervisor.settings import FleetSettings, Region
+from supervisor.settings import FleetSettings
 
 log = logging.getLogger("ibfleet.supervisor")
 
@@ -59,13 +59,6 @@ def utc_now() -> datetime:
 
 #: Restored lifecycle states whose container stays down until the lifecycle itself starts it.
 _HELD_STATES = frozenset({lc.State.STOPPED, lc.State.FATAL, lc.State.BACKOFF})
-
-#: The fleet file's region names and the schedule's.
-REGIONS = {
-    Region.AMERICA: schedules.Region.NORTH_AMERICA,
-    Region.EUROPE: schedules.Region.EUROPE,
-    Region.ASIA: schedules.Region.ASIA,
-}
 
 
 def lifecycle_policy(settings: FleetSettings, gw: GatewayConfig) -> lc.LifecyclePolicy:
@@ -687,7 +680,7 @@ class Supervisor:
 
     def tick(self, now: datetime) -> None:
         """Schedule inputs for every gateway: reset windows, daily restarts, weekly re-auth."""
-        region = REGIONS[self.settings.region]
+        region = self.settings.region
         window = schedules.in_reset_window(region, now)
         posts: list[lc.Event] = [lc.Tick()]
         if window is not None and self._window is None:

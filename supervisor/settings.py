@@ -26,6 +26,7 @@ from gateway.config import GatewayConfig
 from gateway.values import Duration, SecretRef, read_bounded_file
 from plugins.config import StrategyConfig
 from supervisor import schedules
+from supervisor.schedules import Region
 
 ENV_PREFIX = "IBFLEET_"
 ENV_DELIMITER = "__"
@@ -37,19 +38,6 @@ MAX_FILE_BYTES = 1024 * 1024
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Region(enum.StrEnum):
-    AMERICA = "america"
-    EUROPE = "europe"
-    ASIA = "asia"
-
-
-_SCHEDULE_REGIONS = {
-    Region.AMERICA: schedules.Region.NORTH_AMERICA,
-    Region.EUROPE: schedules.Region.EUROPE,
-    Region.ASIA: schedules.Region.ASIA,
-}
 
 
 class RuntimeKind(enum.StrEnum):
@@ -305,14 +293,9 @@ class FleetSettings(BaseSettings):
         return zoneinfo.ZoneInfo(self.timezone)
 
     @property
-    def schedule_region(self) -> schedules.Region:
-        """The region whose IB reset windows apply, as the schedule math names it."""
-        return _SCHEDULE_REGIONS[self.region]
-
-    @property
     def default_daily_restart(self) -> dt.time:
         """The daily restart of a gateway without ``restart.daily``: inside the region's window."""
-        return schedules.default_daily_restart(self.schedule_region, self.tz)
+        return schedules.default_daily_restart(self.region, self.tz)
 
     def daily_restart(self, gw: GatewayConfig) -> dt.time:
         """The time the Gateway restarts itself daily (IBC AutoRestartTime), on the fleet's clock.

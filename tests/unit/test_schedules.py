@@ -13,7 +13,7 @@ from supervisor import schedules as sc
 
 NY = ZoneInfo("America/New_York")
 ZURICH = ZoneInfo("Europe/Zurich")
-NA, EU, ASIA = sc.Region.NORTH_AMERICA, sc.Region.EUROPE, sc.Region.ASIA
+NA, EU, ASIA = sc.Region.AMERICA, sc.Region.EUROPE, sc.Region.ASIA
 
 
 def utc(*args: int) -> datetime:

@@ -245,7 +245,7 @@ def test_default_daily_restart_is_inside_a_reset_window_on_every_day_of_the_year
     day = dt.date(2027, 1, 1)  # another year than the one the default is computed from
     while day.year == 2027:
         at = dt.datetime.combine(day, clock, tzinfo=zone)
-        window = schedules.in_reset_window(s.schedule_region, at)
+        window = schedules.in_reset_window(s.region, at)
         assert window is not None, f"{clock} {timezone} on {day} is outside every window"
         day += dt.timedelta(days=1)
 

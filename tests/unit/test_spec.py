@@ -169,7 +169,7 @@ class TestRestartTimes:
 
         assert (
             schedules.default_daily_restart(
-                schedules.Region.NORTH_AMERICA, ZoneInfo("America/New_York")
+                schedules.Region.AMERICA, ZoneInfo("America/New_York")
             )
             == DEFAULT_DAILY_RESTART
         )
