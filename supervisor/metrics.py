@@ -18,6 +18,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
 from supervisor.alertpolicy import Redactor
+from supervisor.lifecycle.states import RestartKind
 
 __all__ = [
     "DEFAULT_GATEWAY_STATES",
@@ -25,7 +26,6 @@ __all__ = [
     "HEARTBEAT_BUCKETS",
     "SAFE_STATE_BUCKETS",
     "FleetMetrics",
-    "RestartKind",
     "TwoFactorOutcome",
 ]
 
@@ -71,14 +71,6 @@ HEARTBEAT_BUCKETS: tuple[float, ...] = (
 SAFE_STATE_BUCKETS: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
 _MASKED = "redacted"
-
-
-class RestartKind(enum.Enum):
-    """How a gateway was restarted (the ``kind`` label)."""
-
-    SOFT = "soft"  # IBC command server RESTART: keeps the autorestart token
-    HARD = "hard"  # a new IB session (full login)
-    CONTAINER = "container"  # the container was restarted or recreated
 
 
 class TwoFactorOutcome(enum.Enum):
@@ -296,9 +288,9 @@ class FleetMetrics:
         self._labels(self._gw(gateway), self.heartbeat_rtt, gateway).observe(rtt_seconds)
         self._heartbeat_age.last_good[self._clean(gateway)] = at
 
-    def gateway_restarted(self, gateway: str, kind: enum.Enum | str) -> None:
-        """Count one restart of ``kind`` (this module's or the lifecycle's RestartKind)."""
-        self._labels(self._gw(gateway), self.restarts, gateway, _value(kind)).inc()
+    def gateway_restarted(self, gateway: str, kind: RestartKind) -> None:
+        """Count one restart of ``kind`` (the lifecycle's: soft, hard, start, external)."""
+        self._labels(self._gw(gateway), self.restarts, gateway, kind.value).inc()
 
     def login_attempted(self, gateway: str, outcome: enum.Enum | str) -> None:
         """Count one login attempt (``success``, ``failed``, ``twofa_timeout``, ...)."""

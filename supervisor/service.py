@@ -322,10 +322,10 @@ class GatewayController:
             case lc.ResolveAlert(key=key):
                 await d.dispatcher.resolve(key)
             case lc.SoftRestart():
-                d.metrics.gateway_restarted(self.gw.name, "soft")
+                d.metrics.gateway_restarted(self.gw.name, lc.RestartKind.SOFT)
                 self._spawn(self._soft_restart())
             case lc.HardRestart():
-                d.metrics.gateway_restarted(self.gw.name, "hard")
+                d.metrics.gateway_restarted(self.gw.name, lc.RestartKind.HARD)
                 self._spawn(self._hard_restart())
             case lc.StartContainer():
                 d.orchestrator.start(self.gw.name)

@@ -8,7 +8,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from supervisor.alertpolicy import Redactor
-from supervisor.metrics import FleetMetrics, RestartKind, TwoFactorOutcome
+from supervisor.lifecycle import RestartKind
+from supervisor.metrics import FleetMetrics, TwoFactorOutcome
 
 STATES = ("STARTING", "AWAITING_2FA", "API_READY", "FATAL")
 
@@ -99,8 +100,8 @@ def test_heartbeat_age_is_computed_at_scrape_time(metrics: FleetMetrics, clock: 
 def test_counters_use_total_suffix_and_labels(metrics: FleetMetrics) -> None:
     metrics.gateway_restarted("paper-a", RestartKind.SOFT)
     metrics.gateway_restarted("paper-a", RestartKind.SOFT)
-    metrics.gateway_restarted("paper-a", RestartKind.CONTAINER)
-    metrics.gateway_restarted("paper-a", "external")
+    metrics.gateway_restarted("paper-a", RestartKind.START)
+    metrics.gateway_restarted("paper-a", RestartKind.EXTERNAL)
     metrics.login_attempted("paper-a", "failed")
     metrics.twofa_prompted("paper-a", TwoFactorOutcome.TIMED_OUT)
     metrics.alert_sent("routes[0]", "critical")
@@ -108,7 +109,7 @@ def test_counters_use_total_suffix_and_labels(metrics: FleetMetrics) -> None:
     s = scrape(metrics)
     gw = ("gateway", "paper-a")
     assert s[("ibfleet_gateway_restarts_total", (gw, ("kind", "soft")))] == 2
-    assert s[("ibfleet_gateway_restarts_total", (gw, ("kind", "container")))] == 1
+    assert s[("ibfleet_gateway_restarts_total", (gw, ("kind", "start")))] == 1
     assert s[("ibfleet_gateway_restarts_total", (gw, ("kind", "external")))] == 1
     assert s[("ibfleet_logins_total", (gw, ("outcome", "failed")))] == 1
     assert s[("ibfleet_twofa_prompts_total", (gw, ("outcome", "timed_out")))] == 1
