@@ -55,6 +55,8 @@ class GatewaySpec:
     existing_session_action: str = "primary"
     relogin_after_2fa_timeout: bool = False
     trading_mode: str = "paper"
+    #: The Gateway's start-up before its login dialog: short, strategy tests restart often.
+    jvm_start: float = 0.2
 
     def settings(self) -> GatewaySettings:
         """The gateway's settings, read from its env as the container reads them."""
@@ -65,7 +67,7 @@ class GatewaySpec:
             read_only_api=self.read_only,
             existing_session_action=self.existing_session_action,
             relogin_after_2fa_timeout=self.relogin_after_2fa_timeout,
-        ) | sim_env(gateway_name=self.name, api_port=self.port)
+        ) | sim_env(gateway_name=self.name, api_port=self.port, jvm_start=self.jvm_start)
 
         def no_files(path: str) -> bytes:
             raise FileNotFoundError(2, "No such file or directory", path)

@@ -388,6 +388,9 @@ class GatewayProcess:
 
     async def _session(self, frontend: GatewayFrontEnd, state: _JvmState, *, restart: bool) -> None:
         settings = self.settings
+        # The Gateway loads for a while before it shows its login dialog or restores the
+        # session; the command server is already up (IBC starts it first).
+        await asyncio.sleep(settings.jvm_start)
         if restart and self._token:
             # SessionManager: -Drestart; the Gateway re-establishes the session by itself.
             self._token = False  # single use

@@ -41,6 +41,7 @@ __all__ = [
     "ENV_COMMAND_PORT",
     "ENV_CONTROL_FROM",
     "ENV_GATEWAY_NAME",
+    "ENV_JVM_START",
     "ConfigError",
     "GatewaySettings",
     "custom_config_env",
@@ -57,6 +58,13 @@ ENV_GATEWAY_NAME = "IBFLEET_SIM_GATEWAY_NAME"  # the gateway's name at the broke
 ENV_API_PORT = "IBFLEET_SIM_API_PORT"  # socat's port instead of 4003/4004
 ENV_COMMAND_PORT = "IBFLEET_SIM_COMMAND_PORT"  # the command server on this port (0 = free)
 ENV_CONTROL_FROM = "IBFLEET_SIM_CONTROL_FROM"  # replaces config.ini's ControlFrom
+ENV_JVM_START = "IBFLEET_SIM_JVM_START"  # seconds from a JVM's launch to its login dialog
+
+# A real Gateway JVM takes 10-30 s from launch to its login dialog (or restored session), and
+# ibcstart.sh relaunches at once (it echoes "sleep 2" but does not sleep). The simulator waits
+# this long by default: short enough for tests, long enough that a supervisor reacting to
+# "Login failed" can stop the container before IBC's next attempt, as it can with the real one.
+DEFAULT_JVM_START = 1.5
 
 SOCAT_LIVE_PORT = 4003  # the image's socat ports (set_ports); the Gateway's own are 4001/4002
 SOCAT_PAPER_PORT = 4004
@@ -139,6 +147,8 @@ class GatewaySettings:
     command_port_override: int | None = None
     custom_config: bool = False
     ini_path: str = ""
+    #: Seconds from the JVM's launch to the login dialog (the Gateway's own start-up).
+    jvm_start: float = DEFAULT_JVM_START
 
     @property
     def api_listen_port(self) -> int:
@@ -343,6 +353,7 @@ def read_settings(
             else (SOCAT_LIVE_PORT if socat_mode == "live" else SOCAT_PAPER_PORT)
         ),
         command_port_override=_port(env, ENV_COMMAND_PORT),
+        jvm_start=_jvm_start(env),
         custom_config=custom,
         ini_path=ini_path,
     )
@@ -360,6 +371,19 @@ def _relogin_permitted(props: Mapping[str, str]) -> bool:
 # -- writing the contract ----------------------------------------------------------------------
 
 
+def _jvm_start(env: Mapping[str, str]) -> float:
+    raw = env.get(ENV_JVM_START, "").strip()
+    if not raw:
+        return DEFAULT_JVM_START
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not 0.0 <= seconds <= 600.0:
+        raise ConfigError(f"{ENV_JVM_START}={raw!r}: expected seconds between 0 and 600")
+    return seconds
+
+
 def sim_env(
     *,
     broker: tuple[str, int] | None = None,
@@ -367,9 +391,12 @@ def sim_env(
     api_port: int | None = None,
     command_port: int | None = None,
     control_from: str | None = None,
+    jvm_start: float | None = None,
 ) -> dict[str, str]:
     """The simulator's own variables of a gateway container (only those given)."""
     env: dict[str, str] = {}
+    if jvm_start is not None:
+        env[ENV_JVM_START] = f"{jvm_start:g}"
     if broker is not None:
         env[ENV_BROKER] = f"{broker[0]}:{broker[1]}"
     if gateway_name is not None:

@@ -191,6 +191,8 @@ async def test_command_server_restart_soft_restarts_without_a_new_process(
     )
     host, port = address
     assert host == "127.0.0.1"
+    # The command server is up from IBC's start; RESTART a Gateway that has logged in.
+    await lines_until(runtime, container_id, "Login has completed", timeout=10)
     reply = await ibc.send("RESTART", host=host, port=port, timeout=5)
     assert reply.text == "RESTART in progress"
     # IBC moves the Gateway's restart to the next minute: bring the gateway's clock there.

@@ -40,6 +40,7 @@ async def gateway(
     config: bytes,
     *,
     twofa: bool = False,
+    jvm_start: float = 0.0,
     action: str = "exit",
     password: str = PASSWORD,
     auth_config: auth.AuthorityConfig | None = None,
@@ -61,7 +62,7 @@ async def gateway(
         trading_mode="live" if twofa else "paper",
         ini_path="/cfg/config.ini",
         twofa_timeout_action=action,
-    ) | sim_env(api_port=0, command_port=0, gateway_name="gw")
+    ) | sim_env(api_port=0, command_port=0, gateway_name="gw", jvm_start=jvm_start)
     settings = read_settings(env, read_file=lambda path: config, need_broker=False)
     lines: list[str] = []
     process = GatewayProcess(
@@ -200,6 +201,22 @@ async def test_bad_password_loops_in_the_container_until_stopped() -> None:
         tail = after(lines, ibclog.COLD_RESTART_IN_PROGRESS)
         assert tail[1].endswith(ibclog.LOGIN_NOT_COMPLETED_EXITING)
         assert tail[2:4] == ["IBC returned exit status 0", ibclog.COLD_RESTART_SHORTLY]
+
+
+async def test_a_relaunched_jvm_takes_its_start_up_time_before_the_next_login() -> None:
+    """ibcstart.sh relaunches at once, but the Gateway loads before its login dialog: the gap
+    a supervisor has to stop a container whose password is wrong before IBC tries again."""
+    async with gateway(ini(), password="other", jvm_start=0.5) as (_process, lines, _, _task):
+        await until(lambda: count(lines, "Login attempt:") >= 2, timeout=10, what="2 attempts")
+        failed = next(i for i, line in enumerate(lines) if line.endswith(ibclog.LOGIN_FAILED))
+        again = next(i for i in range(failed, len(lines)) if "Login attempt:" in lines[i])
+
+        def stamp(line: str) -> datetime:
+            return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S:%f")
+
+        # The next attempt comes a start-up after the failure, not at once.
+        gap = stamp(lines[again]) - stamp(lines[failed])
+        assert gap.total_seconds() >= 0.5, lines[failed : again + 1]
 
 
 async def test_approved_2fa_that_never_completes_exits_1111_and_restarts() -> None:
