@@ -326,7 +326,8 @@ async def test_lost_gateway_cancels_then_fails_over_without_duplicates(
     assert host is not None
     runner = host.runners["pinger"]
     await until(lambda: runner.status().orders_sent >= 2, what="pinger trading on gw-a")
-    assert open_at_broker(fleet, "gw-a"), "the pinger keeps a resting order"
+    # The order is counted when sent; the broker holds it a moment later (through socat).
+    await until(lambda: open_at_broker(fleet, "gw-a"), what="the pinger's resting order on gw-a")
 
     fleet.fault("gw-a", Fault.CRASH, True)
     await until(
