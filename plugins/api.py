@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any, ClassVar, Protocol
 
 from gateway.outage import OutageKind
-from plugins.bars import BarData
+from plugins.bar_builder import BarData
 from plugins.config import SafeStateAction, StrategyConfig
 from plugins.intents import IntentState
 from plugins.risk import RiskReason

@@ -11,7 +11,7 @@ from typing import Any
 from ib_async import Contract, Ticker
 
 from plugins import api
-from plugins.bars import BarBuilder
+from plugins.bar_builder import BarBuilder
 from plugins.host.broker import Session, ask
 from plugins.host.orderbook import OrderBook
 from plugins.host.services import HostServices

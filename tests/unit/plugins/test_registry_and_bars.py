@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from plugins.bars import BarBuilder
+from plugins.bar_builder import BarBuilder
 from plugins.examples.pinger import Pinger
 from plugins.registry import PluginError, load_strategy_class
 
