@@ -35,7 +35,7 @@ from supervisor.notify import (
 )
 from supervisor.service import Clock, Supervisor, utc_now
 from supervisor.settings import FleetSettings, RuntimeKind
-from supervisor.strategies import HostControl, build_host
+from supervisor.strategy_wiring import HostControl, build_host
 
 log = logging.getLogger("ibfleet.run")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from gateway.outage import Gate, OutageKind
-from supervisor.strategies import gate_hook
+from supervisor.strategy_wiring import gate_hook
 
 
 class RecordingHost:

@@ -1,4 +1,5 @@
-"""The strategy host inside the supervisor: its endpoints, alerts, gate and the API surface."""
+"""Wiring the strategy host into the supervisor: its endpoints, alerts, order-gate hook and
+the HTTP API's control surface."""
 
 from __future__ import annotations
 
