@@ -229,6 +229,9 @@ class DockerRuntime:
         self._firewall: Firewall | None = (firewall or Iptables()) if isolate else None
         self._supervisor_container = supervisor_container
         self._host_uids = host_uids if host_uids is not None else tuple(sorted({0, os.getuid()}))
+        # One rules update at a time: each rebuilds the fleet's chains from the containers it
+        # lists, so two at once could leave the older listing's rules in place.
+        self._firewall_lock = threading.Lock()
         self._network_subnets: dict[str, tuple[str, ...]] = {}
         self._supervisor_sources: dict[str, tuple[str, ...]] = {}
         self._client = client
@@ -501,10 +504,14 @@ class DockerRuntime:
         """Rebuild the fleet's rules from its containers; none left: remove them (blocking)."""
         if self._firewall is None:
             return
-        self._sweep(self._firewall)
+        with self._firewall_lock:
+            self._guard_locked(self._firewall, fleet, network)
+
+    def _guard_locked(self, firewall: Firewall, fleet: str, network: str) -> None:
+        self._sweep_locked(firewall)
         items = self._api.containers(all=True, filters={"label": f"{LABEL_FLEET}={fleet}"})
         if not items:
-            self._firewall.remove(fleet)
+            firewall.remove(fleet)
             log.info("runtime_firewall_removed fleet=%s", fleet)
             return
         peer_ports: set[int] = set()
@@ -527,7 +534,7 @@ class DockerRuntime:
             peer_ports=tuple(sorted(peer_ports)),
         )
         try:
-            self._firewall.apply(guard)
+            firewall.apply(guard)
         except FirewallError as exc:
             raise RuntimeFailure(
                 f"isolate fleet {fleet}: {exc}", operation="firewall", container=network
@@ -543,7 +550,12 @@ class DockerRuntime:
         """Remove the fleet's firewall rules (fleet down, a test's finalizer); idempotent."""
         if self._firewall is not None:
             firewall = self._firewall
-            await self._call("firewall", fleet, lambda: firewall.remove(fleet))
+
+            def remove() -> None:
+                with self._firewall_lock:
+                    firewall.remove(fleet)
+
+            await self._call("firewall", fleet, remove)
 
     async def sweep(self) -> tuple[str, ...]:
         """Remove the rules of every fleet whose network is gone; the fleets swept."""
@@ -554,6 +566,10 @@ class DockerRuntime:
         return await self._call("firewall", "sweep", lambda: self._sweep(firewall))
 
     def _sweep(self, firewall: Firewall) -> tuple[str, ...]:
+        with self._firewall_lock:
+            return self._sweep_locked(firewall)
+
+    def _sweep_locked(self, firewall: Firewall) -> tuple[str, ...]:
         # A gone fleet's rules would apply to whatever network reuses its subnet: drop them.
         gone = [
             fleet

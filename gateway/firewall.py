@@ -280,5 +280,10 @@ class Iptables:
                 if words[:2] == ["-A", parent] and words[-2:] == ["-j", chain]:
                     self._must(["iptables", "-w", "-D", parent, *words[2:]])
         for chain in (forward, output):
-            if self._ok(["iptables", "-w", "-F", chain]):
-                self._must(["iptables", "-w", "-X", chain])
+            # Gone already (another remover got there first) is as good as deleted.
+            if (
+                self._ok(["iptables", "-w", "-F", chain])
+                and not self._ok(["iptables", "-w", "-X", chain])
+                and self._ok(["iptables", "-w", "-S", chain])
+            ):
+                raise FirewallError(f"iptables -X {chain}: the chain is still referenced")
