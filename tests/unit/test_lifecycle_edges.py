@@ -123,3 +123,89 @@ def test_a_held_line_without_its_bound_is_not_replayed(ready: Driver) -> None:
     assert ready.state is lc.State.DEGRADED
     attempts = [e for e in of_type(ready.effects, lc.CountLogin) if e.outcome.value == "attempt"]
     assert len(attempts) == 1  # only the real login before the line
+
+
+def test_a_hard_restart_needs_a_login_slot_or_goes_fatal() -> None:
+    d = Driver(policy=lc.LifecyclePolicy(login_budget=1, restart_budget=50))
+    d.to_ready()  # the one login of the budget
+    effects = d.send(lc.ContainerDied(exit_code=1))
+    assert d.state is lc.State.FATAL
+    assert "login budget spent" in d.status.reason
+    assert not of_type(effects, lc.HardRestart)
+
+
+def test_a_soft_restart_needs_no_login_slot() -> None:
+    d = Driver(policy=lc.LifecyclePolicy(login_budget=1, restart_budget=50))
+    d.to_ready()
+    d.send(lc.OperatorRestart())
+    assert d.state is lc.State.RESTARTING
+    assert of_type(d.effects, lc.SoftRestart)
+
+
+def test_every_restart_counts_once_in_the_total(ready: Driver) -> None:
+    ready.send(lc.OperatorRestart())
+    assert ready.status.restart_count == 1
+    ready.send(lc.ContainerStarted(), lc.LoginAttempt(1), lc.LoggedIn(), OK)
+    ready.send(lc.ContainerDied(exit_code=1))
+    assert ready.status.restart_count == 2
+
+
+def test_a_restart_that_never_completes_is_escalated_within_the_budget_then_fatal() -> None:
+    d = Driver(policy=lc.LifecyclePolicy(restart_budget=2, login_budget=50))
+    d.to_ready()
+    d.send(lc.ContainerDied(exit_code=1))  # 1 of 2
+    d.advance(seconds=POLICY.restart_deadline.total_seconds())
+    d.send(lc.Tick())  # the restart did not bring it back: 2 of 2
+    assert d.state is lc.State.RESTARTING and len(d.status.restarts) == 2
+    d.advance(seconds=POLICY.restart_deadline.total_seconds())
+    d.send(lc.Tick())
+    assert d.state is lc.State.FATAL
+
+
+def test_an_api_that_never_answers_after_login_spends_the_restart_budget() -> None:
+    d = Driver(policy=lc.LifecyclePolicy(restart_budget=1, login_budget=50))
+    d.send(lc.OperatorStart(), lc.ContainerStarted(), lc.LoginAttempt(1), lc.LoggedIn())
+    d.advance(seconds=POLICY.login_timeout.total_seconds())
+    d.send(lc.Tick())
+    assert d.state is lc.State.RESTARTING and len(d.status.restarts) == 1
+    d.send(lc.ContainerStarted(), lc.LoginAttempt(1), lc.LoggedIn())
+    d.advance(seconds=POLICY.login_timeout.total_seconds())
+    d.send(lc.Tick())
+    assert d.state is lc.State.FATAL
+
+
+def test_a_state_change_moves_since_and_ready_forgets_failed_logins() -> None:
+    d = Driver()
+    d.send(lc.OperatorStart(), lc.ContainerStarted(), lc.LoginAttempt(1), lc.LoginFailed("x"))
+    assert d.status.failed_logins == 1
+    d.advance(seconds=POLICY.backoff.ceiling(0).total_seconds())
+    d.send(lc.Tick(), lc.ContainerStarted(), lc.LoginAttempt(1), lc.LoggedIn())
+    d.advance(seconds=3)
+    d.send(OK)
+    assert d.state is lc.State.API_READY
+    assert d.status.since == d.now
+    assert d.status.failed_logins == 0
+
+
+def test_the_gate_carries_the_reason_strategies_see(ready: Driver) -> None:
+    effects = ready.send(lc.ContainerDied(exit_code=1))
+    (closed,) = [e.gate for e in of_type(effects, lc.GateOrders)]
+    assert closed.reason == ready.status.reason and "exited with code 1" in closed.reason
+
+
+def test_a_soft_restarts_relaunch_moves_its_deadline_to_the_relaunch_bound(ready: Driver) -> None:
+    ready.send(lc.OperatorRestart())
+    ready.advance(seconds=40)
+    ready.send(lc.IbcRelaunching(kind=lc.RelaunchKind.RESTART_COMMAND, status=0))
+    assert ready.state is lc.State.RESTARTING
+    assert ready.status.restart_deadline == ready.now + POLICY.token_relaunch_bound
+    assert ready.status.planned_until == ready.status.restart_deadline
+
+
+def test_ibcs_1111_relaunch_counts_a_failed_login() -> None:
+    d = Driver(policy=lc.LifecyclePolicy(twofa_timeout_action=TwoFactorTimeoutAction.RESTART))
+    d.to_awaiting_2fa()
+    d.send(lc.TwoFactorApproved(), lc.IbcRelaunching(kind=lc.RelaunchKind.TWOFA_EXIT, status=1111))
+    assert d.state is lc.State.RESTARTING
+    assert d.status.failed_logins == 1
+    assert key("2fa") not in d.status.open_alerts
