@@ -1,4 +1,7 @@
-"""The supervisor process: every part wired together around one lifecycle per gateway.
+"""The running supervisor: one controller per gateway around its lifecycle, and the fleet loop.
+
+``supervisor.run`` builds this from the settings (journal, secrets, Docker, the HTTP API) and runs
+it; this module only takes what it needs passed in.
 
 Inputs reach a gateway's controller as lifecycle events: container events from the runtime,
 auth events parsed from the container's log (since its current start only), probe results,
