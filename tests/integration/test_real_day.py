@@ -261,8 +261,11 @@ async def test_soft_restart_after_a_stall_leaves_the_daily_time_as_configured(
     assert record["perm_id"] == order["perm_id"], record
     assert record["status"] in ("Cancelled", "ApiCancelled"), record
     await running.dispatcher.wait_idle(30)
-    assert "gw-a: API stalled" in fleet.pages.raised(pages), fleet.pages.since(pages)
-    assert "Resolved: gw-a: API stalled" in fleet.pages.resolved(pages), fleet.pages.since(pages)
+    # One page per problem: the stall opens one incident and resolves it once, naming its cause.
+    raised = [t for t in fleet.pages.raised(pages) if "gw-a" in t]
+    resolved = [t for t in fleet.pages.resolved(pages) if "gw-a" in t]
+    assert len(raised) == 1 and len(resolved) == 1, fleet.pages.since(pages)
+    assert "API stalled" in resolved[0], fleet.pages.since(pages)
 
 
 @pytest.mark.parametrize("action", ["restart", "exit"])
@@ -376,6 +379,46 @@ async def test_approved_but_stalled_2fa_is_restarted_by_exactly_one_mechanism(
     assert view["open_alerts"] == [], (view, fleet.pages.since())
     await fleet.resting_order("gw-b")
     await trading_on(fleet, "gw-b")
+
+
+async def test_wrong_password_stops_within_the_login_budget_and_stays_stopped(
+    make_fleet: Callable[..., DayFleet],
+) -> None:
+    budget = 2
+    fleet = make_fleet(
+        GatewayPlan("gw-a", wrong_password=True, logins_per_hour=budget), GatewayPlan("gw-b")
+    )
+    running = await fleet.start(MovableClock(MIDDAY))
+    await fleet.until_state("gw-a", "FATAL", "STOPPED", timeout=120)
+
+    async def stopped() -> bool:
+        return await fleet.running_state("gw-a") in ("exited", "created")
+
+    await until(stopped, 60, what="gw-a's container stopped")
+    await fleet.until_state("gw-b", "API_READY")
+    await settle(fleet, "gw-b")
+    attempts = await fleet.password_logins("gw-a")
+    assert 1 <= attempts <= budget, f"{attempts} logins\n{await fleet.story('gw-a')}"
+    assert fleet.ledger("gw-a") <= budget
+    await running.dispatcher.wait_idle(30)
+    raised = [t for t in fleet.pages.raised() if "gw-a" in t]
+    assert len(raised) == 1, fleet.pages.since()
+    # The strategy's primary never came up: it trades on its failover.
+    await fleet.resting_order("gw-b")
+    assert (await fleet.strategy_status())["gateway"] == "gw-b"
+
+    await fleet.stop()
+    pages = fleet.pages.mark()
+    await fleet.start(MovableClock(MIDDAY))
+    await fleet.until_state("gw-b", "API_READY")
+    await fleet.until_state("gw-a", "FATAL", "STOPPED")
+    await settle(fleet, "gw-b")
+    assert await fleet.running_state("gw-a") in ("exited", "created")
+    assert await fleet.password_logins("gw-a") == attempts, "logged in again after a restart"
+    assert fleet.ledger("gw-a") <= budget
+    assert fleet.running is not None
+    await fleet.running.dispatcher.wait_idle(30)
+    assert fleet.pages.raised(pages) == [], fleet.pages.since(pages)
 
 
 async def test_killed_container_is_restarted_once_with_one_login(
