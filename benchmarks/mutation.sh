@@ -58,7 +58,7 @@ for status in killed survived timeout suspicious "no tests" skipped; do
     count=$(grep -c ": ${status}\$" results.txt || true)
     printf '  %-10s %s\n' "$status" "$count"
 done
-echo "surviving mutants (mutmut show NAME in $work to see one):"
+echo "surviving mutants (MUTATION_KEEP=1, then mutmut show NAME in the kept copy, shows one):"
 grep ': survived$' results.txt | sed 's/: survived$//; s/^ */  /' || true
 if [ "${MUTATION_KEEP:-0}" = 1 ]; then
     echo "kept: $work"
