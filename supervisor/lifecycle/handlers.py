@@ -315,6 +315,9 @@ def on_twofa_initiated(step: Step, event: TwoFactorInitiated) -> None:
 
 
 def on_logged_in(step: Step, _: LoggedIn) -> None:
+    if step.state is State.LOGGING_IN and step.status.logged_in:
+        # LOGGING_IN (logged in) -> same: the same login read twice counts once.
+        return
     step.count_login(LoginOutcome.SUCCESS)
     step.resolve("2fa")
     step.resolve("competing")

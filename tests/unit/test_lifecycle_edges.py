@@ -209,3 +209,11 @@ def test_ibcs_1111_relaunch_counts_a_failed_login() -> None:
     assert d.state is lc.State.RESTARTING
     assert d.status.failed_logins == 1
     assert key("2fa") not in d.status.open_alerts
+
+
+def test_the_same_login_read_twice_counts_once() -> None:
+    d = Driver()
+    d.send(lc.OperatorStart(), lc.ContainerStarted(), lc.LoginAttempt(1), lc.LoggedIn())
+    before = d.status
+    assert d.send(lc.LoggedIn()) == []
+    assert d.status == before
