@@ -1,4 +1,7 @@
-"""The ``ibfleet`` command line."""
+"""The ``ibfleet`` command line: the top-level commands; the ``gateway`` and ``strategy`` groups
+are in :mod:`supervisor.cli_gateway` and :mod:`supervisor.cli_strategy`, what they share in
+:mod:`supervisor.cli_common`.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +16,6 @@ from importlib import metadata
 from pathlib import Path
 from typing import Annotated, Any
 
-import httpx
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -22,8 +24,17 @@ from rich.text import Text
 from gateway import authlog
 from gateway.values import parse_duration, read_text_file
 from ibsim import cli as sim_cli
+from supervisor import cli_gateway, cli_strategy
 from supervisor import lint as lint_mod
-from supervisor.settings import ConfigError, ConfigProblem, LoadedFleet, load_settings
+from supervisor.cli_common import (
+    ConfigOption,
+    UrlOption,
+    api_get,
+    api_post,
+    api_target,
+    render_problems,
+)
+from supervisor.settings import ConfigError, LoadedFleet, load_settings
 
 
 def _alert_url_problem(url: str) -> str | None:
@@ -41,16 +52,6 @@ app = typer.Typer(
 )
 
 app.add_typer(sim_cli.app, name="sim")
-
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--config",
-        "-c",
-        help="Fleet file. Default: $IBFLEET_CONFIG, else ./fleet.yaml.",
-        show_default=False,
-    ),
-]
 
 
 def _version() -> str:
@@ -76,22 +77,6 @@ def main_callback(
     ] = False,
 ) -> None:
     """Operations and supervision harness for fleets of headless IB Gateway containers."""
-
-
-def render_problems(console: Console, problems: list[ConfigProblem], source: str) -> None:
-    """Print problems as ``file:line:col: severity path: message`` with a hint below."""
-    for problem in lint_mod.ordered(problems):
-        where = problem.location.render(source)
-        style = "red" if problem.severity == "error" else "yellow"
-        console.print(
-            f"{where}: [{style}]{problem.severity}[/{style}] [bold]{problem.path}[/bold]: "
-            f"{problem.message}",
-            highlight=False,
-            markup=True,
-            soft_wrap=True,
-        )
-        if problem.hint:
-            console.print(f"    hint: {problem.hint}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -256,41 +241,6 @@ def doctor(
 
 # ------------------------------------------------------------------------------ API clients
 
-UrlOption = Annotated[
-    str | None,
-    typer.Option("--url", help="Supervisor API URL. Default: api.listen of the fleet file."),
-]
-
-
-def _api(config: Path | None, url: str | None) -> tuple[str, str | None]:
-    """The API URL and bearer token, from --url / the fleet file."""
-    token: str | None = os.environ.get("IBFLEET_API_TOKEN") or None
-    if url is not None:
-        return url.rstrip("/"), token
-    try:
-        loaded = load_settings(config, environ=os.environ)
-    except ConfigError as exc:
-        render_problems(Console(stderr=True), exc.problems, str(config or "fleet.yaml"))
-        raise typer.Exit(2) from None
-    api = loaded.settings.api
-    if api.token is not None and api.token.missing_reason(environ=os.environ) is None:
-        token = api.token.resolve(environ=os.environ).get_secret_value()
-    host = "127.0.0.1" if api.host in ("0.0.0.0", "") else api.host
-    host = f"[{host}]" if ":" in host else host
-    return f"http://{host}:{api.port}", token
-
-
-def _get(url: str, path: str, **params: str | int | None) -> object:
-    try:
-        response = httpx.get(url + path, params={k: v for k, v in params.items() if v is not None})
-    except httpx.HTTPError as exc:
-        Console(stderr=True).print(f"cannot reach the supervisor at {url}: {exc}")
-        raise typer.Exit(3) from None
-    if response.status_code >= 400:
-        Console(stderr=True).print(f"{url}{path}: {response.status_code} {response.text}")
-        raise typer.Exit(1)
-    return response.json()
-
 
 def _status_table(base: str, rows: list[dict[str, Any]], *, title: str | None = None) -> Table:
     table = Table(title=title or f"ibfleet at {base}")
@@ -329,8 +279,8 @@ def status(
     ] = None,
 ) -> None:
     """The fleet at a glance: gateway, state, mode, account, last heartbeat, open alerts."""
-    base, _ = _api(config, url)
-    rows = _get(base, "/api/v1/gateways")
+    base, _ = api_target(config, url)
+    rows = api_get(base, "/api/v1/gateways")
     assert isinstance(rows, list)
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
@@ -347,7 +297,7 @@ def status(
         with Live(_status_table(base, rows), console=Console(), auto_refresh=False) as live:
             while count is None or shown < count:
                 time.sleep(every)  # the refresh period the operator asked for
-                rows = _get(base, "/api/v1/gateways")
+                rows = api_get(base, "/api/v1/gateways")
                 assert isinstance(rows, list)
                 stamp = time.strftime("%H:%M:%S")
                 live.update(_status_table(base, rows, title=f"ibfleet at {base} ({stamp})"))
@@ -366,8 +316,8 @@ def events(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Recent journal events (state changes, alerts, operator commands)."""
-    base, _ = _api(config, url)
-    rows = _get(base, "/api/v1/events", gateway=gateway, limit=limit)
+    base, _ = api_target(config, url)
+    rows = api_get(base, "/api/v1/events", gateway=gateway, limit=limit)
     assert isinstance(rows, list)
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
@@ -479,41 +429,7 @@ def _print_log_line(console: Console, line: str, tz: dt.tzinfo) -> None:
     console.print(text)
 
 
-gateway_app = typer.Typer(help="Operate one gateway through the running supervisor.")
-app.add_typer(gateway_app, name="gateway")
-
-
-def _command(name: str, action: str, config: Path | None, url: str | None) -> None:
-    base, token = _api(config, url)
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    try:
-        response = httpx.post(f"{base}/api/v1/gateways/{name}/{action}", headers=headers)
-    except httpx.HTTPError as exc:
-        Console(stderr=True).print(f"cannot reach the supervisor at {base}: {exc}")
-        raise typer.Exit(3) from None
-    detail = response.json().get("detail", response.text)
-    if response.status_code >= 400:
-        Console(stderr=True).print(f"{action} {name}: {response.status_code} {detail}")
-        raise typer.Exit(1)
-    typer.echo(f"{action} {name}: {detail}")
-
-
-@gateway_app.command("restart")
-def gateway_restart(name: str, config: ConfigOption = None, url: UrlOption = None) -> None:
-    """Restart a gateway (softly through IBC when it can: no new 2FA)."""
-    _command(name, "restart", config, url)
-
-
-@gateway_app.command("stop")
-def gateway_stop(name: str, config: ConfigOption = None, url: UrlOption = None) -> None:
-    """Stop a gateway and keep it stopped (no alerts, no restarts)."""
-    _command(name, "stop", config, url)
-
-
-@gateway_app.command("start")
-def gateway_start(name: str, config: ConfigOption = None, url: UrlOption = None) -> None:
-    """Start a stopped gateway, or release one from FATAL after you fixed the cause."""
-    _command(name, "start", config, url)
+app.add_typer(cli_gateway.gateway_app, name="gateway")
 
 
 @app.command()
@@ -566,86 +482,7 @@ def demo(
 
 # ------------------------------------------------------------------------------ strategies
 
-strategy_app = typer.Typer(help="Hosted strategies: list, halt, resume.")
-app.add_typer(strategy_app, name="strategy")
-
-
-def _post(base: str, token: str | None, path: str, body: dict[str, object]) -> object:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    try:
-        response = httpx.post(base + path, json=body, headers=headers, timeout=60)
-    except httpx.HTTPError as exc:
-        Console(stderr=True).print(f"cannot reach the supervisor at {base}: {exc}")
-        raise typer.Exit(3) from None
-    if response.status_code >= 400:
-        detail = response.json().get("detail", response.text)
-        Console(stderr=True).print(f"{path}: {response.status_code} {detail}")
-        raise typer.Exit(1)
-    return response.json()
-
-
-@strategy_app.command("list")
-def strategy_list(
-    config: ConfigOption = None,
-    url: UrlOption = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-) -> None:
-    """Every strategy: state, gateway, client id, open orders, counts."""
-    base, _ = _api(config, url)
-    rows = _get(base, "/api/v1/strategies")
-    assert isinstance(rows, list)
-    if as_json:
-        typer.echo(json.dumps(rows, indent=2))
-        return
-    table = Table(title=f"strategies at {base}")
-    for column in (
-        "strategy",
-        "state",
-        "gateway",
-        "client id",
-        "open",
-        "sent",
-        "fills",
-        "safe",
-        "unknown",
-    ):
-        table.add_column(column)
-    for row in rows:
-        table.add_row(
-            row["name"],
-            row["state"],
-            row["gateway"] or "-",
-            str(row["client_id"] or "-"),
-            str(row["open_orders"]),
-            str(row["orders_sent"]),
-            str(row["fills"]),
-            str(row["safe_state_runs"]),
-            str(row["unknown_intents"]),
-        )
-    Console().print(table)
-
-
-@strategy_app.command("halt")
-def strategy_halt(name: str, config: ConfigOption = None, url: UrlOption = None) -> None:
-    """Pause a strategy: no hooks, no new orders (its orders at IB stay; `kill` cancels)."""
-    base, token = _api(config, url)
-    row = _post(base, token, f"/api/v1/strategies/{name}/halt", {})
-    assert isinstance(row, dict)
-    typer.echo(f"{name}: {row['state']}")
-
-
-@strategy_app.command("resume")
-def strategy_resume(
-    name: str,
-    gateway: Annotated[str | None, typer.Option(help="Resume on this gateway.")] = None,
-    config: ConfigOption = None,
-    url: UrlOption = None,
-) -> None:
-    """Resume a halted, killed or crashed strategy (after reconciling with IB)."""
-    base, token = _api(config, url)
-    row = _post(base, token, f"/api/v1/strategies/{name}/resume", {"gateway": gateway})
-    assert isinstance(row, dict)
-    typer.echo(f"{name}: {row['state']} on {row['gateway']}")
+app.add_typer(cli_strategy.strategy_app, name="strategy")
 
 
 @app.command()
@@ -656,8 +493,8 @@ def kill(
     url: UrlOption = None,
 ) -> None:
     """Kill switch: cancel every open order of the strategy (or all), optionally flatten."""
-    base, token = _api(config, url)
-    result = _post(base, token, "/api/v1/kill", {"strategy": strategy, "flatten": flatten})
+    base, token = api_target(config, url)
+    result = api_post(base, token, "/api/v1/kill", {"strategy": strategy, "flatten": flatten})
     assert isinstance(result, dict)
     for run in result["runs"]:
         live = run["still_live"]
