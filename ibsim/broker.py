@@ -5,6 +5,9 @@ No sockets and no event loop: time comes from an injected clock and the owner ca
 every gateway and client id logged in to an account sees the same orders. Everything the
 broker does to an order is told to listeners as :class:`OrderEvent` values, in IB's order
 (openOrder, execDetails, orderStatus, commissionReport).
+
+One module past 600 lines on purpose: :class:`Broker` is one aggregate whose methods all
+change the same orders and positions; splitting it would spread one invariant over files.
 """
 
 from __future__ import annotations

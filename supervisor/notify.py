@@ -8,6 +8,9 @@ resolved notice), retries and repeats on a timer, and counts outcomes per route.
 
 Alert URLs carry credentials: logs name the route and the URL scheme, never the URL, and every
 text sent or logged passes through the fleet's :class:`~supervisor.alertpolicy.Redactor`.
+
+One module just past 600 lines on purpose: the senders, the notifier that runs them and the
+dispatcher that feeds it share one redaction and one secret-handling rule, read best together.
 """
 
 from __future__ import annotations
