@@ -93,10 +93,11 @@ async def test_healthz_answers_while_the_journal_is_locked_and_readyz_names_it(
         f"/healthz while locked: {len(latencies)} requests, median {median * 1000:.1f} ms, "
         f"max {worst * 1000:.1f} ms"
     )
-    # A loop blocked by the lock would stall for the whole 3 s hold; a shared CI machine
-    # still shows scheduling spikes of a few hundred ms, hence the bound on the worst case.
-    assert median < 0.05, f"/healthz median {median:.3f}s while the journal was locked"
-    assert worst < 1.0, f"/healthz took {worst:.3f}s while the journal was locked"
+    # A loop blocked by the lock would stall for the whole 3 s hold (it froze for 10 s before);
+    # the figures themselves are printed, not asserted: a shared machine has scheduling
+    # spikes. What must hold is that /healthz kept answering through the hold.
+    assert len(latencies) >= 10, f"only {len(latencies)} /healthz answers in a 3 s hold"
+    assert worst < 2.5, f"/healthz took {worst:.3f}s while the journal was locked"
 
 
 @contextlib.contextmanager

@@ -168,9 +168,7 @@ class TestRestartTimes:
         from supervisor import schedules
 
         assert (
-            schedules.default_daily_restart(
-                schedules.Region.AMERICA, ZoneInfo("America/New_York")
-            )
+            schedules.default_daily_restart(schedules.Region.AMERICA, ZoneInfo("America/New_York"))
             == DEFAULT_DAILY_RESTART
         )
 
