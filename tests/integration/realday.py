@@ -52,6 +52,8 @@ from tests.integration.smtp import WebhookSink
 from tests.integration.test_docker_runtime import free_port
 from tests.waiting import until
 
+_REPO = str(Path(__file__).resolve().parents[2])
+
 EXE = str(Path(sys.executable).with_name("ibfleet"))
 ACCOUNT = "DU7100001"
 STRATEGY = "resting"
@@ -361,7 +363,9 @@ class DayFleet:
         with log_path.open("wb") as stderr:
             self.process = subprocess.Popen(
                 [EXE, "run", "-c", str(self.path)],
-                env={**os.environ, **self.environ},
+                # The test strategy lives in this repository's tests package, as a user's
+                # own plugin module would live on their PYTHONPATH.
+                env={**os.environ, **self.environ, "PYTHONPATH": _REPO},
                 stdout=subprocess.DEVNULL,
                 stderr=stderr,
             )
