@@ -55,7 +55,8 @@ async def test_healthz_answers_while_the_journal_is_locked_and_readyz_names_it(
     running = await harness.start()
     url = f"http://127.0.0.1:{running.api.port}"
     path = harness.settings.storage.path
-    other = sqlite3.connect(path, isolation_level=None, timeout=0)
+    # Waits for a write the supervisor may be making, then holds the lock itself.
+    other = sqlite3.connect(path, isolation_level=None, timeout=10)
     latencies: list[float] = []
     try:
         other.execute("BEGIN IMMEDIATE")  # another process holding the write lock
