@@ -25,7 +25,8 @@ from ibsim import image as sim_image_mod
 
 log = logging.getLogger("tests.integration")
 
-TEST_IMAGE_TAG = "ibfleet-sim:test"
+# Each working copy may set its own tag so parallel checkouts do not rebuild one another's image.
+TEST_IMAGE_TAG = os.environ.get("IBFLEET_TEST_IMAGE_TAG", "ibfleet-sim:test")
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
