@@ -222,17 +222,24 @@ class Runner:
     async def _loop(self) -> None:
         while True:
             kind, call = await self.inbox.get()
-            state = self.run.state
-            if state is not StrategyState.RUNNING and kind in _RUNNING_ONLY:
-                continue
-            if state in (StrategyState.CRASHED, StrategyState.STOPPED):
-                continue
             try:
-                await call()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                await self._crashed(exc)
+                await self._deliver(kind, call)
+            finally:
+                # Counted done even when skipped, so inbox.join() means "every hook has run".
+                self.inbox.task_done()
+
+    async def _deliver(self, kind: str, call: Callable[[], Awaitable[Any]]) -> None:
+        state = self.run.state
+        if state is not StrategyState.RUNNING and kind in _RUNNING_ONLY:
+            return
+        if state in (StrategyState.CRASHED, StrategyState.STOPPED):
+            return
+        try:
+            await call()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            await self._crashed(exc)
 
     def ensure_task(self) -> None:
         if self.task is None or self.task.done():
