@@ -1,0 +1,111 @@
+"""Log follower figure: latency from the end of a 300 MB log line to the 2FA prompt after it.
+
+    .venv/bin/python benchmarks/bench_follower.py                  # 300 MB, 3 trials, ~5 s
+    .venv/bin/python benchmarks/bench_follower.py --mb 1000 --trials 1
+    .venv/bin/python benchmarks/bench_follower.py --compare-mb 4 8 16   # and the old splitter
+
+The stream is what ``docker logs --follow --timestamps`` hands the supervisor: one dated line of
+``--mb`` megabytes in 16 KiB pieces (the size Docker's json-file driver stores a long line in),
+made on the fly, then IBC's "Second Factor Authentication initiated" line in the piece that ends
+it. It goes through the real path: :class:`gateway.docker_runtime.DockerRuntime`'s log pump
+thread (with a stand-in engine, :class:`tests.longline.FakeLogEngine`), its asyncio queue and
+timestamp filter, and :class:`gateway.authlog.AuthLogFollower`. A trial measures
+
+* latency: from the moment the piece ending the long line is handed to the pump to the moment
+  the follower returns the 2FA event (the issue's figure: a prompt must not wait);
+* read-through: from opening the stream to that event (the whole long line's cost);
+* CPU: the process's CPU time over the trial (pump thread and event loop together);
+* peak RSS of the process at the end (bounded: it must not grow with ``--mb``).
+
+``--compare-mb`` also times the splitter the follower had before (join the pending bytes with
+each chunk, split all of it again) on smaller lines, to show how its cost grew with the square
+of the line's length (300 MB took it about 6 minutes at 100 % CPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import resource
+import statistics
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from gateway import authlog  # noqa: E402
+from gateway.docker_runtime import DockerRuntime  # noqa: E402
+from tests.longline import MB, STARTED, FakeLogEngine, long_line_then_prompt  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Trial:
+    latency_s: float
+    read_through_s: float
+    cpu_s: float
+
+
+async def one_trial(size: int, chunk: int) -> Trial:
+    ended: list[float] = []
+    engine = FakeLogEngine(
+        long_line_then_prompt(size, chunk=chunk, on_end=lambda: ended.append(time.perf_counter()))
+    )
+    runtime = DockerRuntime(engine, isolate=False)  # type: ignore[arg-type]
+    follower = authlog.AuthLogFollower(started_at=STARTED)
+    seen: float | None = None
+    cpu = time.process_time()
+    try:
+        async for line in runtime.follow_logs("bench-follower"):
+            events = follower.feed(line)
+            if any(isinstance(e, authlog.TwoFactorInitiated) for e in events):
+                seen = time.perf_counter()
+    finally:
+        runtime.close()
+    spent = time.process_time() - cpu
+    if seen is None or not ended or engine.opened_at is None:
+        raise SystemExit("the follower never reported the 2FA prompt: the bound is broken")
+    return Trial(latency_s=seen - ended[0], read_through_s=seen - engine.opened_at, cpu_s=spent)
+
+
+def old_splitter_seconds(chunks: Iterable[bytes]) -> tuple[float, float]:
+    """Wall and CPU seconds of the follower's former splitter over ``chunks``."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    pending = b""
+    for chunk in chunks:
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for raw in lines:
+            raw.decode("utf-8", errors="replace")
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--mb", type=int, default=300, help="the long line's size in MB")
+    parser.add_argument("--trials", type=int, default=3)
+    parser.add_argument("--chunk", type=int, default=16 * 1024, help="bytes per stream piece")
+    parser.add_argument(
+        "--compare-mb", type=int, nargs="*", default=[], help="old splitter on these sizes too"
+    )
+    args = parser.parse_args()
+
+    trials = [asyncio.run(one_trial(args.mb * MB, args.chunk)) for _ in range(args.trials)]
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"log follower, one {args.mb} MB line in {args.chunk}-byte pieces, then a 2FA prompt")
+    print(f"{'trial':>5} {'latency ms':>11} {'read-through s':>15} {'CPU s':>7}")
+    for i, t in enumerate(trials, 1):
+        print(f"{i:>5} {t.latency_s * 1e3:>11.2f} {t.read_through_s:>15.3f} {t.cpu_s:>7.3f}")
+    latency = statistics.median(t.latency_s for t in trials) * 1e3
+    cpu = statistics.median(t.cpu_s for t in trials)
+    print(f"median latency {latency:.2f} ms, median CPU {cpu:.3f} s, peak RSS {peak_mb:.0f} MB")
+    for size in args.compare_mb:
+        wall, spent = old_splitter_seconds(long_line_then_prompt(size * MB, chunk=args.chunk))
+        print(f"old splitter, {size} MB line: {wall:.2f} s wall, {spent:.2f} s CPU")
+
+
+if __name__ == "__main__":
+    main()
