@@ -3,7 +3,8 @@
 The unit tests and ``benchmarks/bench_follower.py`` feed the same stream: a line of ``size``
 bytes (made on the fly, so nothing holds it whole) followed, in the chunk that ends it, by IBC's
 2FA prompt. :class:`FakeLogEngine` stands in for the Docker client behind
-:class:`gateway.docker_runtime.DockerRuntime` so its real log pump reads that stream.
+:class:`gateway.docker_runtime.DockerRuntime` so its real log pump reads that stream;
+:func:`printer_script` makes a real container print it.
 """
 
 from __future__ import annotations
@@ -56,6 +57,19 @@ def long_line_then_prompt(
     if on_end is not None:
         on_end()
     yield b"\n" + prompt_line()
+
+
+def printer_script(mb: int) -> str:
+    """Python for a container: one line of ``mb`` megabytes in 1 MB writes, then ``argv[1]``."""
+    return (
+        "import sys\n"
+        "out = sys.stdout.buffer\n"
+        "block = b'A' * 1_000_000\n"
+        f"for _ in range({mb}):\n"
+        "    out.write(block)\n"
+        "out.write(b'\\n' + sys.argv[1].encode() + b'\\n')\n"
+        "out.flush()\n"
+    )
 
 
 class FakeLogEngine:
