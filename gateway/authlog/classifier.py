@@ -86,6 +86,7 @@ def _docker_time(match: re.Match[str]) -> datetime | None:
 
 
 def split_line(line: str, tz: tzinfo) -> Split:
+    """Take off compose's and Docker's prefixes and IBC's stamp (the first 10,000 characters)."""
     text = line[:_MAX_LINE].rstrip("\r\n")
     compose = _COMPOSE_PREFIX.match(text)
     if compose is not None:
@@ -272,6 +273,7 @@ _RULES: tuple[_Rule, ...] = (
 
 
 def classify(message: str, at: datetime | None, tz: tzinfo) -> AuthEvent | None:
+    """A split line's message -> the event of the first rule that matches it, or None."""
     for pattern, build in _RULES:
         found = pattern.search(message)
         if found is not None:
@@ -295,4 +297,5 @@ def parse_line(line: str, *, tz: tzinfo = UTC) -> AuthEvent | None:
 
 
 def is_error_header(split: Split) -> bool:
+    """``Login error message:``, whose dialog text may come on the next line."""
     return split.message.lower().startswith("login error message")
