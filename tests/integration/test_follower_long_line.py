@@ -61,7 +61,10 @@ async def test_a_2fa_prompt_after_a_64_mb_line_is_seen_within_seconds(
         spent = time.process_time() - cpu
         print(f"2FA prompt after a {LINE_MB} MB line: {elapsed:.2f} s wall, {spent:.2f} s CPU")
         assert [type(e) for e in seen] == [authlog.TwoFactorInitiated]
-        assert lines == 2, "the long line (cut to its head) and the prompt"
+        # The long line comes as one line cut to its head, or not at all: Docker may stamp a
+        # container's first output before the StartedAt it records, and the follower drops lines
+        # older than the start (measured: a first line stamped 12 ms before StartedAt, 1 in 8).
+        assert lines <= 2, "the long line (cut to its head) and the prompt"
     finally:
         runtime.close()
         with contextlib.suppress(docker.errors.NotFound):
