@@ -36,6 +36,7 @@ import requests.exceptions
 
 from gateway.aio import within
 from gateway.firewall import FirewallError, FleetGuard, GuardedGateway, Iptables
+from gateway.linesplit import LineSplitter
 from gateway.runtime import (
     ContainerGone,
     ContainerState,
@@ -614,7 +615,8 @@ class DockerRuntime:
                 loop.call_soon_threadsafe(queue.put_nowait, item)
 
         def pump() -> None:
-            pending = b""
+            # Bounded: an over-long line costs one scan, and the line after it is seen at once.
+            splitter = LineSplitter()
             try:
                 stream = self._api.logs(
                     container_id,
@@ -627,12 +629,11 @@ class DockerRuntime:
                 for chunk in stream:
                     if done.is_set():
                         break
-                    pending += chunk
-                    *lines, pending = pending.split(b"\n")
-                    for raw in lines:
+                    for raw in splitter.feed(chunk):
                         put(raw.decode("utf-8", errors="replace"))
-                if pending and not done.is_set():
-                    put(pending.decode("utf-8", errors="replace"))
+                rest = splitter.flush()
+                if rest and not done.is_set():
+                    put(rest.decode("utf-8", errors="replace"))
             except Exception as exc:  # the stream ends with the container or the engine
                 if not done.is_set():
                     log.info(

@@ -371,6 +371,7 @@ def logs(
     """
     import docker
 
+    from gateway.linesplit import LineSplitter
     from gateway.spec import container_name
 
     console = Console(highlight=False, soft_wrap=True)
@@ -402,14 +403,13 @@ def logs(
             timestamps=True,
             since=start if start is not None else None,
         )
-        pending = b""
+        splitter = LineSplitter()  # bounded: one huge line cannot stall the lines after it
         for chunk in stream:
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
-            for raw in lines:
+            for raw in splitter.feed(chunk):
                 _print_log_line(console, raw.decode("utf-8", "replace").rstrip("\r"), tz)
-        if pending:
-            _print_log_line(console, pending.decode("utf-8", "replace"), tz)
+        rest = splitter.flush()
+        if rest:
+            _print_log_line(console, rest.decode("utf-8", "replace"), tz)
     except docker.errors.NotFound:
         err.print(Text(f"no container {name}: the gateway is not created (is `ibfleet run` up?)"))
         raise typer.Exit(1) from None
