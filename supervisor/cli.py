@@ -159,13 +159,13 @@ def run(config: ConfigOption = None) -> None:
 
     SIGTERM or SIGINT stops the supervisor cleanly and leaves the gateways running.
     """
-    from supervisor import run as run_mod
+    from supervisor import wiring
 
     loaded = _load_for_run(config)
-    run_mod.configure_logging()
+    wiring.configure_logging()
     try:
-        asyncio.run(run_mod.run_until_signalled(loaded.settings, environ=os.environ))
-    except run_mod.StartupError as exc:
+        asyncio.run(wiring.run_until_signalled(loaded.settings, environ=os.environ))
+    except wiring.StartupError as exc:
         Console(stderr=True).print(f"ibfleet run: {exc}", highlight=False)
         raise typer.Exit(1) from None
 
@@ -454,7 +454,7 @@ def demo(
     import tempfile
 
     from supervisor import demo as demo_mod
-    from supervisor import run as run_mod
+    from supervisor import wiring
 
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     if runtime not in ("auto", "docker", "in-process"):
@@ -468,12 +468,12 @@ def demo(
         raise typer.Exit(1) from None
     # The terminal is the demo's stage: log lines go to the file its banner names.
     with stream:
-        run_mod.configure_logging(level=logging.INFO, stream=stream)
+        wiring.configure_logging(level=logging.INFO, stream=stream)
         try:
             demo_mod.main(
                 duration=duration, api_port=api_port, live=live, runtime=runtime, log_file=path
             )
-        except run_mod.StartupError as exc:
+        except wiring.StartupError as exc:
             err.print(f"ibfleet demo: {exc} (log: {path})")
             raise typer.Exit(1) from None
         finally:

@@ -29,7 +29,7 @@ from rich.table import Table
 from rich.text import Text
 
 from supervisor.api import Action
-from supervisor.run import (
+from supervisor.wiring import (
     Running,
     StartupError,
     desired_specs,

@@ -17,7 +17,7 @@ from supervisor.alertpolicy import Alert, Severity
 from supervisor.api import StrategyView
 from supervisor.metrics import FleetMetrics
 from supervisor.notify import AlertDispatcher
-from supervisor.service import Supervisor
+from supervisor.fleet_loop import Supervisor
 
 log = logging.getLogger("ibfleet.strategies")
 

@@ -40,7 +40,7 @@ from pydantic import SecretStr
 from gateway.docker_runtime import DockerRuntime, load_or_create_fingerprint_key
 from gateway.spec import LABEL_FLEET, LABEL_GATEWAY, ContainerSpec
 from supervisor import simfleet
-from supervisor.run import (
+from supervisor.wiring import (
     Running,
     desired_specs,
     fingerprint_key_path,

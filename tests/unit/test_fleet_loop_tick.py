@@ -11,7 +11,7 @@ from gateway.config import GatewayConfig, RestartConfig
 from supervisor import lifecycle as lc
 from supervisor import schedules
 from supervisor.schedules import Region
-from supervisor.service import Supervisor
+from supervisor.fleet_loop import Supervisor
 from supervisor.settings import load_text
 
 NY = dt.timezone(dt.timedelta(hours=-5))

@@ -33,7 +33,8 @@ from supervisor.notify import (
     build_routes,
     fleet_redactor,
 )
-from supervisor.service import Clock, Supervisor, utc_now
+from supervisor.fleet_loop import Supervisor
+from supervisor.gateway_controller import Clock, utc_now
 from supervisor.settings import FleetSettings, RuntimeKind
 from supervisor.strategy_wiring import HostControl, build_host
 
