@@ -67,9 +67,9 @@ from gateway.authlog import AuthLogFollower  # noqa: E402
 from gateway.config import ProbeContract  # noqa: E402
 from ibsim.port import Fault, FaultEvent  # noqa: E402
 from ibsim.runtime import InProcessRuntime  # noqa: E402
-from supervisor.wiring import Running, desired_specs, resolve_credentials, start_supervisor  # noqa: E402
 from supervisor.fleet_loop import Supervisor  # noqa: E402
 from supervisor.settings import FleetSettings, load_text  # noqa: E402
+from supervisor.wiring import Running, desired_specs, resolve_credentials, start_supervisor  # noqa: E402
 
 log = logging.getLogger("ibfleet.bench")
 

@@ -22,7 +22,8 @@ from rich.table import Table
 from rich.text import Text
 
 from gateway import authlog
-from gateway.values import parse_duration, read_text_file
+from gateway.secret_refs import read_text_file
+from gateway.time_fields import parse_duration
 from ibsim import cli as sim_cli
 from supervisor import cli_gateway, cli_strategy
 from supervisor import lint as lint_mod

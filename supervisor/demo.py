@@ -29,6 +29,7 @@ from rich.table import Table
 from rich.text import Text
 
 from supervisor.api import Action
+from supervisor.settings import FleetSettings, load_text
 from supervisor.wiring import (
     Running,
     StartupError,
@@ -36,7 +37,6 @@ from supervisor.wiring import (
     resolve_credentials,
     start_supervisor,
 )
-from supervisor.settings import FleetSettings, load_text
 
 log = logging.getLogger("ibfleet.demo")
 

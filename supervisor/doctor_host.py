@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from gateway.docker_runtime import parse_docker_time_ns
+from gateway.secret_refs import SecretError
 from gateway.spec import COMMAND_SERVER_PORT, LABEL_FLEET
-from gateway.values import SecretError
 from supervisor import doctor, notify
 from supervisor.alertpolicy import Severity
 from supervisor.settings import FleetSettings

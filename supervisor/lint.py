@@ -19,7 +19,8 @@ import pydantic
 
 from gateway import spec
 from gateway.config import GatewayConfig, TradingMode
-from gateway.values import SecretError, SecretRef, WeeklyTime, read_text_file
+from gateway.secret_refs import SecretError, SecretRef, read_text_file
+from gateway.time_fields import WeeklyTime
 from supervisor.settings import ConfigProblem, FleetSettings, LoadedFleet, Location, format_path
 
 NEW_YORK = zoneinfo.ZoneInfo("America/New_York")

@@ -17,13 +17,15 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from gateway.runtime import Runtime
+from gateway.secret_refs import SecretError
 from gateway.spec import ContainerSpec, GatewaySecrets, render_spec
-from gateway.values import SecretError
 from plugins.host import StrategyHost, StrategyState
 from supervisor import lifecycle as lc
 from supervisor.alertpolicy import Alert, Redactor, Severity
 from supervisor.api import ApiServer, create_app
 from supervisor.budget import ledger_from_record
+from supervisor.fleet_loop import Supervisor
+from supervisor.gateway_controller import Clock, utc_now
 from supervisor.journal import AsyncJournal, SqliteJournal
 from supervisor.metrics import FleetMetrics
 from supervisor.notify import (
@@ -33,8 +35,6 @@ from supervisor.notify import (
     build_routes,
     fleet_redactor,
 )
-from supervisor.fleet_loop import Supervisor
-from supervisor.gateway_controller import Clock, utc_now
 from supervisor.settings import FleetSettings, RuntimeKind
 from supervisor.strategy_wiring import HostControl, build_host
 
