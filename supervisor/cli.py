@@ -44,6 +44,26 @@ def _alert_url_problem(url: str) -> str | None:
     return alert_url_problem(url)
 
 
+def _engine_isolation_limits() -> list[str] | None:
+    """Why the Docker engine (the one ``DOCKER_HOST`` names) cannot enforce the fleet's network
+    isolation; None when no engine answers within a few seconds (``check`` stays offline then)."""
+    import docker
+
+    from gateway import firewall
+
+    # Any failure means "no engine to ask": the fleet file's own checks must still run.
+    try:
+        client = docker.from_env(timeout=3)
+    except Exception:
+        return None
+    try:
+        return firewall.isolation_limits(client.info())
+    except Exception:
+        return None
+    finally:
+        client.close()
+
+
 app = typer.Typer(
     name="ibfleet",
     help="Operations and supervision harness for fleets of headless IB Gateway containers.",
@@ -101,6 +121,7 @@ def check(config: ConfigOption = None) -> None:
                 file_exists=Path.is_file,
                 read_file=read_text_file,
                 url_problem=_alert_url_problem,
+                engine_limits=_engine_isolation_limits,
             )
         render_problems(console, problems, source)
         errors = sum(1 for p in problems if p.severity == "error")
@@ -112,6 +133,7 @@ def check(config: ConfigOption = None) -> None:
         file_exists=Path.is_file,
         read_file=read_text_file,
         url_problem=_alert_url_problem,
+        engine_limits=_engine_isolation_limits,
     )
     render_problems(console, problems, loaded.source)
     errors = sum(1 for p in problems if p.severity == "error")
