@@ -192,7 +192,7 @@ def _isolation(report: Report, engine: Engine | None) -> None:
 
 
 def gateway_images(settings: FleetSettings) -> dict[str, list[str]]:
-    """Each image the fleet runs and the gateways that run it (as run.desired_specs picks)."""
+    """Each image the fleet runs and the gateways that run it (as wiring.desired_specs picks)."""
     sim = settings.simulator
     default = sim.image if sim.enabled else settings.runtime.image
     out: dict[str, list[str]] = {}
