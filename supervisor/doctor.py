@@ -178,8 +178,8 @@ def _isolation(report: Report, engine: Engine | None) -> None:
         report.add(
             "network isolation",
             Status.OK,
-            "the engine runs rootful on this host: ibfleet's iptables rules apply (the "
-            "supervisor needs root or CAP_NET_ADMIN to install them)",
+            "the engine is rootful and not Docker Desktop: ibfleet's iptables rules apply on its "
+            "host (the supervisor needs root or CAP_NET_ADMIN there to install them)",
         )
         return
     report.add(
