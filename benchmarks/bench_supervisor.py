@@ -5,7 +5,7 @@
     .venv/bin/python benchmarks/bench_supervisor.py --trials 20 --gateways 100 --window 30
 
 Everything runs on loopback: simulated gateways on the in-process runtime (real TCP, the real
-ib_async probe), the real supervisor from ``supervisor.run.start_supervisor`` with its journal
+ib_async probe), the real supervisor from ``supervisor.wiring.start_supervisor`` with its journal
 and HTTP API, and DEFAULT health settings (a liveness request every 500 ms with an 800 ms
 deadline; reqCurrentTime at most every 1.2 s, reqOpenOrders in between).
 
@@ -67,9 +67,9 @@ from gateway.authlog import AuthLogFollower  # noqa: E402
 from gateway.config import ProbeContract  # noqa: E402
 from ibsim.port import Fault, FaultEvent  # noqa: E402
 from ibsim.runtime import InProcessRuntime  # noqa: E402
-from supervisor.run import Running, desired_specs, resolve_credentials, start_supervisor  # noqa: E402
-from supervisor.service import Supervisor  # noqa: E402
+from supervisor.fleet_loop import Supervisor  # noqa: E402
 from supervisor.settings import FleetSettings, load_text  # noqa: E402
+from supervisor.wiring import Running, desired_specs, resolve_credentials, start_supervisor  # noqa: E402
 
 log = logging.getLogger("ibfleet.bench")
 

@@ -15,7 +15,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from gateway.values import ClockTime, Duration, SecretRef, WeeklyClock
+from gateway.secret_refs import SecretRef
+from gateway.time_fields import ClockTime, Duration, WeeklyClock
 
 MAX_CLIENT_ID = 2**31 - 1
 NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"

@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.config import MAX_CLIENT_ID, NAME_PATTERN
-from gateway.values import Duration
+from gateway.time_fields import Duration
 
 #: ib_async throttles itself to 45 messages/s; IB's pacing limit is about 50.
 MAX_MESSAGES_PER_SECOND = 45

@@ -22,7 +22,8 @@ from rich.table import Table
 from rich.text import Text
 
 from gateway import authlog
-from gateway.values import parse_duration, read_text_file
+from gateway.secret_refs import read_text_file
+from gateway.time_fields import parse_duration
 from ibsim import cli as sim_cli
 from supervisor import cli_gateway, cli_strategy
 from supervisor import lint as lint_mod
@@ -41,6 +42,26 @@ def _alert_url_problem(url: str) -> str | None:
     from supervisor.alerturls import alert_url_problem  # apprise loads only when URLs are checked
 
     return alert_url_problem(url)
+
+
+def _engine_isolation_limits() -> list[str] | None:
+    """Why the Docker engine (the one ``DOCKER_HOST`` names) cannot enforce the fleet's network
+    isolation; None when no engine answers within a few seconds (``check`` stays offline then)."""
+    import docker
+
+    from gateway import firewall
+
+    # Any failure means "no engine to ask": the fleet file's own checks must still run.
+    try:
+        client = docker.from_env(timeout=3)
+    except Exception:
+        return None
+    try:
+        return firewall.isolation_limits(client.info())
+    except Exception:
+        return None
+    finally:
+        client.close()
 
 
 app = typer.Typer(
@@ -100,6 +121,7 @@ def check(config: ConfigOption = None) -> None:
                 file_exists=Path.is_file,
                 read_file=read_text_file,
                 url_problem=_alert_url_problem,
+                engine_limits=_engine_isolation_limits,
             )
         render_problems(console, problems, source)
         errors = sum(1 for p in problems if p.severity == "error")
@@ -111,6 +133,7 @@ def check(config: ConfigOption = None) -> None:
         file_exists=Path.is_file,
         read_file=read_text_file,
         url_problem=_alert_url_problem,
+        engine_limits=_engine_isolation_limits,
     )
     render_problems(console, problems, loaded.source)
     errors = sum(1 for p in problems if p.severity == "error")
@@ -159,13 +182,13 @@ def run(config: ConfigOption = None) -> None:
 
     SIGTERM or SIGINT stops the supervisor cleanly and leaves the gateways running.
     """
-    from supervisor import run as run_mod
+    from supervisor import wiring
 
     loaded = _load_for_run(config)
-    run_mod.configure_logging()
+    wiring.configure_logging()
     try:
-        asyncio.run(run_mod.run_until_signalled(loaded.settings, environ=os.environ))
-    except run_mod.StartupError as exc:
+        asyncio.run(wiring.run_until_signalled(loaded.settings, environ=os.environ))
+    except wiring.StartupError as exc:
         Console(stderr=True).print(f"ibfleet run: {exc}", highlight=False)
         raise typer.Exit(1) from None
 
@@ -454,7 +477,7 @@ def demo(
     import tempfile
 
     from supervisor import demo as demo_mod
-    from supervisor import run as run_mod
+    from supervisor import wiring
 
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     if runtime not in ("auto", "docker", "in-process"):
@@ -468,12 +491,12 @@ def demo(
         raise typer.Exit(1) from None
     # The terminal is the demo's stage: log lines go to the file its banner names.
     with stream:
-        run_mod.configure_logging(level=logging.INFO, stream=stream)
+        wiring.configure_logging(level=logging.INFO, stream=stream)
         try:
             demo_mod.main(
                 duration=duration, api_port=api_port, live=live, runtime=runtime, log_file=path
             )
-        except run_mod.StartupError as exc:
+        except wiring.StartupError as exc:
             err.print(f"ibfleet demo: {exc} (log: {path})")
             raise typer.Exit(1) from None
         finally:

@@ -29,14 +29,14 @@ from rich.table import Table
 from rich.text import Text
 
 from supervisor.api import Action
-from supervisor.run import (
+from supervisor.settings import FleetSettings, load_text
+from supervisor.wiring import (
     Running,
     StartupError,
     desired_specs,
     resolve_credentials,
     start_supervisor,
 )
-from supervisor.settings import FleetSettings, load_text
 
 log = logging.getLogger("ibfleet.demo")
 

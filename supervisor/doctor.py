@@ -49,6 +49,9 @@ class Engine:
     clock: dt.datetime | None = None
     error: str | None = None
     endpoint: str = ""
+    #: Why this engine keeps ibfleet's network isolation from being enforced (rootless, Docker
+    #: Desktop: ``gateway.firewall.isolation_limits`` of its ``docker info``); empty: it can.
+    isolation_limits: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +142,7 @@ def examine(
     uses_docker = settings is None or settings.runtime.kind is RuntimeKind.DOCKER
     engine = host.engine() if uses_docker else None
     _docker(report, engine, options)
+    _isolation(report, engine)
     if settings is not None:
         _images(report, settings, host, engine)
         _ports(report, settings, host)
@@ -167,8 +171,28 @@ def _docker(report: Report, engine: Engine | None, options: Options) -> None:
     report.add("docker", Status.OK, f"engine {engine.version} (API {engine.api_version})")
 
 
+def _isolation(report: Report, engine: Engine | None) -> None:
+    if engine is None or engine.error is not None:
+        return
+    if not engine.isolation_limits:
+        report.add(
+            "network isolation",
+            Status.OK,
+            "the engine is rootful and not Docker Desktop: ibfleet's iptables rules apply on its "
+            "host (the supervisor needs root or CAP_NET_ADMIN there to install them)",
+        )
+        return
+    report.add(
+        "network isolation",
+        Status.WARN,
+        "cannot be enforced on this engine: " + "; ".join(engine.isolation_limits),
+        "run the fleet on a rootful Docker engine on a Linux host; here a gateway is created "
+        "only once its iptables rules are installed",
+    )
+
+
 def gateway_images(settings: FleetSettings) -> dict[str, list[str]]:
-    """Each image the fleet runs and the gateways that run it (as run.desired_specs picks)."""
+    """Each image the fleet runs and the gateways that run it (as wiring.desired_specs picks)."""
     sim = settings.simulator
     default = sim.image if sim.enabled else settings.runtime.image
     out: dict[str, list[str]] = {}

@@ -13,9 +13,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from gateway import firewall
 from gateway.docker_runtime import parse_docker_time_ns
+from gateway.secret_refs import SecretError
 from gateway.spec import COMMAND_SERVER_PORT, LABEL_FLEET
-from gateway.values import SecretError
 from supervisor import doctor, notify
 from supervisor.alertpolicy import Severity
 from supervisor.settings import FleetSettings
@@ -55,6 +56,7 @@ class RealHost:
             api_version=str(version.get("ApiVersion", "?")),
             clock=clock,
             endpoint=endpoint,
+            isolation_limits=tuple(firewall.isolation_limits(info)),
         )
 
     def image_present(self, image: str) -> bool | None:

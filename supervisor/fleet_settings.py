@@ -15,7 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from gateway.config import GatewayConfig
-from gateway.values import Duration, SecretRef
+from gateway.secret_refs import SecretRef
+from gateway.time_fields import Duration
 from plugins.config import StrategyConfig
 from supervisor import schedules
 from supervisor.schedules import Region

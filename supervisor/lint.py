@@ -12,15 +12,23 @@ import difflib
 import re
 import typing
 import zoneinfo
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 import pydantic
 
 from gateway import spec
 from gateway.config import GatewayConfig, TradingMode
-from gateway.values import SecretError, SecretRef, WeeklyTime, read_text_file
-from supervisor.settings import ConfigProblem, FleetSettings, LoadedFleet, Location, format_path
+from gateway.secret_refs import SecretError, SecretRef, read_text_file
+from gateway.time_fields import WeeklyTime
+from supervisor.settings import (
+    ConfigProblem,
+    FleetSettings,
+    LoadedFleet,
+    Location,
+    RuntimeKind,
+    format_path,
+)
 
 NEW_YORK = zoneinfo.ZoneInfo("America/New_York")
 #: IB's weekly re-authentication window opens on Sunday at 01:00 New York time.
@@ -35,8 +43,13 @@ def lint(
     missing_secret_severity: str = "warning",  # noqa: S107 - a severity, not a secret
     read_file: Callable[[Path], str] | None = None,
     url_problem: Callable[[str], str | None] | None = None,
+    engine_limits: Callable[[], Sequence[str] | None] | None = None,
 ) -> list[ConfigProblem]:
     """Every cross-field problem of the fleet, in file order.
+
+    ``engine_limits`` says why the Docker engine cannot enforce the fleet's network isolation
+    (``gateway.firewall.isolation_limits`` of its ``docker info``; None when no engine answers);
+    it is asked only for a Docker fleet, and without it the engine is not asked.
 
     ``url_problem`` says why an alert URL cannot be used (``supervisor.alerturls`` asks
     apprise); without it alert URLs are not checked.
@@ -197,6 +210,14 @@ def lint(
         )
     if url_problem is not None:
         _alert_urls(out, loaded, environ, file_exists, read_file, url_problem)
+    if engine_limits is not None and settings.runtime.kind is RuntimeKind.DOCKER:
+        for limit in engine_limits() or ():
+            out.warning(
+                ("runtime",),
+                f"network isolation cannot be enforced on this Docker engine: {limit}",
+                "run the fleet on a rootful Docker engine on a Linux host, where ibfleet installs "
+                "its iptables rules; a gateway is created only once its rules are installed",
+            )
     return out.problems
 
 

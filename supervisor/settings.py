@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from gateway.values import read_bounded_file
+from gateway.bounded_read import read_bounded_file
 from supervisor.fleet_settings import (
     ENV_DELIMITER,
     ENV_PREFIX,

@@ -15,9 +15,9 @@ from plugins.outage import gate_of_ready
 from plugins.ports import IntentStore
 from supervisor.alertpolicy import Alert, Severity
 from supervisor.api import StrategyView
+from supervisor.fleet_loop import Supervisor
 from supervisor.metrics import FleetMetrics
 from supervisor.notify import AlertDispatcher
-from supervisor.service import Supervisor
 
 log = logging.getLogger("ibfleet.strategies")
 

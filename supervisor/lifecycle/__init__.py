@@ -8,7 +8,8 @@ Where things are: :mod:`.states` (states and their named groups), :mod:`.events`
 :mod:`.effects` (outputs), :mod:`.status` (the record, journal-friendly), :mod:`.policy`,
 :mod:`.alerts` (every alert text), :mod:`.gate` (the outage kind, decided in one place),
 :mod:`.table` (the state x event table and :func:`transition`), :mod:`.handlers` (one per
-event type) and :mod:`.step` (the moves handlers share).
+event type, a module per source: container, login, probe, ...), :mod:`.deadlines` (Tick) and
+:mod:`.step` (the moves handlers share).
 
 Readiness means "logged in and the API answered a probe within the deadline", never "the
 container runs". The machine owns two decisions: restarts (the orchestrator only executes

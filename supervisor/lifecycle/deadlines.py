@@ -11,7 +11,7 @@ from supervisor.lifecycle import alerts
 from supervisor.lifecycle.alerts import alert_key
 from supervisor.lifecycle.effects import LoginOutcome
 from supervisor.lifecycle.events import Tick
-from supervisor.lifecycle.handlers import relaunch_expected
+from supervisor.lifecycle.handlers.relaunch import relaunch_expected
 from supervisor.lifecycle.reasons import OVERDUE
 from supervisor.lifecycle.states import (
     LOGIN_STATES,

@@ -20,9 +20,17 @@ from typing import Any
 
 from supervisor.lifecycle import deadlines
 from supervisor.lifecycle import events as ev
-from supervisor.lifecycle import handlers as h
 from supervisor.lifecycle.effects import Effect, GateOrders
 from supervisor.lifecycle.gate import gate_of
+from supervisor.lifecycle.handlers import (
+    commands,
+    container,
+    login,
+    probe,
+    relaunch,
+    schedule,
+    suspect,
+)
 from supervisor.lifecycle.policy import LifecyclePolicy
 from supervisor.lifecycle.states import (
     ALL_STATES,
@@ -71,22 +79,24 @@ def _ignored(why: str) -> Row:
 TABLE: dict[type, Row] = {
     # --- the container (runtime events)
     ev.ContainerCreated: _ignored("creation alone changes nothing: only a start begins a life"),
-    ev.ContainerStarted: Row(h.on_container_started, _LIVE, "an operator holds STOPPED/FATAL"),
+    ev.ContainerStarted: Row(
+        container.on_container_started, _LIVE, "an operator holds STOPPED/FATAL"
+    ),
     ev.ContainerDied: Row(
-        h.on_container_died,
+        container.on_container_died,
         _LIVE - {_A, _B, _R},
         "ABSENT: not ours yet; BACKOFF: we stopped it; RESTARTING: a restart stops it first",
     ),
-    ev.ContainerOom: Row(h.on_container_oom, _LIVE - {_A, _B, _R}, "as ev.ContainerDied"),
+    ev.ContainerOom: Row(container.on_container_oom, _LIVE - {_A, _B, _R}, "as ev.ContainerDied"),
     ev.ContainerDestroyed: Row(
-        h.on_container_destroyed,
+        container.on_container_destroyed,
         _LIVE - {_A, _B},
         "ABSENT: nothing to lose; BACKOFF: the retry creates it again",
     ),
     # --- IBC's log (untrusted: never ends a session the probe sees healthy)
-    ev.LoginAttempt: Row(h.on_login_attempt, ALL_STATES, "never: IB counts every login"),
+    ev.LoginAttempt: Row(login.on_login_attempt, ALL_STATES, "never: IB counts every login"),
     ev.TwoFactorInitiated: Row(
-        h.on_twofa_initiated,
+        login.on_twofa_initiated,
         _PROBED - {State.AWAITING_2FA},
         "AWAITING_2FA: the same prompt again, the deadline does not move; not running: stale",
     ),
@@ -94,61 +104,71 @@ TABLE: dict[type, Row] = {
         "a fact only: IBC's relaunch (IbcRelaunching) or the container's exit (ContainerDied) "
         "follows, and deciding here too would make two restarts"
     ),
-    ev.LoggedIn: Row(h.on_logged_in, LOGIN_STATES | {_S, _R}, "no login is under way"),
-    ev.ExistingSessionDetected: Row(h.on_existing_session, _PROBED, "no container runs"),
-    ev.LoginFailed: Row(h.on_login_failed, LOGIN_STATES | {_S, _R}, "no login is under way"),
-    ev.LockedOut: Row(h.on_locked_out, _LIVE - {_A}, "ABSENT: not ours yet"),
-    ev.TwoFactorApproved: Row(h.on_twofa_approved, LOGIN_STATES | {_S}, "no login is under way"),
-    ev.TwoFactorExpired: Row(h.on_twofa_expired, LOGIN_STATES | {_S}, "no login is under way"),
+    ev.LoggedIn: Row(login.on_logged_in, LOGIN_STATES | {_S, _R}, "no login is under way"),
+    ev.ExistingSessionDetected: Row(login.on_existing_session, _PROBED, "no container runs"),
+    ev.LoginFailed: Row(login.on_login_failed, LOGIN_STATES | {_S, _R}, "no login is under way"),
+    ev.LockedOut: Row(login.on_locked_out, _LIVE - {_A}, "ABSENT: not ours yet"),
+    ev.TwoFactorApproved: Row(
+        login.on_twofa_approved, LOGIN_STATES | {_S}, "no login is under way"
+    ),
+    ev.TwoFactorExpired: Row(login.on_twofa_expired, LOGIN_STATES | {_S}, "no login is under way"),
     ev.IbcExitStatus: _ignored(
         "a fact only: the next lines name the relaunch, or the container's exit arrives; a "
         "daily auto-restart's JVM also exits, so deciding here would read it as a crash"
     ),
     ev.IbcRelaunching: Row(
-        h.on_relaunch,
+        relaunch.on_relaunch,
         _LIVE - {_A, _C, _B},
         "BACKOFF: a failed login's cold restart while the machine stops the container",
     ),
     ev.RestartScheduled: Row(
-        h.on_restart_scheduled, SESSION_STATES | {_R}, "no session to restart"
+        relaunch.on_restart_scheduled, SESSION_STATES | {_R}, "no session to restart"
     ),
     # --- the API probe
-    ev.ApiConnected: Row(h.on_api_connected, _PROBED, "no container runs"),
-    ev.HeartbeatOk: Row(h.on_heartbeat_ok, _PROBED, "no container runs"),
-    ev.HeartbeatMissed: Row(h.on_heartbeat_missed, SESSION_STATES, "readiness was not reached"),
-    ev.ApiDisconnected: Row(h.on_api_disconnected, _PROBED, "no container runs"),
-    ev.IbLinkLost: Row(h.on_link_lost, RUNNING_STATES, "no container runs"),
-    ev.IbLinkRestored: Row(h.on_link_restored, RUNNING_STATES, "no container runs"),
-    ev.FarmBroken: Row(h.on_farm_broken, RUNNING_STATES, "no container runs"),
-    ev.FarmOk: Row(h.on_farm_ok, RUNNING_STATES, "no container runs"),
-    ev.AccountMismatch: Row(h.on_account_mismatch, _PROBED, "no container runs"),
-    ev.PermissionMismatch: Row(h.on_permission_mismatch, RUNNING_STATES, "no container runs"),
-    ev.PermissionOk: Row(h.on_permission_ok, RUNNING_STATES, "no container runs"),
+    ev.ApiConnected: Row(probe.on_api_connected, _PROBED, "no container runs"),
+    ev.HeartbeatOk: Row(probe.on_heartbeat_ok, _PROBED, "no container runs"),
+    ev.HeartbeatMissed: Row(probe.on_heartbeat_missed, SESSION_STATES, "readiness was not reached"),
+    ev.ApiDisconnected: Row(probe.on_api_disconnected, _PROBED, "no container runs"),
+    ev.IbLinkLost: Row(probe.on_link_lost, RUNNING_STATES, "no container runs"),
+    ev.IbLinkRestored: Row(probe.on_link_restored, RUNNING_STATES, "no container runs"),
+    ev.FarmBroken: Row(probe.on_farm_broken, RUNNING_STATES, "no container runs"),
+    ev.FarmOk: Row(probe.on_farm_ok, RUNNING_STATES, "no container runs"),
+    ev.AccountMismatch: Row(probe.on_account_mismatch, _PROBED, "no container runs"),
+    ev.PermissionMismatch: Row(probe.on_permission_mismatch, RUNNING_STATES, "no container runs"),
+    ev.PermissionOk: Row(probe.on_permission_ok, RUNNING_STATES, "no container runs"),
     ev.ClientIdInUse: _ignored("the probe rotates its client-id lease; not a fact about health"),
     # --- schedules
-    ev.ResetWindowEntered: Row(h.on_window_entered, ALL_STATES, "never: the flag always tracks"),
-    ev.ResetWindowLeft: Row(h.on_window_left, ALL_STATES, "never: the flag always tracks"),
-    ev.DailyRestartExpected: Row(
-        h.on_daily_expected, SESSION_STATES, "the gateway is already (re)starting"
+    ev.ResetWindowEntered: Row(
+        schedule.on_window_entered, ALL_STATES, "never: the flag always tracks"
     ),
-    ev.WeeklyReauthDue: Row(h.on_weekly_reauth, _LIVE - {_A}, "nothing runs to warn about"),
+    ev.ResetWindowLeft: Row(schedule.on_window_left, ALL_STATES, "never: the flag always tracks"),
+    ev.DailyRestartExpected: Row(
+        schedule.on_daily_expected, SESSION_STATES, "the gateway is already (re)starting"
+    ),
+    ev.WeeklyReauthDue: Row(schedule.on_weekly_reauth, _LIVE - {_A}, "nothing runs to warn about"),
     ev.Tick: Row(deadlines.on_tick, _LIVE, "an operator holds STOPPED/FATAL: no deadline runs"),
     # --- operators and the supervisor
     ev.OperatorStart: Row(
-        h.on_operator_start,
+        commands.on_operator_start,
         frozenset({_A, State.STOPPED}),
         "FATAL: `reset` first, so a human acknowledges the cause; elsewhere it already runs",
     ),
-    ev.OperatorStop: Row(h.on_operator_stop, ALL_STATES - {State.STOPPED}, "STOPPED already"),
+    ev.OperatorStop: Row(
+        commands.on_operator_stop, ALL_STATES - {State.STOPPED}, "STOPPED already"
+    ),
     ev.OperatorRestart: Row(
-        h.on_operator_restart,
+        commands.on_operator_restart,
         SESSION_STATES | LOGIN_STATES | {_S, _R, _B, _C},
         "ABSENT/STOPPED/FATAL: use start or reset",
     ),
     ev.OperatorReset: Row(
-        h.on_operator_reset, frozenset({State.FATAL, _B}), "nothing to reset (no FATAL, no backoff)"
+        commands.on_operator_reset,
+        frozenset({State.FATAL, _B}),
+        "nothing to reset (no FATAL, no backoff)",
     ),
-    ev.SupervisorStopping: Row(h.on_supervisor_stopping, ALL_STATES, "never: every gate closes"),
+    ev.SupervisorStopping: Row(
+        commands.on_supervisor_stopping, ALL_STATES, "never: every gate closes"
+    ),
 }
 
 
@@ -198,9 +218,9 @@ def _confirm_suspect(
     policy: LifecyclePolicy,
     rng: random.Random | None,
 ) -> tuple[GatewayStatus, list[Effect]]:
-    if h.probe_healthy(status, now, policy) and now < (status.suspect_until or now):
+    if suspect.probe_healthy(status, now, policy) and now < (status.suspect_until or now):
         return status, effects  # still answering: the line stays suspect
-    held = h.replay_suspect(status, now)
+    held = suspect.replay_suspect(status, now)
     status = replace(status, suspect=None, suspect_detail="", suspect_until=None)
     if held is None:
         return status, effects  # stale: the probe answered past the line's bound

@@ -40,14 +40,14 @@ from pydantic import SecretStr
 from gateway.docker_runtime import DockerRuntime, load_or_create_fingerprint_key
 from gateway.spec import LABEL_FLEET, LABEL_GATEWAY, ContainerSpec
 from supervisor import simfleet
-from supervisor.run import (
+from supervisor.settings import FleetSettings, load_text
+from supervisor.wiring import (
     Running,
     desired_specs,
     fingerprint_key_path,
     resolve_credentials,
     start_supervisor,
 )
-from supervisor.settings import FleetSettings, load_text
 from tests.integration.smtp import WebhookSink
 from tests.integration.test_docker_runtime import free_port
 from tests.waiting import until

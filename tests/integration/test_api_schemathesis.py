@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.values import SecretRef
+from gateway.secret_refs import SecretRef
 from supervisor.settings import ApiSettings, load_text
 from tests.unit import fleetfiles as ff
 from tests.unit.test_supervisor_owners import Harness

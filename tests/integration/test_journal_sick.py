@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from supervisor.journal import AsyncJournal, JournalUnavailable, SqliteJournal
-from supervisor.run import JOURNAL_ALERT
+from supervisor.wiring import JOURNAL_ALERT
 from tests.unit.test_supervisor_owners import Harness
 from tests.waiting import until
 

@@ -19,8 +19,8 @@ import pytest
 from gateway.docker_runtime import DockerRuntime
 from gateway.spec import LABEL_FLEET
 from supervisor.api import Action
-from supervisor.run import Running, start_supervisor
 from supervisor.settings import FleetSettings, load_text
+from supervisor.wiring import Running, start_supervisor
 from tests.integration.smtp import SmtpSink, WebhookSink
 from tests.integration.test_docker_runtime import free_port
 from tests.integration.test_supervisor_e2e import IN_WINDOW, MIDDAY, shifted_clock

@@ -19,8 +19,8 @@ import yaml
 
 from ibsim.port import Fault, FaultEvent
 from ibsim.runtime import InProcessRuntime
-from supervisor.run import Running, desired_specs, resolve_credentials, start_supervisor
 from supervisor.settings import FleetSettings, load_text
+from supervisor.wiring import Running, desired_specs, resolve_credentials, start_supervisor
 from tests.integration.smtp import SmtpSink, WebhookSink
 from tests.waiting import until
 

@@ -16,6 +16,12 @@ REPO = Path(__file__).resolve().parents[2]
 runner = CliRunner()
 
 
+@pytest.fixture(autouse=True)
+def no_engine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """``check`` asks the engine about isolation when one answers; these tests have none."""
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
+
+
 def run_check(path: Path, env: dict[str, str] | None = None) -> tuple[int, str]:
     result = runner.invoke(app, ["check", "-c", str(path)], env=env or {}, catch_exceptions=False)
     return result.exit_code, result.output

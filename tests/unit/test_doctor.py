@@ -156,4 +156,4 @@ def test_a_route_that_cannot_be_built_fails() -> None:
 
 def test_without_a_fleet_file_only_the_host_is_checked() -> None:
     report = doctor.examine(None, FakeHost(), now=NOW)
-    assert [f.check for f in report.findings] == ["docker", "clock"]
+    assert [f.check for f in report.findings] == ["docker", "network isolation", "clock"]

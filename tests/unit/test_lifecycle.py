@@ -1394,7 +1394,7 @@ class _Pipeline:
 
     def feed(self, lines: list[str]) -> None:
         from gateway import authlog
-        from supervisor.service import from_auth_event
+        from supervisor.lifecycle_inputs import from_auth_event
         from tests.unit.test_authlog import docker
 
         for line in lines:

@@ -15,7 +15,7 @@ import pytest
 
 from gateway import authlog
 from supervisor import lifecycle as lc
-from supervisor.service import from_auth_event
+from supervisor.lifecycle_inputs import from_auth_event
 from tests.unit.test_lifecycle import POLICY, USER, Driver, alerts, of_type
 
 OK = lc.HeartbeatOk(rtt=timedelta(milliseconds=5))

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway import values as values_mod
-from gateway.values import SecretError, SecretRef, parse_duration, parse_weekly_time
+from gateway import secret_refs
+from gateway.secret_refs import SecretError, SecretRef
+from gateway.time_fields import parse_duration, parse_weekly_time
 from supervisor import settings as settings_mod
 from supervisor.settings import ConfigError, load_settings, load_text
 from tests.unit import fleetfiles as ff
@@ -327,7 +328,7 @@ def test_a_non_utf8_fleet_file_names_the_line(tmp_path: Path) -> None:
 
 def test_secret_files_are_capped_regular_utf8_files(tmp_path: Path) -> None:
     big = tmp_path / "big"
-    big.write_text("x" * (values_mod.MAX_SECRET_BYTES + 1))
+    big.write_text("x" * (secret_refs.MAX_SECRET_BYTES + 1))
     with pytest.raises(SecretError, match="the limit is"):
         SecretRef(file=big).resolve(environ={})
     latin = tmp_path / "latin"

@@ -18,8 +18,8 @@ from gateway.runtime import ContainerState
 from supervisor import lifecycle as lc
 from supervisor.api import Action
 from supervisor.journal import SqliteJournal
-from supervisor.run import Running, desired_specs, resolve_credentials, start_supervisor
 from supervisor.settings import FleetSettings, load_text
+from supervisor.wiring import Running, desired_specs, resolve_credentials, start_supervisor
 from tests.unit.fake_runtime import FakeRuntime
 from tests.waiting import until
 

@@ -16,14 +16,17 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, TextIO
 
+from gateway import firewall
 from gateway.runtime import Runtime
+from gateway.secret_refs import SecretError
 from gateway.spec import ContainerSpec, GatewaySecrets, render_spec
-from gateway.values import SecretError
 from plugins.host import StrategyHost, StrategyState
 from supervisor import lifecycle as lc
 from supervisor.alertpolicy import Alert, Redactor, Severity
 from supervisor.api import ApiServer, create_app
 from supervisor.budget import ledger_from_record
+from supervisor.fleet_loop import Supervisor
+from supervisor.gateway_controller import Clock, utc_now
 from supervisor.journal import AsyncJournal, SqliteJournal
 from supervisor.metrics import FleetMetrics
 from supervisor.notify import (
@@ -33,7 +36,6 @@ from supervisor.notify import (
     build_routes,
     fleet_redactor,
 )
-from supervisor.service import Clock, Supervisor, utc_now
 from supervisor.settings import FleetSettings, RuntimeKind
 from supervisor.strategy_wiring import HostControl, build_host
 
@@ -142,6 +144,37 @@ class JournalWatch:
         task = self._loop.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+# ------------------------------------------------------------------------------ isolation
+
+ISOLATION_ALERT = "supervisor:isolation"
+
+
+async def report_isolation(dispatcher: AlertDispatcher, limits: Sequence[str]) -> None:
+    """Say at start-up where the engine keeps ibfleet's network isolation from being enforced.
+
+    A warning, not a refusal: the engine is the operator's choice, and a gateway whose rules
+    cannot be installed is not created anyway (the runtime fails closed). On an engine without
+    the limits an alert left open by an earlier start is resolved.
+    """
+    if not limits:
+        await dispatcher.resolve(ISOLATION_ALERT)
+        return
+    for limit in limits:
+        log.warning("isolation_not_enforced reason=%r", limit)
+    await dispatcher.raise_(
+        Alert(
+            key=ISOLATION_ALERT,
+            severity=Severity.WARNING,
+            title="ibfleet cannot enforce network isolation on this Docker engine",
+            body="; ".join(limits)
+            + ". ibfleet's iptables rules (only the supervisor, its strategies and trusted_ips "
+            "reach a gateway's API port and command server) do not apply here, and a gateway is "
+            "created only once its rules are installed. Run the fleet on a rootful Docker "
+            "engine on a Linux host.",
+        )
+    )
 
 
 # ------------------------------------------------------------------------------ building
@@ -260,8 +293,13 @@ async def start_supervisor(
     api_port: int | None = None,
     extra: Callable[[Supervisor], None] | None = None,
     supervisor_options: Mapping[str, Any] | None = None,
+    isolation_limits: Sequence[str] = (),
 ) -> Running:
-    """Open the journal, restore state, start reconcile, probes, alerts and the HTTP API."""
+    """Open the journal, restore state, start reconcile, probes, alerts and the HTTP API.
+
+    ``isolation_limits`` say why the engine cannot enforce the fleet's network isolation
+    (:func:`gateway.firewall.isolation_limits`); they are logged and raised as a warning.
+    """
     credentials = resolve_credentials(settings, environ)
     try:
         journal = SqliteJournal(
@@ -354,6 +392,7 @@ async def start_supervisor(
         port=settings.api.port if api_port is None else api_port,
     )
     dispatcher.start()
+    await report_isolation(dispatcher, isolation_limits)
     await supervisor.start()
     try:
         await api.start()
@@ -378,8 +417,9 @@ async def start_supervisor(
     return Running(supervisor, api, dispatcher, notifier, ajournal, host, unredact)
 
 
-def docker_runtime(settings: FleetSettings) -> Runtime:
-    """The Docker runtime, or a StartupError saying what is missing."""
+def docker_runtime(settings: FleetSettings) -> tuple[Runtime, list[str]]:
+    """The Docker runtime and why the engine cannot enforce the fleet's network isolation
+    (empty: it can), or a StartupError saying what is missing."""
     import docker
 
     from gateway.docker_runtime import DockerRuntime
@@ -387,6 +427,7 @@ def docker_runtime(settings: FleetSettings) -> Runtime:
     try:
         client = docker.from_env(timeout=30)
         client.ping()
+        limits = firewall.isolation_limits(client.info())
     except Exception as exc:
         raise StartupError(f"no Docker engine answers: {exc}") from None
     if settings.simulator.enabled:
@@ -397,7 +438,7 @@ def docker_runtime(settings: FleetSettings) -> Runtime:
                 f"the simulator image {settings.simulator.image} is not built: run "
                 f"`ibfleet sim image --tag {settings.simulator.image}` first"
             ) from None
-    return DockerRuntime(client)
+    return DockerRuntime(client), limits
 
 
 async def in_process_runtime(
@@ -423,11 +464,14 @@ async def run_until_signalled(settings: FleetSettings, *, environ: Mapping[str, 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    limits: list[str] = []
     if settings.runtime.kind is RuntimeKind.IN_PROCESS:
         runtime = await in_process_runtime(settings, resolve_credentials(settings, environ))
     else:
-        runtime = docker_runtime(settings)
-    running = await start_supervisor(settings, environ=environ, runtime=runtime)
+        runtime, limits = docker_runtime(settings)
+    running = await start_supervisor(
+        settings, environ=environ, runtime=runtime, isolation_limits=limits
+    )
     try:
         await stop.wait()
         log.info("supervisor_stopping reason=signal gateways=left-running")

@@ -10,8 +10,8 @@ import pytest
 from gateway.config import GatewayConfig, RestartConfig
 from supervisor import lifecycle as lc
 from supervisor import schedules
+from supervisor.fleet_loop import Supervisor
 from supervisor.schedules import Region
-from supervisor.service import Supervisor
 from supervisor.settings import load_text
 
 NY = dt.timezone(dt.timedelta(hours=-5))

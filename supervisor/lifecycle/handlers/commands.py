@@ -1,0 +1,86 @@
+"""Operator commands (start, stop, restart, reset) and the supervisor's own stop."""
+
+from gateway.outage import Gate, OutageKind
+from supervisor.lifecycle.effects import GateOrders, StartContainer, StopContainer
+from supervisor.lifecycle.events import (
+    OperatorReset,
+    OperatorRestart,
+    OperatorStart,
+    OperatorStop,
+    SupervisorStopping,
+)
+from supervisor.lifecycle.states import (
+    LOGIN_STATES,
+    SESSION_STATES,
+    RestartKind,
+    State,
+)
+from supervisor.lifecycle.step import (
+    Step,
+    clear_session,
+    restart,
+)
+
+
+def on_operator_start(step: Step, _: OperatorStart) -> None:
+    # ABSENT/STOPPED -> CREATING: the operator wants it running; counters start fresh.
+    step.update(failed_logins=0, restarts=(), backoff_until=None)
+    clear_session(step)
+    step.emit(StartContainer())
+    step.update(
+        restart_kind=RestartKind.START,
+        restart_deadline=step.now + step.policy.restart_deadline,
+    )
+    step.goto(State.CREATING, "operator start")
+
+
+def on_operator_stop(step: Step, _: OperatorStop) -> None:
+    # any -> STOPPED: only an operator stops a gateway; nothing stays paged.
+    if step.state not in (State.ABSENT, State.FATAL):
+        step.emit(StopContainer())
+    step.resolve_all()
+    clear_session(step)
+    step.update(
+        restart_kind=None,
+        restart_deadline=None,
+        backoff_until=None,
+        login_deadline=None,
+    )
+    step.goto(State.STOPPED, "operator stop")
+
+
+def on_operator_restart(step: Step, _: OperatorRestart) -> None:
+    if step.state in SESSION_STATES:
+        # session states -> RESTARTING (soft): keeps the token, so no 2FA.
+        restart(step, RestartKind.SOFT, "operator restart", planned=True)
+    elif step.state in LOGIN_STATES | {
+        State.STARTING,
+        State.RESTARTING,
+        State.BACKOFF,
+        State.CREATING,
+    }:
+        # login/transitional states -> RESTARTING (hard): there is no session to keep.
+        restart(step, RestartKind.HARD, "operator restart", planned=True)
+    # ABSENT/STOPPED/FATAL: ignored; use start or reset.
+
+
+def on_operator_reset(step: Step, _: OperatorReset) -> None:
+    if step.state is State.FATAL:
+        # FATAL -> STOPPED: a human cleared it; budgets start fresh, start is explicit.
+        step.resolve_all()
+        step.update(restarts=(), login_attempts=(), failed_logins=0)
+        step.goto(State.STOPPED, "operator reset")
+    elif step.state is State.BACKOFF:
+        # BACKOFF -> RESTARTING: the operator says try now and forget the failures.
+        step.update(restarts=(), failed_logins=0)
+        restart(step, RestartKind.START, "operator reset", planned=True)
+
+
+def on_supervisor_stopping(step: Step, _: SupervisorStopping) -> None:
+    # any -> same state: the supervisor stops; strategies apply their shutdown policy. The
+    # status is left as it is, so the next supervisor carries on without a page.
+    step.emit(
+        GateOrders(
+            gate=Gate(open=False, kind=OutageKind.SHUTDOWN, reason="the supervisor is stopping")
+        )
+    )
