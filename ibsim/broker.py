@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from ibsim import drift
 from ibsim.contracts import ContractSpec, SymbolTable
 from ibsim.records import (
     DONE_STATES,
@@ -70,7 +71,10 @@ class BrokerConfig:
     commission_per_share: float = 0.005
     min_commission: float = 1.0
     start_cash: float = 1_000_000.0
-    volatility: float = 0.0005  # relative step of the random walk per step
+    # None: each instrument's daily volatility scaled to the clock time a step covers
+    # (ibsim.drift); a number: that log-return deviation per step for every instrument.
+    volatility: float | None = None
+    speed: float = 1.0  # market days per real day for the realistic walk (demos speed it up)
     first_perm_id: int = 1_000_001
 
 
@@ -103,6 +107,7 @@ class Broker:
             self._prices[spec.con_id] = spec.start_price
             self._walks[spec.con_id] = random.Random(self.config.seed * 1_000_003 + spec.con_id)
         self._listeners: list[Callable[[OrderEvent], None]] = []
+        self._last_step: datetime | None = None
 
     # -- wiring ----------------------------------------------------------------------------
 
@@ -155,11 +160,16 @@ class Broker:
 
     def step(self) -> None:
         """One tick: walk every price one step, then fill what crosses (one slice per order)."""
+        now = self._clock()
+        elapsed = (now - self._last_step).total_seconds() if self._last_step else 0.0
+        self._last_step = now
         for con_id, rng in self._walks.items():
             spec = self.symbols.by_con_id(con_id)
             assert spec is not None
-            moved = self._prices[con_id] * (1.0 + rng.gauss(0.0, self.config.volatility))
-            self._prices[con_id] = max(_round_to_tick(moved, spec.min_tick), spec.min_tick)
+            sigma = drift.step_sigma(
+                spec, elapsed=elapsed, volatility=self.config.volatility, speed=self.config.speed
+            )
+            self._prices[con_id] = drift.walk(self._prices[con_id], sigma, rng, spec.min_tick)
         self._match_all()
 
     def historical_bars(

@@ -1,6 +1,7 @@
 """The simulator's symbol table: the contracts a simulated broker knows, with start prices.
 
-Pure data. Contract ids are stable so tests and fixtures can name them.
+Pure data. Contract ids are stable so tests and fixtures can name them; the default universe
+is in :mod:`ibsim.universe`.
 """
 
 from __future__ import annotations
@@ -28,102 +29,19 @@ class ContractSpec:
     market_name: str = ""
     valid_exchanges: str = "SMART,NYSE,NASDAQ,ARCA,BATS,IEX"
     time_zone: str = "US/Eastern"
+    daily_vol: float = 0.015  # one trading day's standard deviation of log returns
+    min_size: float = 1.0
+    size_increment: float = 1.0
+    suggested_size_increment: float = 100.0
+    industry: str = ""
+    head_timestamp: str = "19800101"  # the first day IB has data for (reqHeadTimeStamp)
 
 
 def default_symbols() -> tuple[ContractSpec, ...]:
-    """Several US stocks, one forex pair on IDEALPRO and one future on CME."""
-    stock = dict(sec_type="STK", exchange="SMART", currency="USD", min_tick=0.01)
-    return (
-        ContractSpec(
-            con_id=265598,
-            symbol="AAPL",
-            primary_exchange="NASDAQ",
-            local_symbol="AAPL",
-            trading_class="NMS",
-            long_name="APPLE INC",
-            start_price=190.0,
-            market_name="NMS",
-            **stock,  # type: ignore[arg-type]
-        ),
-        ContractSpec(
-            con_id=272093,
-            symbol="MSFT",
-            primary_exchange="NASDAQ",
-            local_symbol="MSFT",
-            trading_class="NMS",
-            long_name="MICROSOFT CORP",
-            start_price=410.0,
-            market_name="NMS",
-            **stock,  # type: ignore[arg-type]
-        ),
-        ContractSpec(
-            con_id=756733,
-            symbol="SPY",
-            primary_exchange="ARCA",
-            local_symbol="SPY",
-            trading_class="SPY",
-            long_name="SPDR S&P 500 ETF TRUST",
-            start_price=500.0,
-            market_name="SPY",
-            **stock,  # type: ignore[arg-type]
-        ),
-        ContractSpec(
-            con_id=8314,
-            symbol="IBM",
-            primary_exchange="NYSE",
-            local_symbol="IBM",
-            trading_class="IBM",
-            long_name="INTL BUSINESS MACHINES CORP",
-            start_price=170.0,
-            market_name="IBM",
-            **stock,  # type: ignore[arg-type]
-        ),
-        ContractSpec(
-            con_id=76792991,
-            symbol="TSLA",
-            primary_exchange="NASDAQ",
-            local_symbol="TSLA",
-            trading_class="NMS",
-            long_name="TESLA INC",
-            start_price=240.0,
-            market_name="NMS",
-            **stock,  # type: ignore[arg-type]
-        ),
-        ContractSpec(
-            con_id=12087792,
-            symbol="EUR",
-            sec_type="CASH",
-            exchange="IDEALPRO",
-            primary_exchange="",
-            currency="USD",
-            local_symbol="EUR.USD",
-            trading_class="EUR.USD",
-            long_name="European Monetary Union Euro",
-            start_price=1.08,
-            min_tick=0.00005,
-            market_name="EUR.USD",
-            valid_exchanges="IDEALPRO",
-            time_zone="US/Eastern",
-        ),
-        ContractSpec(
-            con_id=495512563,
-            symbol="ES",
-            sec_type="FUT",
-            exchange="CME",
-            primary_exchange="",
-            currency="USD",
-            local_symbol="ESZ6",
-            trading_class="ES",
-            long_name="E-mini S&P 500",
-            start_price=5000.0,
-            min_tick=0.25,
-            multiplier="50",
-            last_trade_date="20261218",
-            market_name="ES",
-            valid_exchanges="CME",
-            time_zone="US/Central",
-        ),
-    )
+    """The default universe: large US stocks and ETFs, the major FX pairs, one future."""
+    from ibsim.universe import default_universe  # the table lives in its own module
+
+    return default_universe()
 
 
 class SymbolTable:
@@ -157,8 +75,12 @@ class SymbolTable:
         exchange: str = "",
         local_symbol: str = "",
         last_trade_date: str = "",
+        pattern: str = "",
     ) -> list[ContractSpec]:
-        """Every contract a partial description fits, as IB's contract search does."""
+        """Every contract a partial description fits, as IB's contract search does; with
+        ``pattern``, reqMatchingSymbols' search instead (see :meth:`search`)."""
+        if pattern:
+            return self.search(pattern)
         if con_id:
             spec = self._by_id.get(con_id)
             return [spec] if spec is not None else []
@@ -184,3 +106,16 @@ class SymbolTable:
                 continue
             found.append(spec)
         return found
+
+    def search(self, pattern: str, *, limit: int = 16) -> list[ContractSpec]:
+        """reqMatchingSymbols: symbols starting with ``pattern`` first, then contracts whose
+        name contains it; at most ``limit`` (IB answers with up to 16)."""
+        text = pattern.strip().upper()
+        if not text:
+            return []
+        by_symbol = [
+            s for s in self._specs if s.symbol.startswith(text) or s.local_symbol.startswith(text)
+        ]
+        by_name = [s for s in self._specs if text in s.long_name.upper() and s not in by_symbol]
+        by_symbol.sort(key=lambda s: (s.symbol != text, len(s.symbol), s.symbol))
+        return (by_symbol + by_name)[:limit]

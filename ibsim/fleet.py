@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 from ibsim import auth
 from ibsim.api.server import GatewayFrontEnd
 from ibsim.broker import Broker, BrokerConfig
+from ibsim.pacing import PacingConfig
 from ibsim.port import Fault, FaultEvent, LoginKind, LoginOutcome
 from ibsim.process import EXIT_CRASHED, ApiOptions, GatewayProcess
 from ibsim.service import BrokerService, InProcessBrokerPort, system_clock
@@ -280,6 +281,7 @@ class SimFleet:
         tick_rate: float = 20.0,
         step_interval: float = 0.05,
         max_msg_rate: int = 50,
+        pacing: PacingConfig | None = None,
         broker_config: BrokerConfig | None = None,
         auth_config: auth.AuthorityConfig | None = None,
         clock: Callable[[], datetime] = system_clock,
@@ -314,7 +316,9 @@ class SimFleet:
         fleet = cls(
             service=service,
             gateways=specs,
-            api=ApiOptions(tick_rate=tick_rate, max_msg_rate=max_msg_rate),
+            api=ApiOptions(
+                tick_rate=tick_rate, max_msg_rate=max_msg_rate, pacing=pacing or PacingConfig()
+            ),
             line_sink=line_sink,
             host=host,
             clock=clock,

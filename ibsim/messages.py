@@ -48,6 +48,16 @@ class In(enum.IntEnum):
     REQ_ACCOUNT_UPDATES_MULTI = 76
     CANCEL_ACCOUNT_UPDATES_MULTI = 77
     REQ_COMPLETED_ORDERS = 99
+    # market data, history and lookups (ibsim/api/market_data.py, historical.py, accounts.py)
+    REQ_MATCHING_SYMBOLS = 81
+    REQ_HEAD_TIMESTAMP = 87
+    CANCEL_HEAD_TIMESTAMP = 90
+    REQ_MARKET_RULE = 91
+    REQ_PNL = 92
+    CANCEL_PNL = 93
+    REQ_PNL_SINGLE = 94
+    CANCEL_PNL_SINGLE = 95
+    REQ_HISTORICAL_TICKS = 96
 
 
 class Out(enum.IntEnum):
@@ -84,6 +94,23 @@ class Out(enum.IntEnum):
     ACCOUNT_UPDATE_MULTI_END = 74
     COMPLETED_ORDER = 101
     COMPLETED_ORDERS_END = 102
+    RECEIVE_FA = 16
+    SCANNER_PARAMETERS = 19
+    SECURITY_DEFINITION_OPTION_PARAMETER_END = 76
+    SOFT_DOLLAR_TIERS = 77
+    FAMILY_CODES = 78
+    SYMBOL_SAMPLES = 79
+    MKT_DEPTH_EXCHANGES = 80
+    NEWS_PROVIDERS = 85
+    HISTORICAL_NEWS_END = 87
+    HEAD_TIMESTAMP = 88
+    MARKET_RULE = 93
+    PNL = 94
+    PNL_SINGLE = 95
+    HISTORICAL_TICKS = 96
+    HISTORICAL_TICKS_BID_ASK = 97
+    HISTORICAL_TICKS_LAST = 98
+    USER_INFO = 107
 
 
 # ---------------------------------------------------------------------------------------
@@ -238,8 +265,16 @@ def _contract_short(spec: ContractSpec, *, with_exchange: bool = True) -> Fields
     return fields
 
 
-def contract_details(req_id: int, spec: ContractSpec, *, server_version: int) -> Fields:
-    """contractData (10): <164 has a version field and mdSizeMultiplier; 163 adds one field."""
+def contract_details(
+    req_id: int,
+    spec: ContractSpec,
+    *,
+    server_version: int,
+    hours: tuple[str, str] = ("", ""),
+    market_rule: int = 26,
+) -> Fields:
+    """contractData (10): <164 has a version field and mdSizeMultiplier; 163 adds one field.
+    ``hours`` are (tradingHours, liquidHours) in IB's ``yyyymmdd:hhmm-yyyymmdd:hhmm`` form."""
     fields: Fields = [Out.CONTRACT_DATA]
     if server_version < 164:
         fields.append(8)
@@ -262,33 +297,33 @@ def contract_details(req_id: int, spec: ContractSpec, *, server_version: int) ->
         fields.append(1)  # mdSizeMultiplier
     fields += [
         spec.multiplier,
-        "ACTIVETIM,AD,ALERT,ALLOC,AVGCOST,BASKET,DAY,GTC,LMT,MKT,STP,STPLMT,WHATIF",
+        "ACTIVETIM,AD,ALERT,ALLOC,AVGCOST,BASKET,DAY,GTC,LMT,MKT,STP,STPLMT,TRAIL,WHATIF",
         spec.valid_exchanges,
         1,
         0,
         spec.long_name,
         spec.primary_exchange,
         spec.last_trade_date[:6],
-        "Technology" if spec.sec_type == "STK" else "",
+        spec.industry,
         "",
         "",
         spec.time_zone,
-        "20260101:0400-20260101:2000",
-        "20260101:0930-20260101:1600",
+        hours[0],
+        hours[1],
         "",
         "",
         0,  # evRule, evMultiplier, numSecIds
         1,
         "",
         "",
-        "26" if spec.sec_type == "STK" else "",
+        ",".join([str(market_rule)] * len(spec.valid_exchanges.split(","))),
         spec.last_trade_date,
         "COMMON" if spec.sec_type == "STK" else "",
     ]
     if server_version == 163:
-        fields.append(1)
+        fields.append(spec.size_increment)  # sizeMinTick
     if server_version >= 164:
-        fields += [1, 1, 1]
+        fields += [spec.min_size, spec.size_increment, spec.suggested_size_increment]
     return fields
 
 

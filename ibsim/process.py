@@ -25,13 +25,14 @@ import contextlib
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from ibsim import ibclog
 from ibsim.api.server import FrontEndConfig, GatewayFrontEnd
 from ibsim.cmdserver import CommandHandlers, IbcCommandServer
+from ibsim.pacing import PacingConfig
 from ibsim.port import BrokerPort, LoginKind, LoginOutcome
 from ibsim.settings import DEFAULT_GATEWAY_AUTO_RESTART, GatewaySettings
 from ibsim.socat import Socat
@@ -72,6 +73,7 @@ class ApiOptions:
 
     tick_rate: float = 20.0  # price ticks per second per market data subscription
     max_msg_rate: int = 50  # IB's pacing limit per client per second (error 100 above it)
+    pacing: PacingConfig = field(default_factory=PacingConfig)  # IB's history limits
 
 
 @dataclass(slots=True)
@@ -241,6 +243,7 @@ class GatewayProcess:
                 read_only=bool(settings.read_only_api),
                 tick_rate=self.api.tick_rate,
                 max_msg_rate=self.api.max_msg_rate,
+                pacing=self.api.pacing,
             ),
             broker=self.broker,
         )

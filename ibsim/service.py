@@ -381,6 +381,7 @@ class BrokerService:
             exchange=str(query.get("exchange", "")),
             local_symbol=str(query.get("local_symbol", "")),
             last_trade_date=str(query.get("last_trade_date", "")),
+            pattern=str(query.get("pattern", "")),
         )
 
     async def historical_bars(

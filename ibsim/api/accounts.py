@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from ibsim import messages
 from ibsim.codec import FieldReader
+from ibsim.ledger import ledger_rows, pnl, summary_rows
 from ibsim.messages import In, Out
 
 if TYPE_CHECKING:
@@ -112,7 +113,7 @@ async def _account_updates_multi(s: ApiSession, fields: list[str]) -> None:
     account = r.str("account")
     model = r.str("modelCode")
     for acct in [account] if account else s.accounts:
-        for tag, value, currency in await s.gw.broker.account_values(account=acct):
+        for tag, value, currency in await s.account_rows(acct):
             s.send([Out.ACCOUNT_UPDATE_MULTI, 1, req_id, acct, model, tag, value, currency])
     s.send([Out.ACCOUNT_UPDATE_MULTI_END, 1, req_id])
 
@@ -124,10 +125,48 @@ async def _account_summary(s: ApiSession, fields: list[str]) -> None:
     r.str("groupName")
     tags = {t.strip() for t in r.opt_str("tags").split(",") if t.strip()}
     for account in s.accounts:
-        for tag, value, currency in await s.gw.broker.account_values(account=account):
-            if not tags or "All" in tags or tag in tags:
-                s.send([Out.ACCOUNT_SUMMARY, 1, req_id, account, tag, value, currency])
+        rows = await s.gw.broker.account_values(account=account)
+        ledger = ledger_rows(rows, await s.gw.broker.positions(account=account))
+        for tag, value, currency in summary_rows(rows, ledger, tags):
+            s.send([Out.ACCOUNT_SUMMARY, 1, req_id, account, tag, value, currency])
     s.send([Out.ACCOUNT_SUMMARY_END, 1, req_id])
+
+
+async def _pnl(s: ApiSession, fields: list[str]) -> None:
+    """reqPnL: one update at subscribe (IB sends one a second while it changes)."""
+    r = FieldReader(fields, message="reqPnL")
+    r.str("msgId")
+    req_id = r.int("reqId")
+    account = r.str("account") or (s.accounts[0] if s.accounts else "")
+    if account not in s.accounts:
+        s.send_error(req_id, 321, f"Error validating request.-'bT' : cause - account {account!r}")
+        return
+    daily, unrealized, realized = pnl(await s.gw.broker.positions(account=account))
+    s.send([Out.PNL, req_id, daily, unrealized, realized])
+
+
+async def _pnl_single(s: ApiSession, fields: list[str]) -> None:
+    """reqPnLSingle: position, PnL and value of one contract, once at subscribe."""
+    r = FieldReader(fields, message="reqPnLSingle")
+    r.str("msgId")
+    req_id = r.int("reqId")
+    account = r.str("account") or (s.accounts[0] if s.accounts else "")
+    r.str("modelCode")
+    con_id = r.int("conId")
+    if account not in s.accounts:
+        s.send_error(req_id, 321, f"Error validating request.-'bT' : cause - account {account!r}")
+        return
+    positions = await s.gw.broker.positions(account=account)
+    daily, unrealized, realized = pnl(positions, con_id)
+    qty = value = 0.0
+    for spec, quantity, _avg, price, _real in positions:
+        if spec.con_id == con_id:
+            qty, value = quantity, round(quantity * price * float(spec.multiplier or 1), 2)
+    s.send([Out.PNL_SINGLE, req_id, qty, daily, unrealized, realized, value])
+
+
+async def _no_answer(s: ApiSession, fields: list[str]) -> None:
+    """Cancels of PnL subscriptions: answered once, nothing to stop."""
 
 
 HANDLERS: dict[int, Handler] = {
@@ -141,4 +180,8 @@ HANDLERS: dict[int, Handler] = {
     In.REQ_ACCOUNT_UPDATES: _account_updates,
     In.REQ_ACCOUNT_UPDATES_MULTI: _account_updates_multi,
     In.REQ_ACCOUNT_SUMMARY: _account_summary,
+    In.REQ_PNL: _pnl,
+    In.CANCEL_PNL: _no_answer,
+    In.REQ_PNL_SINGLE: _pnl_single,
+    In.CANCEL_PNL_SINGLE: _no_answer,
 }

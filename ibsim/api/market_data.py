@@ -1,17 +1,15 @@
-"""API requests about instruments and prices: contract details, market data lines (and their
-entitlement), the market data type, historical bars."""
+"""API requests about instruments and prices: contract details, symbol search, market rules,
+market data lines (and their entitlement), the market data type. History is in
+:mod:`ibsim.api.historical`."""
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING
 
-from ibsim import messages
-from ibsim.broker import Bar
-from ibsim.codec import FieldReader, ProtocolError
+from ibsim import history, messages, sessions
+from ibsim.codec import FieldReader
 from ibsim.contracts import ContractSpec
 from ibsim.messages import In, Out
 
@@ -27,6 +25,8 @@ class Subscription:
     spec: ContractSpec
     delayed: bool
     snapshot: bool
+    high: float = 0.0  # the session's high and low so far (ticks 6/7 when they move)
+    low: float = 0.0
 
 
 async def _contract_details(s: ApiSession, fields: list[str]) -> None:
@@ -38,8 +38,18 @@ async def _contract_details(s: ApiSession, fields: list[str]) -> None:
     if not specs:
         s.send_error(req_id, 200, "No security definition has been found for the request")
         return
+    now = await s.gw.broker.now()
     for spec in specs:
-        s.send(messages.contract_details(req_id, spec, server_version=s.version))
+        hours = (
+            sessions.trading_hours(spec, now, rth=False),
+            sessions.trading_hours(spec, now, rth=True),
+        )
+        rule = MARKET_RULES.get(spec.min_tick, 26)
+        s.send(
+            messages.contract_details(
+                req_id, spec, server_version=s.version, hours=hours, market_rule=rule
+            )
+        )
     s.send([Out.CONTRACT_DATA_END, 1, req_id])
 
 
@@ -105,91 +115,57 @@ async def _market_data_type(s: ApiSession, fields: list[str]) -> None:
     s.md_type = r.int("marketDataType", 1)
 
 
-_BAR_SECONDS = {
-    "sec": 1,
-    "secs": 1,
-    "min": 60,
-    "mins": 60,
-    "hour": 3600,
-    "hours": 3600,
-    "day": 86_400,
-    "days": 86_400,
-    "week": 604_800,
-    "weeks": 604_800,
-    "month": 2_592_000,
-    "months": 2_592_000,
-}
-_DURATION_SECONDS = {"S": 1, "D": 86_400, "W": 604_800, "M": 2_592_000, "Y": 31_536_000}
-
-
-def bar_count(duration: str, bar_size: str) -> tuple[int, int]:
-    """(number of bars, seconds per bar) for IB's duration and bar size strings."""
-    amount, _, unit = duration.strip().partition(" ")
-    size, _, size_unit = bar_size.strip().partition(" ")
+def day_stats(spec: ContractSpec, price: float, now: datetime) -> tuple[float, float, float]:
+    """(high, low, previous close) of the current session, consistent with the daily bars
+    reqHistoricalData answers at this price."""
+    what = "MIDPOINT" if spec.sec_type == "CASH" else "TRADES"
     try:
-        total = int(amount) * _DURATION_SECONDS[unit.strip().upper()]
-        seconds = int(size) * _BAR_SECONDS[size_unit.strip().lower()]
-    except (KeyError, ValueError):
-        raise ProtocolError(
-            f"reqHistoricalData: bad duration {duration!r} or bar size {bar_size!r}"
-        ) from None
-    if unit.strip().upper() == "D" and seconds < 86_400:
-        total = int(amount) * 6 * 3600 + 1800  # one regular trading day is 6.5 hours
-    return max(1, min(total // seconds, 5000)), seconds
+        daily = history.bars(
+            spec, end=now, duration="2 D", bar_size="1 day", what_to_show=what, rth=True, last=price
+        )
+    except history.HistoryError:
+        daily = []
+    if len(daily) < 2:
+        return price, price, price
+    today, before = daily[-1], daily[-2]
+    return max(today.high, price), min(today.low, price), before.close
 
 
-async def _historical_data(s: ApiSession, fields: list[str]) -> None:
-    r = FieldReader(fields, message="reqHistoricalData")
+# marketRuleIds as contract details give them, by minimum tick (IB's ids for these grids).
+MARKET_RULES = {0.01: 26, 0.00005: 239, 0.005: 240, 0.25: 32}
+
+
+async def _market_rule(s: ApiSession, fields: list[str]) -> None:
+    r = FieldReader(fields, message="reqMarketRule")
+    r.str("msgId")
+    rule_id = r.int("marketRuleId")
+    ticks = [tick for tick, rule in MARKET_RULES.items() if rule == rule_id]
+    # An unknown rule id: IB's answer is an empty rule, which ends ib_async's wait too.
+    s.send([Out.MARKET_RULE, rule_id, len(ticks), *[v for t in ticks for v in (0, t)]])
+
+
+async def _matching_symbols(s: ApiSession, fields: list[str]) -> None:
+    r = FieldReader(fields, message="reqMatchingSymbols")
     r.str("msgId")
     req_id = r.int("reqId")
-    q = messages.ContractQuery(r)
-    r.str("includeExpired")
-    end_text = r.str("endDateTime")
-    bar_size = r.str("barSizeSetting")
-    duration = r.str("durationStr")
-    r.str("useRTH")
-    r.str("whatToShow")
-    format_date = r.int("formatDate", 1)
-    spec = await s.resolve(q)
-    if spec is None:
-        s.send_error(req_id, 200, "No security definition has been found for the request")
-        return
-    if not s.gw.hmds_farm_ok:
-        s.send_error(
-            req_id, 162, "Historical Market Data Service error message:HMDS query returned no data"
-        )
-        return
-    try:
-        count, seconds = bar_count(duration, bar_size)
-    except ProtocolError as exc:
-        s.send_error(req_id, 321, f"Error validating request.-'bP' : cause - {exc}")
-        return
-    end = await s.gw.broker.now()
-    if end_text:
-        with contextlib.suppress(ValueError):
-            end = datetime.strptime(end_text[:17].replace("-", " "), "%Y%m%d %H:%M:%S").replace(
-                tzinfo=UTC
-            )
-    bars = await s.gw.broker.historical_bars(
-        con_id=spec.con_id, count=count, bar_seconds=seconds, end=end
-    )
-    if format_date != 2 and seconds < 86_400:
-        bars = [
-            _replace_date(
-                b, datetime.fromtimestamp(int(b.date), UTC).strftime("%Y%m%d %H:%M:%S") + " UTC"
-            )
-            for b in bars
+    pattern = r.str("pattern")
+    found = await s.gw.broker.contracts(query={"pattern": pattern})
+    s.remember(found)
+    body: list[object] = []
+    for spec in found:
+        derivatives = ["CFD", "OPT", "IOPT", "WAR"] if spec.sec_type == "STK" else []
+        body += [
+            spec.con_id,
+            spec.symbol,
+            spec.sec_type,
+            spec.primary_exchange or spec.exchange,
+            spec.currency,
+            len(derivatives),
+            *derivatives,
         ]
-    start = end - timedelta(seconds=count * seconds)
-    s.send(
-        messages.historical_data(
-            req_id, bars, start.strftime("%Y%m%d %H:%M:%S"), end.strftime("%Y%m%d %H:%M:%S")
-        )
-    )
-
-
-def _replace_date(bar: Bar, date: str) -> Bar:
-    return dataclasses.replace(bar, date=date)
+        if s.version >= 176:
+            body += [spec.long_name, ""]
+    s.send([Out.SYMBOL_SAMPLES, req_id, len(found), *body])
 
 
 HANDLERS: dict[int, Handler] = {
@@ -197,5 +173,6 @@ HANDLERS: dict[int, Handler] = {
     In.REQ_MKT_DATA: _mkt_data,
     In.CANCEL_MKT_DATA: _cancel_mkt_data,
     In.REQ_MARKET_DATA_TYPE: _market_data_type,
-    In.REQ_HISTORICAL_DATA: _historical_data,
+    In.REQ_MATCHING_SYMBOLS: _matching_symbols,
+    In.REQ_MARKET_RULE: _market_rule,
 }

@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import enum
 import logging
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ibsim.api.session import ApiSession
 from ibsim.broker import OrderEvent
 from ibsim.contracts import ContractSpec
+from ibsim.pacing import HistoricalPacing, PacingConfig
 from ibsim.port import BrokerPort, Fault, FaultEvent, GatewayEvent
 
 log = logging.getLogger(__name__)
@@ -44,6 +46,7 @@ class FrontEndConfig:
     read_only: bool = False
     tick_rate: float = 20.0  # price ticks per second per market data subscription
     max_msg_rate: int = 50  # IB's pacing limit per client per second (error 100 above it)
+    pacing: PacingConfig = field(default_factory=PacingConfig)  # historical-data limits
 
 
 class GatewayFrontEnd:
@@ -70,6 +73,8 @@ class GatewayFrontEnd:
         self.crashed = asyncio.Event()
         self.session_ended = asyncio.Event()
         self.specs: dict[int, ContractSpec] = {}
+        # IB paces historical data per Gateway session: every client of this JVM together.
+        self.hist_pacing = HistoricalPacing(self.pacing_config())
         self._background: set[asyncio.Future[None]] = set()
         # Sticky faults the broker replays at subscribe (see service.STICKY_FAULTS).
         self.clock_offset = 0.0
@@ -77,6 +82,10 @@ class GatewayFrontEnd:
         self.current_time_pacing = False
         self.login_stall = False
         self.no_login_dialog = False
+
+    def pacing_config(self) -> PacingConfig:
+        """The pacing limits, with the message rate from ``max_msg_rate``."""
+        return dataclasses.replace(self.config.pacing, max_msg_rate=self.config.max_msg_rate)
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run a follow-up in the background, keeping a reference until it ends."""

@@ -11,13 +11,12 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from ibsim import messages
-from ibsim.api import accounts, market_data, orders
+from ibsim import drift, messages
+from ibsim.api import accounts, historical, market_data, orders, unsupported
 from ibsim.broker import BrokerOrder, OrderEvent, OrderEventKind
 from ibsim.codec import (
     FieldReader,
@@ -29,7 +28,9 @@ from ibsim.codec import (
     split_fields,
 )
 from ibsim.contracts import ContractSpec
+from ibsim.ledger import ledger_rows
 from ibsim.messages import In, Out
+from ibsim.pacing import MessageRate
 
 if TYPE_CHECKING:
     from ibsim.api.market_data import Subscription
@@ -63,8 +64,8 @@ class ApiSession:
         self.account_updates: str | None = None
         self.positions_subscribed = False
         self.subscriptions: dict[int, Subscription] = {}
-        self._stamps: deque[float] = deque()
-        self._rate_warned_at = 0.0
+        self._rate = MessageRate(gateway.pacing_config())
+        self._rate_warned_at: float | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._closed = False
         self.last_current_time: float | None = None
@@ -160,38 +161,35 @@ class ApiSession:
                     await self.writer.drain()
 
     def _within_rate(self, fields: list[str]) -> bool:
-        """IB's pacing: more than max_msg_rate messages in one second gets error 100."""
+        """IB's pacing: more than max_msg_rate messages in one second gets error 100 (once a
+        second) and the excess is dropped; the connection stays."""
         if self.client_id is None:
             return True
-        now = time.monotonic()
-        self._stamps.append(now)
-        while self._stamps and now - self._stamps[0] > 1.0:
-            self._stamps.popleft()
-        if len(self._stamps) <= self.gw.config.max_msg_rate:
+        # The monotonic clock moved by the gateway's clock fault, so a test can jump it.
+        now = time.monotonic() + self.gw.clock_offset
+        if self._rate.admit(now):
             return True
-        if now - self._rate_warned_at > 1.0:
+        if self._rate_warned_at is None or now - self._rate_warned_at >= 1.0:
             self._rate_warned_at = now
             self.send_error(
                 -1,
                 100,
                 "Max rate of messages per second has been exceeded:"
-                f"max={self.gw.config.max_msg_rate} "
-                f"rec={len(self._stamps)} (1)",
+                f"max={self._rate.config.max_msg_rate} "
+                f"rec={self._rate.in_window + 1} (1)",
             )
         return False
 
     async def handle(self, fields: list[str]) -> None:
-        """Dispatch one request by its message id; unknown ids are logged and ignored."""
+        """Dispatch one request by its message id; what no handler takes gets IB's error or
+        empty answer from :mod:`ibsim.api.unsupported`."""
         if not fields:
             return
         msg_id = FieldReader(fields, message="message").int("msgId", -1)
         if self.client_id is None and msg_id != In.START_API:
             log.warning("sim_api_request_before_start gateway=%s msg_id=%s", self.gw.name, msg_id)
             return
-        handler = _HANDLERS.get(msg_id)
-        if handler is None:
-            log.info("sim_api_unhandled gateway=%s msg_id=%s", self.gw.name, msg_id)
-            return
+        handler = _HANDLERS.get(msg_id, unsupported.answer)
         await handler(self, fields)
 
     # -- order events from the broker ------------------------------------------------------
@@ -236,8 +234,17 @@ class ApiSession:
                 return
         self.send(messages.position(account, spec, 0.0, 0.0))
 
+    async def account_rows(self, account: str) -> list[tuple[str, str, str]]:
+        """The account-wide rows, then every currency's ledger rows and BASE's, as
+        updateAccountValue carries them."""
+        rows = await self.gw.broker.account_values(account=account)
+        positions = await self.gw.broker.positions(account=account)
+        ledger = ledger_rows(rows, positions)
+        ledger_tags = {tag for tag, _, _ in ledger}
+        return [r for r in rows if r[0] not in ledger_tags] + ledger
+
     async def send_account_update(self, account: str) -> None:
-        for tag, value, currency in await self.gw.broker.account_values(account=account):
+        for tag, value, currency in await self.account_rows(account):
             self.send([Out.ACCT_VALUE, 2, tag, value, currency, account])
         for spec, qty, avg, price, realized in await self.gw.broker.positions(account=account):
             self.send(messages.portfolio_value(account, spec, qty, price, avg, realized))
@@ -272,6 +279,7 @@ class ApiSession:
                     continue
                 # Pre-encoded frames: at 100k ticks/s the generic encoder is the bottleneck.
                 frames = [encode_frame(self._tick(sub, price, rotate + k)) for k in range(3 * 7)]
+                chunks.extend(self._moved_stats(sub, price))
                 chunks.extend(frames[i % len(frames)] for i in range(count))
                 rotate += count
             if chunks and not self._closed:
@@ -280,19 +288,41 @@ class ApiSession:
                     await self.writer.drain()
 
     def _tick(self, sub: Subscription, price: float, rotate: int) -> list[object]:
+        """Bid, ask or last in turn: the quote around the price is never crossed (IB's
+        tickPrice carries the size; sizes are never 0)."""
         kind = rotate % 3
-        tick = sub.spec.min_tick
         base = (66, 67, 68) if sub.delayed else (1, 2, 4)
-        value = (price - tick, price + tick, price)[kind]
-        return [Out.TICK_PRICE, 6, sub.req_id, base[kind], round(value, 10), 100 + rotate % 7, 0]
+        bid, ask = drift.quote(sub.spec, price)
+        value = (bid, ask, price)[kind]
+        return [Out.TICK_PRICE, 6, sub.req_id, base[kind], value, 100 + rotate % 7, 0]
+
+    def _stat(self, sub: Subscription, kind: int, value: float) -> list[object]:
+        """High (6), low (7) or close (9); delayed 72, 73, 75."""
+        tick_type = {6: 72, 7: 73, 9: 75}[kind] if sub.delayed else kind
+        return [Out.TICK_PRICE, 6, sub.req_id, tick_type, value, 0, 0]
+
+    def _moved_stats(self, sub: Subscription, price: float) -> list[bytes]:
+        frames = []
+        if price > sub.high:
+            sub.high = price
+            frames.append(encode_frame(self._stat(sub, 6, price)))
+        if price < sub.low:
+            sub.low = price
+            frames.append(encode_frame(self._stat(sub, 7, price)))
+        return frames
 
     async def first_ticks(self, sub: Subscription) -> None:
-        """A fresh subscription gets bid, ask and last at once, as IB sends a first image."""
+        """A fresh subscription gets bid, ask, last, the session's high and low and the
+        previous close at once, as IB sends a first image."""
         price = self.gw.broker.prices().get(sub.spec.con_id)
         if price is None:
             return
         for kind in range(3):
             self.send(self._tick(sub, price, kind))
+        now = await self.gw.broker.now()
+        sub.high, sub.low, close = market_data.day_stats(sub.spec, price, now)
+        for kind, value in ((6, sub.high), (7, sub.low), (9, close)):
+            self.send(self._stat(sub, kind, value))
 
     # -- contracts the gateway has seen ------------------------------------------------------
 
@@ -340,13 +370,12 @@ _NO_ANSWER = (
     In.CANCEL_POSITIONS_MULTI,
     In.CANCEL_ACCOUNT_UPDATES_MULTI,
     In.CANCEL_ACCOUNT_SUMMARY,
-    In.CANCEL_HISTORICAL_DATA,
 )
 
 
 def _dispatch_table() -> dict[int, Handler]:
     table: dict[int, Handler] = dict.fromkeys(_NO_ANSWER, _no_answer)
-    for part in (accounts.HANDLERS, orders.HANDLERS, market_data.HANDLERS):
+    for part in (accounts.HANDLERS, orders.HANDLERS, market_data.HANDLERS, historical.HANDLERS):
         overlap = table.keys() & part.keys()
         if overlap:
             raise RuntimeError(f"two handlers for message ids {sorted(overlap)}")

@@ -294,16 +294,16 @@ async def test_historical_bars_are_deterministic(lib, sim: SimFleet, clients: Cl
     ib = await clients.connect(sim.ports[0])
     contract = await qualified(ib, aapl(lib))
     args = dict(
-        endDateTime="20261120 16:00:00",
-        durationStr="2 D",
+        endDateTime="20261120 16:00:00 US/Eastern",
         barSizeSetting="1 hour",
         whatToShow="TRADES",
         useRTH=True,
     )
-    bars = await ib.reqHistoricalDataAsync(contract, **args)
-    again = await ib.reqHistoricalDataAsync(contract, **args)
-    assert len(bars) > 5
-    assert [(b.date, b.close) for b in bars] == [(b.date, b.close) for b in again]
+    # An identical request within 15 s is a pacing violation: a longer one overlaps it.
+    bars = await ib.reqHistoricalDataAsync(contract, durationStr="2 D", **args)
+    longer = await ib.reqHistoricalDataAsync(contract, durationStr="3 D", **args)
+    assert len(bars) == 14 and len(longer) == 21
+    assert [(b.date, b.close) for b in bars] == [(b.date, b.close) for b in longer[-14:]]
     assert all(b.low <= min(b.open, b.close) and b.high >= max(b.open, b.close) for b in bars)
     daily = await ib.reqHistoricalDataAsync(
         contract,

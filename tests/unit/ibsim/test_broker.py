@@ -160,7 +160,7 @@ def test_perm_ids_unique_across_gateways_and_clients(broker):
 
 def test_prices_walk_deterministically_per_seed():
     def walk(seed: int) -> list[float]:
-        b = Broker(clock=Clock(), config=BrokerConfig(seed=seed))
+        b = Broker(clock=Clock(), config=BrokerConfig(seed=seed, volatility=0.0005))
         out = []
         for _ in range(5):
             b.step()

@@ -1,4 +1,4 @@
-"""Broker-link value encoding, bar arithmetic and restart scheduling (no sockets)."""
+"""Broker-link value encoding and restart scheduling (no sockets); bars: test_history.py."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from datetime import UTC, datetime, time
 
 import pytest
 
-from ibsim.api.market_data import bar_count
 from ibsim.broker import (
     BrokerOrder,
     OrderEvent,
@@ -16,7 +15,6 @@ from ibsim.broker import (
     OrderState,
     StatusChange,
 )
-from ibsim.codec import ProtocolError
 from ibsim.contracts import default_symbols
 from ibsim.link import LinkError, from_wire, to_wire
 from ibsim.port import Fault, FaultEvent, LoginKind, LoginOutcome
@@ -77,19 +75,6 @@ def test_login_outcome_keeps_tuples_and_enums():
 def test_unknown_tag_is_a_link_error():
     with pytest.raises(LinkError, match="Nope"):
         from_wire({"__t": "Nope"})
-
-
-@pytest.mark.parametrize(
-    ("duration", "size", "expected"),
-    [("1 D", "1 hour", (6, 3600)), ("10 D", "1 day", (10, 86400)), ("3600 S", "1 min", (60, 60))],
-)
-def test_bar_count(duration, size, expected):
-    assert bar_count(duration, size) == expected
-
-
-def test_bar_count_names_bad_input():
-    with pytest.raises(ProtocolError, match="bad duration"):
-        bar_count("forever", "1 hour")
 
 
 def test_next_restart_is_strictly_in_the_future():
