@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from gateway.docker_runtime import parse_docker_time_ns
+from gateway.docker_replies import parse_docker_time_ns
 from gateway.spec import COMMAND_SERVER_PORT, LABEL_FLEET
 from gateway.values import SecretError
 from supervisor import doctor, notify

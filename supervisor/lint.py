@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pydantic
 
-from gateway import spec
+from gateway import ibc_ini
 from gateway.config import GatewayConfig, TradingMode
 from gateway.values import SecretError, SecretRef, WeeklyTime, read_text_file
 from supervisor.settings import ConfigProblem, FleetSettings, LoadedFleet, Location, format_path
@@ -337,7 +337,7 @@ def _credentials(
                 value = ref.resolve(environ=environ, read_file=read_file or read_text_file)
             except SecretError:
                 continue  # unreadable: the run-time loader reports it
-            problem = spec.credential_problem(value.get_secret_value())
+            problem = ibc_ini.credential_problem(value.get_secret_value())
             if problem is not None:
                 out.error(
                     ("gateways", i, field),

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from gateway.runtime import Runtime
-from gateway.spec import ContainerSpec, GatewaySecrets, render_spec
+from gateway.spec import ContainerSpec, GatewaySecrets
+from gateway.spec_render import render_spec
 from gateway.values import SecretError
 from plugins.host import StrategyHost, StrategyState
 from supervisor import lifecycle as lc
@@ -314,7 +315,7 @@ async def start_supervisor(
     limit = max((gw.logins_per_hour for gw in settings.gateways), default=4)
     ledger = ledger_from_record(ledger_record or {}, limit=limit)
     if specs is None:
-        from gateway.docker_runtime import load_or_create_fingerprint_key
+        from gateway.secret_files import load_or_create_fingerprint_key
 
         key = load_or_create_fingerprint_key(fingerprint_key_path(settings))
         specs = desired_specs(settings, credentials, fingerprint_key=key)

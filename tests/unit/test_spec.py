@@ -13,9 +13,9 @@ from pydantic import SecretStr
 
 from gateway import javaprops
 from gateway.config import GatewayConfig
+from gateway.ibc_ini import DEFAULT_DAILY_RESTART, credential_problem, ibc_clock, with_control_from
 from gateway.spec import (
     CONFIG_INI_PATH,
-    DEFAULT_DAILY_RESTART,
     LABEL_ACCOUNT,
     LABEL_FLEET,
     LABEL_GATEWAY,
@@ -25,12 +25,9 @@ from gateway.spec import (
     ContainerSpec,
     GatewaySecrets,
     SpecError,
-    credential_problem,
-    ibc_clock,
     memory_bytes,
-    render_spec,
-    with_control_from,
 )
+from gateway.spec_render import render_spec
 
 PASSWORD = "s3cret-Pa55word"
 USERNAME = "fleetuser1"
