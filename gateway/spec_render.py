@@ -187,8 +187,11 @@ def render_container(
     trusted = tuple(trusted_sources)
     peers = tuple(sorted(set(peer_ports)))
     for source in trusted:
-        if not re.fullmatch(r"[0-9a-fA-F.:/]+", source):
-            raise SpecError(f"{name}: trusted source {source!r} is not an address or network")
+        if not re.fullmatch(r"[0-9.]+(/[0-9]+)?", source):
+            raise SpecError(
+                f"{name}: trusted source {source!r} is not an IPv4 address or network "
+                "(the firewall rules filter IPv4 only)"
+            )
     base_labels = {
         LABEL_FLEET: fleet,
         LABEL_GATEWAY: gateway,

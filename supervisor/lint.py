@@ -100,6 +100,15 @@ def lint(
                 f"the API port would be published on {gw.bind} (every interface)",
                 "bind to 127.0.0.1 or a private interface, or set allow_public_bind: true",
             )
+        if gw.bind.version == 6 and settings.runtime.kind == "docker":
+            out.error(
+                ("gateways", i, "bind"),
+                f"the API port would be published on the IPv6 address {gw.bind}, which ibfleet's "
+                "firewall rules (IPv4) do not filter: every local user and remote source would "
+                "reach the gateway",
+                "bind to an IPv4 address: 127.0.0.1, a private interface, or 0.0.0.0 with "
+                "allow_public_bind: true",
+            )
         if gw.mode is TradingMode.LIVE and not gw.allow_live:
             out.error(
                 ("gateways", i, "mode"),
