@@ -365,6 +365,20 @@ class DockerRuntime:
 
         await self._call("remove", container_id, remove)
 
+    async def fleet_networks(self, *, fleet: str) -> tuple[str, ...]:
+        """The networks labelled as the fleet's: the ones this runtime created for it."""
+
+        def names() -> tuple[str, ...]:
+            found = self._api.networks(filters={"label": f"{LABEL_FLEET}={fleet}"})
+            return tuple(sorted(str(n["Name"]) for n in found))
+
+        return await self._call("networks", fleet, names)
+
+    async def remove_network(self, name: str) -> None:
+        """Remove a network (the engine refuses while a container is still attached)."""
+        await self._call("network-remove", name, lambda: self._api.remove_network(name))
+        self._networks_ready.discard(name)
+
     # -- isolation ---------------------------------------------------------------------------
 
     def _guard(self, fleet: str, network: str) -> None:
