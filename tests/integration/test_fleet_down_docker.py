@@ -8,38 +8,24 @@ import http.server
 import subprocess
 import sys
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import docker
 import pytest
 
 from gateway.docker_runtime import DockerRuntime
-from gateway.firewall import Iptables, chain_names
+from gateway.firewall import chain_names
 from gateway.spec import LABEL_FLEET
-from tests.integration.test_docker_runtime import free_port, remove_fleet, unique_fleet
-from tests.integration.test_isolation_docker import running_gateway
+from tests.integration import test_isolation_docker as isolation
+from tests.integration.test_docker_runtime import free_port
+from tests.integration.test_isolation_docker import iptables_dump, running_gateway
 
 pytestmark = pytest.mark.docker
 
-
-def iptables_dump() -> str:
-    return subprocess.run(["iptables", "-S"], capture_output=True, text=True, check=True).stdout
-
-
-@pytest.fixture
-def fleet(docker_client: docker.DockerClient) -> Iterator[str]:
-    name = unique_fleet()
-    yield name
-    remove_fleet(docker_client, name)
-    Iptables().remove(name)
-
-
-@pytest.fixture
-async def runtime(docker_client: docker.DockerClient) -> AsyncIterator[DockerRuntime]:
-    rt = DockerRuntime(docker_client, call_timeout=60.0)
-    yield rt
-    rt.close()
+# The isolation tests' fixtures; their fleet's finalizer also checks that its rules are gone.
+fleet = isolation.fleet
+runtime = isolation.runtime
 
 
 def fleet_file(tmp_path: Path, fleet: str, *, api_port: int) -> Path:

@@ -5,35 +5,23 @@ container has no IPv6 address at all."""
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator, Iterator
 
 import docker
 import pytest
 
 from gateway.docker_isolation import ICC_OPTION
 from gateway.docker_runtime import DockerRuntime
-from gateway.firewall import Iptables
 from gateway.runtime import RuntimeFailure
 from gateway.spec import LABEL_FLEET
-from tests.integration.test_docker_runtime import gateway_spec, remove_fleet, unique_fleet
+from tests.integration import test_isolation_docker as isolation
+from tests.integration.test_docker_runtime import gateway_spec
 from tests.integration.test_isolation_docker import probe_from_host, running_gateway
 
 pytestmark = pytest.mark.docker
 
-
-@pytest.fixture
-def fleet(docker_client: docker.DockerClient) -> Iterator[str]:
-    name = unique_fleet()
-    yield name
-    remove_fleet(docker_client, name)
-    Iptables().remove(name)
-
-
-@pytest.fixture
-async def runtime(docker_client: docker.DockerClient) -> AsyncIterator[DockerRuntime]:
-    rt = DockerRuntime(docker_client, call_timeout=60.0)
-    yield rt
-    rt.close()
+# The isolation tests' fixtures; their fleet's finalizer also checks that its rules are gone.
+fleet = isolation.fleet
+runtime = isolation.runtime
 
 
 def fleet_containers(client: docker.DockerClient, fleet: str) -> list[object]:
