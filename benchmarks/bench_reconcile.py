@@ -39,7 +39,8 @@ from fake_runtime import FakeRuntime  # noqa: E402
 from pydantic import SecretStr  # noqa: E402
 
 from gateway.config import GatewayConfig  # noqa: E402
-from gateway.spec import ContainerSpec, GatewaySecrets, render_spec  # noqa: E402
+from gateway.spec import ContainerSpec, GatewaySecrets  # noqa: E402
+from gateway.spec_render import render_spec  # noqa: E402
 from ibsim.runtime import InProcessRuntime  # noqa: E402
 from supervisor.orchestrator import Orchestrator  # noqa: E402
 from supervisor.reconcile import plan  # noqa: E402

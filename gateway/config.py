@@ -264,6 +264,19 @@ class GatewayConfig(Strict):
         description="Contracts the permission check requests; see `gateways[].probes[]`.",
     )
 
+    @field_validator("trusted_ips")
+    @classmethod
+    def _ipv4_sources(
+        cls, value: list[ipaddress.IPv4Network | ipaddress.IPv6Network]
+    ) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        for network in value:
+            if network.version == 6:
+                raise ValueError(
+                    f"{network} is IPv6: ibfleet's firewall rules filter IPv4 only, so an IPv6 "
+                    "source could never be admitted; list IPv4 addresses or networks"
+                )
+        return value
+
     @field_validator("env")
     @classmethod
     def _env_names(cls, value: dict[str, str]) -> dict[str, str]:

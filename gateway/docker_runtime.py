@@ -6,10 +6,13 @@ in threads of their own and feed asyncio queues; the event stream reconnects (re
 last event's time) when the engine drops it.
 
 Secrets: the spec's secret files are copied with ``put_archive`` into the created-but-not-started
-container, owned by the image's user with mode 0400. Nothing of them shows in ``docker inspect``:
-not in the environment (only ``*_FILE`` paths are), and not as a bind mount (whose host path
-inspect would show and whose host file would have to be readable by the container's uid). The
-files live and die with the container's writable layer, so no host copy is ever left behind.
+container (:mod:`gateway.secret_files`). Nothing of them shows in ``docker inspect``: not in the
+environment (only ``*_FILE`` paths are), and not as a bind mount (whose host path inspect would
+show and whose host file would have to be readable by the container's uid). The files live and
+die with the container's writable layer, so no host copy is ever left behind.
+
+Isolation (which networks are adopted, the fleet's firewall rules) is
+:mod:`gateway.docker_isolation`; the engine's replies are read by :mod:`gateway.docker_replies`.
 """
 
 from __future__ import annotations
@@ -17,191 +20,48 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import io
 import logging
 import os
-import re
-import secrets as secrets_mod
-import tarfile
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
-from pathlib import Path, PurePosixPath
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import docker
 import docker.errors
 import requests.exceptions
 
 from gateway.aio import within
-from gateway.firewall import FirewallError, FleetGuard, GuardedGateway, Iptables
+from gateway.docker_isolation import (
+    ICC_OPTION,
+    Firewall,
+    FleetIsolation,
+    binding_problem,
+    network_problem,
+)
+from gateway.docker_replies import (
+    EVENT_KINDS,
+    event_from,
+    observe,
+    observe_summary,
+    parse_docker_time_ns,
+)
+from gateway.firewall import Iptables
+from gateway.ibc_ini import with_control_from
 from gateway.linesplit import LineSplitter
 from gateway.runtime import (
     ContainerGone,
-    ContainerState,
-    EventKind,
     ObservedContainer,
     RuntimeEvent,
     RuntimeFailure,
 )
-from gateway.spec import (
-    COMMAND_SERVER_PORT,
-    LABEL_FLEET,
-    LABEL_GATEWAY,
-    LABEL_PEER_PORTS,
-    LABEL_TRUSTED,
-    SECRETS_DIR,
-    ContainerSpec,
-    with_control_from,
-)
+from gateway.secret_files import secret_owner, secrets_tar
+from gateway.spec import COMMAND_SERVER_PORT, LABEL_FLEET, SECRETS_DIR, ContainerSpec
 
-__all__ = [
-    "ICC_OPTION",
-    "DockerRuntime",
-    "Firewall",
-    "load_or_create_fingerprint_key",
-    "parse_docker_time_ns",
-]
-
-# The fleet network's bridge option that turns inter-container traffic off.
-ICC_OPTION = "com.docker.network.bridge.enable_icc"
-
-
-class Firewall(Protocol):
-    """Applies and removes a fleet's isolation rules (:class:`gateway.firewall.Iptables`)."""
-
-    def apply(self, guard: FleetGuard) -> None: ...
-
-    def remove(self, fleet: str) -> None: ...
-
-    def fleets(self) -> dict[str, str]: ...
-
+__all__ = ["DockerRuntime"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-_EVENT_KINDS = {
-    "start": EventKind.START,
-    "die": EventKind.DIE,
-    "oom": EventKind.OOM,
-    "destroy": EventKind.DESTROY,
-}
-_TS = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)$")
-_ZERO_TIME = "0001-01-01T00:00:00Z"
-
-
-def parse_docker_time_ns(text: str) -> int | None:
-    """RFC 3339 with up to nanoseconds -> integer nanoseconds since the epoch (None if unset)."""
-    if not text or text == _ZERO_TIME:
-        return None
-    match = _TS.match(text.strip())
-    if match is None:
-        return None
-    base = datetime.fromisoformat(
-        match.group(1) + ("+00:00" if match.group(3) == "Z" else match.group(3))
-    )
-    fraction = (match.group(2) or "").ljust(9, "0")
-    return int(base.timestamp()) * 1_000_000_000 + int(fraction or 0)
-
-
-def _datetime_from_ns(value: int | None) -> datetime | None:
-    if value is None:
-        return None
-    return datetime.fromtimestamp(value / 1e9, tz=UTC)
-
-
-def load_or_create_fingerprint_key(path: Path) -> bytes:
-    """The supervisor's spec-hash key: 32 random bytes in a 0600 file, made once and kept.
-
-    It must survive supervisor restarts; a new key would make every gateway look drifted.
-    """
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        key = secrets_mod.token_bytes(32)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(key)
-        return key
-    if len(data) < 16:
-        raise ValueError(f"fingerprint key file {path} holds {len(data)} bytes; expected 32")
-    return data
-
-
-def _secret_owner(user: str) -> tuple[int, int, int]:
-    """(uid, gid, file mode) for the image's ``User``; a named user cannot be resolved here."""
-    uid_text, _, gid_text = user.partition(":")
-    if not uid_text:
-        return 0, 0, 0o400
-    if uid_text.isdigit() and (not gid_text or gid_text.isdigit()):
-        uid = int(uid_text)
-        return uid, int(gid_text) if gid_text else uid, 0o400
-    # A user given by name: readable inside the container, which holds nothing else.
-    return 0, 0, 0o444
-
-
-def _secrets_tar(spec: ContainerSpec, *, uid: int, gid: int, mode: int, base: str = "/") -> bytes:
-    """The spec's files as a tar to extract at ``base`` (every file must lie under it)."""
-    buffer = io.BytesIO()
-    now = int(time.time())
-    root = PurePosixPath(base)
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        dirs: set[PurePosixPath] = set()
-        for item in spec.files:
-            if root not in PurePosixPath(item.path).parents:
-                raise RuntimeFailure(
-                    f"create {spec.name}: secret file {item.path} is outside {base}",
-                    operation="create",
-                    container=spec.name,
-                )
-            parent = PurePosixPath(item.path).parent
-            while parent != root and str(parent) not in ("/", "."):
-                dirs.add(parent)
-                parent = parent.parent
-        for directory in sorted(dirs, key=lambda p: len(p.parts)):
-            info = tarfile.TarInfo(str(directory.relative_to(root)))
-            info.type = tarfile.DIRTYPE
-            info.mode = 0o755
-            info.mtime = now
-            tar.addfile(info)
-        for item in spec.files:
-            data = item.content.get_secret_value().encode()
-            info = tarfile.TarInfo(str(PurePosixPath(item.path).relative_to(root)))
-            info.size = len(data)
-            info.mode = item.mode if mode == 0o400 else mode
-            info.uid, info.gid = uid, gid
-            info.mtime = now
-            tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
-
-
-def _observe(attrs: dict[str, Any]) -> ObservedContainer:
-    state = attrs.get("State") or {}
-    config = attrs.get("Config") or {}
-    return ObservedContainer(
-        id=attrs["Id"],
-        name=str(attrs.get("Name", "")).lstrip("/"),
-        state=ContainerState.parse(str(state.get("Status", "unknown"))),
-        labels=dict(config.get("Labels") or {}),
-        started_at=_datetime_from_ns(parse_docker_time_ns(str(state.get("StartedAt", "")))),
-        finished_at=_datetime_from_ns(parse_docker_time_ns(str(state.get("FinishedAt", "")))),
-        exit_code=state.get("ExitCode"),
-        oom_killed=bool(state.get("OOMKilled", False)),
-        image=str(config.get("Image", "")),
-    )
-
-
-def _observe_summary(item: dict[str, Any]) -> ObservedContainer:
-    names = item.get("Names") or [""]
-    return ObservedContainer(
-        id=item["Id"],
-        name=str(names[0]).lstrip("/"),
-        state=ContainerState.parse(str(item.get("State", "unknown"))),
-        labels=dict(item.get("Labels") or {}),
-        image=str(item.get("Image", "")),
-    )
 
 
 class DockerRuntime:
@@ -227,12 +87,11 @@ class DockerRuntime:
         users admitted (default: this process's uid, and root, which runs the engine's proxy).
         """
         self._isolate = isolate
-        self._firewall: Firewall | None = (firewall or Iptables()) if isolate else None
         self._supervisor_container = supervisor_container
-        self._host_uids = host_uids if host_uids is not None else tuple(sorted({0, os.getuid()}))
-        # One rules update at a time: each rebuilds the fleet's chains from the containers it
-        # lists, so two at once could leave the older listing's rules in place.
-        self._firewall_lock = threading.Lock()
+        uids = host_uids if host_uids is not None else tuple(sorted({0, os.getuid()}))
+        self._isolation = (
+            FleetIsolation(client.api, firewall or Iptables(), host_uids=uids) if isolate else None
+        )
         self._network_subnets: dict[str, tuple[str, ...]] = {}
         self._supervisor_sources: dict[str, tuple[str, ...]] = {}
         self._client = client
@@ -305,7 +164,7 @@ class DockerRuntime:
             except ContainerGone:
                 return None  # removed between the listing and the inspect
             except RuntimeFailure:
-                return _observe_summary(item)  # still tell reconcile that it exists
+                return observe_summary(item)  # still tell reconcile that it exists
 
         found = await asyncio.gather(*(detail(item) for item in items))
         return [c for c in found if c is not None]
@@ -314,7 +173,7 @@ class DockerRuntime:
         attrs = await self._call(
             "inspect", container_id, lambda: self._api.inspect_container(container_id)
         )
-        return _observe(attrs)
+        return observe(attrs)
 
     async def command_address(self, container_id: str) -> tuple[str, int] | None:
         """The container's IP on its (fleet) network and IBC's 7462; the host reaches bridge
@@ -347,11 +206,13 @@ class DockerRuntime:
                 existing = [n for n in self._api.networks(names=[name]) if n.get("Name") == name]
                 if not existing:
                     options = {ICC_OPTION: "false"} if self._isolate else None
+                    # IPv4 only, whatever the engine's defaults: the rules filter IPv4.
                     self._api.create_network(
                         name,
                         driver="bridge",
                         labels={LABEL_FLEET: fleet},
                         options=options,
+                        enable_ipv6=False,
                         check_duplicate=True,
                     )
                     log.info("runtime_network_created network=%s fleet=%s", name, fleet)
@@ -399,10 +260,16 @@ class DockerRuntime:
         if image not in self._owners:
             attrs = await self._call("inspect-image", image, lambda: self._api.inspect_image(image))
             user = str((attrs.get("Config") or {}).get("User") or "")
-            self._owners[image] = _secret_owner(user)
+            self._owners[image] = secret_owner(user)
         return self._owners[image]
 
     async def create(self, spec: ContainerSpec) -> str:
+        problems = [binding_problem(p) for p in spec.ports] if self._isolate else []
+        for problem in problems:
+            if problem is not None:
+                raise RuntimeFailure(
+                    f"create {spec.name}: {problem}", operation="create", container=spec.name
+                )
         await self._ensure_network(spec.network, fleet=spec.fleet)
         # ControlFrom admits exactly where the supervisor's IBC commands come from.
         spec = with_control_from(spec, self.control_sources(spec.network))
@@ -410,7 +277,7 @@ class DockerRuntime:
         hard = spec.hardening
         # A read-only root takes no archive: the secrets go into a volume of their own.
         base = SECRETS_DIR if hard.read_only_root else "/"
-        archive = _secrets_tar(spec, uid=uid, gid=gid, mode=mode, base=base)
+        archive = secrets_tar(spec, uid=uid, gid=gid, mode=mode, base=base)
 
         def create() -> str:
             host_config = self._api.create_host_config(
@@ -494,93 +361,49 @@ class DockerRuntime:
                 network = str((attrs.get("HostConfig") or {}).get("NetworkMode") or "")
             self._api.remove_container(container_id, force=True, v=True)
             fleet = labels.get(LABEL_FLEET)
-            if fleet is not None and self._firewall is not None:
+            if fleet is not None:
                 self._guard(fleet, network)
 
         await self._call("remove", container_id, remove)
 
+    async def fleet_networks(self, *, fleet: str) -> tuple[str, ...]:
+        """The networks labelled as the fleet's: the ones this runtime created for it."""
+
+        def names() -> tuple[str, ...]:
+            found = self._api.networks(filters={"label": f"{LABEL_FLEET}={fleet}"})
+            return tuple(sorted(str(n["Name"]) for n in found))
+
+        return await self._call("networks", fleet, names)
+
+    async def remove_network(self, name: str) -> None:
+        """Remove a network (the engine refuses while a container is still attached)."""
+        await self._call("network-remove", name, lambda: self._api.remove_network(name))
+        self._networks_ready.discard(name)
+
     # -- isolation ---------------------------------------------------------------------------
 
     def _guard(self, fleet: str, network: str) -> None:
-        """Rebuild the fleet's rules from its containers; none left: remove them (blocking)."""
-        if self._firewall is None:
-            return
-        with self._firewall_lock:
-            self._guard_locked(self._firewall, fleet, network)
-
-    def _guard_locked(self, firewall: Firewall, fleet: str, network: str) -> None:
-        self._sweep_locked(firewall)
-        items = self._api.containers(all=True, filters={"label": f"{LABEL_FLEET}={fleet}"})
-        if not items:
-            firewall.remove(fleet)
-            log.info("runtime_firewall_removed fleet=%s", fleet)
-            return
-        peer_ports: set[int] = set()
-        gateways = [
-            found
-            for found in (self._guarded_or_none(item["Id"], peer_ports) for item in items)
-            if found is not None
-        ]
-        subnets = self._network_subnets.get(network)
-        if subnets is None:
-            configs = (self._api.inspect_network(network).get("IPAM") or {}).get("Config") or []
-            subnets = tuple(str(c["Subnet"]) for c in configs if c.get("Subnet"))
-        guard = FleetGuard(
-            fleet=fleet,
-            network=network,
-            subnets=subnets,
-            host_uids=self._host_uids,
-            supervisor_sources=self._supervisor_sources.get(network, ()),
-            gateways=tuple(gateways),
-            peer_ports=tuple(sorted(peer_ports)),
-        )
-        try:
-            firewall.apply(guard)
-        except FirewallError as exc:
-            raise RuntimeFailure(
-                f"isolate fleet {fleet}: {exc}", operation="firewall", container=network
-            ) from None
-
-    def _guarded_or_none(self, container_id: str, peer_ports: set[int]) -> GuardedGateway | None:
-        try:
-            return _guarded(self._api.inspect_container(container_id), peer_ports)
-        except docker.errors.NotFound:
-            return None  # removed meanwhile: nothing of it to admit
+        """Rebuild the fleet's rules from its containers (blocking; nothing without isolation)."""
+        if self._isolation is not None:
+            self._isolation.guard(
+                fleet,
+                network,
+                subnets=self._network_subnets.get(network),
+                supervisor_sources=self._supervisor_sources.get(network, ()),
+            )
 
     async def teardown(self, fleet: str) -> None:
         """Remove the fleet's firewall rules (fleet down, a test's finalizer); idempotent."""
-        if self._firewall is not None:
-            firewall = self._firewall
-
-            def remove() -> None:
-                with self._firewall_lock:
-                    firewall.remove(fleet)
-
-            await self._call("firewall", fleet, remove)
+        isolation = self._isolation
+        if isolation is not None:
+            await self._call("firewall", fleet, lambda: isolation.remove(fleet))
 
     async def sweep(self) -> tuple[str, ...]:
         """Remove the rules of every fleet whose network is gone; the fleets swept."""
-        firewall = self._firewall
-        if firewall is None:
+        isolation = self._isolation
+        if isolation is None:
             return ()
-
-        return await self._call("firewall", "sweep", lambda: self._sweep(firewall))
-
-    def _sweep(self, firewall: Firewall) -> tuple[str, ...]:
-        with self._firewall_lock:
-            return self._sweep_locked(firewall)
-
-    def _sweep_locked(self, firewall: Firewall) -> tuple[str, ...]:
-        # A gone fleet's rules would apply to whatever network reuses its subnet: drop them.
-        gone = [
-            fleet
-            for fleet, network in firewall.fleets().items()
-            if not [n for n in self._api.networks(names=[network]) if n.get("Name") == network]
-        ]
-        for fleet in gone:
-            firewall.remove(fleet)
-            log.info("runtime_firewall_swept fleet=%s", fleet)
-        return tuple(gone)
+        return await self._call("firewall", "sweep", isolation.sweep)
 
     async def restart(self, container_id: str, *, timeout: float) -> None:
         await self._call(
@@ -683,14 +506,14 @@ class DockerRuntime:
                         filters={
                             "type": "container",
                             "label": f"{LABEL_FLEET}={fleet}",
-                            "event": list(_EVENT_KINDS),
+                            "event": list(EVENT_KINDS),
                         },
                     )
                     holder["stream"] = stream
                     for item in stream:
                         if done.is_set():
                             return
-                        event = _event_from(item)
+                        event = event_from(item)
                         nanos = item.get("timeNano")
                         if isinstance(nanos, int):
                             # Resume just after this event if the stream breaks.
@@ -717,73 +540,3 @@ class DockerRuntime:
             if stream is not None:
                 with contextlib.suppress(Exception):
                     stream.close()
-
-
-def _event_from(item: dict[str, Any]) -> RuntimeEvent | None:
-    kind = _EVENT_KINDS.get(str(item.get("Action") or item.get("status") or ""))
-    if kind is None:
-        return None
-    actor = item.get("Actor") or {}
-    attributes = actor.get("Attributes") or {}
-    nanos = item.get("timeNano")
-    at = (
-        datetime.fromtimestamp(nanos / 1e9, tz=UTC)
-        if isinstance(nanos, int)
-        else datetime.fromtimestamp(float(item.get("time", time.time())), tz=UTC)
-    )
-    exit_code: int | None = None
-    if kind is EventKind.DIE:
-        with contextlib.suppress(TypeError, ValueError):
-            exit_code = int(str(attributes.get("exitCode")))
-    return RuntimeEvent(
-        kind=kind,
-        container_id=str(actor.get("ID") or item.get("id") or ""),
-        at=at,
-        name=str(attributes.get("name", "")),
-        gateway=attributes.get(LABEL_GATEWAY),
-        exit_code=exit_code,
-    )
-
-
-def network_problem(attrs: dict[str, Any], *, fleet: str, isolate: bool) -> str | None:
-    """Why an existing network cannot be the fleet's, or None: never adopt someone else's."""
-    labels = attrs.get("Labels") or {}
-    if labels.get(LABEL_FLEET) != fleet:
-        owner = labels.get(LABEL_FLEET) or "no ibfleet label"
-        return (
-            f"exists but is not this fleet's ({LABEL_FLEET}: {owner}); refusing to adopt it. "
-            "Remove it or set runtime.network to another name"
-        )
-    if isolate and str((attrs.get("Options") or {}).get(ICC_OPTION, "true")) != "false":
-        return (
-            "allows traffic between its containers (created before ibfleet isolated fleets); "
-            "stop the fleet, remove the network with docker network rm, and start again"
-        )
-    return None
-
-
-def _guarded(attrs: dict[str, Any], peer_ports: set[int]) -> GuardedGateway:
-    """A container's published ports and trusted sources, from its inspect (labels, bindings)."""
-    labels = (attrs.get("Config") or {}).get("Labels") or {}
-    bindings = (attrs.get("HostConfig") or {}).get("PortBindings") or {}
-    host_ports: list[int] = []
-    container_port = 0
-    for key, published in bindings.items():
-        port, _, proto = str(key).partition("/")
-        if proto != "tcp" or not port.isdigit():
-            continue
-        container_port = int(port)
-        for binding in published or []:
-            text = str((binding or {}).get("HostPort") or "")
-            if text.isdigit():
-                host_ports.append(int(text))
-    for text in str(labels.get(LABEL_PEER_PORTS, "")).split(","):
-        if text.strip().isdigit():
-            peer_ports.add(int(text))
-    trusted = tuple(t for t in str(labels.get(LABEL_TRUSTED, "")).split(",") if t)
-    return GuardedGateway(
-        name=str(labels.get(LABEL_GATEWAY, attrs.get("Name", ""))),
-        host_ports=tuple(sorted(set(host_ports))),
-        container_port=container_port,
-        trusted=trusted,
-    )

@@ -242,18 +242,35 @@ class Iptables:
     def _ok(self, argv: Sequence[str]) -> bool:
         return self._run(argv)[0] == 0
 
+    def problem(self) -> str | None:
+        """Why this process cannot manage the rules here, or None: what ``apply`` would refuse."""
+        code, _out, err = self._run(["iptables", "-w", "-S", "DOCKER-USER"])
+        if code == 0:
+            return None
+        if "denied" in err.lower() or "must be root" in err.lower():
+            return (
+                f"iptables refused ({err[:200]}): ibfleet needs root or CAP_NET_ADMIN on the "
+                "engine's host to manage the gateways' firewall rules"
+            )
+        return (
+            "iptables has no DOCKER-USER chain: the engine does not manage iptables "
+            "(iptables: false, rootless or not on this host), so ibfleet cannot isolate "
+            f"the gateways ({err[:200]})"
+        )
+
     def apply(self, guard: FleetGuard) -> None:
         """Replace the fleet's chains with ``guard``'s rules, then make sure both jumps exist."""
-        if not self._ok(["iptables", "-w", "-S", "DOCKER-USER"]):
-            raise FirewallError(
-                "iptables has no DOCKER-USER chain: the engine does not manage iptables "
-                "(iptables: false, rootless or not on this host), so ibfleet cannot isolate "
-                "the gateways"
-            )
+        problem = self.problem()
+        if problem is not None:
+            raise FirewallError(problem)
         self._must(["iptables-restore", "-w", "--noflush"], restore_script(guard))
         for parent, rule in jump_rules(guard.fleet, guard.network):
             if not self._ok(["iptables", "-w", "-C", parent, *rule]):
                 self._must(["iptables", "-w", "-I", parent, "1", *rule])
+
+    def present(self, fleet: str) -> tuple[str, ...]:
+        """The fleet's chains that exist now (none when iptables cannot be read)."""
+        return tuple(c for c in chain_names(fleet) if self._ok(["iptables", "-w", "-S", c]))
 
     def fleets(self) -> dict[str, str]:
         """Fleets with a jump in place: fleet -> network (read from the jumps' comments)."""

@@ -1,6 +1,6 @@
-"""The ``ibfleet`` command line: the top-level commands; the ``gateway`` and ``strategy`` groups
-are in :mod:`supervisor.cli_gateway` and :mod:`supervisor.cli_strategy`, what they share in
-:mod:`supervisor.cli_common`.
+"""The ``ibfleet`` command line: the top-level commands; the ``gateway``, ``strategy`` and
+``fleet`` groups are in :mod:`supervisor.cli_gateway`, :mod:`supervisor.cli_strategy` and
+:mod:`supervisor.cli_fleet`, what they share in :mod:`supervisor.cli_common`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from gateway import authlog
 from gateway.secret_refs import read_text_file
 from gateway.time_fields import parse_duration
 from ibsim import cli as sim_cli
-from supervisor import cli_gateway, cli_strategy
+from supervisor import cli_fleet, cli_gateway, cli_strategy
 from supervisor import lint as lint_mod
 from supervisor.cli_common import (
     ConfigOption,
@@ -453,6 +453,7 @@ def _print_log_line(console: Console, line: str, tz: dt.tzinfo) -> None:
 
 
 app.add_typer(cli_gateway.gateway_app, name="gateway")
+app.add_typer(cli_fleet.fleet_app, name="fleet")
 
 
 @app.command()

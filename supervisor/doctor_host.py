@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway import firewall
-from gateway.docker_runtime import parse_docker_time_ns
+from gateway.docker_replies import parse_docker_time_ns
 from gateway.secret_refs import SecretError
 from gateway.spec import COMMAND_SERVER_PORT, LABEL_FLEET
 from supervisor import doctor, notify

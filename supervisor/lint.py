@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pydantic
 
-from gateway import spec
+from gateway import ibc_ini
 from gateway.config import GatewayConfig, TradingMode
 from gateway.secret_refs import SecretError, SecretRef, read_text_file
 from gateway.time_fields import WeeklyTime
@@ -112,6 +112,15 @@ def lint(
                 ("gateways", i, "bind"),
                 f"the API port would be published on {gw.bind} (every interface)",
                 "bind to 127.0.0.1 or a private interface, or set allow_public_bind: true",
+            )
+        if gw.bind.version == 6 and settings.runtime.kind == "docker":
+            out.error(
+                ("gateways", i, "bind"),
+                f"the API port would be published on the IPv6 address {gw.bind}, which ibfleet's "
+                "firewall rules (IPv4) do not filter: every local user and remote source would "
+                "reach the gateway",
+                "bind to an IPv4 address: 127.0.0.1, a private interface, or 0.0.0.0 with "
+                "allow_public_bind: true",
             )
         if gw.mode is TradingMode.LIVE and not gw.allow_live:
             out.error(
@@ -358,7 +367,7 @@ def _credentials(
                 value = ref.resolve(environ=environ, read_file=read_file or read_text_file)
             except SecretError:
                 continue  # unreadable: the run-time loader reports it
-            problem = spec.credential_problem(value.get_secret_value())
+            problem = ibc_ini.credential_problem(value.get_secret_value())
             if problem is not None:
                 out.error(
                     ("gateways", i, field),

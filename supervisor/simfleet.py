@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pydantic import SecretStr
 
 from gateway.config import GatewayConfig, TradingMode
+from gateway.ibc_ini import DEFAULT_DAILY_RESTART
 from gateway.spec import (
-    DEFAULT_DAILY_RESTART,
     SECRETS_DIR,
     ContainerSpec,
     GatewaySecrets,
@@ -31,9 +31,8 @@ from gateway.spec import (
     SecretFile,
     SpecError,
     memory_bytes,
-    render_container,
-    render_spec,
 )
+from gateway.spec_render import render_container, render_spec
 from ibsim.settings import sim_env
 
 __all__ = [

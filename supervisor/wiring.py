@@ -19,7 +19,8 @@ from typing import Any, TextIO
 from gateway import firewall
 from gateway.runtime import Runtime
 from gateway.secret_refs import SecretError
-from gateway.spec import ContainerSpec, GatewaySecrets, render_spec
+from gateway.spec import ContainerSpec, GatewaySecrets
+from gateway.spec_render import render_spec
 from plugins.host import StrategyHost, StrategyState
 from supervisor import lifecycle as lc
 from supervisor.alertpolicy import Alert, Redactor, Severity
@@ -352,7 +353,7 @@ async def start_supervisor(
     limit = max((gw.logins_per_hour for gw in settings.gateways), default=4)
     ledger = ledger_from_record(ledger_record or {}, limit=limit)
     if specs is None:
-        from gateway.docker_runtime import load_or_create_fingerprint_key
+        from gateway.secret_files import load_or_create_fingerprint_key
 
         key = load_or_create_fingerprint_key(fingerprint_key_path(settings))
         specs = desired_specs(settings, credentials, fingerprint_key=key)

@@ -37,7 +37,8 @@ import httpx
 import yaml
 from pydantic import SecretStr
 
-from gateway.docker_runtime import DockerRuntime, load_or_create_fingerprint_key
+from gateway.docker_runtime import DockerRuntime
+from gateway.secret_files import load_or_create_fingerprint_key
 from gateway.spec import LABEL_FLEET, LABEL_GATEWAY, ContainerSpec
 from supervisor import simfleet
 from supervisor.settings import FleetSettings, load_text

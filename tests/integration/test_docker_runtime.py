@@ -23,9 +23,11 @@ import pytest
 from pydantic import SecretStr
 
 from gateway.config import GatewayConfig
-from gateway.docker_runtime import DockerRuntime, parse_docker_time_ns
+from gateway.docker_replies import parse_docker_time_ns
+from gateway.docker_runtime import DockerRuntime
 from gateway.runtime import ContainerState, EventKind, RuntimeEvent
-from gateway.spec import LABEL_FLEET, ContainerSpec, GatewaySecrets, render_spec
+from gateway.spec import LABEL_FLEET, ContainerSpec, GatewaySecrets
+from gateway.spec_render import render_spec
 from tests.waiting import until
 
 pytestmark = pytest.mark.docker

@@ -17,7 +17,8 @@ from pydantic import SecretStr
 from gateway import authlog, ibc
 from gateway.config import GatewayConfig
 from gateway.runtime import ContainerGone, ContainerState, EventKind, Runtime, RuntimeEvent
-from gateway.spec import ContainerSpec, GatewaySecrets, render_spec
+from gateway.spec import ContainerSpec, GatewaySecrets
+from gateway.spec_render import render_spec
 from ibsim import auth
 from ibsim.port import Fault, FaultEvent
 from ibsim.runtime import InProcessRuntime

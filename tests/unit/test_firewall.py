@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import pytest
+
 from gateway.firewall import (
+    FirewallError,
     FleetGuard,
     GuardedGateway,
     Iptables,
@@ -118,3 +121,30 @@ def test_isolation_limits_name_rootless_and_docker_desktop() -> None:
     assert "rootless" in rootless
     (desktop,) = isolation_limits({"OperatingSystem": "Docker Desktop"})
     assert "Docker Desktop" in desktop
+
+
+def refusing(err: str) -> Recorder:
+    class Refusing(Recorder):
+        def __call__(self, argv: Sequence[str], stdin: str | None = None) -> tuple[int, str, str]:
+            self.calls.append(list(argv))
+            return 4, "", err
+
+    return Refusing()
+
+
+def test_without_root_the_problem_says_root_or_cap_net_admin_and_apply_writes_nothing() -> None:
+    runner = refusing(
+        "iptables v1.8.9 (nf_tables): Could not fetch rule set generation id: "
+        "Permission denied (you must be root)"
+    )
+    firewall = Iptables(runner)
+    assert "root or CAP_NET_ADMIN" in str(firewall.problem())
+    with pytest.raises(FirewallError, match="root or CAP_NET_ADMIN"):
+        firewall.apply(GUARD)
+    assert all(c[0] == "iptables" and c[2] == "-S" for c in runner.calls)
+
+
+def test_an_engine_without_iptables_management_is_named_as_such() -> None:
+    firewall = Iptables(refusing("iptables: No chain/target/match by that name."))
+    assert "no DOCKER-USER chain" in str(firewall.problem())
+    assert Iptables(Recorder()).problem() is None

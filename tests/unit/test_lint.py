@@ -62,13 +62,21 @@ def test_supervisor_api_port_colliding_with_a_gateway() -> None:
     assert "already used" in errors(data)["api.listen"]
 
 
-@pytest.mark.parametrize("bind", ["0.0.0.0", "::"])
-def test_public_bind_needs_allow_public_bind(bind: str) -> None:
+def test_public_bind_needs_allow_public_bind() -> None:
     data = ff.fleet()
-    data["gateways"][0]["bind"] = bind
+    data["gateways"][0]["bind"] = "0.0.0.0"
     assert "every interface" in errors(data)["gateways[0].bind"]
     data["gateways"][0]["allow_public_bind"] = True
     assert "gateways[0].bind" not in errors(data)
+
+
+@pytest.mark.parametrize("bind", ["::1", "::", "fd00::5"])
+def test_an_ipv6_bind_is_refused_on_docker_because_no_rule_filters_it(bind: str) -> None:
+    data = ff.fleet()
+    data["gateways"][0].update(bind=bind, allow_public_bind=True)
+    message = errors(data)["gateways[0].bind"]
+    assert f"IPv6 address {bind}" in message
+    assert "do not filter" in message
 
 
 def test_two_strategies_with_one_client_id_on_one_gateway() -> None:

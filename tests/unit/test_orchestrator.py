@@ -12,7 +12,8 @@ from pydantic import SecretStr
 
 from gateway.config import GatewayConfig
 from gateway.runtime import ContainerState, EventKind, RuntimeEvent
-from gateway.spec import LABEL_FLEET, ContainerSpec, GatewaySecrets, render_spec
+from gateway.spec import LABEL_FLEET, ContainerSpec, GatewaySecrets
+from gateway.spec_render import render_spec
 from supervisor.budget import BackoffPolicy
 from supervisor.orchestrator import (
     Orchestrator,

@@ -12,7 +12,8 @@ from pydantic import SecretStr
 
 from gateway.config import GatewayConfig
 from gateway.runtime import ContainerState, ObservedContainer
-from gateway.spec import LABEL_FLEET, LABEL_GATEWAY, ContainerSpec, GatewaySecrets, render_spec
+from gateway.spec import LABEL_FLEET, LABEL_GATEWAY, ContainerSpec, GatewaySecrets
+from gateway.spec_render import render_spec
 from supervisor.reconcile import Action, ActionKind, PlanError, plan
 
 FLEET = "prod"

@@ -193,6 +193,17 @@ def test_secret_reference_needs_exactly_one_source() -> None:
     assert info.value.problems[0].path.startswith("gateways[0].password")
 
 
+@pytest.mark.parametrize("source", ["::1/128", "2001:db8::/32"])
+def test_an_ipv6_trusted_source_is_refused_with_its_path(source: str) -> None:
+    data = ff.fleet()
+    data["gateways"][1]["trusted_ips"] = ["10.0.0.0/8", source]
+    with pytest.raises(ConfigError) as info:
+        load_text(ff.dump(data), source="f.yaml")
+    by_path = {p.path: p.message for p in info.value.problems}
+    assert "IPv6" in by_path["gateways[1].trusted_ips"]
+    assert "filter IPv4 only" in by_path["gateways[1].trusted_ips"]
+
+
 def test_live_and_public_bind_fields_parse() -> None:
     data = ff.fleet()
     data["gateways"][1].update(mode="live", account="U1234567", allow_live=True, bind="::")

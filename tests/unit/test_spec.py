@@ -13,9 +13,9 @@ from pydantic import SecretStr
 
 from gateway import javaprops
 from gateway.config import GatewayConfig
+from gateway.ibc_ini import DEFAULT_DAILY_RESTART, credential_problem, ibc_clock, with_control_from
 from gateway.spec import (
     CONFIG_INI_PATH,
-    DEFAULT_DAILY_RESTART,
     LABEL_ACCOUNT,
     LABEL_FLEET,
     LABEL_GATEWAY,
@@ -25,12 +25,9 @@ from gateway.spec import (
     ContainerSpec,
     GatewaySecrets,
     SpecError,
-    credential_problem,
-    ibc_clock,
     memory_bytes,
-    render_spec,
-    with_control_from,
 )
+from gateway.spec_render import render_container, render_spec
 
 PASSWORD = "s3cret-Pa55word"
 USERNAME = "fleetuser1"
@@ -587,6 +584,22 @@ class TestHardening:
         assert spec.trusted_sources == ("10.1.0.0/16",)
         assert spec.spec_hash != render().spec_hash
         assert "io.ibfleet.trusted" not in render().label_map
+
+    def test_an_ipv6_trusted_source_is_refused_by_the_renderer_too(self) -> None:
+        with pytest.raises(SpecError, match="not an IPv4 address"):
+            render_container(
+                fleet="f",
+                gateway="g",
+                component="gateway",
+                image="img",
+                env={},
+                files=(),
+                ports=(),
+                network="n",
+                memory=1 << 30,
+                fingerprint_key=b"k" * 32,
+                trusted_sources=("fd00::/8",),
+            )
 
     def test_bad_resources_are_refused_naming_the_field(self) -> None:
         with pytest.raises(ValueError, match="pids"):
