@@ -49,7 +49,7 @@ from supervisor.run import (
 )
 from supervisor.settings import FleetSettings, load_text
 from tests.integration.smtp import WebhookSink
-from tests.integration.test_docker_runtime import free_port
+from tests.net import free_port
 from tests.waiting import until
 
 _REPO = str(Path(__file__).resolve().parents[2])
