@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-import ipaddress
 import zoneinfo
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from gateway import addresses
 from gateway.config import GatewayConfig
 from gateway.values import Duration, SecretRef
 from plugins.config import StrategyConfig
@@ -158,10 +158,7 @@ class ApiSettings(_Strict):
 
     @property
     def is_loopback(self) -> bool:
-        try:
-            return ipaddress.ip_address(self.host).is_loopback
-        except ValueError:
-            return self.host == "localhost"
+        return addresses.is_loopback(self.host)
 
 
 class StorageSettings(_Strict):
