@@ -66,3 +66,14 @@ def test_the_fleet_files_severity_names_read_into_the_alert_policys_severity() -
 def test_a_severity_that_is_no_name_is_refused_naming_the_allowed_ones(value: object) -> None:
     with pytest.raises(ValidationError, match="expected one of info, warning, critical"):
         AlertRoute(urls=["console://"], min_severity=value)
+
+
+def test_the_metrics_know_every_lifecycle_and_strategy_host_state_by_default() -> None:
+    from plugins.host import StrategyState
+
+    assert tuple(s.name for s in lc.State) == metrics.DEFAULT_GATEWAY_STATES
+    fleet = metrics.FleetMetrics(version="test")  # the defaults, not the states passed in
+    for state in StrategyState:
+        fleet.set_strategy_state("s1", state)
+    for gateway_state in lc.State:
+        fleet.set_gateway_state("gw", gateway_state)
