@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from gateway import addresses
 from gateway.config import GatewayConfig
 from supervisor.fleet_settings import ApiSettings
+from tests.unit import fleetfiles
 
 # address: (public, loopback-only, what a local client dials, as it goes into a URL)
 CASES = {
@@ -63,15 +64,7 @@ def test_a_non_address_is_refused_naming_it() -> None:
 
 
 def gateway(**over: Any) -> GatewayConfig:
-    data: dict[str, Any] = {
-        "name": "paper-a",
-        "mode": "paper",
-        "account": "DU1234567",
-        "username": {"env": "IB_USER"},
-        "password": {"env": "IB_PASS"},
-        "api_port": 4002,
-    }
-    return GatewayConfig.model_validate({**data, **over})
+    return GatewayConfig.model_validate(fleetfiles.gateway("paper-a", **over))
 
 
 @pytest.mark.parametrize(
