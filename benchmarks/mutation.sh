@@ -18,10 +18,7 @@ if [ ${#targets[@]} -eq 0 ]; then
     targets=(supervisor/lifecycle plugins/risk.py)
 fi
 tests=(
-    tests/unit/test_lifecycle.py
-    tests/unit/test_lifecycle_table.py
-    tests/unit/test_lifecycle_forged.py
-    tests/unit/test_lifecycle_edges.py
+    tests/unit/lifecycle
     tests/unit/plugins/test_risk.py
     tests/unit/plugins/test_risk_bounds.py
 )

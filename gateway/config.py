@@ -15,6 +15,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from gateway import addresses
 from gateway.secret_refs import SecretRef
 from gateway.time_fields import ClockTime, Duration, WeeklyClock
 
@@ -289,6 +290,18 @@ class GatewayConfig(Strict):
     def effective_probe_client_id(self) -> int:
         return self.client_ids.end if self.probe_client_id is None else self.probe_client_id
 
+    @field_validator("bind", mode="before")
+    @classmethod
+    def _bind_address(cls, value: object) -> object:
+        # "[::]" and "[::1]" are how IPv6 addresses are often written next to a port.
+        return addresses.parse(value) if isinstance(value, str) else value
+
     @property
     def is_public_bind(self) -> bool:
-        return self.bind.is_unspecified
+        """Whether the API port is published on every interface (0.0.0.0 or ::)."""
+        return addresses.is_public(self.bind)
+
+    @property
+    def local_host(self) -> str:
+        """The address the supervisor and its strategies on this host dial for the API port."""
+        return addresses.local_host(self.bind)

@@ -12,6 +12,7 @@ import httpx
 import typer
 from rich.console import Console
 
+from gateway import addresses
 from supervisor import lint as lint_mod
 from supervisor.settings import ConfigError, ConfigProblem, load_settings
 
@@ -61,9 +62,7 @@ def api_target(config: Path | None, url: str | None) -> tuple[str, str | None]:
     api = loaded.settings.api
     if api.token is not None and api.token.missing_reason(environ=os.environ) is None:
         token = api.token.resolve(environ=os.environ).get_secret_value()
-    host = "127.0.0.1" if api.host in ("0.0.0.0", "") else api.host
-    host = f"[{host}]" if ":" in host else host
-    return f"http://{host}:{api.port}", token
+    return addresses.local_url(api.host, api.port), token
 
 
 def api_get(url: str, path: str, **params: str | int | None) -> object:

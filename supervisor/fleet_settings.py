@@ -7,18 +7,27 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-import ipaddress
 import zoneinfo
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from gateway import addresses
 from gateway.config import GatewayConfig
 from gateway.secret_refs import SecretRef
 from gateway.time_fields import Duration
 from plugins.config import StrategyConfig
 from supervisor import schedules
+from supervisor.alertpolicy import Severity
 from supervisor.schedules import Region
 
 ENV_PREFIX = "IBFLEET_"
@@ -34,10 +43,20 @@ class RuntimeKind(enum.StrEnum):
     IN_PROCESS = "in-process"  # simulated gateways inside the supervisor (simulator only)
 
 
-class Severity(enum.StrEnum):
-    INFO = "info"
-    WARNING = "warning"
-    CRITICAL = "critical"
+def _severity_name(value: object) -> Severity:
+    if isinstance(value, Severity):
+        return value
+    if isinstance(value, str):
+        return Severity.parse(value)
+    raise ValueError(f"severity {value!r}: expected one of info, warning, critical")
+
+
+#: The alert policy's one Severity, written in the fleet file by name (``warning``).
+SeverityName = Annotated[
+    Severity,
+    BeforeValidator(_severity_name),
+    PlainSerializer(lambda s: s.name.lower(), return_type=str, when_used="json"),
+]
 
 
 class RuntimeSettings(_Strict):
@@ -88,7 +107,7 @@ class AlertRoute(_Strict):
         description="apprise URLs (slack://, mailto://, json://, ...); literal or {env}/{file}. "
         "They carry credentials and are never printed.",
     )
-    min_severity: Severity = Field(
+    min_severity: SeverityName = Field(
         default=Severity.WARNING, description="info | warning | critical. Default warning."
     )
 
@@ -108,7 +127,7 @@ class AlertSettings(_Strict):
         "lost while one of its strategies' markets is in session is critical, outside every "
         "session a warning. Default: a strategy not listed trades US equities (XNYS).",
     )
-    gateway_severity: dict[str, Severity] = Field(
+    gateway_severity: dict[str, SeverityName] = Field(
         default_factory=dict,
         description="Gateway name -> severity (info | warning | critical) of losing a gateway "
         "that no strategy names. Default warning.",
@@ -159,10 +178,7 @@ class ApiSettings(_Strict):
 
     @property
     def is_loopback(self) -> bool:
-        try:
-            return ipaddress.ip_address(self.host).is_loopback
-        except ValueError:
-            return self.host == "localhost"
+        return addresses.is_loopback(self.host)
 
 
 class StorageSettings(_Strict):

@@ -17,8 +17,9 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
+from plugins.host.status import StrategyState
 from supervisor.alertpolicy import Redactor
-from supervisor.lifecycle.states import RestartKind
+from supervisor.lifecycle.states import RestartKind, State
 
 __all__ = [
     "DEFAULT_GATEWAY_STATES",
@@ -29,30 +30,9 @@ __all__ = [
     "TwoFactorOutcome",
 ]
 
-# The lifecycle's states as DESIGN.md lists them; used until supervisor.lifecycle exists.
-DEFAULT_GATEWAY_STATES: tuple[str, ...] = (
-    "ABSENT",
-    "CREATING",
-    "STARTING",
-    "LOGGING_IN",
-    "AWAITING_2FA",
-    "COMPETING_SESSION",
-    "API_READY",
-    "DEGRADED",
-    "RESET_WINDOW",
-    "RESTARTING",
-    "BACKOFF",
-    "STOPPED",
-    "FATAL",
-)
-DEFAULT_STRATEGY_STATES: tuple[str, ...] = (
-    "LOADED",
-    "RUNNING",
-    "SAFE_STATE",
-    "FAILING_OVER",
-    "STOPPED",
-    "CRASHED",
-)
+# The lifecycle's and the strategy host's own states, so a metric never lags behind them.
+DEFAULT_GATEWAY_STATES: tuple[str, ...] = tuple(state.name for state in State)
+DEFAULT_STRATEGY_STATES: tuple[str, ...] = tuple(state.name for state in StrategyState)
 # 1 ms .. 5 s: a healthy local gateway answers in a few ms, the deadline is about 1 s.
 HEARTBEAT_BUCKETS: tuple[float, ...] = (
     0.001,

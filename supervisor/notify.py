@@ -544,10 +544,7 @@ def market_severity(fleet: FleetSettings) -> MarketSeverity:
         return MarketSeverity.build(
             strategies=[(s.name, s.gateways) for s in fleet.strategies],
             strategy_markets=fleet.alerts.markets,
-            idle={
-                name: Severity.parse(str(level))
-                for name, level in fleet.alerts.gateway_severity.items()
-            },
+            idle=dict(fleet.alerts.gateway_severity),
             gateways=[gw.name for gw in fleet.gateways],
         )
     except MarketError as exc:
@@ -576,12 +573,12 @@ def build_routes(
             if url.lower() != CONSOLE_URL:
                 secrets |= url_secrets(url)
         senders[name] = make_sender(route=name, urls=urls, timeout=timeout, console=console)
-        routes.append(Route(name=name, min_severity=Severity.parse(str(route.min_severity))))
+        routes.append(Route(name=name, min_severity=route.min_severity))
         log.info(
             "alert_route_built route=%s schemes=%s min_severity=%s",
             name,
             ",".join(senders[name].schemes),
-            route.min_severity,
+            route.min_severity.name.lower(),
         )
     policy = AlertPolicy(routes=tuple(routes), repeat_critical_every=settings.repeat_critical_every)
     if fleet is not None:

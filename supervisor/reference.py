@@ -70,7 +70,11 @@ def _type_name(annotation: Any) -> str:
         return "mapping"
     if isinstance(annotation, type):
         if issubclass(annotation, enum.Enum):
-            return " \\| ".join(str(m.value) for m in annotation)
+            # An ordered IntEnum (Severity) is written by name; other enums by value.
+            shown = (
+                m.name.lower() if isinstance(m, enum.IntEnum) else str(m.value) for m in annotation
+            )
+            return " \\| ".join(shown)
         names = {
             "SecretRef": "secret",
             "timedelta": "duration",

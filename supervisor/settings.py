@@ -20,6 +20,7 @@ import yaml
 from pydantic import ValidationError
 
 from gateway.bounded_read import read_bounded_file
+from supervisor.alertpolicy import Severity
 from supervisor.fleet_settings import (
     ENV_DELIMITER,
     ENV_PREFIX,
@@ -30,7 +31,6 @@ from supervisor.fleet_settings import (
     HealthSettings,
     RuntimeKind,
     RuntimeSettings,
-    Severity,
     SimulatorSettings,
     StorageSettings,
 )

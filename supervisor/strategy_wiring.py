@@ -95,10 +95,9 @@ def build_host(
     settings = supervisor.settings
     endpoints = {}
     for gw in settings.gateways:
-        host = "127.0.0.1" if gw.bind.is_unspecified else str(gw.bind)
         endpoints[gw.name] = GatewayEndpoint(
             name=gw.name,
-            host=host,
+            host=gw.local_host,
             port=gw.api_port,
             account=gw.account,
             read_only=gw.read_only,

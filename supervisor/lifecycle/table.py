@@ -2,8 +2,8 @@
 
 Each event type has one row: the handler and the states it acts in. Every other cell of the row
 is explicitly ignored: the status is returned unchanged with no effects. ``ignored`` says why,
-in a sentence. :func:`render` prints the whole matrix (``tests/unit/test_lifecycle_table.py``
-checks that every cell is one or the other).
+in a sentence. :func:`render` prints the whole matrix
+(``tests/unit/lifecycle/test_state_event_table.py`` checks that every cell is one or the other).
 
 STOPPED and FATAL are left only by an operator command: no other row acts in them, except the
 window flag (still tracked), a login IBC made before the stop landed (still counted) and the

@@ -9,9 +9,8 @@ from __future__ import annotations
 import logging
 import os
 import re
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from docker.models.containers import Container
 from docker.models.networks import Network
 
 from ibsim import image as sim_image_mod
+from tests.waiting import wait_until
 
 log = logging.getLogger("tests.integration")
 
@@ -103,20 +103,6 @@ def unique_name(prefix: str) -> str:
     return f"ibfleet-test-{prefix}-{uuid.uuid4().hex[:10]}"
 
 
-def wait_until(
-    condition: Callable[[], Any], *, timeout: float, what: str, interval: float = 0.1
-) -> Any:
-    """Poll `condition` until it returns something truthy or the deadline passes."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(interval)
-
-
 class Containers:
     """Makes containers and networks with unique names and removes them all at teardown."""
 
@@ -125,11 +111,8 @@ class Containers:
         self._containers: list[Container] = []
         self._networks: list[Network] = []
 
-    @staticmethod
-    def wait_until(
-        condition: Callable[[], Any], *, timeout: float, what: str, interval: float = 0.1
-    ) -> Any:
-        return wait_until(condition, timeout=timeout, what=what, interval=interval)
+    # The one sync wait helper, reachable from the fixture the container tests already hold.
+    wait_until = staticmethod(wait_until)
 
     def network(self) -> Network:
         net = self.client.networks.create(

@@ -50,7 +50,7 @@ from supervisor.wiring import (
     start_supervisor,
 )
 from tests.integration.smtp import WebhookSink
-from tests.integration.test_docker_runtime import free_port
+from tests.net import free_port
 from tests.waiting import until
 
 _REPO = str(Path(__file__).resolve().parents[2])

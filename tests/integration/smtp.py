@@ -13,7 +13,6 @@ import email.message
 import email.policy
 import json
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,6 +20,8 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from tests.waiting import wait_until
 
 __all__ = ["ReceivedMail", "SmtpSink"]
 
@@ -82,7 +83,7 @@ class SmtpSink:
     """Plain SMTP (no TLS, no auth) on 127.0.0.1; collects every message it receives."""
 
     def __init__(self, *, hostname: str = "127.0.0.1") -> None:
-        self._lock = threading.Condition()
+        self._lock = threading.Lock()
         self._messages: list[ReceivedMail] = []
         self._controller = _EphemeralController(_Handler(self), hostname=hostname, port=0)
         self.hostname = hostname
@@ -116,25 +117,22 @@ class SmtpSink:
     def _add(self, mail: ReceivedMail) -> None:
         with self._lock:
             self._messages.append(mail)
-            self._lock.notify_all()
 
     def wait_for(
         self, predicate: Callable[[ReceivedMail], bool], timeout: float = 10.0
     ) -> ReceivedMail:
         """The first message matching ``predicate``; waits up to ``timeout`` seconds."""
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            while True:
-                for mail in self._messages:
-                    if predicate(mail):
-                        return mail
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    subjects = [m.subject for m in self._messages]
-                    raise TimeoutError(
-                        f"no matching mail within {timeout}s; received subjects: {subjects}"
-                    )
-                self._lock.wait(left)
+        try:
+            mail: ReceivedMail = wait_until(
+                lambda: next((m for m in self.messages if predicate(m)), None),
+                timeout,
+                what="a matching mail",
+                step=0.02,
+            )
+        except AssertionError as exc:
+            subjects = [m.subject for m in self.messages]
+            raise AssertionError(f"{exc}; received subjects: {subjects}") from None
+        return mail
 
     def mailto_url(
         self, *, to: str = "ops@ibfleet.test", sender: str = "alerts@ibfleet.test"
@@ -152,16 +150,15 @@ class WebhookSink:
 
     def __init__(self) -> None:
         self.bodies: list[dict[str, Any]] = []
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
         sink = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 data = json.loads(self.rfile.read(length) or b"{}")
-                with sink._cond:
+                with sink._lock:
                     sink.bodies.append(data)
-                    sink._cond.notify_all()
                 self.send_response(200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -186,13 +183,17 @@ class WebhookSink:
         return f"json://127.0.0.1:{self.port}/hook"
 
     def wait_for(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 10) -> dict:
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                for body in self.bodies:
-                    if predicate(body):
-                        return body
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError(f"no matching webhook call; got {self.bodies}")
-                self._cond.wait(left)
+        """The first JSON body matching ``predicate``; waits up to ``timeout`` seconds."""
+
+        def matching() -> dict[str, Any] | None:
+            with self._lock:
+                return next((b for b in self.bodies if predicate(b)), None)
+
+        try:
+            body: dict[str, Any] = wait_until(
+                matching, timeout, what="a matching webhook call", step=0.02
+            )
+        except AssertionError as exc:
+            with self._lock:
+                raise AssertionError(f"{exc}; got {self.bodies}") from None
+        return body

@@ -6,24 +6,19 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 import yaml
 
+from tests.net import free_port
+from tests.waiting import wait_until
+
 REPO = Path(__file__).resolve().parents[2]
 EXE = str(Path(sys.executable).with_name("ibfleet"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -43,16 +38,16 @@ def sim_fleet_file(tmp_path: Path) -> tuple[Path, dict[str, str], str]:
 
 
 def wait_ready(url: str, proc: subprocess.Popen[str], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    """Wait for ``ibfleet run``'s /readyz to answer 200; fail at once if the process exits."""
+
+    def ready() -> bool:
         assert proc.poll() is None, proc.stderr.read() if proc.stderr else "exited"
         try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
+            return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
         except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"{url}/readyz never said ready")
+            return False
+
+    wait_until(ready, timeout, what=f"{url}/readyz to say ready", step=0.2)
 
 
 def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -165,7 +160,7 @@ def test_logs_marks_the_login_events_of_a_gateway_container(
     tmp_path: Path, docker_client, sim_image: str
 ) -> None:
     """``ibfleet logs``: the container's own lines, the ones ibfleet reads marked."""
-    from tests.integration.conftest import unique_name, wait_until
+    from tests.integration.conftest import unique_name
 
     data = yaml.safe_load((REPO / "deploy" / "sim.yaml").read_text())
     fleet = unique_name("logs").removeprefix("ibfleet-")

@@ -28,6 +28,7 @@ from gateway.docker_runtime import DockerRuntime
 from gateway.runtime import ContainerState, EventKind, RuntimeEvent
 from gateway.spec import LABEL_FLEET, ContainerSpec, GatewaySecrets
 from gateway.spec_render import render_spec
+from tests.net import free_port
 from tests.waiting import until
 
 pytestmark = pytest.mark.docker
@@ -51,13 +52,6 @@ STANDIN = (
 STANDIN_ENTRYPOINT = ("/opt/ibfleet/bin/python", "-c", STANDIN)
 PASSWORD = "Zq7-integration-pw-" + uuid.uuid4().hex[:8]
 KEY = b"integration-key-" * 2
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 def unique_fleet() -> str:

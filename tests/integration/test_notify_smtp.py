@@ -19,7 +19,7 @@ from supervisor.journal import AsyncJournal, SqliteJournal
 from supervisor.metrics import FleetMetrics
 from supervisor.notify import AlertDispatcher, AppriseSender, Notifier, Sender
 from tests.integration.smtp import SmtpSink, WebhookSink
-from tests.unit.test_lifecycle import Driver
+from tests.unit.lifecycle.driver import Driver
 from tests.waiting import until
 
 pytestmark = pytest.mark.timeout(120)

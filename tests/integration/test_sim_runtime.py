@@ -5,7 +5,6 @@ client on the published loopback port. No Docker: simulated gateways run in the 
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -24,17 +23,11 @@ from ibsim.port import Fault, FaultEvent
 from ibsim.runtime import InProcessRuntime
 from supervisor.budget import BackoffPolicy
 from supervisor.orchestrator import Orchestrator, RestartPolicy
+from tests.net import free_port
 from tests.waiting import until
 
 PASSWORD = "in-process-pw"
 KEY = b"sim-runtime-key-" * 2
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 def spec_for(

@@ -25,7 +25,7 @@ from supervisor import settings as settings_mod
 from supervisor import simfleet
 from supervisor.budget import BackoffPolicy
 from supervisor.orchestrator import Orchestrator, OrchestratorEvent, RestartPolicy
-from tests.integration.test_docker_runtime import free_port
+from tests.net import free_port
 from tests.waiting import until
 
 pytestmark = pytest.mark.docker

@@ -22,8 +22,8 @@ from supervisor.api import Action
 from supervisor.settings import FleetSettings, load_text
 from supervisor.wiring import Running, start_supervisor
 from tests.integration.smtp import SmtpSink, WebhookSink
-from tests.integration.test_docker_runtime import free_port
 from tests.integration.test_supervisor_e2e import IN_WINDOW, MIDDAY, shifted_clock
+from tests.net import free_port
 from tests.waiting import until
 
 pytestmark = pytest.mark.docker

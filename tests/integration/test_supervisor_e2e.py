@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import secrets
-import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,15 +21,10 @@ from ibsim.runtime import InProcessRuntime
 from supervisor.settings import FleetSettings, load_text
 from supervisor.wiring import Running, desired_specs, resolve_credentials, start_supervisor
 from tests.integration.smtp import SmtpSink, WebhookSink
+from tests.net import free_port
 from tests.waiting import until
 
 NY = dt.timezone(dt.timedelta(hours=-5))  # winter New York, enough for picking test instants
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def shifted_clock(target: dt.datetime) -> Callable[[], dt.datetime]:

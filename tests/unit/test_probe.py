@@ -11,6 +11,7 @@ import pytest
 
 from gateway import probe as p
 from gateway.config import ProbeContract, TradingMode
+from tests.waiting import until
 
 
 class FakeSession:
@@ -74,7 +75,6 @@ class Harness:
         mode: TradingMode = TradingMode.PAPER,
     ) -> None:
         self.events: list[p.ProbeEvent] = []
-        self.changed = asyncio.Event()
         self.ids = [49, 48, 47]
         self.probe = p.HealthProbe(
             host="127.0.0.1",
@@ -98,20 +98,20 @@ class Harness:
 
     def _emit(self, event: p.ProbeEvent) -> None:
         self.events.append(event)
-        self.changed.set()
 
     async def wait_for(
         self, pred: Callable[[p.ProbeEvent], bool], timeout: float = 5.0
     ) -> p.ProbeEvent:
-        async def seek() -> p.ProbeEvent:
-            while True:
-                for event in self.events:
-                    if pred(event):
-                        return event
-                self.changed.clear()
-                await self.changed.wait()
-
-        return await asyncio.wait_for(seek(), timeout)
+        """The first event the probe emitted that matches ``pred``."""
+        try:
+            event: p.ProbeEvent = await until(
+                lambda: next((e for e in self.events if pred(e)), None),
+                timeout,
+                what=f"a probe event matching {pred.__qualname__}",
+            )
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; last emitted: {self.events[-5:]}") from None
+        return event
 
     async def stop(self) -> None:
         self.task.cancel()

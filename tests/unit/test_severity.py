@@ -9,7 +9,7 @@ import pytest
 from supervisor import alertpolicy as ap
 from supervisor import lifecycle as lc
 from supervisor import severity as sv
-from tests.unit.test_lifecycle import Driver
+from tests.unit.lifecycle.driver import Driver
 
 US = sv.MarketSeverity.build(
     strategies=[("meanrev", ["paper-a", "paper-b"]), ("ftse", ["eu-a"])],

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -15,15 +14,10 @@ import httpx
 import pytest
 
 from ibsim.settings import image_env, sim_env
+from tests.net import free_port
 
 pytestmark = pytest.mark.timeout(90)
 CLI = "from ibsim.cli import app; app()"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def reader(proc: subprocess.Popen) -> Queue:

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from supervisor import lifecycle as lc
-from tests.unit.test_lifecycle import _ONE_OF_EACH, POLICY, T0, _status_in
+from tests.unit.lifecycle.driver import ONE_OF_EACH, POLICY, T0, status_in
 
 
 def test_every_event_type_has_a_row() -> None:
@@ -29,8 +29,8 @@ def test_every_cell_is_handled_or_ignored_with_a_reason(kind: type) -> None:
 
 @pytest.mark.parametrize("state", list(lc.State), ids=lambda s: s.name)
 def test_ignored_cells_change_nothing_and_emit_nothing(state: lc.State) -> None:
-    status = _status_in(state)
-    for event in _ONE_OF_EACH:
+    status = status_in(state)
+    for event in ONE_OF_EACH:
         if lc.TABLE[type(event)].handles(state):
             continue
         for later in (timedelta(seconds=1), timedelta(hours=2)):

@@ -16,7 +16,7 @@ import pytest
 from gateway import authlog
 from supervisor import lifecycle as lc
 from supervisor.lifecycle_inputs import from_auth_event
-from tests.unit.test_lifecycle import POLICY, USER, Driver, alerts, of_type
+from tests.unit.lifecycle.driver import POLICY, USER, Driver, alerts, of_type
 
 OK = lc.HeartbeatOk(rtt=timedelta(milliseconds=5))
 STAMP = "2026-03-02 12:00:00:000"
@@ -43,13 +43,6 @@ def _events_of(line: str) -> list[lc.Event]:
     follower.feed(f"{STAMP} IBC: nothing more")  # a line after flushes one held for detail
     mapped = (from_auth_event(e) for e in follower.events)
     return [e for e in mapped if e is not None]
-
-
-@pytest.fixture
-def ready() -> Driver:
-    driver = Driver()
-    driver.to_ready()
-    return driver
 
 
 @pytest.mark.parametrize("line", list(FORGED_LINES.values()), ids=list(FORGED_LINES))

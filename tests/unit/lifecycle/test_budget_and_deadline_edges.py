@@ -7,20 +7,11 @@ from __future__ import annotations
 import dataclasses
 from datetime import timedelta
 
-import pytest
-
 from gateway.config import TwoFactorTimeoutAction
 from supervisor import lifecycle as lc
-from tests.unit.test_lifecycle import POLICY, Driver, alerts, key, of_type
+from tests.unit.lifecycle.driver import POLICY, Driver, alerts, key, of_type
 
 OK = lc.HeartbeatOk(rtt=timedelta(milliseconds=5))
-
-
-@pytest.fixture
-def ready() -> Driver:
-    driver = Driver()
-    driver.to_ready()
-    return driver
 
 
 RETRY_AT_ONCE = lc.LifecyclePolicy(
