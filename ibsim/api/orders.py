@@ -124,6 +124,11 @@ def _order_stub(request: OrderRequest, spec: ContractSpec, s: ApiSession) -> Bro
         transmit=request.transmit,
         status=OrderState.PRE_SUBMITTED,
         created_at=datetime.now(UTC),
+        oca_type=request.oca_type,
+        trail_stop_price=request.trail_stop_price,
+        trailing_percent=request.trailing_percent,
+        outside_rth=request.outside_rth,
+        trigger_method=request.trigger_method,
     )
 
 
