@@ -70,6 +70,7 @@ class BrokerConfig:
 
     seed: int = 7
     lot_size: float = 1000.0  # shares at the quote per step: bigger orders fill in slices
+    fx_lot_size: float = 1_000_000.0  # base units of a forex pair at the quote per step
     start_cash: float = 1_000_000.0
     volatility: float = 0.0005  # relative step of the random walk per step
     first_perm_id: int = 1_000_001

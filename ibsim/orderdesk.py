@@ -185,10 +185,11 @@ class OrderDesk:
         self._by_key[(gateway, client_id, request.order_id)] = order.perm_id
         order.history.append(StatusChange(at=now, status=OrderState.HELD.value, note="received"))
         if request.transmit:
-            for held in self._held_group(order):
-                self._activate(held)
-            self._activate(order)
-            self.match_all()
+            group = [*self._held_group(order), order]
+            for member in group:
+                self._activate(member)
+            # Only the new orders meet the market now: the others had this step's quote.
+            self.match_all(only=group)
         return order
 
     def _held_group(self, order: BrokerOrder) -> list[BrokerOrder]:
@@ -294,7 +295,7 @@ class OrderDesk:
                 order.trail_stop_price = matching.trail_stop(order, self._quote(order.contract))
             self._emit(OrderEventKind.OPEN_ORDER, order)
             self._emit(OrderEventKind.STATUS, order)
-        self.match_all()
+        self.match_all(only=[order])
         return order
 
     # -- cancelling ------------------------------------------------------------------------
@@ -344,10 +345,10 @@ class OrderDesk:
 
     # -- matching --------------------------------------------------------------------------
 
-    def match_all(self) -> None:
+    def match_all(self, only: list[BrokerOrder] | None = None) -> None:
         """Expire what is due, then trigger and fill what the market now reaches."""
         now = self._clock()
-        for order in list(self.orders.values()):
+        for order in list(self.orders.values()) if only is None else only:
             if order.status not in _LIVE:
                 continue
             if order.expires_at is not None and now >= order.expires_at:
@@ -375,9 +376,15 @@ class OrderDesk:
             self._emit(OrderEventKind.STATUS, order)
         price = matching.fill_price(order, quote, odd_lot_ticks=self._config.odd_lot_ticks)
         if price is not None:
-            self._fill(order, min(order.remaining, self._config.lot_size), price)
+            self._fill(order, min(order.remaining, self._liquidity(order)), price)
         if order.tif == "IOC" and not order.is_done:
             self._cancel(order, note=f"IOC: unfilled {order.remaining:g} cancelled")
+
+    def _liquidity(self, order: BrokerOrder) -> float:
+        """What the quote offers one order per step (IDEALPRO's depth is in millions)."""
+        if order.contract.sec_type == "CASH":
+            return self._config.fx_lot_size
+        return self._config.lot_size
 
     def _fill(self, order: BrokerOrder, quantity: float, price: float) -> None:
         now = self._clock()
