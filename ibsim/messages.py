@@ -422,7 +422,7 @@ def open_order(
     fields += [
         "",
         "",
-        "",
+        _opt(order.trail_stop_price),  # read again here: the last value wins in the clients
         "",
         "",
         "",
