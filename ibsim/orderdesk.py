@@ -44,10 +44,51 @@ from ibsim.records import (
 if TYPE_CHECKING:
     from ibsim.broker import BrokerConfig
 
-__all__ = ["OrderDesk"]
+__all__ = ["OrderDesk", "order_from_request"]
 
 Emit = Callable[[OrderEventKind, BrokerOrder, Execution | None], None]
 _LIVE = (OrderState.PRE_SUBMITTED, OrderState.SUBMITTED)
+
+
+def order_from_request(
+    request: OrderRequest,
+    *,
+    perm_id: int,
+    gateway: str,
+    client_id: int,
+    account: str,
+    contract: ContractSpec,
+    parent_perm_id: int,
+    status: OrderState,
+    now: datetime,
+) -> BrokerOrder:
+    """The broker's record of an order as its client sent it."""
+    return BrokerOrder(
+        perm_id=perm_id,
+        gateway=gateway,
+        client_id=client_id,
+        order_id=request.order_id,
+        account=account,
+        contract=contract,
+        action=request.action,
+        total_quantity=request.total_quantity,
+        order_type=request.order_type,
+        lmt_price=request.lmt_price,
+        aux_price=request.aux_price,
+        tif=request.tif or "DAY",
+        oca_group=request.oca_group,
+        order_ref=request.order_ref,
+        parent_id=request.parent_id,
+        parent_perm_id=parent_perm_id,
+        transmit=request.transmit,
+        status=status,
+        created_at=now,
+        oca_type=request.oca_type,
+        trail_stop_price=request.trail_stop_price,
+        trailing_percent=request.trailing_percent,
+        outside_rth=request.outside_rth,
+        trigger_method=request.trigger_method,
+    )
 
 
 class OrderDesk:
@@ -154,31 +195,16 @@ class OrderDesk:
                 return Reject(135, f"Can't find order with id ={request.parent_id}")
             parent_perm = parent.perm_id
         now = self._clock()
-        order = BrokerOrder(
+        order = order_from_request(
+            request,
             perm_id=self._next_perm,
             gateway=gateway,
             client_id=client_id,
-            order_id=request.order_id,
             account=account,
             contract=spec,
-            action=request.action,
-            total_quantity=request.total_quantity,
-            order_type=request.order_type,
-            lmt_price=request.lmt_price,
-            aux_price=request.aux_price,
-            tif=request.tif or "DAY",
-            oca_group=request.oca_group,
-            order_ref=request.order_ref,
-            parent_id=request.parent_id,
             parent_perm_id=parent_perm,
-            transmit=request.transmit,
             status=OrderState.HELD,
-            created_at=now,
-            oca_type=request.oca_type,
-            trail_stop_price=request.trail_stop_price,
-            trailing_percent=request.trailing_percent,
-            outside_rth=request.outside_rth,
-            trigger_method=request.trigger_method,
+            now=now,
         )
         self._next_perm += 1
         self.orders[order.perm_id] = order

@@ -208,9 +208,7 @@ async def test_what_if_returns_margins_without_placing(lib, sim: SimFleet, clien
     # Reg T: 50 % initial, 25 % maintenance; IB's fixed 0.005 USD/share, at least 1 USD.
     assert float(state.initMarginChange) == pytest.approx(190.0 * 100 * 0.50)
     assert float(state.maintMarginChange) == pytest.approx(190.0 * 100 * 0.25)
-    assert float(state.initMarginAfter) == pytest.approx(
-        float(state.initMarginBefore) + 9500.0
-    )
+    assert float(state.initMarginAfter) == pytest.approx(float(state.initMarginBefore) + 9500.0)
     assert float(state.equityWithLoanAfter) == pytest.approx(
         float(state.equityWithLoanBefore) - 1.0
     )

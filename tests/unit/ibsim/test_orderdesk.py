@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ibsim.broker import Broker, BrokerConfig, OrderRequest, OrderState, Reject
+from ibsim.broker import Broker, BrokerConfig, OrderState, Reject
+from tests.unit.ibsim.test_broker import req
 
 ACCOUNT = "DU1000001"
 AAPL = 265598
@@ -38,22 +39,6 @@ def make(clock: Clock, **config) -> Broker:
 @pytest.fixture
 def broker(clock: Clock) -> Broker:
     return make(clock)
-
-
-def req(order_id: int, **kw) -> OrderRequest:
-    base = dict(
-        order_id=order_id,
-        con_id=AAPL,
-        symbol="AAPL",
-        sec_type="STK",
-        exchange="SMART",
-        currency="USD",
-        action="BUY",
-        total_quantity=10,
-        order_type="MKT",
-    )
-    base.update(kw)
-    return OrderRequest(**base)
 
 
 def send(broker: Broker, order_id: int, **kw):
