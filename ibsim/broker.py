@@ -6,8 +6,9 @@ every gateway and client id logged in to an account sees the same orders. Everyt
 broker does to an order is told to listeners as :class:`OrderEvent` values, in IB's order
 (openOrder, execDetails, orderStatus, commissionReport).
 
-One module past 600 lines on purpose: :class:`Broker` is one aggregate whose methods all
-change the same orders and positions; splitting it would spread one invariant over files.
+The orders' life (placing, modifying, cancelling, triggers, fills, OCA, TIF) is the
+:class:`~ibsim.orderdesk.OrderDesk` the broker holds; the broker keeps the accounts, the
+prices and the books the desk's fills go into.
 """
 
 from __future__ import annotations
@@ -16,13 +17,21 @@ import logging
 import math
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from ibsim import drift
+from ibsim.commission import CommissionSchedule, margin_rates, order_commission, trade_value_usd
 from ibsim.contracts import ContractSpec, SymbolTable
+from ibsim.matching import (
+    DEFAULT_SPREAD_TICKS,
+    SUPPORTED_ORDER_TYPES,
+    Quote,
+    quote_of,
+    round_to_tick,
+)
+from ibsim.orderdesk import OrderDesk
 from ibsim.records import (
-    DONE_STATES,
     Account,
     Bar,
     BrokerOrder,
@@ -44,12 +53,14 @@ __all__ = [  # the records are re-exported: callers name them as the broker's
     "Broker",
     "BrokerConfig",
     "BrokerOrder",
+    "CommissionSchedule",
     "Execution",
     "OrderEvent",
     "OrderEventKind",
     "OrderRequest",
     "OrderState",
     "Position",
+    "Quote",
     "Reject",
     "StatusChange",
     "WhatIf",
@@ -59,27 +70,32 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 
-SUPPORTED_ORDER_TYPES = frozenset({"MKT", "LMT", "STP", "STP LMT"})
-
 
 @dataclass(slots=True)
 class BrokerConfig:
-    """Knobs tests turn: lot size for partial fills, commissions, start cash, seed."""
+    """Knobs tests turn: liquidity, spread, commissions, sessions, start cash, seed."""
 
     seed: int = 7
-    lot_size: float = 1000.0  # orders above this fill in slices, one slice per step
-    commission_per_share: float = 0.005
-    min_commission: float = 1.0
+    lot_size: float = 1000.0  # shares at the quote per step: bigger orders fill in slices
+    fx_lot_size: float = 1_000_000.0  # base units of a forex pair at the quote per step
     start_cash: float = 1_000_000.0
     # None: each instrument's daily volatility scaled to the clock time a step covers
     # (ibsim.drift); a number: that log-return deviation per step for every instrument.
     volatility: float | None = None
     speed: float = 1.0  # market days per real day for the realistic walk (demos speed it up)
     first_perm_id: int = 1_000_001
+    spread_ticks: int = (
+        DEFAULT_SPREAD_TICKS  # the quote is last -/+ this many ticks (the ticks clients see)
+    )
+    odd_lot_ticks: int = 2  # how much worse an IDEALPRO odd lot (< 25,000) fills
+    # Sessions: on, nothing fills outside a contract's hours (stocks: regular hours unless
+    # outsideRth). Off by default because the broker's clock is the wall clock and tests run
+    # at any hour; DAY orders expire at their session's end either way.
+    market_hours: bool = False
+    commissions: CommissionSchedule = field(default_factory=CommissionSchedule)
 
 
-def _round_to_tick(price: float, tick: float) -> float:
-    return round(round(price / tick) * tick, 10)
+_round_to_tick = round_to_tick
 
 
 class Broker:
@@ -96,11 +112,6 @@ class Broker:
         self.config = config or BrokerConfig()
         self.symbols = symbols or SymbolTable()
         self.accounts: dict[str, Account] = {}
-        self.orders: dict[int, BrokerOrder] = {}  # by permId: every order ever received
-        self._by_key: dict[tuple[str, int, int], int] = {}  # (gateway, client, orderId)
-        self.executions: list[Execution] = []
-        self._next_perm = self.config.first_perm_id
-        self._exec_seq = 0
         self._prices: dict[int, float] = {}
         self._walks: dict[int, random.Random] = {}
         for spec in self.symbols:
@@ -108,6 +119,14 @@ class Broker:
             self._walks[spec.con_id] = random.Random(self.config.seed * 1_000_003 + spec.con_id)
         self._listeners: list[Callable[[OrderEvent], None]] = []
         self._last_step: datetime | None = None
+        self.desk = OrderDesk(
+            clock=clock,
+            config=self.config,
+            symbols=self.symbols,
+            quote=self._quote_spec,
+            book=self._book,
+            emit=self._emit,
+        )
 
     # -- wiring ----------------------------------------------------------------------------
 
@@ -209,353 +228,107 @@ class Broker:
             price = closing
         return bars
 
-    # -- orders ----------------------------------------------------------------------------
+    # -- orders (the desk's) ----------------------------------------------------------------
+
+    @property
+    def orders(self) -> dict[int, BrokerOrder]:
+        """Every order ever received, by permId: the truth tests read."""
+        return self.desk.orders
+
+    @property
+    def executions(self) -> list[Execution]:
+        """Every fill, in order."""
+        return self.desk.executions
+
+    def quote(self, con_id: int) -> Quote:
+        """Bid, ask and last of a contract now (what market orders fill against)."""
+        spec = self.symbols.by_con_id(con_id)
+        if spec is None:
+            raise KeyError(f"unknown conId {con_id}")
+        return quote_of(spec, self._prices[con_id], spread_ticks=self.config.spread_ticks)
+
+    def _quote_spec(self, spec: ContractSpec) -> Quote:
+        return quote_of(spec, self._prices[spec.con_id], spread_ticks=self.config.spread_ticks)
 
     def find_order(self, *, gateway: str, client_id: int, order_id: int) -> BrokerOrder | None:
         """An order by the key its client knows it by."""
-        perm = self._by_key.get((gateway, client_id, order_id))
-        return self.orders.get(perm) if perm is not None else None
+        return self.desk.find_order(gateway=gateway, client_id=client_id, order_id=order_id)
 
     def open_orders(self, accounts: list[str]) -> list[BrokerOrder]:
         """Working orders in these accounts, from every gateway and client."""
-        return [
-            o
-            for o in self.orders.values()
-            if o.account in accounts and not o.is_done and o.status is not OrderState.HELD
-        ]
+        return self.desk.open_orders(accounts)
 
     def completed_orders(self, accounts: list[str]) -> list[BrokerOrder]:
         """Filled or cancelled orders in these accounts."""
-        return [o for o in self.orders.values() if o.account in accounts and o.is_done]
-
-    def _resolve_contract(self, request: OrderRequest) -> ContractSpec | None:
-        if request.con_id:
-            return self.symbols.by_con_id(request.con_id)
-        matches = self.symbols.match(
-            symbol=request.symbol,
-            sec_type=request.sec_type,
-            currency=request.currency,
-            exchange=request.exchange,
-            local_symbol=request.local_symbol,
-            last_trade_date=request.last_trade_date,
-        )
-        return matches[0] if len(matches) == 1 else None
-
-    def _validate(
-        self, request: OrderRequest, accounts: list[str]
-    ) -> tuple[ContractSpec, str] | Reject:
-        spec = self._resolve_contract(request)
-        if spec is None:
-            return Reject(200, "No security definition has been found for the request")
-        if request.order_type not in SUPPORTED_ORDER_TYPES:
-            return Reject(387, f"Unsupported order type: {request.order_type}")
-        if request.action not in ("BUY", "SELL"):
-            return Reject(
-                321, f"Error validating request.-'bO' : cause - invalid action {request.action!r}"
-            )
-        if not (request.total_quantity > 0 and math.isfinite(request.total_quantity)):
-            return Reject(434, "The order size cannot be zero.")
-        if request.order_type in ("LMT", "STP LMT") and request.lmt_price is None:
-            return Reject(321, "Error validating request.-'bO' : cause - a limit price is required")
-        if request.order_type in ("STP", "STP LMT") and request.aux_price is None:
-            return Reject(321, "Error validating request.-'bO' : cause - a stop price is required")
-        account = request.account or (accounts[0] if accounts else "")
-        if account not in accounts:
-            return Reject(
-                321, f"Error validating request.-'bO' : cause - account {account!r} not allowed"
-            )
-        return spec, account
-
-    def what_if(self, request: OrderRequest, *, accounts: list[str]) -> WhatIf | Reject:
-        """Margin effect of an order without placing it (a fixed-rate model)."""
-        checked = self._validate(request, accounts)
-        if isinstance(checked, Reject):
-            return checked
-        spec, account_id = checked
-        account = self.accounts[account_id]
-        multiplier = float(spec.multiplier or 1)
-        notional = request.total_quantity * self._prices[spec.con_id] * multiplier
-        init_before, maint_before = self._margins(account)
-        equity = self._net_liquidation(account)
-        commission = self._commission(request.total_quantity)
-        return WhatIf(
-            init_margin_before=init_before,
-            maint_margin_before=maint_before,
-            equity_with_loan_before=equity,
-            init_margin_change=round(notional * 0.25, 2),
-            maint_margin_change=round(notional * 0.20, 2),
-            equity_with_loan_change=-commission,
-            init_margin_after=round(init_before + notional * 0.25, 2),
-            maint_margin_after=round(maint_before + notional * 0.20, 2),
-            equity_with_loan_after=round(equity - commission, 2),
-            commission=commission,
-        )
+        return self.desk.completed_orders(accounts)
 
     def place_order(
         self, *, gateway: str, client_id: int, request: OrderRequest, accounts: list[str]
     ) -> BrokerOrder | Reject:
         """Accept a new order or a modification (same gateway, client and order id)."""
-        existing = self.find_order(gateway=gateway, client_id=client_id, order_id=request.order_id)
-        if existing is not None:
-            return self._modify(existing, request)
-        checked = self._validate(request, accounts)
-        if isinstance(checked, Reject):
-            return checked
-        spec, account = checked
-        now = self._clock()
-        parent_perm = 0
-        if request.parent_id:
-            parent = self.find_order(
-                gateway=gateway, client_id=client_id, order_id=request.parent_id
-            )
-            if parent is None:
-                return Reject(135, f"Can't find order with id ={request.parent_id}")
-            parent_perm = parent.perm_id
-        order = BrokerOrder(
-            perm_id=self._next_perm,
-            gateway=gateway,
-            client_id=client_id,
-            order_id=request.order_id,
-            account=account,
-            contract=spec,
-            action=request.action,
-            total_quantity=request.total_quantity,
-            order_type=request.order_type,
-            lmt_price=request.lmt_price,
-            aux_price=request.aux_price,
-            tif=request.tif or "DAY",
-            oca_group=request.oca_group,
-            order_ref=request.order_ref,
-            parent_id=request.parent_id,
-            parent_perm_id=parent_perm,
-            transmit=request.transmit,
-            status=OrderState.HELD,
-            created_at=now,
+        return self.desk.place(
+            gateway=gateway, client_id=client_id, request=request, accounts=accounts
         )
-        self._next_perm += 1
-        self.orders[order.perm_id] = order
-        self._by_key[(gateway, client_id, request.order_id)] = order.perm_id
-        order.history.append(StatusChange(at=now, status=OrderState.HELD.value, note="received"))
-        if request.transmit:
-            for held in self._held_group(order):
-                self._activate(held)
-            self._activate(order)
-            self._match_all()
-        return order
-
-    def _held_group(self, order: BrokerOrder) -> list[BrokerOrder]:
-        """Untransmitted orders sent with this one: its held parent and the parent's children."""
-        group: list[BrokerOrder] = []
-        if order.parent_perm_id:
-            parent = self.orders[order.parent_perm_id]
-            if parent.status is OrderState.HELD:
-                group.append(parent)
-            group.extend(
-                o
-                for o in self.orders.values()
-                if o.parent_perm_id == parent.perm_id
-                and o.status is OrderState.HELD
-                and o.perm_id != order.perm_id
-            )
-        return group
-
-    def _set_status(self, order: BrokerOrder, status: OrderState, note: str = "") -> None:
-        order.status = status
-        now = self._clock()
-        order.history.append(StatusChange(at=now, status=status.value, note=note))
-        if status in DONE_STATES:
-            order.completed_at = now
-
-    def _waiting_on_parent(self, order: BrokerOrder) -> bool:
-        if not order.parent_perm_id:
-            return False
-        return self.orders[order.parent_perm_id].status is not OrderState.FILLED
-
-    def _activate(self, order: BrokerOrder) -> None:
-        pending = self._waiting_on_parent(order) or (
-            order.order_type in ("STP", "STP LMT") and not order.triggered
-        )
-        self._set_status(
-            order, OrderState.PRE_SUBMITTED if pending else OrderState.SUBMITTED, "transmitted"
-        )
-        self._emit(OrderEventKind.OPEN_ORDER, order)
-        self._emit(OrderEventKind.STATUS, order)
-
-    def _modify(self, order: BrokerOrder, request: OrderRequest) -> BrokerOrder | Reject:
-        if order.is_done:
-            return Reject(
-                104, f"Can't modify a filled order or cancelled order: orderId={order.order_id}"
-            )
-        if request.total_quantity < order.filled:
-            return Reject(321, "Error validating request.-'bO' : cause - quantity below filled")
-        order.total_quantity = request.total_quantity
-        order.lmt_price = request.lmt_price
-        order.aux_price = request.aux_price
-        order.order_type = request.order_type
-        order.tif = request.tif or order.tif
-        if request.order_ref:
-            order.order_ref = request.order_ref
-        order.history.append(
-            StatusChange(at=self._clock(), status=order.status.value, note="modified")
-        )
-        if order.status is OrderState.HELD:
-            if request.transmit:
-                self._activate(order)
-        else:
-            self._emit(OrderEventKind.OPEN_ORDER, order)
-            self._emit(OrderEventKind.STATUS, order)
-        self._match_all()
-        return order
 
     def cancel_order(
         self, *, gateway: str, client_id: int, order_id: int, accounts: list[str]
     ) -> BrokerOrder | Reject:
-        """Cancel by the client's order id; falls back to a unique open order id in its accounts.
-
-        The fallback is what lets a second gateway on the same account cancel an order it
-        learnt about through reqAllOpenOrders.
-        """
-        order = self.find_order(gateway=gateway, client_id=client_id, order_id=order_id)
-        if order is None:
-            candidates = [o for o in self.open_orders(accounts) if o.order_id == order_id]
-            if len(candidates) == 1:
-                order = candidates[0]
-        if order is None or order.account not in accounts:
-            return Reject(10147, f"OrderId {order_id} that needs to be cancelled is not found.")
-        if order.is_done:
-            return Reject(
-                10148,
-                f"OrderId {order_id} that needs to be cancelled cannot be cancelled, "
-                f"state: {order.status.value}.",
-            )
-        self._cancel(order, note=f"cancelled by {gateway}/{client_id}")
-        return order
+        """Cancel by the client's order id (or a unique open order id in its accounts)."""
+        return self.desk.cancel(
+            gateway=gateway, client_id=client_id, order_id=order_id, accounts=accounts
+        )
 
     def global_cancel(self, *, accounts: list[str]) -> list[BrokerOrder]:
         """Cancel every open order in these accounts (reqGlobalCancel)."""
-        cancelled = []
-        for order in list(self.orders.values()):
-            if order.account in accounts and not order.is_done:
-                self._cancel(order, note="global cancel")
-                cancelled.append(order)
-        return cancelled
-
-    def _cancel(self, order: BrokerOrder, *, note: str) -> None:
-        if order.is_done:
-            return
-        self._set_status(order, OrderState.CANCELLED, note)
-        self._emit(OrderEventKind.STATUS, order)
-        self._emit(OrderEventKind.CANCELLED_NOTICE, order)
-        for child in self.orders.values():
-            if child.parent_perm_id == order.perm_id and not child.is_done:
-                self._cancel(child, note="parent cancelled")
-
-    # -- matching --------------------------------------------------------------------------
+        return self.desk.global_cancel(accounts=accounts)
 
     def _match_all(self) -> list[OrderEvent]:
-        for order in list(self.orders.values()):
-            if order.status in (OrderState.SUBMITTED, OrderState.PRE_SUBMITTED):
-                self._try_fill(order)
+        self.desk.match_all()
         return []
 
-    def _marketable(self, order: BrokerOrder, price: float) -> bool:
-        buy = order.action == "BUY"
-        if order.order_type in ("STP", "STP LMT") and not order.triggered:
-            assert order.aux_price is not None
-            if (buy and price >= order.aux_price) or (not buy and price <= order.aux_price):
-                order.triggered = True
-                self._set_status(order, OrderState.SUBMITTED, "stop triggered")
-                self._emit(OrderEventKind.STATUS, order)
-            else:
-                return False
-        if order.order_type in ("MKT", "STP"):
-            return True
-        assert order.lmt_price is not None
-        return price <= order.lmt_price if buy else price >= order.lmt_price
+    def what_if(self, request: OrderRequest, *, accounts: list[str]) -> WhatIf | Reject:
+        """Margin and commission of an order without placing it (IB's rates by security type).
 
-    def _try_fill(self, order: BrokerOrder) -> None:
-        if self._waiting_on_parent(order):
-            return
-        if order.status is OrderState.PRE_SUBMITTED and order.order_type in ("MKT", "LMT"):
-            self._set_status(order, OrderState.SUBMITTED, "parent filled")
-            self._emit(OrderEventKind.STATUS, order)
-        price = self._prices[order.contract.con_id]
-        if not self._marketable(order, price):
-            return
-        quantity = min(order.remaining, self.config.lot_size)
-        self._fill(order, quantity, price)
-
-    def _commission(self, quantity: float) -> float:
-        return round(
-            max(quantity * self.config.commission_per_share, self.config.min_commission), 4
+        The margin change is the requirement of the position after the order less before it,
+        so an order that reduces a position frees margin.
+        """
+        checked = self.desk.check(request, accounts)
+        if isinstance(checked, Reject):
+            return checked
+        spec, account_id = checked
+        account = self.accounts[account_id]
+        quote = self._quote_spec(spec)
+        price = quote.ask if request.action == "BUY" else quote.bid
+        if request.order_type == "LMT" and request.lmt_price is not None:
+            price = request.lmt_price
+        held = account.positions.get(spec.con_id)
+        before_qty = held.quantity if held else 0.0
+        signed = request.total_quantity if request.action == "BUY" else -request.total_quantity
+        rates = margin_rates(spec)
+        mark = self._prices[spec.con_id]
+        delta = trade_value_usd(spec, before_qty + signed, mark) - trade_value_usd(
+            spec, before_qty, mark
         )
-
-    def _fill(self, order: BrokerOrder, quantity: float, price: float) -> None:
-        now = self._clock()
-        self._exec_seq += 1
-        previous = order.filled
-        order.filled = previous + quantity
-        order.avg_fill_price = round(
-            (order.avg_fill_price * previous + price * quantity) / order.filled, 10
-        )
-        order.last_fill_price = price
-        commission = self._commission(quantity)
-        execution = Execution(
-            exec_id=f"0000sim.{order.perm_id:08x}.{self._exec_seq:04d}.01",
-            perm_id=order.perm_id,
-            order_id=order.order_id,
-            client_id=order.client_id,
-            gateway=order.gateway,
-            account=order.account,
-            con_id=order.contract.con_id,
-            side="BOT" if order.action == "BUY" else "SLD",
-            shares=quantity,
-            price=price,
-            cum_qty=order.filled,
-            avg_price=order.avg_fill_price,
-            time=now,
-            order_ref=order.order_ref,
+        init_change = delta * rates.initial
+        maint_change = delta * rates.maintenance
+        init_before, maint_before = self._margins(account)
+        equity = self._net_liquidation(account)
+        commission = order_commission(spec, request.total_quantity, price, self.config.commissions)
+        return WhatIf(
+            init_margin_before=init_before,
+            maint_margin_before=maint_before,
+            equity_with_loan_before=equity,
+            init_margin_change=round(init_change, 2),
+            maint_margin_change=round(maint_change, 2),
+            equity_with_loan_change=-commission,
+            init_margin_after=round(init_before + init_change, 2),
+            maint_margin_after=round(maint_before + maint_change, 2),
+            equity_with_loan_after=round(equity - commission, 2),
             commission=commission,
-            currency=order.contract.currency,
+            min_commission=commission,
+            max_commission=commission,
+            currency="USD",
         )
-        self.executions.append(execution)
-        self._book(order, execution)
-        done = order.remaining <= 0
-        if done:
-            self._set_status(
-                order, OrderState.FILLED, f"filled {order.filled:g}@{order.avg_fill_price:g}"
-            )
-        else:
-            order.history.append(
-                StatusChange(at=now, status=order.status.value, note=f"partial {order.filled:g}")
-            )
-        # IB's order: openOrder (permId known) -> execDetails -> orderStatus -> commission.
-        self._emit(OrderEventKind.OPEN_ORDER, order)
-        self._emit(OrderEventKind.EXECUTION, order, execution)
-        self._emit(OrderEventKind.STATUS, order)
-        self._emit(OrderEventKind.COMMISSION, order, execution)
-        if done:
-            self._after_filled(order)
-
-    def _after_filled(self, order: BrokerOrder) -> None:
-        """OCA: one fills, the others are cancelled; bracket children become live."""
-        if order.oca_group:
-            for other in self.orders.values():
-                if (
-                    other.perm_id != order.perm_id
-                    and other.oca_group == order.oca_group
-                    and other.account == order.account
-                    and not other.is_done
-                ):
-                    self._cancel(other, note=f"OCA group {order.oca_group} filled")
-        if order.parent_perm_id:
-            for sibling in self.orders.values():
-                if (
-                    sibling.parent_perm_id == order.parent_perm_id
-                    and sibling.perm_id != order.perm_id
-                    and not sibling.is_done
-                ):
-                    self._cancel(sibling, note="bracket sibling filled")
 
     def _book(self, order: BrokerOrder, execution: Execution) -> None:
         account = self.accounts[order.account]
@@ -592,12 +365,17 @@ class Broker:
         return round(account.cash + self._market_value(account), 2)
 
     def _margins(self, account: Account) -> tuple[float, float]:
-        gross = 0.0
+        """Initial and maintenance margin of the account's positions at IB's rates by type."""
+        initial = maintenance = 0.0
         for con_id, position in account.positions.items():
             spec = self.symbols.by_con_id(con_id)
-            multiplier = float(spec.multiplier or 1) if spec else 1.0
-            gross += abs(position.quantity * self._prices[con_id] * multiplier)
-        return round(gross * 0.25, 2), round(gross * 0.20, 2)
+            if spec is None:
+                continue
+            value = trade_value_usd(spec, position.quantity, self._prices[con_id])
+            rates = margin_rates(spec)
+            initial += value * rates.initial
+            maintenance += value * rates.maintenance
+        return round(initial, 2), round(maintenance, 2)
 
     def account_values(self, account_id: str) -> list[tuple[str, str, str]]:
         """(tag, value, currency) rows as updateAccountValue / accountSummary carry them."""

@@ -1,4 +1,4 @@
-"""How simulated prices move, and the quote around a price. Pure.
+"""How simulated prices move. Pure.
 
 Prices follow a geometric random walk: over ``dt`` seconds a price's log return is normal
 with standard deviation ``daily_vol * sqrt(dt / TRADING_DAY_SECONDS) * speed`` (the
@@ -13,15 +13,11 @@ import math
 import random
 
 from ibsim.contracts import ContractSpec
+from ibsim.matching import DEFAULT_SPREAD_TICKS, quote_of, round_to_tick
 
 __all__ = ["TRADING_DAY_SECONDS", "quote", "round_to_tick", "step_sigma", "walk"]
 
 TRADING_DAY_SECONDS = 6.5 * 3600  # one regular US session; FX vols are quoted per day too
-
-
-def round_to_tick(price: float, tick: float) -> float:
-    """``price`` on the contract's price grid."""
-    return round(round(price / tick) * tick, 10)
 
 
 def step_sigma(
@@ -44,11 +40,7 @@ def walk(price: float, sigma: float, rng: random.Random, tick: float) -> float:
 
 
 def quote(spec: ContractSpec, price: float) -> tuple[float, float]:
-    """(bid, ask) around ``price``: about one basis point wide, at least one tick, never
-    crossed, the bid at least one tick."""
-    tick = spec.min_tick
-    ticks = max(1, round(price * 0.0001 / tick))
-    bid = max(round_to_tick(price - ticks * tick / 2, tick), tick)
-    if bid > price:  # rounding up past the price: step down one tick
-        bid = max(round_to_tick(bid - tick, tick), tick)
-    return bid, round_to_tick(bid + ticks * tick, tick)
+    """(bid, ask) around ``price`` as the broker quotes it at its default spread (the one
+    definition is :func:`ibsim.matching.quote_of`: ticks and fills agree)."""
+    q = quote_of(spec, price, spread_ticks=DEFAULT_SPREAD_TICKS)
+    return q.bid, q.ask

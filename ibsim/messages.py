@@ -174,7 +174,10 @@ def parse_place_order(fields: list[str], *, server_version: int) -> OrderRequest
     order_ref = r.str("orderRef")
     transmit = r.bool("transmit")
     parent_id = r.int("parentId")
-    r.skip(6, "blockOrder..hidden")
+    r.skip(3, "blockOrder..displaySize")
+    trigger_method = r.int("triggerMethod")
+    outside_rth = r.bool("outsideRth")
+    r.skip(1, "hidden")
     if contract.sec_type == "BAG":
         legs = r.int("comboLegs")
         r.skip(legs * 8, "comboLeg")
@@ -190,7 +193,10 @@ def parse_place_order(fields: list[str], *, server_version: int) -> OrderRequest
     r.skip(1, "deltaNeutralAuxPrice")
     if dn_type:
         r.skip(8, "deltaNeutral")
-    r.skip(6, "continuousUpdate..scaleSubsLevelSize")
+    r.skip(2, "continuousUpdate..referencePriceType")
+    trail_stop_raw = r.str("trailStopPrice")
+    trailing_percent_raw = r.str("trailingPercent")
+    r.skip(2, "scaleInitLevelSize..scaleSubsLevelSize")
     increment = r.float("scalePriceIncrement", UNSET_DOUBLE)
     if 0 < increment < UNSET_DOUBLE:
         r.skip(7, "scale")
@@ -232,6 +238,10 @@ def parse_place_order(fields: list[str], *, server_version: int) -> OrderRequest
         transmit=transmit,
         parent_id=parent_id,
         what_if=what_if,
+        trail_stop_price=price(trail_stop_raw, "trailStopPrice"),
+        trailing_percent=price(trailing_percent_raw, "trailingPercent"),
+        outside_rth=outside_rth,
+        trigger_method=trigger_method,
     )
 
 
@@ -327,6 +337,17 @@ def contract_details(
     return fields
 
 
+def _opt(value: float | None) -> object:
+    return "" if value is None else value
+
+
+def _oca_type(order: BrokerOrder) -> int:
+    """ocaType as IB echoes it: the client's, or 3 (IB's default) for a group without one."""
+    if not order.oca_group:
+        return 0
+    return order.oca_type or 3
+
+
 def _order_head(order: BrokerOrder) -> Fields:
     return [
         order.action,
@@ -355,7 +376,7 @@ def open_order(
     fields: Fields = [Out.OPEN_ORDER, order.order_id if order_id is None else order_id]
     fields += _contract_short(spec)
     fields += _order_head(order)
-    fields += [order.client_id, order.perm_id, 0, 0, 0.0, "", "", "", "", ""]
+    fields += [order.client_id, order.perm_id, int(order.outside_rth), 0, 0.0, "", "", "", "", ""]
     if server_version < 177:
         fields.append("")  # faProfile
     fields += [
@@ -378,20 +399,20 @@ def open_order(
         0,
         0,
         "",
-        3 if order.oca_group else 0,
+        _oca_type(order),
         0,
         0,
         "",  # blockOrder..nbboPriceCap
         order.parent_id,
-        0,
+        order.trigger_method,
         "",
         0,
         "",
         "",  # parentId, triggerMethod, volatility, volatilityType, dnType, dnAux
         0,
         0,
-        "",
-        "",
+        _opt(order.trail_stop_price),
+        _opt(order.trailing_percent),
         "",
         "",
         "",  # continuousUpdate..basisPointsType, comboLegsDescrip
@@ -424,8 +445,8 @@ def open_order(
             what_if.maint_margin_after,
             what_if.equity_with_loan_after,
             what_if.commission,
-            what_if.commission,
-            what_if.commission,
+            what_if.min_commission,
+            what_if.max_commission,
             what_if.currency,
             "",
         ]
@@ -436,7 +457,7 @@ def open_order(
     fields += [
         "",
         "",
-        "",
+        _opt(order.trail_stop_price),  # read again here: the last value wins in the clients
         "",
         "",
         "",
@@ -468,7 +489,7 @@ def completed_order(order: BrokerOrder, *, server_version: int) -> Fields:
     fields: Fields = [Out.COMPLETED_ORDER]
     fields += _contract_short(spec)
     fields += _order_head(order)
-    fields += [order.perm_id, 0, 0, 0.0, "", "", "", ""]
+    fields += [order.perm_id, int(order.outside_rth), 0, 0.0, "", "", "", ""]
     if server_version < 177:
         fields.append("")
     fields += [
@@ -489,16 +510,16 @@ def completed_order(order: BrokerOrder, *, server_version: int) -> Fields:
         0,
         0,
         0,
-        3 if order.oca_group else 0,
-        0,
+        _oca_type(order),
+        order.trigger_method,
         "",
         0,
         "",
         "",  # sweepToFill..dnAux
         0,
         0,
-        "",
-        "",
+        _opt(order.trail_stop_price),
+        _opt(order.trailing_percent),
         "",  # continuousUpdate..comboLegsDescrip (5 fields)
         0,
         0,
@@ -517,7 +538,7 @@ def completed_order(order: BrokerOrder, *, server_version: int) -> Fields:
         0,
         0,  # solicited, status, randomizeSize, randomizePrice
         0,  # conditions
-        "",
+        _opt(order.trail_stop_price),
         "",
         "",
         0,

@@ -59,6 +59,10 @@ class OrderRequest:
     what_if: bool = False
     local_symbol: str = ""
     last_trade_date: str = ""
+    trail_stop_price: float | None = None  # TRAIL: the initial stop, else set from the market
+    trailing_percent: float | None = None  # TRAIL: the trail as a percent instead of auxPrice
+    outside_rth: bool = False
+    trigger_method: int = 0  # IB's codes: 0 default, 2 last, 4 bid/ask, 8 midpoint, ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +125,13 @@ class BrokerOrder:
     triggered: bool = False
     history: list[StatusChange] = field(default_factory=list)
     completed_at: datetime | None = None
+    oca_type: int = 0
+    trail_stop_price: float | None = None
+    trailing_percent: float | None = None
+    outside_rth: bool = False
+    trigger_method: int = 0
+    expires_at: datetime | None = None  # DAY orders: the session end they are cancelled at
+    commission_paid: float = 0.0  # so far, over the order's fills (IB's minimum is per order)
 
     @property
     def remaining(self) -> float:
@@ -169,6 +180,8 @@ class WhatIf:
     equity_with_loan_after: float
     commission: float
     currency: str = "USD"
+    min_commission: float = 0.0
+    max_commission: float = 0.0
 
 
 @dataclass(slots=True)

@@ -3,11 +3,15 @@
 - US stocks and ETFs: NYSE's calendar from exchange-calendars (holidays and early closes);
   regular hours 09:30-16:00 America/New_York, all hours 04:00-20:00 (IB's pre- and
   post-market) on the same days.
-- FX on IDEALPRO: 24 hours from Sunday 17:00 to Friday 17:00 New York, one session per
-  weekday starting at 17:00 the day before; regular hours are the same (IB's liquid hours
-  for IDEALPRO cover the whole day). Holidays are not modelled.
+- FX on IDEALPRO: Sunday 17:15 to Friday 17:00 New York, one session per weekday from 17:15
+  the day before to 17:00 (IB's forex day ends at 17:00 New York, when a DAY order expires);
+  regular hours are the same (IB's liquid hours for IDEALPRO cover the whole day). Holidays
+  are not modelled.
 - CME futures: Sunday-Friday 17:00-16:00 America/Chicago, regular hours 08:30-15:00
   Chicago; CME holidays are not modelled.
+
+The one definition of the simulator's trading hours: historical data, contract details and the
+order desk (when an order may trigger or fill, when a DAY order expires) all read it.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import pandas as pd
 
 from ibsim.contracts import ContractSpec
 
-__all__ = ["NEW_YORK", "Session", "sessions", "trading_hours"]
+__all__ = ["NEW_YORK", "Session", "day_order_end", "is_open", "sessions", "trading_hours"]
 
 NEW_YORK = ZoneInfo("America/New_York")
 CHICAGO = ZoneInfo("America/Chicago")
@@ -84,7 +88,7 @@ def _daily_sessions(
 def sessions(spec: ContractSpec, start: datetime, end: datetime, *, rth: bool) -> list[Session]:
     """Every session of ``spec`` that overlaps [start, end), oldest first."""
     if spec.sec_type == "CASH":
-        found = _daily_sessions(start, end, NEW_YORK, time(17, 0), time(17, 0), overnight=True)
+        found = _daily_sessions(start, end, NEW_YORK, time(17, 15), time(17, 0), overnight=True)
     elif spec.sec_type == "FUT":
         if rth:
             found = _daily_sessions(start, end, CHICAGO, time(8, 30), time(15, 0), overnight=False)
@@ -113,3 +117,19 @@ def trading_hours(spec: ContractSpec, now: datetime, *, rth: bool, days: int = 5
             s_local, e_local = s.astimezone(zone), e.astimezone(zone)
             parts.append(f"{s_local:%Y%m%d:%H%M}-{e_local:%Y%m%d:%H%M}")
     return ";".join(parts)
+
+
+def is_open(spec: ContractSpec, now: datetime, *, outside_rth: bool) -> bool:
+    """Whether an order may trigger or fill now: in regular hours, or in all hours with
+    outsideRth."""
+    found = sessions(spec, now, now + timedelta(microseconds=1), rth=not outside_rth)
+    return any(start <= now < end for start, end in found)
+
+
+def day_order_end(spec: ContractSpec, placed_at: datetime, *, outside_rth: bool) -> datetime:
+    """When a DAY order placed at ``placed_at`` expires: the end of its session (the next
+    session's when placed after the close; all hours' end with outsideRth)."""
+    for _, end in sessions(spec, placed_at, placed_at + timedelta(days=10), rth=not outside_rth):
+        if end > placed_at:
+            return end
+    raise ValueError(f"no session for {spec.local_symbol} within 10 days of {placed_at}")

@@ -12,6 +12,7 @@ from ibsim.broker import BrokerOrder, OrderRequest, OrderState, Reject, WhatIf
 from ibsim.codec import FieldReader
 from ibsim.contracts import ContractSpec
 from ibsim.messages import In, Out
+from ibsim.orderdesk import order_from_request
 
 if TYPE_CHECKING:
     from ibsim.api.session import ApiSession, Handler
@@ -104,26 +105,16 @@ def _side_matches(wanted: str, side: str) -> bool:
 def _order_stub(request: OrderRequest, spec: ContractSpec, s: ApiSession) -> BrokerOrder:
     """A BrokerOrder-shaped view of a what-if request, for the openOrder layout."""
     assert s.client_id is not None
-    return BrokerOrder(
+    return order_from_request(
+        request,
         perm_id=0,
         gateway=s.gw.name,
         client_id=s.client_id,
-        order_id=request.order_id,
         account=request.account or (s.accounts[0] if s.accounts else ""),
         contract=spec,
-        action=request.action,
-        total_quantity=request.total_quantity,
-        order_type=request.order_type,
-        lmt_price=request.lmt_price,
-        aux_price=request.aux_price,
-        tif=request.tif,
-        oca_group=request.oca_group,
-        order_ref=request.order_ref,
-        parent_id=request.parent_id,
         parent_perm_id=0,
-        transmit=request.transmit,
         status=OrderState.PRE_SUBMITTED,
-        created_at=datetime.now(UTC),
+        now=datetime.now(UTC),
     )
 
 

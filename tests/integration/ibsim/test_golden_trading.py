@@ -1,7 +1,8 @@
 """Golden tests: the real ib_async and ib_insync clients against the simulator over TCP.
 
 Every test runs with both clients (the ``lib`` fixture). Prices do not walk here
-(volatility 0): AAPL stays at 190 until a test moves it.
+(volatility 0): AAPL stays at 190 until a test moves it, quoted 189.99 / 190.01 (one tick
+either side), so a buy fills at 190.01 and a sell at 189.99.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ async def test_market_order_fills_with_ib_message_order(lib, sim: SimFleet, clie
     await wait_for(lambda: trade.orderStatus.status == "Filled", what="filled")
     await wait_for(lambda: trade.fills and trade.fills[0].commissionReport.commission > 0)
     fill = trade.fills[0]
-    assert fill.execution.shares == 10 and fill.execution.price == 190.0
+    assert fill.execution.shares == 10 and fill.execution.price == 190.01  # the ask
     assert fill.execution.orderRef == "intent-1"
     assert trade.order.permId > 0
     await wait_for(lambda: any(p.position == 10 for p in ib.positions()), what="position")
@@ -101,7 +102,7 @@ async def test_marketable_order_types_fill(
         order.auxPrice = aux
     trade = ib.placeOrder(contract, order)
     await wait_for(lambda: trade.orderStatus.status == "Filled", what=f"{order_type} filled")
-    assert trade.orderStatus.avgFillPrice == 190.0
+    assert trade.orderStatus.avgFillPrice == 190.01
 
 
 async def test_resting_limit_fills_when_price_crosses(lib, sim: SimFleet, clients: Clients):
@@ -111,7 +112,7 @@ async def test_resting_limit_fills_when_price_crosses(lib, sim: SimFleet, client
     await wait_for(lambda: trade.orderStatus.status == "Submitted", what="resting")
     sim.set_price("AAPL", 184.5)
     await wait_for(lambda: trade.orderStatus.status == "Filled", what="crossed and filled")
-    assert trade.orderStatus.avgFillPrice == 184.5
+    assert trade.orderStatus.avgFillPrice == 184.51  # the ask, better than the limit
 
 
 async def test_stop_rests_until_triggered(lib, sim: SimFleet, clients: Clients):
@@ -204,8 +205,15 @@ async def test_what_if_returns_margins_without_placing(lib, sim: SimFleet, clien
     ib = await clients.connect(sim.ports[0])
     contract = await qualified(ib, aapl(lib))
     state = await ib.whatIfOrderAsync(contract, lib.MarketOrder("BUY", 100))
-    assert float(state.initMarginChange) == pytest.approx(190.0 * 100 * 0.25)
-    assert float(state.maintMarginChange) == pytest.approx(190.0 * 100 * 0.20)
+    # Reg T: 50 % initial, 25 % maintenance; IB's fixed 0.005 USD/share, at least 1 USD.
+    assert float(state.initMarginChange) == pytest.approx(190.0 * 100 * 0.50)
+    assert float(state.maintMarginChange) == pytest.approx(190.0 * 100 * 0.25)
+    assert float(state.initMarginAfter) == pytest.approx(float(state.initMarginBefore) + 9500.0)
+    assert float(state.equityWithLoanAfter) == pytest.approx(
+        float(state.equityWithLoanBefore) - 1.0
+    )
+    assert (state.commission, state.minCommission, state.maxCommission) == (1.0, 1.0, 1.0)
+    assert state.commissionCurrency == "USD"
     assert sim.broker.orders == {}
 
 

@@ -90,7 +90,8 @@ def test_limit_rests_until_price_crosses(broker):
     order = place(broker, 1, order_type="LMT", lmt_price=180.0)
     assert order.status is OrderState.SUBMITTED
     broker.set_price(AAPL, 179.0)
-    assert order.status is OrderState.FILLED and order.avg_fill_price == 179.0
+    # The ask is one tick above the last: the limit fills there, better than its price.
+    assert order.status is OrderState.FILLED and order.avg_fill_price == 179.01
 
 
 def test_sell_stop_triggers_below_stop_price(broker):
@@ -142,7 +143,7 @@ def test_cancel_of_filled_order_is_rejected_with_10148(broker):
 
 def test_rejects_name_the_problem(broker):
     bad = broker.place_order(
-        gateway="g", client_id=1, request=req(1, order_type="TRAIL"), accounts=[ACCOUNT]
+        gateway="g", client_id=1, request=req(1, order_type="TRAIL LIMIT"), accounts=[ACCOUNT]
     )
     assert isinstance(bad, Reject) and bad.code == 387
     bad = broker.place_order(gateway="g", client_id=1, request=req(2, con_id=1), accounts=[ACCOUNT])

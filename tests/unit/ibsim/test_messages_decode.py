@@ -7,6 +7,7 @@ silently, so each encoder is checked against ib_async's and ib_insync's Decoder 
 from __future__ import annotations
 
 import importlib
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -169,3 +170,38 @@ def test_position_portfolio_and_bars(lib, version):
     fields = messages.portfolio_value("DU1", SPEC, 10.0, 191.0, 190.0, 0.0)
     ((name, args),) = decode(lib, version, fields)
     assert name == "updatePortfolio" and args[1:3] == (10.0, 191.0)
+
+
+@pytest.mark.parametrize(("lib", "version"), CASES)
+def test_open_and_completed_order_carry_trail_rth_trigger_and_oca_type(lib, version):
+    trail = order(
+        order_type="TRAIL",
+        lmt_price=None,
+        aux_price=2.0,
+        trail_stop_price=188.0,
+        trailing_percent=None,
+        outside_rth=True,
+        trigger_method=8,
+        oca_type=1,
+    )
+    ((_, args),) = decode(lib, version, messages.open_order(trail, server_version=version))
+    decoded = args[2]
+    assert (decoded.trailStopPrice, decoded.outsideRth, decoded.triggerMethod) == (188.0, 1, 8)
+    assert decoded.ocaType == 1 and decoded.auxPrice == 2.0
+    done = replace(
+        trail, status=OrderState.CANCELLED, completed_at=datetime(2026, 11, 23, tzinfo=UTC)
+    )
+    ((_, args),) = decode(lib, version, messages.completed_order(done, server_version=version))
+    assert (args[1].trailStopPrice, args[1].triggerMethod, args[1].ocaType) == (188.0, 8, 1)
+
+
+@pytest.mark.parametrize(("lib", "version"), CASES)
+def test_what_if_carries_min_and_max_commission(lib, version):
+    what_if = WhatIf(
+        1.0, 2.0, 3.0, 4.0, 5.0, -1.0, 5.0, 7.0, 2.0, 1.5, min_commission=1.0, max_commission=2.5
+    )
+    fields = messages.open_order(order(perm_id=0), server_version=version, what_if=what_if)
+    ((_, args),) = decode(lib, version, fields)
+    state = args[3]
+    assert (state.commission, state.minCommission, state.maxCommission) == (1.5, 1.0, 2.5)
+    assert state.commissionCurrency == "USD"
