@@ -96,6 +96,8 @@ class Reconciliation:
     #: orderRefs IB holds more than once: a duplicate order (must never happen; alert).
     duplicates: tuple[str, ...] = ()
     unknown: tuple[str, ...] = field(default=())
+    #: What was decided for each bracket judged as a group (:func:`plan_brackets`).
+    brackets: tuple[BracketPlan, ...] = ()
 
     @property
     def open_keys(self) -> tuple[str, ...]:
