@@ -26,7 +26,7 @@ from plugins.host.runstate import RunState
 from plugins.host.services import HostServices
 from plugins.host.sessions import Sessions
 from plugins.host.status import SafeStatePath, SafeStateRun, SafeStateTrigger, StrategyState
-from plugins.intents import belongs_to
+from plugins.intents import belongs_to, parent_of
 from plugins.ratelimit import TokenBucket
 
 __all__ = ["SafeState"]
@@ -231,6 +231,9 @@ class SafeState:
         services = self._services
         deadline = services.clock.monotonic() + services.settings.cancel_deadline
         ours = await self._open_ours(session)
+        # A bracket's exits before its entry: cancelling the entry first makes IB cancel the
+        # exits itself, and the exits' own cancels would then be refused (10147).
+        ours.sort(key=lambda t: parent_of(t.order.orderRef) is None)
         keys = tuple(t.order.orderRef for t in ours)
         sent: set[int] = set()
         while ours:
