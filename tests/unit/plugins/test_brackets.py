@@ -3,6 +3,8 @@ group reconciliation after a reconnect and a failover, and cancel by criteria.""
 
 from __future__ import annotations
 
+import sys
+import types
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -317,3 +319,38 @@ async def test_cancel_all_cancels_the_strategys_orders_of_one_instrument_or_all(
         assert await runner.ctx.cancel_all() == [other.key]
         assert status_of(r, other.key) == "Cancelled"
         assert runner.ctx.open_orders() == []
+
+
+# -- the guide's example -------------------------------------------------------------------
+
+
+def _readme_example() -> str:
+    text = (Path(__file__).resolve().parents[3] / "plugins" / "README.md").read_text()
+    start = text.index("```python\n# mystrats/breakout.py") + len("```python\n")
+    return text[start : text.index("```", start)]
+
+
+async def test_the_guides_bracket_example_places_a_bracket_and_tightens_its_stop(
+    tmp_path: Path,
+) -> None:
+    module = types.ModuleType("readme_breakout")
+    exec(compile(_readme_example(), "plugins/README.md", "exec"), module.__dict__)
+    sys.modules["readme_breakout"] = module
+    try:
+        cfg = strategy(plugin="readme_breakout:Breakout")
+        cfg = cfg.model_copy(update={"params": {"symbol": "AAPL"}})
+        async with rig(tmp_path, cfg) as r:
+            runner = await started(r)
+            at = r.clock.now()
+            for close in (100.0, 101.0):
+                bar = api.Bar("AAPL", at, close, close, close, close, 1)
+                await runner.strategy.on_bar(bar)
+            [parent] = [t.order for t in r.ib.trades.values() if not t.order.parentId]
+            assert (parent.lmtPrice, parent.tif, parent.totalQuantity) == (101.0, "GTC", 10)
+            assert len(r.ib.placed) == 3
+            r.ib.fill(parent.orderRef, price=101.0)
+            await until(lambda: r.ib.modifies == [f"{parent.orderRef}.sl"], what="stop moved")
+            [sl] = [t.order for t in r.ib.trades.values() if t.order.orderRef.endswith(".sl")]
+            assert sl.auxPrice == round(101.0 * 0.995, 2)
+    finally:
+        del sys.modules["readme_breakout"]
