@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -24,6 +25,7 @@ from plugins.risk import RiskReason
 
 __all__ = [
     "Bar",
+    "Bracket",
     "Context",
     "Fill",
     "GatewayChange",
@@ -32,6 +34,7 @@ __all__ = [
     "KeyValueStore",
     "OrderRefused",
     "OrderSpec",
+    "OrderType",
     "OrderUpdate",
     "OrderView",
     "OutageKind",
@@ -42,6 +45,8 @@ __all__ = [
     "Strategy",
     "StrategyConfig",
     "Tick",
+    "TimeInForce",
+    "check_bracket",
 ]
 
 Bar = BarData
@@ -70,15 +75,138 @@ class Instrument:
     multiplier: float = 1.0
 
 
+class OrderType(enum.Enum):
+    """The order types the host sends, by IB's ``orderType`` word."""
+
+    MARKET = "MKT"
+    LIMIT = "LMT"
+    STOP = "STP"
+    STOP_LIMIT = "STP LMT"
+    TRAILING_STOP = "TRAIL"
+
+
+class TimeInForce(enum.Enum):
+    """How long an order works: the day, until cancelled, or immediately (else cancelled)."""
+
+    DAY = "DAY"
+    GTC = "GTC"
+    IOC = "IOC"
+
+
+#: Which prices each order type needs (True), forbids (False) or takes optionally (None).
+_PRICES: dict[OrderType, tuple[bool | None, bool | None, bool | None]] = {
+    # (limit_price, stop_price, trail)
+    OrderType.MARKET: (False, False, False),
+    OrderType.LIMIT: (True, False, False),
+    OrderType.STOP: (False, True, False),
+    OrderType.STOP_LIMIT: (True, True, False),
+    OrderType.TRAILING_STOP: (False, None, True),
+}
+
+
+def _positive_price(value: float | None, what: str) -> None:
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise ValueError(f"OrderSpec.{what} must be a positive price, got {value!r}")
+
+
 @dataclass(frozen=True, slots=True)
 class OrderSpec:
-    """A new order: limit when ``limit_price`` is given, market otherwise."""
+    """A new order, checked when it is made (a ``ValueError`` names the field at fault).
+
+    The type follows from the prices given, unless ``order_type`` says it: ``limit_price``
+    alone is a limit order, ``stop_price`` alone a stop, both a stop-limit, ``trail_amount``
+    or ``trail_percent`` a trailing stop (``stop_price`` then is its first stop, IB's
+    ``trailStopPrice``), none a market order. ``outside_rth`` lets it work (or trigger)
+    outside regular trading hours.
+    """
 
     instrument: Instrument
     side: Side
     quantity: float
     limit_price: float | None = None
-    tif: str = "DAY"
+    tif: TimeInForce = TimeInForce.DAY
+    order_type: OrderType | None = None
+    stop_price: float | None = None
+    trail_amount: float | None = None
+    trail_percent: float | None = None
+    outside_rth: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.tif, str):
+            try:
+                object.__setattr__(self, "tif", TimeInForce(self.tif.upper()))
+            except ValueError:
+                known = ", ".join(t.value for t in TimeInForce)
+                raise ValueError(f"OrderSpec.tif {self.tif!r} is not one of {known}") from None
+        if not isinstance(self.side, Side):
+            raise ValueError(f"OrderSpec.side must be api.Side.BUY or SELL, got {self.side!r}")
+        _positive_price(self.limit_price, "limit_price")
+        _positive_price(self.stop_price, "stop_price")
+        _positive_price(self.trail_amount, "trail_amount")
+        if self.trail_percent is not None and not (
+            math.isfinite(self.trail_percent) and 0 < self.trail_percent < 100
+        ):
+            raise ValueError(
+                f"OrderSpec.trail_percent must be between 0 and 100, got {self.trail_percent!r}"
+            )
+        if self.trail_amount is not None and self.trail_percent is not None:
+            raise ValueError("OrderSpec: give trail_amount or trail_percent, not both")
+        kind = self.type
+        given = (
+            self.limit_price is not None,
+            self.stop_price is not None,
+            self.trail_amount is not None or self.trail_percent is not None,
+        )
+        names = ("limit_price", "stop_price", "trail")
+        for name, need, has in zip(names, _PRICES[kind], given, strict=True):
+            if need is True and not has:
+                raise ValueError(f"OrderSpec: a {kind.name} order needs {name}")
+            if need is False and has:
+                raise ValueError(f"OrderSpec: a {kind.name} order takes no {name}")
+
+    @property
+    def type(self) -> OrderType:
+        """The order type, given or inferred from the prices."""
+        if self.order_type is not None:
+            return self.order_type
+        if self.trail_amount is not None or self.trail_percent is not None:
+            return OrderType.TRAILING_STOP
+        if self.stop_price is not None:
+            return OrderType.STOP_LIMIT if self.limit_price is not None else OrderType.STOP
+        return OrderType.LIMIT if self.limit_price is not None else OrderType.MARKET
+
+    @property
+    def price(self) -> float | None:
+        """The price the order works at or triggers at (None for market and trailing)."""
+        if self.type is OrderType.STOP:
+            return self.stop_price
+        return self.limit_price if self.type is not OrderType.TRAILING_STOP else None
+
+
+def check_bracket(entry: OrderSpec, *, take_profit: float, stop_loss: float) -> None:
+    """A bracket's exits must lie on the right sides: for a buy, stop < entry < take-profit.
+
+    Raises ``ValueError`` naming the prices; the entry's own price is compared when it has one.
+    """
+    for name, value in (("take_profit", take_profit), ("stop_loss", stop_loss)):
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"bracket {name} must be a positive price, got {value!r}")
+    if entry.type is OrderType.TRAILING_STOP:
+        raise ValueError("bracket entry cannot be a trailing stop")
+    buy = entry.side is Side.BUY
+    low, high = (stop_loss, take_profit) if buy else (take_profit, stop_loss)
+    side = "buy" if buy else "sell"
+    if not low < high:
+        raise ValueError(
+            f"bracket for a {side}: stop_loss {stop_loss:g} must be "
+            f"{'below' if buy else 'above'} take_profit {take_profit:g}"
+        )
+    at = entry.price
+    if at is not None and not low < at < high:
+        raise ValueError(
+            f"bracket for a {side}: the entry at {at:g} must lie between stop_loss "
+            f"{stop_loss:g} and take_profit {take_profit:g}"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,11 +221,28 @@ class OrderView:
     status: IntentState
     filled: float
     gateway: str
+    order_type: OrderType = OrderType.LIMIT
+    stop_price: float | None = None
+    #: For a bracket's exits: the entry's key (the legs' keys are ``<entry>.tp``/``.sl``).
+    parent: str | None = None
 
     @property
     def is_open(self) -> bool:
         """Still working (or may be) at IB."""
         return not self.status.terminal
+
+
+@dataclass(frozen=True, slots=True)
+class Bracket:
+    """The three legs of a bracket: the entry and its two exits, one cancels the other."""
+
+    entry: OrderView
+    take_profit: OrderView
+    stop_loss: OrderView
+
+    @property
+    def legs(self) -> tuple[OrderView, OrderView, OrderView]:
+        return (self.entry, self.take_profit, self.stop_loss)
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,10 +372,28 @@ class Context(Protocol):
         """Send a new order; raises :class:`OrderRefused` when the host will not send it."""
 
     async def modify(
-        self, key: str, *, quantity: float | None = None, limit_price: float | None = None
-    ) -> OrderView: ...
+        self,
+        key: str,
+        *,
+        quantity: float | None = None,
+        limit_price: float | None = None,
+        stop_price: float | None = None,
+    ) -> OrderView:
+        """Change an open order in place (same key and order id at IB)."""
 
     async def cancel(self, key: str) -> None: ...
+
+    async def place_bracket(
+        self, entry: OrderSpec, *, take_profit: float, stop_loss: float
+    ) -> Bracket:
+        """The entry with a take-profit limit and a stop-loss stop, linked at IB (the exits
+        work once the entry fills; one cancels the other). All three are journalled before
+        any is sent; a refusal sends none. ``ValueError`` when the prices are on the wrong
+        sides (:func:`check_bracket`)."""
+
+    async def cancel_all(self, instrument: Instrument | None = None) -> list[str]:
+        """Cancel every open order of the strategy (of ``instrument`` only, when given);
+        returns the keys a cancel was sent for."""
 
     def call_every(self, interval: timedelta, timer: str) -> None:
         """Call ``on_timer(timer)`` every ``interval`` while the strategy runs."""

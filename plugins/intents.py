@@ -12,9 +12,13 @@ from datetime import datetime
 
 __all__ = [
     "KEY_MAX_LENGTH",
+    "LEGS",
     "IntentState",
     "belongs_to",
+    "leg_key",
+    "leg_of",
     "new_intent_key",
+    "parent_of",
     "strategy_of",
 ]
 
@@ -94,8 +98,31 @@ def new_intent_key(strategy: str, *, now: datetime, random_bits: Callable[[int],
     return key
 
 
+#: A bracket's exits carry the entry's key plus one of these (``<entry>.tp``, ``<entry>.sl``).
+LEGS = ("tp", "sl")
+
+
+def leg_key(parent: str, leg: str) -> str:
+    """The key of a bracket exit: derived from the entry's, so the group is found by key."""
+    if leg not in LEGS:
+        raise ValueError(f"bracket leg {leg!r} is not one of {', '.join(LEGS)}")
+    return f"{parent}.{leg}"
+
+
+def parent_of(key: str) -> str | None:
+    """The entry's key when ``key`` is a bracket exit, else None."""
+    head, sep, leg = key.rpartition(".")
+    return head if sep and leg in LEGS and head else None
+
+
+def leg_of(key: str) -> str | None:
+    """``"tp"`` or ``"sl"`` for a bracket exit's key, else None."""
+    return key.rpartition(".")[2] if parent_of(key) is not None else None
+
+
 def strategy_of(key: str) -> str | None:
     """The strategy a key was made for, or None when ``key`` is not an intent key."""
+    key = parent_of(key) or key
     head, sep, suffix = key.rpartition("-")
     if not sep or not head or not _SUFFIX.match(suffix):
         return None

@@ -12,15 +12,18 @@ import enum
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from plugins.intents import IntentState, belongs_to
+from plugins.intents import IntentState, belongs_to, leg_key, parent_of
 
 __all__ = [
+    "BracketPlan",
     "BrokerExecution",
     "BrokerOrderSeen",
     "Decision",
     "DecisionKind",
     "IntentSeen",
+    "LegSeen",
     "Reconciliation",
+    "plan_brackets",
     "reconcile",
 ]
 
@@ -93,6 +96,8 @@ class Reconciliation:
     #: orderRefs IB holds more than once: a duplicate order (must never happen; alert).
     duplicates: tuple[str, ...] = ()
     unknown: tuple[str, ...] = field(default=())
+    #: What was decided for each bracket judged as a group (:func:`plan_brackets`).
+    brackets: tuple[BracketPlan, ...] = ()
 
     @property
     def open_keys(self) -> tuple[str, ...]:
@@ -210,3 +215,115 @@ def reconcile(
     return Reconciliation(
         decisions=tuple(decisions), orphans=orphans, duplicates=duplicates, unknown=unknown
     )
+
+
+# -- brackets ----------------------------------------------------------------------------------
+#
+# A bracket is three intents: the entry ``P`` and its exits ``P.tp`` and ``P.sl`` (one cancels
+# the other at IB). After a reconnect or failover each group is judged as a whole. The rule
+# behind every case: an exit leg is only safe while the position it closes exists, because an
+# exit without its position is an entry the other way (a stop-loss SELL with nothing bought
+# opens a short). So exits are cancelled when the entry never filled and cannot fill any more,
+# an entry is cancelled when it would fill without both exits, and an exit is kept when it
+# protects a position, even alone. Nothing here re-sends a leg.
+
+
+@dataclass(frozen=True, slots=True)
+class LegSeen:
+    """One leg after reconciliation: ``working`` when it is open at IB now."""
+
+    key: str
+    status: IntentState
+    working: bool
+    filled: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class BracketPlan:
+    """What to do with one bracket: cancel ``cancel`` (working legs); tell a human ``alert``."""
+
+    parent: str
+    cancel: tuple[str, ...]
+    alert: str = ""
+    severity: str = "warning"
+
+
+def _group_of(legs: Iterable[LegSeen]) -> dict[str, dict[str, LegSeen]]:
+    groups: dict[str, dict[str, LegSeen]] = {}
+    for leg in legs:
+        parent = parent_of(leg.key)
+        groups.setdefault(parent or leg.key, {})[leg.key] = leg
+    # Only groups with an exit are brackets; a plain order is its own group of one.
+    return {p: g for p, g in groups.items() if any(parent_of(k) for k in g)}
+
+
+def _plan_one(parent: str, group: dict[str, LegSeen]) -> BracketPlan | None:
+    missing = LegSeen(key="", status=IntentState.UNKNOWN, working=False)
+    entry = group.get(parent, missing)
+    tp = group.get(leg_key(parent, "tp"), missing)
+    sl = group.get(leg_key(parent, "sl"), missing)
+    exits = [x for x in (tp, sl) if x is not missing]
+    working_exits = tuple(x.key for x in exits if x.working)
+    if not entry.working and not working_exits:
+        return None  # nothing of it works at IB: nothing to cancel
+    position = entry.filled > 0 or entry.status is IntentState.FILLED
+    exit_filled = [x for x in exits if x.status is IntentState.FILLED or x.filled > 0]
+    if exit_filled and working_exits:
+        # One exit filled: the position is closed, the other would open it again.
+        return BracketPlan(
+            parent,
+            cancel=(*((parent,) if entry.working else ()), *working_exits),
+            alert=f"bracket {parent}: {exit_filled[0].key} filled; its sibling was still "
+            "working and is cancelled",
+        )
+    both_exits = tp.working and sl.working
+    if entry.working and not both_exits:
+        # The entry would fill without both exits: stop it; exits stay only for a position.
+        cancel = (parent,) if position else (parent, *working_exits)
+        return BracketPlan(
+            parent,
+            cancel=cancel,
+            alert=f"bracket {parent}: an exit is missing at IB while the entry works; "
+            + (
+                "the entry is cancelled and the working exit kept for the filled part"
+                if position
+                else "the whole bracket is cancelled"
+            ),
+            severity="critical" if position else "warning",
+        )
+    if entry.working:
+        return None  # entry and both exits work: the bracket is whole
+    if not position:
+        # The entry is gone unfilled: its exits are orphans that would open a position.
+        return BracketPlan(
+            parent,
+            cancel=working_exits,
+            alert=f"bracket {parent}: the entry is gone at IB ({entry.status.value}) with no "
+            f"fill known; its exits {', '.join(working_exits)} are cancelled. If the entry did "
+            "fill outside what ibfleet saw, that position is now unprotected: check TWS",
+            severity="critical",
+        )
+    if not both_exits:
+        lost = [leg_key(parent, leg) for x, leg in ((tp, "tp"), (sl, "sl")) if not x.working]
+        return BracketPlan(
+            parent,
+            cancel=(),
+            alert=f"bracket {parent}: the position is protected by "
+            f"{', '.join(working_exits)} only; {', '.join(lost)} is not at IB",
+            severity="critical",
+        )
+    return None
+
+
+def plan_brackets(legs: Iterable[LegSeen]) -> tuple[BracketPlan, ...]:
+    """Judge every bracket among ``legs`` as a group; plain orders are ignored.
+
+    ``legs`` holds every leg the journal knows of each bracket (a leg absent counts as not at
+    IB). Cases: whole (entry and both exits work, or the entry filled and both exits work):
+    nothing. An exit filled while its sibling works: cancel the sibling (and the entry if it
+    still works). The entry works but an exit is missing: cancel the entry, and the working
+    exit too unless part of the entry filled. The entry is gone unfilled: cancel its exits. The
+    entry filled and one exit is missing: keep the other, alert.
+    """
+    plans = (_plan_one(parent, group) for parent, group in _group_of(legs).items())
+    return tuple(p for p in plans if p is not None)

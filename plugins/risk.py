@@ -35,6 +35,8 @@ class OrderCheck:
     ``quantity`` is signed: positive buys, negative sells. ``price`` is the order's limit
     (or stop) price, None for market orders; ``multiplier`` scales notional (futures).
     ``replaces_quantity`` is the signed quantity of the order a modify replaces (0 for new).
+    ``new_orders`` is how many orders it opens at IB (3 for a bracket, whose exits add no
+    exposure beyond closing the entry: one cancels the other).
     """
 
     con_id: int
@@ -43,6 +45,7 @@ class OrderCheck:
     last_price: float | None
     multiplier: float = 1.0
     replaces_quantity: float = 0.0
+    new_orders: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,9 +124,12 @@ def check_order(
             f"notional {notional:.2f} ({size:g} x {price:g} x {order.multiplier:g}) exceeds "
             f"max_notional {limits.max_notional:g}",
         )
-    if order.replaces_quantity == 0 and book.open_orders >= limits.max_open_orders:
+    if order.replaces_quantity == 0 and book.open_orders + order.new_orders > (
+        limits.max_open_orders
+    ):
         return _refuse(
             RiskReason.MAX_OPEN_ORDERS,
-            f"{book.open_orders} orders already open; max_open_orders is {limits.max_open_orders}",
+            f"{book.open_orders} orders already open, this adds {order.new_orders}; "
+            f"max_open_orders is {limits.max_open_orders}",
         )
     return _OK

@@ -130,6 +130,28 @@ class KillResult(BaseModel):
     runs: list[dict[str, object]]
 
 
+class StrategyCancelRequest(BaseModel):
+    symbol: str | None = Field(default=None, description="Only orders of this symbol.")
+    dry_run: bool = Field(default=False, description="Only name the orders; cancel none.")
+
+
+class CancelRequest(BaseModel):
+    strategy: str | None = Field(default=None, description="One strategy; null: all of them.")
+    symbol: str | None = Field(default=None, description="Only orders of this symbol.")
+    all_orders_on_account: bool = Field(
+        default=False,
+        description="Every open order on the strategies' accounts, also those ibfleet did "
+        "not place (reqGlobalCancel without a symbol). Name them first with dry_run.",
+    )
+    dry_run: bool = Field(default=False, description="Only name the orders; cancel none.")
+
+
+class CancelResult(BaseModel):
+    runs: list[dict[str, object]] = Field(
+        description="Per strategy (or per account): the orders named, those still open, ok."
+    )
+
+
 class StrategyControl(Protocol):
     """What the API needs from the strategy host (absent when no strategy is configured)."""
 
@@ -140,6 +162,12 @@ class StrategyControl(Protocol):
     async def resume(self, name: str, *, gateway: str | None) -> StrategyView: ...
 
     async def kill(self, name: str | None, *, flatten: bool) -> list[dict[str, object]]: ...
+
+    async def cancel(
+        self, name: str | None, *, symbol: str | None, all_orders_on_account: bool, dry_run: bool
+    ) -> list[dict[str, object]]:
+        """Cancel by criteria; raises ConnectionError when nothing can reach IB."""
+        ...
 
 
 #: Host names a browser may send for a loopback API; any IP literal is accepted too, since
@@ -346,6 +374,53 @@ def create_app(
         log.warning("api_kill strategy=%s flatten=%s", body.strategy or "*", body.flatten)
         runs = await strategy_host().kill(body.strategy, flatten=body.flatten)
         return KillResult(runs=runs)
+
+    async def cancel_by(
+        name: str | None, symbol: str | None, *, account: bool, dry_run: bool
+    ) -> CancelResult:
+        log.warning(
+            "api_cancel strategy=%s symbol=%s all_orders_on_account=%s dry_run=%s",
+            name or "*",
+            symbol or "*",
+            account,
+            dry_run,
+        )
+        runs = await strategy_host().cancel(
+            name, symbol=symbol, all_orders_on_account=account, dry_run=dry_run
+        )
+        if runs and not any(run.get("ok") for run in runs):
+            # Not one strategy (or account) could reach IB: the fleet's state, not a fault.
+            reasons = "; ".join(str(run.get("detail") or "failed") for run in runs)
+            raise HTTPException(409, f"nothing was cancelled: {reasons}")
+        return CancelResult(runs=runs)
+
+    @app.post(
+        "/api/v1/strategies/{name}/cancel",
+        response_model=CancelResult,
+        responses={409: {"model": Problem}},
+        dependencies=[Depends(authorize)],
+    )
+    async def cancel_strategy(name: str, body: StrategyCancelRequest | None = None) -> CancelResult:
+        find_strategy(name)
+        body = body or StrategyCancelRequest()
+        return await cancel_by(name, body.symbol, account=False, dry_run=body.dry_run)
+
+    @app.post(
+        "/api/v1/cancel",
+        response_model=CancelResult,
+        responses={409: {"model": Problem}},
+        dependencies=[Depends(authorize)],
+    )
+    async def cancel(body: CancelRequest) -> CancelResult:
+        if body.strategy is not None:
+            if body.all_orders_on_account:
+                raise HTTPException(
+                    400, "all_orders_on_account cancels every order on the account: no strategy"
+                )
+            find_strategy(body.strategy)
+        return await cancel_by(
+            body.strategy, body.symbol, account=body.all_orders_on_account, dry_run=body.dry_run
+        )
 
     return app
 

@@ -507,6 +507,7 @@ def demo(
 # ------------------------------------------------------------------------------ strategies
 
 app.add_typer(cli_strategy.strategy_app, name="strategy")
+app.command("cancel")(cli_strategy.cancel)
 
 
 @app.command()

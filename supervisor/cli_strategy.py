@@ -76,3 +76,78 @@ def strategy_resume(
     row = api_post(base, token, f"/api/v1/strategies/{name}/resume", {"gateway": gateway})
     assert isinstance(row, dict)
     typer.echo(f"{name}: {row['state']} on {row['gateway']}")
+
+
+# -- cancel by criteria --------------------------------------------------------------------
+
+
+def _print_orders(title: str, orders: list[dict[str, object]]) -> None:
+    # One plain line per order: nothing cut off on a narrow terminal before a confirm.
+    typer.echo(f"{title}:")
+    for o in orders:
+        owner = (
+            f"{o['order_ref']} (strategy {o['strategy']})"
+            if o["strategy"]
+            else (f"{o['order_ref'] or '-'} (not ibfleet's)")
+        )
+        typer.echo(
+            f"  {o['account']} permId {o['perm_id']} client {o['client_id']}: {o['action']} "
+            f"{o['quantity']} {o['symbol']} {o['order_type']} {owner}"
+        )
+
+
+def cancel(
+    strategy: Annotated[
+        str | None, typer.Option("--strategy", help="Only this strategy's orders.")
+    ] = None,
+    symbol: Annotated[str | None, typer.Option("--symbol", help="Only this symbol.")] = None,
+    all_orders_on_account: Annotated[
+        bool,
+        typer.Option(
+            "--all-orders-on-account",
+            help="Every open order on the accounts, also those ibfleet did not place. "
+            "Lists them and asks first.",
+        ),
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask to confirm.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list the orders.")] = False,
+    config: ConfigOption = None,
+    url: UrlOption = None,
+) -> None:
+    """Cancel open orders by criteria: ibfleet's own (all, one strategy's, one symbol's); the
+    strategies keep running (`kill` halts them)."""
+    if all_orders_on_account and strategy is not None:
+        typer.echo("--all-orders-on-account cancels every order on the account: no --strategy")
+        raise typer.Exit(2)
+    base, token = api_target(config, url)
+    body: dict[str, object] = {
+        "strategy": strategy,
+        "symbol": symbol,
+        "all_orders_on_account": all_orders_on_account,
+    }
+    if all_orders_on_account or dry_run:
+        preview = api_post(base, token, "/api/v1/cancel", {**body, "dry_run": True})
+        assert isinstance(preview, dict)
+        orders = [o for run in preview["runs"] for o in run["orders"]]
+        if not orders:
+            typer.echo("no open orders match")
+            return
+        what = "on the account" if all_orders_on_account else "of ibfleet's"
+        _print_orders(f"{len(orders)} open orders {what}", orders)
+        if dry_run:
+            return
+        if not yes:
+            typer.confirm(f"Cancel these {len(orders)} orders?", abort=True)
+    result = api_post(base, token, "/api/v1/cancel", body)
+    assert isinstance(result, dict)
+    for run in result["runs"]:
+        who = run["strategy"] or f"account {run['account']}"
+        left = run["still_open"]
+        verdict = "ok" if run["ok"] else f"NOT DONE: {run['detail']}"
+        if left:
+            refs = ", ".join(str(o["order_ref"] or o["perm_id"]) for o in left)
+            verdict += f"; still open at IB: {refs}"
+        how = " (global cancel)" if run["global_cancel"] else ""
+        typer.echo(f"{who}: {len(run['orders'])} cancelled{how} {verdict}")
+    if any(not run["ok"] for run in result["runs"]):
+        raise typer.Exit(4)

@@ -82,6 +82,15 @@ class HostControl:
     async def kill(self, name: str | None, *, flatten: bool) -> list[dict[str, object]]:
         return [_run(r) for r in await self.host.kill(name, flatten=flatten)]
 
+    async def cancel(
+        self, name: str | None, *, symbol: str | None, all_orders_on_account: bool, dry_run: bool
+    ) -> list[dict[str, object]]:
+        if all_orders_on_account:
+            runs = await self.host.cancel_account(symbol=symbol, dry_run=dry_run)
+        else:
+            runs = await self.host.cancel(name, symbol=symbol, dry_run=dry_run)
+        return [r.to_json() for r in runs]
+
 
 def build_host(
     supervisor: Supervisor,

@@ -92,6 +92,10 @@ class BrokerSession(Protocol):
 
     async def what_if(self, contract: Contract, order: Order) -> Margin: ...
 
+    def global_cancel(self) -> None:
+        """reqGlobalCancel: every open order of the account, whichever client placed it."""
+        ...
+
 
 #: A new, unconnected session.
 BrokerFactory = Callable[[], BrokerSession]

@@ -90,12 +90,31 @@ class StrategyContext:
         return await self._r.place(spec)
 
     async def modify(
-        self, key: str, *, quantity: float | None = None, limit_price: float | None = None
+        self,
+        key: str,
+        *,
+        quantity: float | None = None,
+        limit_price: float | None = None,
+        stop_price: float | None = None,
     ) -> api.OrderView:
-        return await self._r.orders.modify(key, quantity=quantity, limit_price=limit_price)
+        return await self._r.orders.modify(
+            key, quantity=quantity, limit_price=limit_price, stop_price=stop_price
+        )
 
     async def cancel(self, key: str) -> None:
         await self._r.cancel(key)
 
     def call_every(self, interval: timedelta, timer: str) -> None:
         self._r.call_every(interval, timer)
+
+    # -- brackets and cancel by criteria -------------------------------------------------------
+
+    async def place_bracket(
+        self, entry: api.OrderSpec, *, take_profit: float, stop_loss: float
+    ) -> api.Bracket:
+        return await self._r.orders.place_bracket(
+            entry, take_profit=take_profit, stop_loss=stop_loss
+        )
+
+    async def cancel_all(self, instrument: api.Instrument | None = None) -> list[str]:
+        return await self._r.orders.cancel_all(instrument)

@@ -90,3 +90,8 @@ class IbAsyncBroker:
             init_margin_after=str(getattr(state, "initMarginAfter", "")),
             equity_with_loan_after=str(getattr(state, "equityWithLoanAfter", "")),
         )
+
+    # -- cancel by criteria ----------------------------------------------------------------
+
+    def global_cancel(self) -> None:
+        self._ib.reqGlobalCancel()  # type: ignore[no-untyped-call]

@@ -11,7 +11,7 @@ from typing import Any
 from ib_async import Contract, Trade
 
 from plugins import api
-from plugins.intents import IntentState
+from plugins.intents import IntentState, parent_of
 from plugins.ports import IntentStore
 from plugins.risk import RiskBook
 
@@ -35,6 +35,10 @@ class BookedOrder:
     status: IntentState = IntentState.PENDING_SEND
     filled: float = 0.0
     trade: Trade | None = None
+    order_type: api.OrderType = api.OrderType.LIMIT
+    stop_price: float | None = None
+    #: A bracket exit's entry key (its sibling is the other exit: one cancels the other).
+    parent: str | None = None
 
     def view(self) -> api.OrderView:
         return api.OrderView(
@@ -46,6 +50,9 @@ class BookedOrder:
             status=self.status,
             filled=self.filled,
             gateway=self.gateway,
+            order_type=self.order_type,
+            stop_price=self.stop_price,
+            parent=self.parent,
         )
 
 
@@ -102,10 +109,19 @@ class OrderBook:
     def risk_book(self, con_id: int) -> RiskBook:
         working = self.working()
         same = [o for o in working if o.con_id == con_id]
+        # A bracket's two exits cancel each other: at most one of them can fill.
+        exits: dict[str, float] = {}
+        for o in same:
+            if o.parent is not None:
+                left = o.side.sign * (o.quantity - o.filled)
+                exits[o.parent] = max(exits.get(o.parent, 0.0), left, key=abs)
+        plain = [o for o in same if o.parent is None]
         return RiskBook(
             position=self.positions.get(con_id, 0.0),
-            open_buy_quantity=sum(o.quantity - o.filled for o in same if o.side is api.Side.BUY),
-            open_sell_quantity=sum(o.quantity - o.filled for o in same if o.side is api.Side.SELL),
+            open_buy_quantity=sum(o.quantity - o.filled for o in plain if o.side is api.Side.BUY)
+            + sum(q for q in exits.values() if q > 0),
+            open_sell_quantity=sum(o.quantity - o.filled for o in plain if o.side is api.Side.SELL)
+            + sum(-q for q in exits.values() if q < 0),
             open_orders=len(working),
         )
 
@@ -135,6 +151,7 @@ class OrderBook:
             currency=str(contract.get("currency", "USD")),
         )
         limit = order.get("lmtPrice")
+        stop = order.get("auxPrice") if order.get("orderType") in ("STP", "STP LMT") else None
         return BookedOrder(
             key=record.key,
             instrument=instrument,
@@ -145,4 +162,7 @@ class OrderBook:
             gateway=record.gateway,
             status=record.status,
             filled=record.filled,
+            order_type=api.OrderType(order.get("orderType", "LMT" if limit is not None else "MKT")),
+            stop_price=float(stop) if stop is not None else None,
+            parent=parent_of(record.key),
         )

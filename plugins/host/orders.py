@@ -5,6 +5,7 @@ bucket, then the intent written to the journal durably and only then sent with i
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 from typing import Any, NoReturn
@@ -14,13 +15,14 @@ from ib_async import Contract, Order
 from gateway.outage import OutageKind
 from plugins import api
 from plugins.config import StrategyConfig
+from plugins.host import ordermap
 from plugins.host.broker import Session, ask
 from plugins.host.marketdata import MarketData
 from plugins.host.orderbook import BookedOrder, OrderBook
 from plugins.host.runstate import RunState
 from plugins.host.services import HostServices
 from plugins.host.sessions import Sessions
-from plugins.intents import IntentState, new_intent_key
+from plugins.intents import IntentState, leg_key, new_intent_key, parent_of
 from plugins.ratelimit import TokenBucket
 from plugins.risk import OrderCheck, check_order
 
@@ -80,7 +82,14 @@ class OrderPath:
         log.info("order_refused strategy=%s outcome=%s reason=%s", self.name, outcome, message)
         raise api.OrderRefused(reason, f"strategy {self.name}: {message}", **kw)
 
-    def _check(self, spec: api.OrderSpec, contract: Contract, replaces: BookedOrder | None) -> None:
+    def _check(
+        self,
+        spec: api.OrderSpec,
+        contract: Contract,
+        replaces: BookedOrder | None,
+        *,
+        new_orders: int = 1,
+    ) -> None:
         active = self._sessions.active or ""
         feed = self._services.feed(active)
         endpoint = self._services.endpoints.get(active)
@@ -88,12 +97,13 @@ class OrderPath:
             OrderCheck(
                 con_id=contract.conId,
                 quantity=spec.side.sign * spec.quantity,
-                price=spec.limit_price,
+                price=spec.price,
                 last_price=self._data.last.get(contract.conId),
                 multiplier=spec.instrument.multiplier,
                 replaces_quantity=(
                     replaces.side.sign * (replaces.quantity - replaces.filled) if replaces else 0.0
                 ),
+                new_orders=new_orders,
             ),
             book=self._book.risk_book(contract.conId),
             limits=self.cfg.limits,
@@ -139,25 +149,6 @@ class OrderPath:
                 f"initial margin after {margin:.2f} would exceed equity with loan {equity:.2f}",
             )
 
-    @staticmethod
-    def _order_for(spec: api.OrderSpec, account: str) -> Order:
-        if spec.limit_price is not None:
-            return Order(
-                action=spec.side.value,
-                totalQuantity=spec.quantity,
-                orderType="LMT",
-                lmtPrice=spec.limit_price,
-                tif=spec.tif,
-                account=account,
-            )
-        return Order(
-            action=spec.side.value,
-            totalQuantity=spec.quantity,
-            orderType="MKT",
-            tif=spec.tif,
-            account=account,
-        )
-
     # -- the send ----------------------------------------------------------------------------
 
     def send(
@@ -171,15 +162,7 @@ class OrderPath:
         order.orderRef = key
         order.account = order.account or session.account
         order.orderId = session.broker.next_order_id()
-        order_record: dict[str, Any] = {
-            "action": order.action,
-            "totalQuantity": order.totalQuantity,
-            "orderType": order.orderType,
-            "tif": order.tif,
-            "purpose": purpose,
-        }
-        if order.orderType == "LMT":
-            order_record["lmtPrice"] = order.lmtPrice
+        order_record = ordermap.order_record(order, purpose=purpose)
         try:
             store.record_intent(
                 key=key,
@@ -201,15 +184,7 @@ class OrderPath:
                 api.RefusalReason.NOT_TRADING,
                 f"the order journal cannot be written ({exc}); the order was not sent",
             )
-        mine = BookedOrder(
-            key=key,
-            instrument=self._book.instrument_of(contract),
-            side=api.Side(order.action),
-            quantity=float(order.totalQuantity),
-            limit_price=float(order.lmtPrice or 0.0) if order.orderType == "LMT" else None,
-            con_id=contract.conId,
-            gateway=session.gateway,
-        )
+        mine = self._booked(session, contract, order)
         self._book.orders[key] = mine
         mine.trade = session.broker.place_order(contract, order)
         sent_at, order_id = services.clock.now(), order.orderId
@@ -231,7 +206,7 @@ class OrderPath:
                 f"quantity {spec.quantity} must be positive (use side for direction)",
             )
         contract = await self._data.qualify(spec.instrument)
-        order = self._order_for(spec, session.account)
+        order = ordermap.order_for(spec, session.account)
         if self.cfg.limits.whatif_margin_check:
             self._check(spec, contract, None)
             await self._whatif(session, contract, order)
@@ -243,7 +218,12 @@ class OrderPath:
         return self.send(session, contract, order, purpose="strategy").view()
 
     async def modify(
-        self, key: str, *, quantity: float | None, limit_price: float | None
+        self,
+        key: str,
+        *,
+        quantity: float | None,
+        limit_price: float | None,
+        stop_price: float | None = None,
     ) -> api.OrderView:
         session = self._sessions.live()
         order = self._book.mine(key)
@@ -254,12 +234,7 @@ class OrderPath:
                 f"strategy {self.name}: order {key} was placed by another session "
                 "(before a failover); cancel it and place a new one",
             )
-        spec = api.OrderSpec(
-            instrument=order.instrument,
-            side=order.side,
-            quantity=quantity if quantity is not None else order.quantity,
-            limit_price=limit_price if limit_price is not None else order.limit_price,
-        )
+        spec = self._modified_spec(order, quantity, limit_price, stop_price)
         contract = self._book.contracts.get(order.con_id) or await self._data.qualify(
             order.instrument
         )
@@ -270,13 +245,22 @@ class OrderPath:
         trade.order.totalQuantity = spec.quantity
         if spec.limit_price is not None:
             trade.order.lmtPrice = spec.limit_price
+        if spec.stop_price is not None:
+            trade.order.auxPrice = spec.stop_price
+        trade.order.transmit = True  # a bracket's entry was sent held; a change goes through
         session.broker.place_order(trade.contract, trade.order)
         order.quantity = spec.quantity
         order.limit_price = spec.limit_price
+        order.stop_price = spec.stop_price
         self._run.count("modified")
         services = self._services
         at, gateway = services.clock.now(), session.gateway
-        fields = {"key": key, "quantity": spec.quantity, "limit_price": spec.limit_price}
+        fields = {
+            "key": key,
+            "quantity": spec.quantity,
+            "limit_price": spec.limit_price,
+            "stop_price": spec.stop_price,
+        }
         store = services.store
         services.writer.later(
             lambda: store.append_event(
@@ -298,3 +282,161 @@ class OrderPath:
         if order.trade is not None:
             session.broker.cancel_order(order.trade.order)
         self._run.count("cancel_requested")
+
+    # -- order types, brackets, cancel by criteria --------------------------------------------
+
+    def _booked(self, session: Session, contract: Contract, order: Order) -> BookedOrder:
+        kind = api.OrderType(order.orderType)
+        has_limit = kind in (api.OrderType.LIMIT, api.OrderType.STOP_LIMIT)
+        has_stop = kind in (api.OrderType.STOP, api.OrderType.STOP_LIMIT)
+        return BookedOrder(
+            key=order.orderRef,
+            instrument=self._book.instrument_of(contract),
+            side=api.Side(order.action),
+            quantity=float(order.totalQuantity),
+            limit_price=float(order.lmtPrice or 0.0) if has_limit else None,
+            con_id=contract.conId,
+            gateway=session.gateway,
+            order_type=kind,
+            stop_price=float(order.auxPrice or 0.0) if has_stop else None,
+            parent=parent_of(order.orderRef),
+        )
+
+    def _modified_spec(
+        self,
+        order: BookedOrder,
+        quantity: float | None,
+        limit_price: float | None,
+        stop_price: float | None,
+    ) -> api.OrderSpec:
+        """The order as it will be, checked like a new one; a price its type has not is an
+        error naming the order."""
+        kind = order.order_type
+        takes_limit = kind in (api.OrderType.LIMIT, api.OrderType.STOP_LIMIT)
+        takes_stop = kind in (api.OrderType.STOP, api.OrderType.STOP_LIMIT)
+        for given, takes, what in (
+            (limit_price, takes_limit, "limit_price"),
+            (stop_price, takes_stop, "stop_price"),
+        ):
+            if given is not None and not takes:
+                raise ValueError(
+                    f"strategy {self.name}: order {order.key} is a {kind.name} order; it has "
+                    f"no {what} to modify"
+                )
+        return api.OrderSpec(
+            instrument=order.instrument,
+            side=order.side,
+            quantity=quantity if quantity is not None else order.quantity,
+            limit_price=(limit_price if limit_price is not None else order.limit_price)
+            if takes_limit
+            else None,
+            stop_price=(stop_price if stop_price is not None else order.stop_price)
+            if takes_stop
+            else None,
+        )
+
+    def send_bracket(
+        self, session: Session, contract: Contract, orders: tuple[Order, Order, Order]
+    ) -> tuple[BookedOrder, BookedOrder, BookedOrder]:
+        """Journal all three legs durably, then send them (the last releases the group at
+        IB). No awaits; a journal that cannot take a leg sends none of them."""
+        services = self._services
+        store = services.store
+        now = services.clock.now()
+        parent, tp, sl = orders
+        key = new_intent_key(self.name, now=now, random_bits=services.rng.getrandbits)
+        for order, ref in ((parent, key), (tp, leg_key(key, "tp")), (sl, leg_key(key, "sl"))):
+            order.orderRef = ref
+            order.account = order.account or session.account
+            order.orderId = session.broker.next_order_id()
+        ordermap.link_bracket(parent, (tp, sl))
+        for order in orders:
+            try:
+                store.record_intent(
+                    key=order.orderRef,
+                    strategy=self.name,
+                    gateway=session.gateway,
+                    account=session.account,
+                    client_id=session.client_id,
+                    contract=_contract_record(contract),
+                    order=ordermap.order_record(order, purpose="bracket"),
+                    now=now,
+                    order_id=order.orderId,
+                )
+            except ValueError:
+                raise
+            except Exception as exc:
+                # Legs already written stay PENDING_SEND: reconciliation reports them UNKNOWN.
+                self._refuse(
+                    "refused_journal",
+                    api.RefusalReason.NOT_TRADING,
+                    f"the order journal cannot be written ({exc}); no leg of the bracket was sent",
+                )
+        legs = tuple(self._booked(session, contract, order) for order in orders)
+        for mine, order in zip(legs, orders, strict=True):
+            self._book.orders[mine.key] = mine
+            mine.trade = session.broker.place_order(contract, order)
+        sent_at = services.clock.now()
+        for order in orders:
+            mark = functools.partial(
+                store.mark_sent, order.orderRef, now=sent_at, order_id=order.orderId
+            )
+            services.writer.later(mark)
+        for mine in legs:
+            if mine.status is IntentState.PENDING_SEND:
+                mine.status = IntentState.SENT
+        self.sent += len(legs)
+        for _ in legs:
+            self._run.count("sent")
+        return legs[0], legs[1], legs[2]
+
+    async def place_bracket(
+        self, entry: api.OrderSpec, *, take_profit: float, stop_loss: float
+    ) -> api.Bracket:
+        api.check_bracket(entry, take_profit=take_profit, stop_loss=stop_loss)
+        session = self._sessions.live()
+        if not (entry.quantity > 0 and math.isfinite(entry.quantity)):
+            self._refuse(
+                "rejected_quantity",
+                api.RefusalReason.RISK,
+                f"quantity {entry.quantity} must be positive (use side for direction)",
+            )
+        contract = await self._data.qualify(entry.instrument)
+        orders = ordermap.bracket_orders(
+            entry, take_profit=take_profit, stop_loss=stop_loss, account=session.account
+        )
+        if self.cfg.limits.whatif_margin_check:
+            self._check(entry, contract, None, new_orders=len(orders))
+            await self._whatif(session, contract, ordermap.order_for(entry, session.account))
+        for _ in orders:
+            await self._rate()  # three messages to IB
+        session = self._sessions.live()
+        # As for one order: no await between the last checks, the journal and the sends.
+        self._check(entry, contract, None, new_orders=len(orders))
+        legs = self.send_bracket(session, contract, orders)
+        return api.Bracket(*(leg.view() for leg in legs))
+
+    async def cancel_all(self, instrument: api.Instrument | None) -> list[str]:
+        """Cancel the strategy's working orders (of one instrument); a bracket's exits go
+        first, so no exit outlives its entry's cancel by a message."""
+        self._sessions.live()
+        con_id = None
+        if instrument is not None:
+            qualified = self._data.qualified.get(instrument)
+            con_id = qualified.conId if qualified is not None else None
+        chosen = [
+            o
+            for o in self._book.working()
+            if instrument is None
+            or (o.con_id == con_id if con_id is not None else o.instrument == instrument)
+        ]
+        chosen.sort(key=lambda o: o.parent is None)
+        keys: list[str] = []
+        for order in chosen:
+            await self._rate()
+            session = self._sessions.live()
+            if order.trade is not None and not order.status.terminal:
+                session.broker.cancel_order(order.trade.order)
+                keys.append(order.key)
+        self._run.count("cancel_requested")
+        return keys

@@ -3,18 +3,30 @@ may act again (after every connect, reconnect and failover) and inside safe stat
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
 
+from ib_async import Trade
+
+from plugins.config import MAX_MESSAGES_PER_SECOND
 from plugins.host.broker import Session, ask
 from plugins.host.orderbook import OrderBook
+from plugins.host.orders import take_token
 from plugins.host.services import HostServices
-from plugins.intents import belongs_to
+from plugins.intents import LEGS, belongs_to, leg_key, parent_of
+from plugins.ratelimit import TokenBucket
 from plugins.reconcile import (
+    BracketPlan,
     BrokerExecution,
     BrokerOrderSeen,
+    Decision,
     DecisionKind,
     IntentSeen,
+    LegSeen,
     Reconciliation,
+    plan_brackets,
     reconcile,
 )
 
@@ -28,6 +40,8 @@ class Reconciler:
         self.name = name
         self._services = services
         self._book = book
+        #: The cancels a bracket's group decision sends share IB's budget, not the strategy's.
+        self.bucket = TokenBucket(rate=MAX_MESSAGES_PER_SECOND)
 
     async def reconcile(self, session: Session) -> Reconciliation:
         """Match the journal's maybe-live intents to IB's view from ``session``; update the
@@ -110,6 +124,8 @@ class Reconciler:
             else:
                 book.unknown.discard(decision.key)
         book.drop_finished()
+        plans = await self._brackets(session, records, result.decisions, by_ref)
+        result = dataclasses.replace(result, brackets=plans)
         log.info(
             "strategy_reconciled strategy=%s gateway=%s intents=%d open=%d unknown=%d orphans=%d "
             "duplicates=%d",
@@ -137,3 +153,49 @@ class Reconciler:
                 ", ".join(result.duplicates),
             )
         return result
+
+    # -- brackets, judged as groups --------------------------------------------------------
+
+    async def _brackets(
+        self,
+        session: Session,
+        records: Sequence[Any],
+        decisions: Sequence[Decision],
+        open_by_ref: Mapping[str, Trade],
+    ) -> tuple[BracketPlan, ...]:
+        """Cancel the legs :func:`plan_brackets` says must not stay working; alert on the rest."""
+        parents = {
+            parent_of(r.key) or r.key for r in records if r.order.get("purpose") == "bracket"
+        }
+        if not parents:
+            return ()
+        services = self._services
+        legs = {d.key: LegSeen(d.key, d.status, d.open_at_broker, d.filled) for d in decisions}
+        for parent in parents:
+            for key in (parent, *(leg_key(parent, leg) for leg in LEGS)):
+                if key not in legs:
+                    # Finished in the journal (not maybe-live): never working at IB.
+                    known = services.store.intent(key)
+                    if known is not None:
+                        legs[key] = LegSeen(key, known.status, False, known.filled)
+        plans = plan_brackets(legs[k] for k in legs if (parent_of(k) or k) in parents)
+        for plan in plans:
+            for key in plan.cancel:
+                trade = open_by_ref.get(key)
+                if trade is not None:
+                    await take_token(self.bucket, services)
+                    session.broker.cancel_order(trade.order)
+            log.warning(
+                "bracket_reconciled strategy=%s parent=%s cancel=%s",
+                self.name,
+                plan.parent,
+                ",".join(plan.cancel) or "-",
+            )
+            if plan.alert:
+                services.alert(
+                    f"strategy:{self.name}:bracket:{plan.parent}",
+                    plan.severity,
+                    f"strategy {self.name}: bracket {plan.parent} was not whole at IB",
+                    plan.alert,
+                )
+        return plans

@@ -17,6 +17,7 @@ from gateway.aio import within
 from plugins import api
 from plugins.config import MAX_MESSAGES_PER_SECOND, SafeStateAction, StrategyConfig
 from plugins.host.broker import Session, ask
+from plugins.host.cancelling import CancelRun, cancel_open
 from plugins.host.failover import Failover
 from plugins.host.orderbook import OrderBook
 from plugins.host.orders import OrderPath, take_token
@@ -25,7 +26,7 @@ from plugins.host.runstate import RunState
 from plugins.host.services import HostServices
 from plugins.host.sessions import Sessions
 from plugins.host.status import SafeStatePath, SafeStateRun, SafeStateTrigger, StrategyState
-from plugins.intents import belongs_to
+from plugins.intents import belongs_to, parent_of
 from plugins.ratelimit import TokenBucket
 
 __all__ = ["SafeState"]
@@ -230,6 +231,9 @@ class SafeState:
         services = self._services
         deadline = services.clock.monotonic() + services.settings.cancel_deadline
         ours = await self._open_ours(session)
+        # A bracket's exits before its entry: cancelling the entry first makes IB cancel the
+        # exits itself, and the exits' own cancels would then be refused (10147).
+        ours.sort(key=lambda t: parent_of(t.order.orderRef) is None)
         keys = tuple(t.order.orderRef for t in ours)
         sent: set[int] = set()
         while ours:
@@ -269,3 +273,38 @@ class SafeState:
             with contextlib.suppress(TimeoutError):
                 await within(changed.wait(), services.settings.retry_interval)
         return tuple(keys)
+
+    # -- cancel by criteria (operator) -------------------------------------------------------
+
+    async def cancel_matching(self, *, symbol: str | None, dry_run: bool) -> CancelRun:
+        """Cancel this strategy's open orders at IB (of ``symbol`` only, when given) through
+        its own session, without halting it; waits for a safe-state run in progress."""
+        session = self._sessions.current
+        if session is None or session.closed:
+            return CancelRun(
+                scope="strategy",
+                strategy=self.name,
+                account=None,
+                gateway=self._sessions.active,
+                orders=(),
+                still_open=(),
+                ok=False,
+                detail=f"strategy {self.name} has no open API session "
+                f"(state {self._run.state.name})",
+                dry_run=dry_run,
+            )
+
+        def mine(ref: str) -> bool:
+            return belongs_to(ref, self.name)
+
+        async with self._run.lock:
+            return await cancel_open(
+                session,
+                self._services,
+                self.bucket,
+                scope="strategy",
+                strategy=self.name,
+                keep=mine,
+                symbol=symbol,
+                dry_run=dry_run,
+            )

@@ -9,7 +9,8 @@ from collections.abc import Mapping, Sequence
 
 from gateway.outage import Gate
 from plugins.config import SafeStateAction, StrategyConfig
-from plugins.host.broker import BrokerFactory, BrokerSession
+from plugins.host.broker import BrokerFactory, BrokerSession, Session
+from plugins.host.cancelling import AccountCancel, CancelRun
 from plugins.host.clock import Clock, SystemClock
 from plugins.host.runner import Runner
 from plugins.host.services import HostServices
@@ -36,7 +37,8 @@ class StrategyHost:
     """Runs the configured strategies; the supervisor feeds it gateway states.
 
     Methods for the CLI and HTTP API: :meth:`strategies`, :meth:`halt`, :meth:`resume`,
-    :meth:`kill`. The supervisor calls :meth:`on_gate` whenever a gateway's order gate changes.
+    :meth:`kill`, :meth:`cancel`, :meth:`cancel_account`. The supervisor calls :meth:`on_gate`
+    whenever a gateway's order gate changes.
     """
 
     def __init__(
@@ -74,6 +76,7 @@ class StrategyHost:
             rng=rng or random.SystemRandom(),
         )
         self.runners = {cfg.name: Runner(cfg, self.services) for cfg in strategies}
+        self._account_cancel = AccountCancel(self.services)
 
     async def start(self) -> None:
         """Start every enabled strategy (each reconciles before its ``on_start``)."""
@@ -143,3 +146,35 @@ class StrategyHost:
         runners = [self._runner(name)] if name is not None else list(self.runners.values())
         action = SafeStateAction.FLATTEN if flatten else SafeStateAction.CANCEL
         return list(await asyncio.gather(*(r.kill(action) for r in runners)))
+
+    # -- cancel by criteria (CLI / HTTP) -----------------------------------------------------
+
+    async def cancel(
+        self, name: str | None = None, *, symbol: str | None = None, dry_run: bool = False
+    ) -> list[CancelRun]:
+        """Cancel ibfleet's own open orders: of one strategy or all, of one symbol or all.
+        The strategies keep running. ``dry_run`` only names the orders."""
+        runners = [self._runner(name)] if name is not None else list(self.runners.values())
+        return list(
+            await asyncio.gather(
+                *(r.safe.cancel_matching(symbol=symbol, dry_run=dry_run) for r in runners)
+            )
+        )
+
+    def _account_sessions(self) -> list[Session]:
+        by_account: dict[str, Session] = {}
+        for runner in self.runners.values():
+            session = runner.sessions.current
+            if session is not None and not session.closed and session.broker.is_connected():
+                by_account.setdefault(session.account, session)
+        return list(by_account.values())
+
+    async def cancel_account(
+        self, *, symbol: str | None = None, dry_run: bool = False
+    ) -> list[CancelRun]:
+        """Every open order on the strategies' accounts, whoever placed it (ibfleet or not):
+        reqGlobalCancel without ``symbol``, per-order cancels with it. ``dry_run`` names them.
+        Raises ConnectionError when no strategy has an open session to list them."""
+        return await self._account_cancel.run(
+            self._account_sessions(), symbol=symbol, dry_run=dry_run
+        )

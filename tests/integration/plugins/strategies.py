@@ -97,3 +97,29 @@ class RestingGtc(api.Strategy):
         except api.OrderRefused:
             return  # the gateway went away between the price and the order: try on the next timer
         self.ctx.store.set("placed", order.key)
+
+
+class BracketOnce(api.Strategy):
+    """Places one bracket under the market once for its whole life (its key kept in its store):
+    an entry 10 % under, a take-profit 10 % over and a stop-loss 20 % under the first price."""
+
+    async def on_start(self) -> None:
+        await self.ctx.subscribe(AAPL)
+        self.ctx.call_every(timedelta(seconds=0.05), "place-once")
+
+    async def on_timer(self, timer: str) -> None:
+        if self.ctx.store.get("bracket") is not None:
+            return
+        price = self.ctx.last_price(AAPL)
+        if price is None:
+            return
+        try:
+            placed = await self.ctx.place_bracket(
+                api.OrderSpec(AAPL, api.Side.BUY, 2, limit_price=round(price * 0.9, 2), tif="GTC"),
+                take_profit=round(price * 1.1, 2),
+                stop_loss=round(price * 0.8, 2),
+            )
+        except api.OrderRefused:
+            return
+        self.ctx.store.set("bracket", [leg.key for leg in placed.legs])
+        self.ctx.store.set("prices", [price * 0.9, price * 1.1, price * 0.8])

@@ -20,6 +20,9 @@ from plugins.host.broker import BrokerListener, Margin
 ACCOUNT = "DU1"
 AT = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 AAPL = Contract(conId=265598, symbol="AAPL", secType="STK", exchange="SMART", currency="USD")
+#: Working at IB: Submitted, or PreSubmitted (a bracket's exits wait for their entry's fill).
+OPEN = frozenset({"Submitted", "PreSubmitted"})
+DONE = frozenset({"Filled", "Cancelled", "Inactive"})
 
 
 @dataclass
@@ -50,6 +53,9 @@ class FakeIb:
         self.connects: list[tuple[str, int]] = []
         self._perm = 1000
         self._exec = 0
+        self.placed: list[str] = []  # every orderRef in the order placeOrder got it
+        self.modifies: list[str] = []
+        self.global_cancels = 0
 
     def gateway_at(self, port: int) -> FakeGateway:
         for name, p in self.port_of.items():
@@ -71,9 +77,7 @@ class FakeIb:
         ]
 
     def open_refs(self) -> list[str]:
-        return [
-            t.order.orderRef for t in self.trades.values() if t.orderStatus.status == "Submitted"
-        ]
+        return [t.order.orderRef for t in self.trades.values() if t.orderStatus.status in OPEN]
 
     def refs_sent(self) -> list[str]:
         return [t.order.orderRef for t in self.trades.values()]
@@ -83,6 +87,8 @@ class FakeIb:
             if trade.order.orderRef == order.orderRef and trade.order.orderId == order.orderId:
                 trade.order.totalQuantity = order.totalQuantity  # a modify, in place
                 trade.order.lmtPrice = order.lmtPrice
+                trade.order.auxPrice = order.auxPrice
+                self.modifies.append(order.orderRef)
                 return trade
         self._perm += 1
         order.permId = self._perm
@@ -92,16 +98,29 @@ class FakeIb:
         )
         trade = Trade(contract=contract, order=order, orderStatus=status)
         self.trades[order.permId] = trade
+        self.placed.append(order.orderRef)
+        if not order.transmit:
+            status.status = "Held"  # not at IB yet: the group's last order releases it
+            return trade
+        parent = self._release(session, trade) if order.parentId else None
         self._report(trade)
         if order.orderType == "MKT":
             self.fill(order.orderRef, price=185.0)
+        if (
+            parent is not None
+            and parent.order.orderType == "MKT"
+            and parent.orderStatus.status in OPEN
+        ):
+            self.fill(parent.order.orderRef, price=185.0)
         return trade
 
     def cancel(self, order: Order) -> None:
         trade = self.trades.get(order.permId)
-        if trade is not None and trade.orderStatus.status == "Submitted":
+        if trade is not None and trade.orderStatus.status in OPEN:
             trade.orderStatus.status = "Cancelled"
             self._report(trade)
+            for child in self._children(trade):
+                self.cancel(child.order)  # IB cancels a cancelled entry's exits
 
     def fill(self, ref: str, *, price: float) -> None:
         """Fill the open order ``ref`` completely and tell every live session."""
@@ -126,6 +145,7 @@ class FakeIb:
         for s in self.live():
             if s.listener is not None:
                 s.listener.execution(trade, fill)
+        self._after_fill(trade)
 
     def _report(self, trade: Trade) -> None:
         for s in self.live():
@@ -144,6 +164,56 @@ class FakeIb:
         """The gateway's sockets close (its sessions see a disconnect)."""
         for s in self.live(gateway):
             s.drop()
+
+    # -- brackets: held until the last leg, exits wait for the entry, one cancels the other --
+
+    def _children(self, parent: Trade) -> list[Trade]:
+        return [
+            t
+            for t in self.trades.values()
+            if t.order.parentId
+            and t.order.parentId == parent.order.orderId
+            and t.order.clientId == parent.order.clientId
+        ]
+
+    def _release(self, session: FakeBroker, child: Trade) -> Trade:
+        """The transmitted child releases its held parent and siblings."""
+        parent = next(
+            (
+                t
+                for t in self.trades.values()
+                if t.order.orderId == child.order.parentId and t.order.clientId == session.client_id
+            ),
+            None,
+        )
+        assert parent is not None, f"no parent {child.order.parentId} for {child.order.orderRef}"
+        if parent.orderStatus.status == "Held":
+            parent.orderStatus.status = "Submitted"
+            self._report(parent)
+        waiting = parent.orderStatus.status != "Filled"
+        for leg in self._children(parent):
+            if leg.orderStatus.status == "Held" or leg is child:
+                leg.orderStatus.status = "PreSubmitted" if waiting else "Submitted"
+                if leg is not child:
+                    self._report(leg)
+        return parent
+
+    def _after_fill(self, trade: Trade) -> None:
+        for child in self._children(trade):
+            if child.orderStatus.status == "PreSubmitted":
+                child.orderStatus.status = "Submitted"
+                self._report(child)
+        group = trade.order.ocaGroup
+        if group:
+            for other in self.trades.values():
+                if other is not trade and other.order.ocaGroup == group:
+                    self.cancel(other.order)
+
+    def global_cancel(self) -> None:
+        """reqGlobalCancel: every open order of the account, whoever placed it."""
+        self.global_cancels += 1
+        for trade in list(self.trades.values()):
+            self.cancel(trade.order)
 
 
 class FakeBroker:
@@ -208,11 +278,11 @@ class FakeBroker:
 
     async def open_orders(self) -> list[Trade]:
         await self._answer()
-        return [t for t in self.ib.trades.values() if t.orderStatus.status == "Submitted"]
+        return [t for t in self.ib.trades.values() if t.orderStatus.status in OPEN]
 
     async def completed_orders(self) -> list[Trade]:
         await self._answer()
-        return [t for t in self.ib.trades.values() if t.orderStatus.status != "Submitted"]
+        return [t for t in self.ib.trades.values() if t.orderStatus.status in DONE]
 
     async def executions(self) -> list[IbFill]:
         await self._answer()
@@ -226,3 +296,9 @@ class FakeBroker:
         await self._answer()
         assert self.gateway is not None
         return self.gateway.margin
+
+    # -- cancel by criteria ----------------------------------------------------------------
+
+    def global_cancel(self) -> None:
+        assert self.connected, "global cancel on a closed session"
+        self.ib.global_cancel()
