@@ -1,0 +1,164 @@
+"""IB's pacing rules for one gateway session, as a pure decision: may this request go now, and
+if not, in how many seconds.
+
+IB (TWS API guide, "Historical Data Limitations"; "Pacing Violations"): about 50 messages a
+second from a client; for historical data, no identical request within 15 seconds, no six or
+more requests for the same contract, exchange and tick type within two seconds, and no more
+than 60 requests in any ten minutes. A request that breaks one gets error 162 ("pacing
+violation"), and repeated violations can get the session disconnected. The host asks
+:class:`Pacer` before every request, so strategies queue instead of failing.
+
+Pure: the caller passes ``now`` (monotonic seconds); nothing here sleeps.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+__all__ = ["HistoryRequest", "Pacer", "PacingRules", "is_pacing_violation"]
+
+#: The historical data error code; a pacing violation is one of its several meanings.
+HISTORICAL_DATA_ERROR = 162
+
+
+@dataclass(frozen=True, slots=True)
+class PacingRules:
+    """The limits the host keeps to, per gateway session (IB's, with a little margin)."""
+
+    #: Requests of any kind through the pacer per second (IB disconnects above about 50).
+    messages_per_second: int = 45
+    #: Historical data requests in any ``history_window`` seconds.
+    history_requests: int = 60
+    history_window: float = 600.0
+    #: An identical historical request (same contract, end, duration, bar size, data, RTH)
+    #: is held until this many seconds after the last one.
+    identical_within: float = 15.0
+    #: Requests for one contract, exchange and tick type in any ``same_contract_window``
+    #: seconds: IB counts six or more as a violation, so five.
+    same_contract_requests: int = 5
+    same_contract_window: float = 2.0
+    #: How often a request that got a pacing violation anyway is tried again before failing.
+    retries: int = 3
+
+    def __post_init__(self) -> None:
+        for name in (
+            "messages_per_second",
+            "history_requests",
+            "history_window",
+            "identical_within",
+            "same_contract_requests",
+            "same_contract_window",
+        ):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+                raise ValueError(f"pacing rule {name} must be a positive number, got {value!r}")
+        if self.retries < 0:
+            raise ValueError(f"pacing rule retries must be 0 or more, got {self.retries!r}")
+
+    def scaled(self, factor: float) -> PacingRules:
+        """The same counts over windows ``factor`` times as long (tests shrink IB's minutes)."""
+        return PacingRules(
+            messages_per_second=self.messages_per_second,
+            history_requests=self.history_requests,
+            history_window=self.history_window * factor,
+            identical_within=self.identical_within * factor,
+            same_contract_requests=self.same_contract_requests,
+            same_contract_window=self.same_contract_window * factor,
+            retries=self.retries,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryRequest:
+    """One historical data request, with what IB compares to find identical ones."""
+
+    con_id: int
+    exchange: str
+    what_to_show: str
+    duration: str
+    bar_size: str
+    rth: bool
+    end: str = ""
+
+    @property
+    def contract_key(self) -> tuple[int, str, str]:
+        """What IB's "same contract, exchange and tick type" rule compares."""
+        return (self.con_id, self.exchange, self.what_to_show)
+
+
+def _window_wait(times: Iterable[float], *, limit: int, window: float, now: float) -> float:
+    """Seconds until fewer than ``limit`` of ``times`` lie in the ``window`` before now."""
+    inside = sorted(t for t in times if t > now - window)
+    if len(inside) < limit:
+        return 0.0
+    return inside[-limit] + window - now
+
+
+class Pacer:
+    """The recent requests of one gateway session and when the next one may go."""
+
+    def __init__(self, rules: PacingRules | None = None) -> None:
+        self.rules = rules or PacingRules()
+        self._messages: deque[float] = deque()
+        self._history: deque[tuple[float, HistoryRequest]] = deque()
+
+    def _forget(self, now: float) -> None:
+        rules = self.rules
+        while self._messages and self._messages[0] <= now - 1.0:
+            self._messages.popleft()
+        keep = max(rules.history_window, rules.identical_within, rules.same_contract_window)
+        while self._history and self._history[0][0] <= now - keep:
+            self._history.popleft()
+
+    def delay(self, now: float, request: HistoryRequest | None = None) -> float:
+        """Seconds until ``request`` (None: a request that is not historical data) may go."""
+        self._forget(now)
+        rules = self.rules
+        waits = [
+            _window_wait(self._messages, limit=rules.messages_per_second, window=1.0, now=now)
+        ]
+        if request is not None:
+            history = list(self._history)
+            waits.append(
+                _window_wait(
+                    (t for t, _ in history),
+                    limit=rules.history_requests,
+                    window=rules.history_window,
+                    now=now,
+                )
+            )
+            waits.append(
+                _window_wait(
+                    (t for t, r in history if r.contract_key == request.contract_key),
+                    limit=rules.same_contract_requests,
+                    window=rules.same_contract_window,
+                    now=now,
+                )
+            )
+            same = [t for t, r in history if r == request]
+            if same:
+                waits.append(max(same) + rules.identical_within - now)
+        return max(0.0, *waits)
+
+    def record(self, now: float, request: HistoryRequest | None = None) -> None:
+        """``request`` went to IB at ``now`` (it counts there whatever the answer)."""
+        self._messages.append(now)
+        if request is not None:
+            self._history.append((now, request))
+
+    def reserve(self, now: float, request: HistoryRequest | None = None) -> float:
+        """Take the slot when it is free (returns 0, the request counts as sent), else return
+        the seconds to wait before asking again."""
+        wait = self.delay(now, request)
+        if wait <= 0:
+            self.record(now, request)
+        return wait
+
+
+def is_pacing_violation(code: int, message: str) -> bool:
+    """True for IB's "historical data request pacing violation" (162 has other meanings too:
+    no data, no permission)."""
+    return code == HISTORICAL_DATA_ERROR and "pacing violation" in message.lower()

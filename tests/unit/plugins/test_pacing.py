@@ -1,0 +1,95 @@
+"""IB's pacing rules as the pure pacer applies them, against a clock the test moves."""
+
+from __future__ import annotations
+
+import pytest
+
+from plugins.pacing import HistoryRequest, Pacer, PacingRules, is_pacing_violation
+
+
+def req(con_id: int = 1, *, what: str = "TRADES", duration: str = "1 D", end: str = "") -> HistoryRequest:
+    return HistoryRequest(
+        con_id=con_id,
+        exchange="SMART",
+        what_to_show=what,
+        duration=duration,
+        bar_size="1 min",
+        rth=True,
+        end=end,
+    )
+
+
+def drain(pacer: Pacer, requests: list[HistoryRequest | None], *, start: float = 0.0) -> list[float]:
+    """Send each request as soon as the pacer allows; the times they went."""
+    now, sent = start, []
+    for request in requests:
+        while (wait := pacer.reserve(now, request)) > 0:
+            now += wait
+        sent.append(now)
+    return sent
+
+
+def test_an_identical_request_waits_15_seconds_after_the_last() -> None:
+    pacer = Pacer()
+    assert pacer.reserve(100.0, req()) == 0
+    assert pacer.delay(101.0, req()) == pytest.approx(14.0)
+    assert pacer.delay(101.0, req(duration="2 D")) == 0  # not identical: goes at once
+    assert pacer.delay(115.0, req()) == 0
+
+
+def test_five_requests_per_contract_and_tick_type_in_two_seconds() -> None:
+    pacer = Pacer()
+    sent = drain(pacer, [req(duration=f"{n} D") for n in range(1, 8)], start=10.0)
+    assert sent[:5] == [10.0] * 5
+    assert sent[5] == pytest.approx(12.0)  # the sixth waits until the first leaves the window
+    # another tick type or contract is not held by these
+    assert pacer.delay(sent[-1], req(what="MIDPOINT")) == 0
+    assert pacer.delay(sent[-1], req(con_id=2)) == 0
+
+
+def test_sixty_history_requests_in_any_ten_minutes() -> None:
+    pacer = Pacer()
+    requests: list[HistoryRequest | None] = [req(con_id=n) for n in range(61)]
+    sent = drain(pacer, requests, start=0.0)
+    assert sent[59] < 2.0  # the first sixty go within the message rate
+    assert sent[60] == pytest.approx(sent[0] + 600.0)
+
+
+def test_messages_per_second_hold_every_kind_of_request() -> None:
+    pacer = Pacer(PacingRules(messages_per_second=3))
+    sent = drain(pacer, [None, None, None, None, req()], start=5.0)
+    assert sent == [5.0, 5.0, 5.0, 6.0, 6.0]
+
+
+def test_windows_slide_and_old_requests_are_forgotten() -> None:
+    pacer = Pacer()
+    for n in range(60):
+        pacer.record(float(n), req(con_id=n))
+    assert pacer.delay(60.0, req(con_id=99)) == pytest.approx(540.0)
+    assert pacer.delay(600.5, req(con_id=99)) == 0  # the first (at 0) left the window
+    assert pacer.delay(700.0, req(con_id=0)) == 0
+
+
+def test_scaled_rules_shrink_the_windows_only() -> None:
+    rules = PacingRules().scaled(0.01)
+    assert rules.history_window == pytest.approx(6.0)
+    assert rules.identical_within == pytest.approx(0.15)
+    assert rules.history_requests == 60
+    pacer = Pacer(rules)
+    sent = drain(pacer, [req(con_id=n) for n in range(61)], start=0.0)
+    assert sent[60] == pytest.approx(6.0)
+
+
+@pytest.mark.parametrize(
+    "field", ["messages_per_second", "history_window", "identical_within", "same_contract_requests"]
+)
+def test_rules_must_be_positive(field: str) -> None:
+    with pytest.raises(ValueError, match=field):
+        PacingRules(**{field: 0})
+
+
+def test_only_162_pacing_violations_are_pacing() -> None:
+    text = "Historical Market Data Service error message:Historical data request pacing violation"
+    assert is_pacing_violation(162, text)
+    assert not is_pacing_violation(162, "HMDS query returned no data")
+    assert not is_pacing_violation(354, "pacing violation")
