@@ -117,9 +117,7 @@ class Pacer:
         """Seconds until ``request`` (None: a request that is not historical data) may go."""
         self._forget(now)
         rules = self.rules
-        waits = [
-            _window_wait(self._messages, limit=rules.messages_per_second, window=1.0, now=now)
-        ]
+        waits = [_window_wait(self._messages, limit=rules.messages_per_second, window=1.0, now=now)]
         if request is not None:
             history = list(self._history)
             waits.append(

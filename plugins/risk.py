@@ -187,8 +187,9 @@ def check_daily_loss(
     day_pnl: float, *, position: float, quantity: float, limits: LimitsConfig
 ) -> RiskDecision:
     """Past the daily loss limit only orders that reduce the position pass (``quantity``
-    signed, against the strategy's ``position`` in that contract)."""
-    if not loss_breached(day_pnl, limits):
+    signed, against the strategy's ``position`` in that contract; a modify passes its change,
+    and one that adds nothing passes)."""
+    if not loss_breached(day_pnl, limits) or quantity == 0:
         return _OK
     reduces = position * quantity < 0 and abs(quantity) <= abs(position)
     if reduces:

@@ -99,3 +99,40 @@ class StrategyContext:
 
     def call_every(self, interval: timedelta, timer: str) -> None:
         self._r.call_every(interval, timer)
+
+    # -- data --------------------------------------------------------------------------------
+
+    async def history(
+        self,
+        instrument: api.Instrument,
+        duration: str,
+        bar_size: str,
+        what_to_show: str = "TRADES",
+        rth: bool = True,
+        *,
+        end: datetime | None = None,
+    ) -> list[api.HistoricalBar]:
+        return await self._r.requests.history(
+            instrument, duration, bar_size, what_to_show, rth, end
+        )
+
+    async def account(self) -> api.AccountSummary:
+        return await self._r.requests.account()
+
+    async def portfolio(self) -> list[api.PortfolioPosition]:
+        return await self._r.requests.portfolio()
+
+    async def what_if(self, spec: api.OrderSpec) -> api.WhatIf:
+        return await self._r.requests.what_if(spec)
+
+    async def lookup(
+        self,
+        symbol: str,
+        *,
+        sec_type: str = "STK",
+        exchange: str = "SMART",
+        currency: str = "",
+    ) -> list[api.Listing]:
+        return await self._r.requests.lookup(
+            symbol, sec_type=sec_type, exchange=exchange, currency=currency
+        )
