@@ -7,7 +7,9 @@ import pytest
 from plugins.pacing import HistoryRequest, Pacer, PacingRules, is_pacing_violation
 
 
-def req(con_id: int = 1, *, what: str = "TRADES", duration: str = "1 D", end: str = "") -> HistoryRequest:
+def req(
+    con_id: int = 1, *, what: str = "TRADES", duration: str = "1 D", end: str = ""
+) -> HistoryRequest:
     return HistoryRequest(
         con_id=con_id,
         exchange="SMART",
@@ -19,7 +21,9 @@ def req(con_id: int = 1, *, what: str = "TRADES", duration: str = "1 D", end: st
     )
 
 
-def drain(pacer: Pacer, requests: list[HistoryRequest | None], *, start: float = 0.0) -> list[float]:
+def drain(
+    pacer: Pacer, requests: list[HistoryRequest | None], *, start: float = 0.0
+) -> list[float]:
     """Send each request as soon as the pacer allows; the times they went."""
     now, sent = start, []
     for request in requests:
