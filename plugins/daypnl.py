@@ -43,7 +43,8 @@ def trading_day(now: dt.datetime, *, calendar: str, reset: dt.time | None = None
     minute = pd.Timestamp(utc).floor("min")
     # Between sessions (and on a break) the day is still the previous session's.
     session: pd.Timestamp = cal.minute_to_session(minute, direction="previous")
-    return session.date()
+    opened: dt.date = session.date()
+    return opened
 
 
 @dataclass
