@@ -42,6 +42,9 @@ class PacingRules:
     same_contract_window: float = 2.0
     #: How often a request that got a pacing violation anyway is tried again before failing.
     retries: int = 3
+    #: Seconds added to every historical window: a request may reach IB later than it left
+    #: here, the one before it sooner.
+    slack: float = 0.5
 
     def __post_init__(self) -> None:
         for name in (
@@ -57,6 +60,8 @@ class PacingRules:
                 raise ValueError(f"pacing rule {name} must be a positive number, got {value!r}")
         if self.retries < 0:
             raise ValueError(f"pacing rule retries must be 0 or more, got {self.retries!r}")
+        if not (math.isfinite(self.slack) and self.slack >= 0):
+            raise ValueError(f"pacing rule slack must be 0 or more seconds, got {self.slack!r}")
 
     def scaled(self, factor: float) -> PacingRules:
         """The same counts over windows ``factor`` times as long (tests shrink IB's minutes)."""
@@ -68,6 +73,7 @@ class PacingRules:
             same_contract_requests=self.same_contract_requests,
             same_contract_window=self.same_contract_window * factor,
             retries=self.retries,
+            slack=self.slack * factor,
         )
 
 
@@ -88,13 +94,26 @@ class HistoryRequest:
         """What IB's "same contract, exchange and tick type" rule compares."""
         return (self.con_id, self.exchange, self.what_to_show)
 
+    @property
+    def weight(self) -> int:
+        """How many requests IB counts it as in the ten-minute rule (BID_ASK counts twice)."""
+        return 2 if self.what_to_show.upper() == "BID_ASK" else 1
 
-def _window_wait(times: Iterable[float], *, limit: int, window: float, now: float) -> float:
-    """Seconds until fewer than ``limit`` of ``times`` lie in the ``window`` before now."""
-    inside = sorted(t for t in times if t > now - window)
-    if len(inside) < limit:
+
+def _window_wait(
+    stamps: Iterable[tuple[float, int]], *, limit: int, window: float, now: float, weight: int = 1
+) -> float:
+    """Seconds until ``weight`` more fits under ``limit`` in the ``window`` before now, given
+    the (time sent, weight) ``stamps``."""
+    inside = sorted(s for s in stamps if s[0] > now - window)
+    used = sum(w for _, w in inside)
+    if used + weight <= limit:
         return 0.0
-    return inside[-limit] + window - now
+    for at, w in inside:
+        used -= w
+        if used + weight <= limit:
+            return at + window - now
+    return math.inf  # heavier than the limit itself (the caller caps the weight)
 
 
 class Pacer:
@@ -109,7 +128,9 @@ class Pacer:
         rules = self.rules
         while self._messages and self._messages[0] <= now - 1.0:
             self._messages.popleft()
-        keep = max(rules.history_window, rules.identical_within, rules.same_contract_window)
+        keep = rules.slack + max(
+            rules.history_window, rules.identical_within, rules.same_contract_window
+        )
         while self._history and self._history[0][0] <= now - keep:
             self._history.popleft()
 
@@ -117,28 +138,33 @@ class Pacer:
         """Seconds until ``request`` (None: a request that is not historical data) may go."""
         self._forget(now)
         rules = self.rules
-        waits = [_window_wait(self._messages, limit=rules.messages_per_second, window=1.0, now=now)]
-        if request is not None:
-            history = list(self._history)
-            waits.append(
-                _window_wait(
-                    (t for t, _ in history),
-                    limit=rules.history_requests,
-                    window=rules.history_window,
-                    now=now,
-                )
+        messages = ((t, 1) for t in self._messages)
+        waits = [_window_wait(messages, limit=rules.messages_per_second, window=1.0, now=now)]
+        if request is None:
+            return max(0.0, *waits)
+        history = list(self._history)
+        slack = rules.slack
+        waits.append(
+            _window_wait(
+                ((t, r.weight) for t, r in history),
+                limit=rules.history_requests,
+                window=rules.history_window + slack,
+                now=now,
+                # Never more than the limit, or it would never fit.
+                weight=min(request.weight, rules.history_requests),
             )
-            waits.append(
-                _window_wait(
-                    (t for t, r in history if r.contract_key == request.contract_key),
-                    limit=rules.same_contract_requests,
-                    window=rules.same_contract_window,
-                    now=now,
-                )
+        )
+        waits.append(
+            _window_wait(
+                ((t, 1) for t, r in history if r.contract_key == request.contract_key),
+                limit=rules.same_contract_requests,
+                window=rules.same_contract_window + slack,
+                now=now,
             )
-            same = [t for t, r in history if r == request]
-            if same:
-                waits.append(max(same) + rules.identical_within - now)
+        )
+        same = [t for t, r in history if r == request]
+        if same:
+            waits.append(max(same) + rules.identical_within + slack - now)
         return max(0.0, *waits)
 
     def record(self, now: float, request: HistoryRequest | None = None) -> None:

@@ -33,16 +33,34 @@ def drain(
     return sent
 
 
+EXACT = PacingRules(slack=0.0)  # IB's windows with no slack, to check the arithmetic
+
+
 def test_an_identical_request_waits_15_seconds_after_the_last() -> None:
-    pacer = Pacer()
+    pacer = Pacer(EXACT)
     assert pacer.reserve(100.0, req()) == 0
     assert pacer.delay(101.0, req()) == pytest.approx(14.0)
     assert pacer.delay(101.0, req(duration="2 D")) == 0  # not identical: goes at once
     assert pacer.delay(115.0, req()) == 0
 
 
+def test_slack_widens_every_historical_window() -> None:
+    pacer = Pacer(PacingRules(slack=0.5))
+    pacer.record(100.0, req())
+    assert pacer.delay(101.0, req()) == pytest.approx(14.5)
+
+
+def test_a_bid_ask_request_counts_twice_in_the_ten_minute_rule() -> None:
+    pacer = Pacer(EXACT)
+    for n in range(59):
+        pacer.record(float(n) * 0.1, req(con_id=n))
+    assert pacer.delay(10.0, req(con_id=99)) == 0  # the 60th
+    # it waits until the first (at 0) leaves the window
+    assert pacer.delay(10.0, req(con_id=99, what="BID_ASK")) == pytest.approx(590.0)
+
+
 def test_five_requests_per_contract_and_tick_type_in_two_seconds() -> None:
-    pacer = Pacer()
+    pacer = Pacer(EXACT)
     sent = drain(pacer, [req(duration=f"{n} D") for n in range(1, 8)], start=10.0)
     assert sent[:5] == [10.0] * 5
     assert sent[5] == pytest.approx(12.0)  # the sixth waits until the first leaves the window
@@ -52,7 +70,7 @@ def test_five_requests_per_contract_and_tick_type_in_two_seconds() -> None:
 
 
 def test_sixty_history_requests_in_any_ten_minutes() -> None:
-    pacer = Pacer()
+    pacer = Pacer(EXACT)
     requests: list[HistoryRequest | None] = [req(con_id=n) for n in range(61)]
     sent = drain(pacer, requests, start=0.0)
     assert sent[59] < 2.0  # the first sixty go within the message rate
@@ -66,7 +84,7 @@ def test_messages_per_second_hold_every_kind_of_request() -> None:
 
 
 def test_windows_slide_and_old_requests_are_forgotten() -> None:
-    pacer = Pacer()
+    pacer = Pacer(EXACT)
     for n in range(60):
         pacer.record(float(n), req(con_id=n))
     assert pacer.delay(60.0, req(con_id=99)) == pytest.approx(540.0)
@@ -75,7 +93,7 @@ def test_windows_slide_and_old_requests_are_forgotten() -> None:
 
 
 def test_scaled_rules_shrink_the_windows_only() -> None:
-    rules = PacingRules().scaled(0.01)
+    rules = EXACT.scaled(0.01)
     assert rules.history_window == pytest.approx(6.0)
     assert rules.identical_within == pytest.approx(0.15)
     assert rules.history_requests == 60
