@@ -88,9 +88,9 @@ class LimitsConfig(_Strict):
         "zone) the day's loss starts again from zero, e.g. 17:00. Default none.",
     )
     price_collar_pct: PositiveFloat | None = Field(
-        default=10,
+        default=20,
         description="Refuse a limit or stop price more than this % from the last price (a "
-        "likely typo); orders without a known market price pass. null: off. Default 10.",
+        "likely typo); orders without a known market price pass. null: off. Default 20.",
     )
 
     @field_validator("daily_loss_calendar")

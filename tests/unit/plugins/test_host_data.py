@@ -281,7 +281,7 @@ async def test_lookup_finds_and_qualifies_a_symbol_not_subscribed(tmp_path: Path
 
 
 async def test_a_limit_far_from_the_market_is_refused_by_the_collar(tmp_path: Path) -> None:
-    async with rig(tmp_path) as r:
+    async with rig(tmp_path, strategy(price_collar_pct=10)) as r:
         await started(r)
         r.ib.tick(185.0)
         await until(lambda: r.runner().ctx.last_price(AAPL_I) == 185.0, what="a price")

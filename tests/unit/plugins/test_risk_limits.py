@@ -24,6 +24,7 @@ from plugins.risk import (
 UTC = dt.UTC
 MONDAY_OPEN = dt.datetime(2026, 3, 2, 14, 30, tzinfo=UTC)  # 09:30 New York
 LIMITS = LimitsConfig(max_position=100, position_limits={"AAPL": 20}, max_daily_loss=500)
+TEN_PCT = LimitsConfig(price_collar_pct=10)
 
 
 # -- per-instrument position limits -------------------------------------------------------
@@ -59,7 +60,7 @@ def test_position_limits_must_be_positive() -> None:
 def test_a_limit_more_than_the_collar_from_the_market_is_refused(
     limit: float, accepted: bool
 ) -> None:
-    decision = check_collar({"limit": limit}, market=100.0, limits=LimitsConfig())
+    decision = check_collar({"limit": limit}, market=100.0, limits=TEN_PCT)
     assert decision.accepted is accepted
     if not accepted:
         assert decision.reason is RiskReason.PRICE_COLLAR
@@ -67,7 +68,7 @@ def test_a_limit_more_than_the_collar_from_the_market_is_refused(
 
 
 def test_a_stop_price_is_collared_too() -> None:
-    decision = check_collar({"limit": 100.0, "stop": 150.0}, market=100.0, limits=LimitsConfig())
+    decision = check_collar({"limit": 100.0, "stop": 150.0}, market=100.0, limits=TEN_PCT)
     assert decision.reason is RiskReason.PRICE_COLLAR
     assert decision.message.startswith("stop price 150")
 
