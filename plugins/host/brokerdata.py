@@ -4,6 +4,7 @@ contract lookup. Nothing here places an order or writes an intent."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import math
@@ -153,6 +154,7 @@ class DataRequests:
         self._book = book
         self._data = data
         self.history_retries = 0  # pacing violations IB sent anyway (each retried)
+        self._qualifying = asyncio.Lock()
         self.paced_seconds = 0.0  # time requests waited for IB's pacing
 
     def _live(self) -> Session:
@@ -190,7 +192,15 @@ class DataRequests:
 
     async def _contract(self, instrument: api.Instrument, what: str) -> Contract:
         try:
-            return await self._data.qualify(instrument)
+            known = self._data.qualified.get(instrument)
+            if known is not None:
+                return known
+            # One contract request at a time, paced: a burst of history for a new instrument
+            # asks IB once, not once per request.
+            async with self._qualifying:
+                if instrument not in self._data.qualified:
+                    await self._paced_session()
+                return await self._data.qualify(instrument)
         except api.OrderRefused as refused:
             raise api.DataRefused(
                 api.DataReason.NO_CONTRACT, f"strategy {self.name}: {what}: {refused.message}"
