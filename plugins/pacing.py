@@ -116,13 +116,27 @@ def _window_wait(
     return math.inf  # heavier than the limit itself (the caller caps the weight)
 
 
+@dataclass(slots=True)
+class _Stamp:
+    """One historical request sent: when, and whether its answer is still to come."""
+
+    at: float
+    request: HistoryRequest
+    pending: bool = False
+
+    def time(self, now: float) -> float:
+        # IB sees a request somewhere between its send and its answer: while none came, it
+        # may be seeing it now.
+        return max(self.at, now) if self.pending else self.at
+
+
 class Pacer:
     """The recent requests of one gateway session and when the next one may go."""
 
     def __init__(self, rules: PacingRules | None = None) -> None:
         self.rules = rules or PacingRules()
         self._messages: deque[float] = deque()
-        self._history: deque[tuple[float, HistoryRequest]] = deque()
+        self._history: deque[_Stamp] = deque()
 
     def _forget(self, now: float) -> None:
         rules = self.rules
@@ -131,7 +145,7 @@ class Pacer:
         keep = rules.slack + max(
             rules.history_window, rules.identical_within, rules.same_contract_window
         )
-        while self._history and self._history[0][0] <= now - keep:
+        while self._history and self._history[0].time(now) <= now - keep:
             self._history.popleft()
 
     def delay(self, now: float, request: HistoryRequest | None = None) -> float:
@@ -142,7 +156,7 @@ class Pacer:
         waits = [_window_wait(messages, limit=rules.messages_per_second, window=1.0, now=now)]
         if request is None:
             return max(0.0, *waits)
-        history = list(self._history)
+        history = [(stamp.time(now), stamp.request) for stamp in self._history]
         slack = rules.slack
         waits.append(
             _window_wait(
@@ -167,18 +181,31 @@ class Pacer:
             waits.append(max(same) + rules.identical_within + slack - now)
         return max(0.0, *waits)
 
-    def record(self, now: float, request: HistoryRequest | None = None) -> None:
-        """``request`` went to IB at ``now`` (it counts there whatever the answer)."""
+    def record(
+        self, now: float, request: HistoryRequest | None = None, *, pending: bool = False
+    ) -> None:
+        """``request`` went to IB at ``now`` (it counts there whatever the answer); with
+        ``pending`` it counts as seen now until :meth:`answered` says when its answer came."""
         self._messages.append(now)
         if request is not None:
-            self._history.append((now, request))
+            self._history.append(_Stamp(now, request, pending))
 
-    def reserve(self, now: float, request: HistoryRequest | None = None) -> float:
+    def answered(self, now: float, request: HistoryRequest) -> None:
+        """IB answered ``request`` (sent ``pending``) at ``now``: it counts from then on, so a
+        rule measured from it holds at IB even when requests queued on the way."""
+        for stamp in self._history:
+            if stamp.pending and stamp.request == request:
+                stamp.at, stamp.pending = max(stamp.at, now), False
+                return
+
+    def reserve(
+        self, now: float, request: HistoryRequest | None = None, *, pending: bool = False
+    ) -> float:
         """Take the slot when it is free (returns 0, the request counts as sent), else return
         the seconds to wait before asking again."""
         wait = self.delay(now, request)
         if wait <= 0:
-            self.record(now, request)
+            self.record(now, request, pending=pending)
         return wait
 
 

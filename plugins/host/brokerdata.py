@@ -241,20 +241,7 @@ class DataRequests:
         for attempt in range(retries + 1):
             session = await self._paced_session(request)
             try:
-                bars = await self._ask(
-                    session,
-                    lambda b: b.historical_bars(
-                        contract,
-                        end=ib_end,
-                        duration=duration,
-                        bar_size=bar_size,
-                        what_to_show=what_to_show,
-                        use_rth=rth,
-                        timeout=settings.history_timeout,
-                    ),
-                    timeout=settings.history_timeout + settings.request_timeout,
-                    what=what,
-                )
+                bars = await self._history_once(session, contract, request, what)
             except BrokerError as error:
                 if is_pacing_violation(error.code, error.message) and attempt < retries:
                     # The request counted at IB; the identical-request rule now holds its
@@ -270,6 +257,30 @@ class DataRequests:
                 raise self._history_refused(error, instrument, what, attempts=attempt + 1) from None
             return [historical_bar(b) for b in bars]
         raise AssertionError("unreachable: the last attempt returns or raises")
+
+    async def _history_once(
+        self, session: Session, contract: Contract, request: HistoryRequest, what: str
+    ) -> list[BarData]:
+        settings = self._services.settings
+        try:
+            return await self._ask(
+                session,
+                lambda b: b.historical_bars(
+                    contract,
+                    end=request.end,
+                    duration=request.duration,
+                    bar_size=request.bar_size,
+                    what_to_show=request.what_to_show,
+                    use_rth=request.rth,
+                    timeout=settings.history_timeout,
+                ),
+                timeout=settings.history_timeout + settings.request_timeout,
+                what=what,
+            )
+        finally:
+            # Answered or refused: IB's rules count it from now on.
+            pacer = self._services.pacer(session.gateway)
+            pacer.answered(self._services.clock.monotonic(), request)
 
     def _history_refused(
         self, error: BrokerError, instrument: api.Instrument, what: str, *, attempts: int

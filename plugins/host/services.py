@@ -115,11 +115,13 @@ class HostServices:
 
     async def paced(self, gateway: str, request: HistoryRequest | None = None) -> float:
         """Wait until IB's pacing lets ``request`` (None: any other request) go on
-        ``gateway``, and take its slot; returns the seconds waited."""
+        ``gateway``, and take its slot; returns the seconds waited. The caller tells
+        ``pacer(gateway).answered`` when a historical request's answer came."""
         pacer = self.pacer(gateway)
         started = self.clock.monotonic()
         while True:
-            wait = pacer.reserve(self.clock.monotonic(), request)
+            # A historical request is pending until the caller tells the pacer its answer came.
+            wait = pacer.reserve(self.clock.monotonic(), request, pending=request is not None)
             if wait <= 0:
                 break
             # A queue, not a failure: requests wait their turn however long IB's rules say.

@@ -115,3 +115,25 @@ def test_only_162_pacing_violations_are_pacing() -> None:
     assert is_pacing_violation(162, text)
     assert not is_pacing_violation(162, "HMDS query returned no data")
     assert not is_pacing_violation(354, "pacing violation")
+
+
+def test_a_request_counts_from_its_answer_once_it_is_answered() -> None:
+    """IB saw it at some time up to the answer: a queue on the way cannot break a rule."""
+    pacer = Pacer(EXACT)
+    pacer.record(100.0, req(), pending=True)
+    assert pacer.delay(110.0, req()) == pytest.approx(15.0)  # unanswered: maybe seen now
+    pacer.answered(103.0, req())
+    assert pacer.delay(110.0, req()) == pytest.approx(8.0)  # 103 + 15 - 110
+    pacer.answered(120.0, req())  # answered once: a second answer moves nothing
+    assert pacer.delay(110.0, req()) == pytest.approx(8.0)
+
+
+def test_requests_in_flight_hold_their_contracts_slots_until_answered() -> None:
+    pacer = Pacer(EXACT)
+    for n in range(5):
+        pacer.record(10.0, req(duration=f"{n} D"), pending=True)
+    assert pacer.delay(30.0, req(duration="9 D")) == pytest.approx(2.0)
+    for n in range(5):
+        pacer.answered(30.5, req(duration=f"{n} D"))
+    assert pacer.delay(31.0, req(duration="9 D")) == pytest.approx(1.5)
+    assert pacer.delay(32.5, req(duration="9 D")) == 0
