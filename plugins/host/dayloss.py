@@ -77,6 +77,14 @@ class DayLoss:
             total,
             limits.max_daily_loss,
         )
+        self._services.journal_event(
+            at=self._services.clock.now(),
+            kind="strategy.daily_loss",
+            strategy=self.name,
+            severity="critical",
+            message=f"daily loss limit reached: P&L {total:.2f}",
+            fields={"pnl": total, "realised": self.pnl.realised, "limit": limits.max_daily_loss},
+        )
         self._services.alert(
             f"strategy:{self.name}:daily_loss",
             "critical",

@@ -315,6 +315,8 @@ async def test_the_daily_loss_halts_the_strategy_cancels_its_orders_and_alerts(
         r.ib.tick(184.0)  # -60
         await until(lambda: runner.state is StrategyState.HALTED, what="halted")
         assert "strategy:s1:daily_loss" in r.alerts.raised_keys()
+        await r.host.settle()
+        assert [e for e in r.journal.events(limit=1000) if e.kind == "strategy.daily_loss"]
         await until(lambda: resting.key not in r.ib.open_refs(), what="resting order cancelled")
         # resumed the same day: adding is refused, reducing passes, no second halt
         await r.host.resume("s1")
