@@ -92,6 +92,7 @@ def _host(
                 "max_position": 1e6,
                 "max_notional": 1e9,
                 "max_order_qty": 1e6,
+                "price_collar_pct": None,  # resting 20 % under the market on purpose
             },
             "params": params,
         }

@@ -318,6 +318,8 @@ class RefusalReason(enum.Enum):
     NOT_TRADING = "not_trading"
     MARGIN = "margin"
     UNKNOWN_ORDER = "unknown_order"
+    DAILY_LOSS = "daily_loss"  # the day's loss passed max_daily_loss: only reducing orders
+    PRICE_COLLAR = "price_collar"  # a limit or stop too far from the market (a likely typo)
 
 
 class OrderRefused(Exception):
@@ -340,6 +342,107 @@ class KeyValueStore(Protocol):
     def set(self, name: str, value: Any) -> None: ...
 
     def delete(self, name: str) -> bool: ...
+
+
+# -- data: history, account, portfolio, what-if, contract lookup ---------------------------
+
+__all__ += [
+    "AccountSummary",
+    "DataReason",
+    "DataRefused",
+    "HistoricalBar",
+    "Listing",
+    "PortfolioPosition",
+    "WhatIf",
+]
+
+
+class DataReason(enum.Enum):
+    """Why the host or IB did not give the data a strategy asked for."""
+
+    NO_PERMISSION = "no_permission"  # the account lacks the market data (354, 10167, 10197)
+    NO_CONTRACT = "no_contract"  # IB knows no such contract (200)
+    NO_DATA = "no_data"  # IB answered with an error instead of data (162 and others)
+    PACING = "pacing"  # IB's pacing refused it even after the host waited and retried
+    NOT_TRADING = "not_trading"  # the strategy has no live session now
+    TIMEOUT = "timeout"  # the gateway did not answer in time
+
+
+class DataRefused(Exception):
+    """No data: ``reason`` says why, ``code`` is IB's error code when IB said so, ``message``
+    names the request and (for permissions) the permission the account lacks."""
+
+    def __init__(self, reason: DataReason, message: str, *, code: int | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class HistoricalBar:
+    """One historical bar; ``start`` is aware UTC (daily and longer bars: 00:00 UTC of the
+    session's date); ``wap`` is None where IB gives no average price."""
+
+    start: datetime
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+    wap: float | None
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class AccountSummary:
+    """The account's values as IB reports them, in ``currency`` (the base currency); ``cash``
+    is the cash balance per currency. A value IB did not send is None."""
+
+    account: str
+    currency: str
+    net_liquidation: float | None
+    buying_power: float | None
+    available_funds: float | None
+    cash: Mapping[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class PortfolioPosition:
+    """One position of the account (every strategy's and manual trades', as IB holds it)."""
+
+    instrument: Instrument
+    con_id: int
+    quantity: float
+    average_cost: float
+    market_price: float | None
+    market_value: float
+    unrealised_pnl: float | None
+    realised_pnl: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class WhatIf:
+    """IB's what-if answer for an order that was not placed; None where IB gave no number."""
+
+    init_margin_change: float | None
+    maint_margin_change: float | None
+    commission: float | None
+    currency: str
+    init_margin_after: float | None
+    maint_margin_after: float | None
+    equity_with_loan_after: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """A contract IB knows, found with ``ctx.lookup``; ``instrument`` can be subscribed or
+    traded as is."""
+
+    instrument: Instrument
+    con_id: int
+    primary_exchange: str
+    local_symbol: str
 
 
 class Context(Protocol):
@@ -397,6 +500,39 @@ class Context(Protocol):
 
     def call_every(self, interval: timedelta, timer: str) -> None:
         """Call ``on_timer(timer)`` every ``interval`` while the strategy runs."""
+
+    # -- data (raise :class:`DataRefused`) ---------------------------------------------------
+
+    async def history(
+        self,
+        instrument: Instrument,
+        duration: str,
+        bar_size: str,
+        what_to_show: str = "TRADES",
+        rth: bool = True,
+        *,
+        end: datetime | None = None,
+    ) -> list[HistoricalBar]:
+        """Bars in IB's terms (``"1 D"``, ``"5 mins"``, ``"TRADES"``) ending at ``end`` (now
+        when None). Waits while IB's pacing for the gateway would refuse it."""
+
+    async def account(self) -> AccountSummary: ...
+
+    async def portfolio(self) -> list[PortfolioPosition]:
+        """The account's positions (not only this strategy's): see ``position`` for yours."""
+
+    async def what_if(self, spec: OrderSpec) -> WhatIf:
+        """IB's margin and commission for ``spec``; nothing is placed or journalled."""
+
+    async def lookup(
+        self,
+        symbol: str,
+        *,
+        sec_type: str = "STK",
+        exchange: str = "SMART",
+        currency: str = "",
+    ) -> list[Listing]:
+        """The contracts IB has for ``symbol`` (every currency when ``currency`` is empty)."""
 
 
 class Strategy:

@@ -6,7 +6,7 @@ import datetime as dt
 import enum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, field_validator
 
 from gateway.config import MAX_CLIENT_ID, NAME_PATTERN
 from gateway.time_fields import Duration
@@ -65,6 +65,46 @@ class LimitsConfig(_Strict):
     whatif_margin_check: bool = Field(
         default=False, description="Check margin with a what-if order first. Default false."
     )
+    position_limits: dict[str, PositiveFloat] = Field(
+        default_factory=dict,
+        description="Per symbol: a position limit that replaces max_position for it, e.g. "
+        "{AAPL: 200}. Default none.",
+    )
+    max_daily_loss: PositiveFloat | None = Field(
+        default=5_000,
+        description="The day's loss (realised plus marked unrealised, from the strategy's own "
+        "fills) at which the strategy's orders are cancelled, it is halted and an alert goes "
+        "out; until the next trading day only orders that reduce a position pass. null: off. "
+        "Default 5000.",
+    )
+    daily_loss_calendar: str = Field(
+        default="XNYS",
+        description="The exchange calendar (exchange-calendars name) whose trading day the "
+        "daily loss counts: a day runs from one session's open to the next. Default XNYS.",
+    )
+    daily_loss_reset: dt.time | None = Field(
+        default=None,
+        description="Instead of the session's open: the local time (in the calendar's time "
+        "zone) the day's loss starts again from zero, e.g. 17:00. Default none.",
+    )
+    price_collar_pct: PositiveFloat | None = Field(
+        default=20,
+        description="Refuse a limit or stop price more than this % from the last price (a "
+        "likely typo); orders without a known market price pass. null: off. Default 20.",
+    )
+
+    @field_validator("daily_loss_calendar")
+    @classmethod
+    def _known_calendar(cls, name: str) -> str:
+        # Imported here: the calendars load pandas, which a fleet file without limits skips.
+        import exchange_calendars
+
+        if name not in exchange_calendars.get_calendar_names(include_aliases=True):
+            raise ValueError(
+                f"daily_loss_calendar {name!r} is not an exchange-calendars name "
+                "(XNYS, XLON, XTKS, ...)"
+            )
+        return name
 
 
 class StrategyConfig(_Strict):

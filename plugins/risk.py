@@ -7,11 +7,22 @@ from __future__ import annotations
 
 import enum
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from plugins.config import LimitsConfig
 
-__all__ = ["OrderCheck", "RiskBook", "RiskDecision", "RiskReason", "check_order"]
+__all__ = [
+    "OrderCheck",
+    "RiskBook",
+    "RiskDecision",
+    "RiskReason",
+    "check_collar",
+    "check_daily_loss",
+    "check_order",
+    "loss_breached",
+    "position_limit",
+]
 
 
 class RiskReason(enum.Enum):
@@ -26,6 +37,8 @@ class RiskReason(enum.Enum):
     READ_ONLY = "read_only"
     RESET_WINDOW = "reset_window"
     GATEWAY_DOWN = "gateway_down"
+    DAILY_LOSS = "daily_loss"
+    PRICE_COLLAR = "price_collar"
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,8 +95,10 @@ def check_order(
     read_only: bool = False,
     in_reset_window: bool = False,
     gateway_ready: bool = True,
+    max_position: float | None = None,
 ) -> RiskDecision:
-    """Run every check in a fixed order; the first refusal wins."""
+    """Run every check in a fixed order; the first refusal wins. ``max_position`` overrides
+    the limit of the same name for this contract (see :func:`position_limit`)."""
     if read_only:
         return _refuse(RiskReason.READ_ONLY, "the strategy or its gateway is read-only")
     if not gateway_ready:
@@ -104,12 +119,13 @@ def check_order(
     buys = book.open_buy_quantity + max(qty, 0.0) - max(order.replaces_quantity, 0.0)
     sells = book.open_sell_quantity + max(-qty, 0.0) - max(-order.replaces_quantity, 0.0)
     worst = max(abs(book.position + buys), abs(book.position - sells))
-    if worst > limits.max_position:
+    most = limits.max_position if max_position is None else max_position
+    if worst > most:
         return _refuse(
             RiskReason.MAX_POSITION,
             f"position could reach {worst:g} (now {book.position:g}, working buys "
             f"{book.open_buy_quantity:g}, sells {book.open_sell_quantity:g}, this order "
-            f"{qty:g}) above max_position {limits.max_position:g}",
+            f"{qty:g}) above max_position {most:g}",
         )
     price = order.price if order.price is not None else order.last_price
     if price is None or not math.isfinite(price) or price <= 0:
@@ -133,3 +149,59 @@ def check_order(
             f"max_open_orders is {limits.max_open_orders}",
         )
     return _OK
+
+
+# -- limits that need more than the order and the book: per-instrument position, the price
+# collar and the daily loss (the host passes the market price and the day's P&L) ----------
+
+
+def position_limit(limits: LimitsConfig, symbol: str) -> float:
+    """The position limit of ``symbol``: its entry in ``position_limits``, else
+    ``max_position``."""
+    return limits.position_limits.get(symbol, limits.max_position)
+
+
+def check_collar(
+    prices: Mapping[str, float | None], *, market: float | None, limits: LimitsConfig
+) -> RiskDecision:
+    """Refuse a limit or stop price more than ``price_collar_pct`` from the market (a likely
+    typo: 1850 for 185.0). ``prices`` names each price (``limit``, ``stop``); with no market
+    price known there is nothing to compare, and the order passes."""
+    pct = limits.price_collar_pct
+    if pct is None or market is None or not math.isfinite(market) or market <= 0:
+        return _OK
+    for name, price in prices.items():
+        if price is None:
+            continue
+        away = abs(price - market) / market * 100
+        if not math.isfinite(away) or away > pct:
+            return _refuse(
+                RiskReason.PRICE_COLLAR,
+                f"{name} price {price:g} is {away:.1f} % from the market {market:g}, beyond "
+                f"price_collar_pct {pct:g} (a typo?)",
+            )
+    return _OK
+
+
+def loss_breached(day_pnl: float, limits: LimitsConfig) -> bool:
+    """True once the day's P&L (realised plus marked) is at or below ``-max_daily_loss``."""
+    limit = limits.max_daily_loss
+    return limit is not None and day_pnl <= -limit
+
+
+def check_daily_loss(
+    day_pnl: float, *, position: float, quantity: float, limits: LimitsConfig
+) -> RiskDecision:
+    """Past the daily loss limit only orders that reduce the position pass (``quantity``
+    signed, against the strategy's ``position`` in that contract; a modify passes its change,
+    and one that adds nothing passes)."""
+    if not loss_breached(day_pnl, limits) or quantity == 0:
+        return _OK
+    reduces = position * quantity < 0 and abs(quantity) <= abs(position)
+    if reduces:
+        return _OK
+    return _refuse(
+        RiskReason.DAILY_LOSS,
+        f"the day's P&L {day_pnl:.2f} is past max_daily_loss {limits.max_daily_loss:g}: "
+        "only orders that reduce a position are allowed until the next trading day",
+    )

@@ -13,12 +13,22 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
-from ib_async import Contract, Order, Ticker, Trade
+from ib_async import (
+    AccountValue,
+    BarData,
+    Contract,
+    Order,
+    OrderState,
+    PortfolioItem,
+    Ticker,
+    Trade,
+)
 from ib_async import Fill as IbFill
 
 from gateway.aio import within
 
 __all__ = [
+    "BrokerError",
     "BrokerFactory",
     "BrokerListener",
     "BrokerSession",
@@ -95,6 +105,47 @@ class BrokerSession(Protocol):
     def global_cancel(self) -> None:
         """reqGlobalCancel: every open order of the account, whichever client placed it."""
         ...
+
+    # -- data: history, account, what-if, market data permissions --------------------------
+    # Each raises :class:`BrokerError` with IB's code when IB answers with an error.
+
+    async def historical_bars(
+        self,
+        contract: Contract,
+        *,
+        end: str,
+        duration: str,
+        bar_size: str,
+        what_to_show: str,
+        use_rth: bool,
+        timeout: float,
+    ) -> list[BarData]:
+        """reqHistoricalData with ``formatDate=2`` (intraday bars in UTC), no updates."""
+        ...
+
+    async def account_values(self, account: str) -> list[AccountValue]:
+        """The account's values (NetLiquidation, BuyingPower, CashBalance per currency...)."""
+        ...
+
+    async def portfolio(self, account: str) -> list[PortfolioItem]: ...
+
+    async def what_if_state(self, contract: Contract, order: Order) -> OrderState:
+        """IB's whole what-if answer; the order is sent with ``whatIf`` set, never placed."""
+        ...
+
+    async def subscribe_market_data(self, contract: Contract, *, wait: float) -> BrokerError | None:
+        """Open a market data line and wait up to ``wait`` s for its first tick or a refusal:
+        a permission error (354, 10167, 10197, ...) closes the line and is returned."""
+        ...
+
+
+class BrokerError(Exception):
+    """IB answered a request with an error: ``code`` and IB's ``message``."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(f"IB error {code}: {message}")
+        self.code = code
+        self.message = message
 
 
 #: A new, unconnected session.

@@ -118,3 +118,40 @@ class StrategyContext:
 
     async def cancel_all(self, instrument: api.Instrument | None = None) -> list[str]:
         return await self._r.orders.cancel_all(instrument)
+
+    # -- data --------------------------------------------------------------------------------
+
+    async def history(
+        self,
+        instrument: api.Instrument,
+        duration: str,
+        bar_size: str,
+        what_to_show: str = "TRADES",
+        rth: bool = True,
+        *,
+        end: datetime | None = None,
+    ) -> list[api.HistoricalBar]:
+        return await self._r.requests.history(
+            instrument, duration, bar_size, what_to_show, rth, end
+        )
+
+    async def account(self) -> api.AccountSummary:
+        return await self._r.requests.account()
+
+    async def portfolio(self) -> list[api.PortfolioPosition]:
+        return await self._r.requests.portfolio()
+
+    async def what_if(self, spec: api.OrderSpec) -> api.WhatIf:
+        return await self._r.requests.what_if(spec)
+
+    async def lookup(
+        self,
+        symbol: str,
+        *,
+        sec_type: str = "STK",
+        exchange: str = "SMART",
+        currency: str = "",
+    ) -> list[api.Listing]:
+        return await self._r.requests.lookup(
+            symbol, sec_type=sec_type, exchange=exchange, currency=currency
+        )

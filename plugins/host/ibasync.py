@@ -3,14 +3,29 @@ of the host that calls the client library."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import asyncio
+import contextlib
+import copy
+import time
+from collections.abc import Iterable, Iterator
 from typing import Any
 
-from ib_async import IB, Contract, Order, Ticker, Trade
+from ib_async import (
+    IB,
+    AccountValue,
+    BarData,
+    Contract,
+    Order,
+    OrderState,
+    PortfolioItem,
+    Ticker,
+    Trade,
+)
 from ib_async import Fill as IbFill
 
+from gateway import codes
 from gateway.apiconnect import connect_ib
-from plugins.host.broker import BrokerListener, Margin
+from plugins.host.broker import BrokerError, BrokerListener, Margin
 
 __all__ = ["IbAsyncBroker"]
 
@@ -95,3 +110,92 @@ class IbAsyncBroker:
 
     def global_cancel(self) -> None:
         self._ib.reqGlobalCancel()  # type: ignore[no-untyped-call]
+
+    # -- data: history, account, what-if, market data permissions --------------------------
+
+    @contextlib.contextmanager
+    def _errors_for(self, contract: Contract) -> Iterator[list[BrokerError]]:
+        """IB's errors for requests made with this very ``contract`` object while inside:
+        ib_async resolves a failed request as an empty answer and tells the code only here."""
+        heard: list[BrokerError] = []
+
+        def on_error(req_id: int, code: int, message: str, erred: Any = None) -> None:
+            if erred is contract and not codes.is_warning(code):
+                heard.append(BrokerError(code, message))
+
+        self._ib.errorEvent += on_error
+        try:
+            yield heard
+        finally:
+            self._ib.errorEvent -= on_error
+
+    async def historical_bars(
+        self,
+        contract: Contract,
+        *,
+        end: str,
+        duration: str,
+        bar_size: str,
+        what_to_show: str,
+        use_rth: bool,
+        timeout: float,
+    ) -> list[BarData]:
+        probe = copy.copy(contract)  # its own object, so its errors are told apart
+        started = time.monotonic()
+        with self._errors_for(probe) as heard:
+            bars = await self._ib.reqHistoricalDataAsync(
+                probe, end, duration, bar_size, what_to_show, use_rth, 2, False, [], timeout
+            )
+        if heard:
+            raise heard[0]
+        if not bars and time.monotonic() - started >= timeout:
+            raise TimeoutError(f"historical data for {contract.symbol} took over {timeout:g}s")
+        return list(bars)
+
+    async def account_values(self, account: str) -> list[AccountValue]:
+        # Kept up to date by the account updates the connect subscribed; the summary is a
+        # request, only when those are not there (a read-only session, another account).
+        values = list(self._ib.accountValues(account))
+        if not values:
+            values = list(await self._ib.accountSummaryAsync(account))
+        return values
+
+    async def portfolio(self, account: str) -> list[PortfolioItem]:
+        return list(self._ib.portfolio(account))
+
+    async def what_if_state(self, contract: Contract, order: Order) -> OrderState:
+        probe = copy.copy(contract)
+        with self._errors_for(probe) as heard:
+            state = await self._ib.whatIfOrderAsync(probe, order)
+        if heard:
+            raise heard[0]
+        if not isinstance(state, OrderState):
+            raise BrokerError(0, "the what-if order got no answer")
+        return state
+
+    async def subscribe_market_data(self, contract: Contract, *, wait: float) -> BrokerError | None:
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[BrokerError | None] = loop.create_future()
+
+        def on_error(req_id: int, code: int, message: str, erred: Any = None) -> None:
+            same = erred is not None and getattr(erred, "conId", None) == contract.conId
+            if same and code in codes.MARKET_DATA_PERMISSION and not answer.done():
+                answer.set_result(BrokerError(code, message))
+
+        def on_update(ticker: Ticker) -> None:
+            if not answer.done():
+                answer.set_result(None)
+
+        self._ib.errorEvent += on_error
+        ticker = self._ib.reqMktData(contract, "", False, False)
+        ticker.updateEvent += on_update
+        try:
+            refused = await asyncio.wait_for(answer, wait)
+        except TimeoutError:
+            refused = None  # no tick yet (a quiet market) and no refusal: the line is open
+        finally:
+            self._ib.errorEvent -= on_error
+            ticker.updateEvent -= on_update
+        if refused is not None:
+            self._ib.cancelMktData(contract)
+        return refused

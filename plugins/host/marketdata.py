@@ -10,14 +10,15 @@ from typing import Any
 
 from ib_async import Contract, Ticker
 
+from gateway import codes
 from plugins import api
 from plugins.bar_builder import BarBuilder
-from plugins.host.broker import Session, ask
+from plugins.host.broker import BrokerError, Session, ask
 from plugins.host.orderbook import OrderBook
 from plugins.host.services import HostServices
 from plugins.host.sessions import Sessions
 
-__all__ = ["MarketData", "price_or_none"]
+__all__ = ["MarketData", "describe_instrument", "describe_permission", "price_or_none"]
 
 #: Queue a hook call for the strategy's task: ``post(kind, call)``.
 Post = Callable[[str, Callable[[], Any]], None]
@@ -84,8 +85,7 @@ class MarketData:
         if bar is not None:
             self.bars[con_id] = BarBuilder(instrument.symbol, bar)
         if con_id not in self.subscriptions:
-            self.subscriptions[con_id] = bar
-            self._sessions.live().broker.request_market_data(contract)
+            await self._open_line(instrument, contract, bar)
 
     def resubscribe(self, session: Session) -> None:
         """Every subscription again on a new session."""
@@ -134,3 +134,61 @@ class MarketData:
             last=price_or_none(ticker.last),
         )
         await self._strategy().on_tick(tick)
+
+    # -- a new line, refused by name when the account lacks the data -----------------------
+
+    async def _open_line(
+        self, instrument: api.Instrument, contract: Contract, bar: timedelta | None
+    ) -> None:
+        session = self._sessions.live()
+        con_id = contract.conId
+        # Counted before the wait, so the first ticks (which may come before it ends) are seen.
+        self.subscriptions[con_id] = bar
+        wait = self._services.settings.subscribe_wait
+        try:
+            refused = await ask(
+                session,
+                lambda b: b.subscribe_market_data(contract, wait=wait),
+                timeout=wait + self._services.settings.request_timeout,
+            )
+        except BaseException:
+            self.subscriptions.pop(con_id, None)
+            raise
+        if refused is not None:
+            self.subscriptions.pop(con_id, None)
+            self.bars.pop(con_id, None)
+            raise api.DataRefused(
+                api.DataReason.NO_PERMISSION,
+                describe_permission(refused, instrument),
+                code=refused.code,
+            )
+
+
+def describe_instrument(instrument: api.Instrument) -> str:
+    return (
+        f"{instrument.symbol} ({instrument.sec_type} on {instrument.exchange}"
+        f"{' in ' + instrument.currency if instrument.currency else ''})"
+    )
+
+
+#: What each of IB's market data permission codes says the account lacks.
+_PERMISSIONS: dict[int, str] = {
+    codes.ApiCode.MARKET_DATA_NOT_SUBSCRIBED: "a market data subscription for {what} (IB error "
+    "354: not subscribed); add it in Client Portal under market data subscriptions",
+    codes.ApiCode.NEEDS_SUBSCRIPTION_DELAYED_AVAILABLE: "a market data subscription for {what} "
+    "(IB error 10089: needs a subscription; delayed data would be available)",
+    codes.ApiCode.PARTLY_NOT_SUBSCRIBED: "part of the market data subscriptions for {what} (IB "
+    "error 10090: partly not subscribed)",
+    codes.ApiCode.DELAYED_DATA_SHOWN: "a live market data subscription for {what} (IB error "
+    "10167: only delayed data; ibfleet does not feed a strategy delayed prices as live)",
+    codes.ApiCode.COMPETING_LIVE_SESSION: "the market data for {what} while another session of "
+    "this IB user is live (IB error 10197: competing live session); log the other one out",
+}
+
+
+def describe_permission(error: BrokerError, instrument: api.Instrument) -> str:
+    """The refusal a strategy sees: which permission the account lacks, and IB's words."""
+    what = describe_instrument(instrument)
+    lacks = _PERMISSIONS.get(error.code)
+    text = lacks.format(what=what) if lacks else f"market data for {what} (IB error {error.code})"
+    return f"no market data: the account lacks {text}; {codes.ib_said(error.message)}"

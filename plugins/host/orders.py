@@ -17,6 +17,7 @@ from plugins import api
 from plugins.config import StrategyConfig
 from plugins.host import ordermap
 from plugins.host.broker import Session, ask
+from plugins.host.dayloss import DayLoss
 from plugins.host.marketdata import MarketData
 from plugins.host.orderbook import BookedOrder, OrderBook
 from plugins.host.runstate import RunState
@@ -24,11 +25,25 @@ from plugins.host.services import HostServices
 from plugins.host.sessions import Sessions
 from plugins.intents import IntentState, leg_key, new_intent_key, parent_of
 from plugins.ratelimit import TokenBucket
-from plugins.risk import OrderCheck, check_order
+from plugins.risk import (
+    OrderCheck,
+    RiskDecision,
+    RiskReason,
+    check_collar,
+    check_daily_loss,
+    check_order,
+    position_limit,
+)
 
 __all__ = ["OrderPath", "take_token"]
 
 log = logging.getLogger("plugins.host")
+
+#: Risk refusals with a reason of their own in the API (the others are RISK).
+_REFUSALS = {
+    RiskReason.DAILY_LOSS: api.RefusalReason.DAILY_LOSS,
+    RiskReason.PRICE_COLLAR: api.RefusalReason.PRICE_COLLAR,
+}
 
 
 async def take_token(bucket: TokenBucket, services: HostServices) -> None:
@@ -73,6 +88,8 @@ class OrderPath:
         self.bucket = TokenBucket(rate=cfg.limits.max_orders_per_sec)
         self.sent = 0
         self.refused = 0
+        #: The daily loss limit's P&L (the runner sets it; None: no daily loss check).
+        self.loss: DayLoss | None = None
 
     # -- checks ------------------------------------------------------------------------------
 
@@ -110,15 +127,38 @@ class OrderPath:
             read_only=self.cfg.read_only or (endpoint is not None and endpoint.read_only),
             in_reset_window=feed.kind is OutageKind.RESET_WINDOW,
             gateway_ready=feed.ready is not False,
+            max_position=position_limit(self.cfg.limits, spec.instrument.symbol),
         )
+        if decision.accepted:
+            decision = self._check_beyond(spec, contract, replaces)
         if not decision.accepted:
             assert decision.reason is not None
             self._refuse(
                 f"rejected_{decision.reason.value}",
-                api.RefusalReason.RISK,
+                _REFUSALS.get(decision.reason, api.RefusalReason.RISK),
                 decision.message,
                 risk=decision.reason,
             )
+
+    def _check_beyond(
+        self, spec: api.OrderSpec, contract: Contract, replaces: BookedOrder | None
+    ) -> RiskDecision:
+        """The price collar and the daily loss (pure checks in :mod:`plugins.risk`)."""
+        limits = self.cfg.limits
+        # Stop orders carry ``stop_price``; an OrderSpec without one has only a limit.
+        prices = {"limit": spec.limit_price, "stop": getattr(spec, "stop_price", None)}
+        decision = check_collar(prices, market=self._data.last.get(contract.conId), limits=limits)
+        if not decision.accepted or self.loss is None:
+            return decision
+        change = spec.side.sign * spec.quantity - (
+            replaces.side.sign * (replaces.quantity - replaces.filled) if replaces else 0.0
+        )
+        return check_daily_loss(
+            self.loss.total(),
+            position=self._book.positions.get(contract.conId, 0.0),
+            quantity=change,
+            limits=limits,
+        )
 
     async def _rate(self) -> None:
         wait = self.bucket.wait_time(self._services.clock.monotonic())

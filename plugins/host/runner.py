@@ -23,9 +23,11 @@ from ib_async import Ticker, Trade
 from gateway.aio import within
 from gateway.outage import OutageKind
 from plugins import api, outage
-from plugins.config import StrategyConfig
+from plugins.config import SafeStateAction, StrategyConfig
 from plugins.host.broker import Session
+from plugins.host.brokerdata import DataRequests
 from plugins.host.context import StrategyContext
+from plugins.host.dayloss import DayLoss
 from plugins.host.failover import Failover
 from plugins.host.marketdata import MarketData
 from plugins.host.orderbook import OrderBook
@@ -92,6 +94,15 @@ class Runner:
             self.post,
             self._hook,
         )
+        self.requests = DataRequests(cfg, services, self.sessions, self.book, self.data)
+        self.loss = DayLoss(
+            cfg,
+            services,
+            self.data.last,
+            lambda: self.kill(SafeStateAction.CANCEL),
+            lambda: self.run.state is StrategyState.RUNNING,
+        )
+        self.orders.loss = self.loss
 
     # -- what tests, the CLI and the API read ----------------------------------------------
 
@@ -190,6 +201,12 @@ class Runner:
         if not self.book.book_execution(ex.execId, fill.contract, ex.side, ex.shares):
             return
         self.book.save(now=self.services.clock.now())
+        self.loss.fill(
+            fill.contract.conId,
+            float(ex.shares) if ex.side == "BOT" else -float(ex.shares),
+            float(ex.price),
+            multiplier=self.book.instrument_of(fill.contract).multiplier,
+        )
         self.fills += 1
         self.run.changed.set()  # a flatten waiting for the position wakes at once
         report = api.Fill(
@@ -205,6 +222,7 @@ class Runner:
 
     def tickers(self, session: Session, tickers: Iterable[Ticker]) -> None:
         self.data.on_tickers(tickers)
+        self.loss.check()
 
     def lost(self, session: Session) -> None:
         self.outages.began(f"API session to {session.gateway} closed")

@@ -15,6 +15,7 @@ from plugins.host.broker import BrokerFactory
 from plugins.host.clock import Clock
 from plugins.host.gates import GateBoard, GateFeed
 from plugins.host.settings import GatewayEndpoint, HostSettings
+from plugins.pacing import HistoryRequest, Pacer
 from plugins.ports import AlertSink, IntentStore, StrategyMetrics
 
 __all__ = ["HostServices", "JournalWriter"]
@@ -65,6 +66,8 @@ class HostServices:
     gates: GateBoard = field(default_factory=GateBoard)
     writer: JournalWriter = field(default_factory=JournalWriter)
     background: set[asyncio.Task[None]] = field(default_factory=set)
+    #: IB's pacing per gateway, shared by every strategy's session there.
+    pacers: dict[str, Pacer] = field(default_factory=dict)
 
     def feed(self, gateway: str) -> GateFeed:
         return self.gates.feed(gateway, now=self.clock.monotonic())
@@ -101,3 +104,26 @@ class HostServices:
             self.alert_sink.resolve(key)
         except Exception:
             log.exception("strategy_alert_resolve_failed key=%s", key)
+
+    # -- IB's pacing, per gateway ----------------------------------------------------------
+
+    def pacer(self, gateway: str) -> Pacer:
+        found = self.pacers.get(gateway)
+        if found is None:
+            found = self.pacers[gateway] = Pacer(self.settings.pacing)
+        return found
+
+    async def paced(self, gateway: str, request: HistoryRequest | None = None) -> float:
+        """Wait until IB's pacing lets ``request`` (None: any other request) go on
+        ``gateway``, and take its slot; returns the seconds waited. The caller tells
+        ``pacer(gateway).answered`` when a historical request's answer came."""
+        pacer = self.pacer(gateway)
+        started = self.clock.monotonic()
+        while True:
+            # A historical request is pending until the caller tells the pacer its answer came.
+            wait = pacer.reserve(self.clock.monotonic(), request, pending=request is not None)
+            if wait <= 0:
+                break
+            # A queue, not a failure: requests wait their turn however long IB's rules say.
+            await asyncio.sleep(min(wait, self.settings.pacing_recheck))
+        return self.clock.monotonic() - started

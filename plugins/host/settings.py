@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gateway.leases import ClientIdLeases
+from plugins.pacing import PacingRules
 
 __all__ = ["GatewayEndpoint", "HostSettings"]
 
@@ -35,3 +36,11 @@ class HostSettings:
     #: How long a failover gateway must have been up, with the primary not, before a strategy
     #: that has not started yet starts there (at least the strategy's grace).
     primary_patience: float = 10.0
+    #: IB's pacing for each gateway session, shared by every strategy on that gateway.
+    pacing: PacingRules = field(default_factory=PacingRules)
+    #: Longest wait between looks at the pacer (the waits are exact on the real clock).
+    pacing_recheck: float = 1.0
+    #: How long a historical data request may take once sent (IB's can take a while).
+    history_timeout: float = 60.0
+    #: How long a new market data line waits for its first tick or IB's refusal.
+    subscribe_wait: float = 1.0

@@ -301,6 +301,8 @@ class DayFleet:
                     "gateways": list(self.strategy.gateways),
                     "client_id": 10,
                     "safe_state": safe,
+                    # It rests at half the market on purpose: no price collar.
+                    "limits": {"price_collar_pct": None},
                 }
             ]
         return yaml.safe_dump(data, sort_keys=False)

@@ -112,7 +112,8 @@ def strategy(
                 "on_shutdown": on_shutdown,
                 "grace": dt.timedelta(seconds=grace),
             },
-            "limits": {"max_orders_per_sec": 40, "max_open_orders": 50},
+            # The test strategies rest far from the market on purpose: no price collar.
+            "limits": {"max_orders_per_sec": 40, "max_open_orders": 50, "price_collar_pct": None},
             "params": params,
         }
     )

@@ -8,14 +8,26 @@ answer 326 for given client ids, stop answering requests, drop the socket.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from ib_async import Contract, Execution, Order, OrderStatus, Ticker, Trade
+from ib_async import (
+    AccountValue,
+    BarData,
+    Contract,
+    Execution,
+    Order,
+    OrderState,
+    OrderStatus,
+    PortfolioItem,
+    Ticker,
+    Trade,
+)
 from ib_async import Fill as IbFill
 
 from gateway.apiconnect import ClientIdInUse
-from plugins.host.broker import BrokerListener, Margin
+from plugins.host.broker import BrokerError, BrokerListener, Margin
 
 ACCOUNT = "DU1"
 AT = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
@@ -215,6 +227,16 @@ class FakeIb:
         for trade in list(self.trades.values()):
             self.cancel(trade.order)
 
+    # -- data: history, account, what-if, market data permissions --------------------------
+
+    @property
+    def data(self) -> FakeData:
+        """The data side, made on first use (a test sets its answers and faults there)."""
+        found: FakeData | None = getattr(self, "_data", None)
+        if found is None:
+            found = self._data = FakeData()
+        return found
+
 
 class FakeBroker:
     """One session of the fake."""
@@ -302,3 +324,112 @@ class FakeBroker:
     def global_cancel(self) -> None:
         assert self.connected, "global cancel on a closed session"
         self.ib.global_cancel()
+
+    # -- data: history, account, what-if, market data permissions --------------------------
+
+    async def historical_bars(
+        self,
+        contract: Contract,
+        *,
+        end: str,
+        duration: str,
+        bar_size: str,
+        what_to_show: str,
+        use_rth: bool,
+        timeout: float,
+    ) -> list[BarData]:
+        await self._answer()
+        data = self.ib.data
+        call = HistoryCall(
+            data.clock(), contract.conId, end, duration, bar_size, what_to_show, use_rth
+        )
+        data.history.append(call)
+        if data.history_errors:
+            raise BrokerError(*data.history_errors.pop(0))
+        return data.bars(3)
+
+    async def account_values(self, account: str) -> list[AccountValue]:
+        await self._answer()
+        return list(self.ib.data.account_rows)
+
+    async def portfolio(self, account: str) -> list[PortfolioItem]:
+        await self._answer()
+        return [PortfolioItem(AAPL, 10.0, 190.0, 1900.0, 185.0, 50.0, 0.0, ACCOUNT)]
+
+    async def what_if_state(self, contract: Contract, order: Order) -> OrderState:
+        await self._answer()
+        data = self.ib.data
+        data.what_ifs.append(order)
+        if data.what_if_error is not None:
+            raise BrokerError(*data.what_if_error)
+        notional = float(order.totalQuantity) * 185.0
+        return OrderState(
+            initMarginChange=f"{notional * 0.25:.2f}",
+            maintMarginChange=f"{notional * 0.2:.2f}",
+            initMarginAfter="5000.00",
+            maintMarginAfter="4000.00",
+            equityWithLoanAfter="99999.00",
+            commission=1.0,
+            commissionCurrency="USD",
+        )
+
+    async def subscribe_market_data(self, contract: Contract, *, wait: float) -> BrokerError | None:
+        await self._answer()
+        refusal = self.ib.data.md_refusals.get(contract.conId)
+        if refusal is not None:
+            return BrokerError(*refusal)
+        self.subscribed.add(contract.conId)
+        return None
+
+
+@dataclass
+class HistoryCall:
+    """One historical data request as the fake IB saw it (``at``: the data clock's time)."""
+
+    at: float
+    con_id: int
+    end: str
+    duration: str
+    bar_size: str
+    what_to_show: str
+    use_rth: bool
+
+
+@dataclass
+class FakeData:
+    """The fake IB's data side: bars, account rows, what-if answers, refusals to inject."""
+
+    #: The time requests are recorded at (a test points it at its clock).
+    clock: Callable[[], float] = lambda: 0.0
+    history: list[HistoryCall] = field(default_factory=list)
+    #: Errors the next history requests get, first one first (code, message).
+    history_errors: list[tuple[int, str]] = field(default_factory=list)
+    #: Market data refusals by conId (code, message).
+    md_refusals: dict[int, tuple[int, str]] = field(default_factory=dict)
+    account_rows: list[AccountValue] = field(
+        default_factory=lambda: [
+            AccountValue(ACCOUNT, "NetLiquidation", "100000.00", "USD", ""),
+            AccountValue(ACCOUNT, "BuyingPower", "400000.00", "USD", ""),
+            AccountValue(ACCOUNT, "AvailableFunds", "90000.00", "USD", ""),
+            AccountValue(ACCOUNT, "CashBalance", "80000.00", "USD", ""),
+            AccountValue(ACCOUNT, "CashBalance", "1000.00", "EUR", ""),
+            AccountValue(ACCOUNT, "CashBalance", "81100.00", "BASE", ""),
+        ]
+    )
+    what_ifs: list[Order] = field(default_factory=list)
+    what_if_error: tuple[int, str] | None = None
+
+    def bars(self, count: int) -> list[BarData]:
+        return [
+            BarData(
+                date=AT + timedelta(minutes=i),
+                open=100.0 + i,
+                high=101.0 + i,
+                low=99.0 + i,
+                close=100.5 + i,
+                volume=1000.0,
+                average=100.2 + i,
+                barCount=10,
+            )
+            for i in range(count)
+        ]
