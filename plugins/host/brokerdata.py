@@ -19,7 +19,7 @@ from plugins.config import StrategyConfig
 from plugins.host.broker import BrokerError, BrokerSession, Session, ask
 from plugins.host.marketdata import MarketData, describe_instrument, describe_permission
 from plugins.host.orderbook import OrderBook
-from plugins.host.orders import OrderPath
+from plugins.host.ordermap import order_for
 from plugins.host.services import HostServices
 from plugins.host.sessions import Sessions
 from plugins.pacing import HistoryRequest, is_pacing_violation
@@ -331,7 +331,7 @@ class DataRequests:
         contract = await self._contract(spec.instrument, what)
         session = await self._paced_session()
         # The order as it would be placed, with no key and no journal entry: whatIf only.
-        order = OrderPath._order_for(spec, session.account)
+        order = order_for(spec, session.account)
         try:
             state = await self._ask(
                 session,
