@@ -10,7 +10,14 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from gateway.outage import Gate
-from plugins.host import GatewayEndpoint, SafeStateRun, StrategyHost, StrategyStatus, SystemClock
+from plugins.host import (
+    GatewayEndpoint,
+    HostSettings,
+    SafeStateRun,
+    StrategyHost,
+    StrategyStatus,
+    SystemClock,
+)
 from plugins.outage import gate_of_ready
 from plugins.ports import IntentStore
 from supervisor.alertpolicy import Alert, Severity
@@ -120,6 +127,9 @@ def build_host(
         alerts=HostAlerts(dispatcher),
         metrics=metrics,
         clock=SystemClock(wall=clock),
+        # The journal gives up on a call after write_wait; the host waits for its answer a
+        # little longer (writes queued before it), then refuses the order unsent.
+        settings=HostSettings(journal_wait=2 * settings.storage.write_wait.total_seconds()),
     )
 
     supervisor.deps.gate_hooks.append(

@@ -28,17 +28,16 @@ class StrategyStore(api.KeyValueStore):
 
     def get(self, name: str, default: Any = None) -> Any:
         self._check(name)
-        value = self._r.services.store.kv_get(self._r.name, name)
+        value = self._r.kv.get(name)
         return default if value is None else value
 
     def set(self, name: str, value: Any) -> None:
         self._check(name)
-        services = self._r.services
-        services.store.kv_set(self._r.name, name, value, now=services.clock.now())
+        self._r.kv.set(name, value)
 
     def delete(self, name: str) -> bool:
         self._check(name)
-        return self._r.services.store.kv_delete(self._r.name, name)
+        return self._r.kv.delete(name)
 
 
 class StrategyContext:

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping
 
 from plugins.config import StrategyConfig
 from plugins.daypnl import DayPnL
-from plugins.host.orderbook import HOST_KV
+from plugins.host.orderbook import HOST_KV, KvRecords
 from plugins.host.services import HostServices
 from plugins.risk import loss_breached
 
@@ -37,6 +37,7 @@ class DayLoss:
         marks: Mapping[int, float],
         halt: Callable[[], Awaitable[object]],
         running: Callable[[], bool],
+        kv: KvRecords,
     ) -> None:
         self.cfg = cfg
         self.name = cfg.name
@@ -46,10 +47,14 @@ class DayLoss:
         self._running = running
         limits = cfg.limits
         self.pnl = DayPnL(calendar=limits.daily_loss_calendar, reset=limits.daily_loss_reset)
-        record = services.store.kv_get(cfg.name, _KV)
+        self._kv = kv
+        self.halted_day: dt.date | None = None
+
+    def load(self) -> None:
+        """The day's P&L as an earlier run left it (a new day starts from zero anyway)."""
+        record = self._kv.get(_KV)
         if record:
             self.pnl.load(record)
-        self.halted_day: dt.date | None = None
 
     def total(self) -> float:
         """The day's P&L now (realised plus open positions at the last prices)."""
@@ -59,7 +64,7 @@ class DayLoss:
         """Book one of the strategy's executions (signed quantity), then check the limit."""
         now = self._services.clock.now()
         self.pnl.fill(con_id, quantity, price, now=now, multiplier=multiplier, marks=self._marks)
-        self._services.store.kv_set(self.name, _KV, self.pnl.to_record(), now=now)
+        self._kv.set(_KV, self.pnl.to_record())
         self.check()
 
     def check(self) -> None:

@@ -117,7 +117,7 @@ class Failover:
             services = self._services
             if services.metrics is not None:
                 services.metrics.failed_over(self.name)
-            services.store.append_event(
+            services.journal_event(
                 at=services.clock.now(),
                 kind="strategy.failover",
                 gateway=session.gateway,

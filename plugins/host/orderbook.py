@@ -6,16 +6,24 @@ Positions and execution ids survive restarts in the strategy's kv store under ``
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from ib_async import Contract, Trade
 
 from plugins import api
 from plugins.intents import IntentState, parent_of
-from plugins.ports import IntentStore
 from plugins.risk import RiskBook
 
 __all__ = ["HOST_KV", "BookedOrder", "OrderBook"]
+
+
+class KvRecords(Protocol):
+    """Where the book keeps its record (:class:`plugins.host.kvcache.StrategyKv`)."""
+
+    def get(self, name: str) -> Any | None: ...
+
+    def set(self, name: str, value: Any) -> None: ...
+
 
 HOST_KV = "_host"  # the host's own record in the strategy's kv store (positions, exec ids)
 _EXECS_KEPT = 2000
@@ -60,25 +68,28 @@ class OrderBook:
     """Working orders (never terminal ones: risk checks walk them), positions per conId, the
     contracts and instruments seen, and the intents reconciliation could not find at IB."""
 
-    def __init__(self, name: str, store: IntentStore) -> None:
+    def __init__(self, name: str, kv: KvRecords) -> None:
         self.name = name
-        self._store = store
+        self._kv = kv
         self.orders: dict[str, BookedOrder] = {}
         self.positions: dict[int, float] = {}
         self.contracts: dict[int, Contract] = {}
         self.instruments: dict[int, api.Instrument] = {}
         self.seen_execs: list[str] = []
         self.unknown: set[str] = set()
-        record = store.kv_get(name, HOST_KV) or {}
+
+    def load(self) -> None:
+        """Positions and execution ids of earlier runs, from the strategy's records."""
+        record = self._kv.get(HOST_KV) or {}
         self.positions = {int(k): float(v) for k, v in record.get("positions", {}).items()}
         self.seen_execs = list(record.get("execs", []))
 
-    def save(self, *, now: Any) -> None:
+    def save(self, *, now: Any = None) -> None:
         record = {
             "positions": {str(k): v for k, v in self.positions.items() if v != 0},
             "execs": self.seen_execs[-_EXECS_KEPT:],
         }
-        self._store.kv_set(self.name, HOST_KV, record, now=now)
+        self._kv.set(HOST_KV, record)
 
     def book_execution(self, exec_id: str, contract: Contract, side: str, shares: float) -> bool:
         """Add an execution to the position once; False when it was booked before."""

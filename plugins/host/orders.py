@@ -8,6 +8,7 @@ import asyncio
 import functools
 import logging
 import math
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 from ib_async import Contract, Order
@@ -191,49 +192,137 @@ class OrderPath:
 
     # -- the send ----------------------------------------------------------------------------
 
-    def send(
-        self, session: Session, contract: Contract, order: Order, *, purpose: str
+    async def send(
+        self,
+        session: Session,
+        contract: Contract,
+        order: Order,
+        *,
+        purpose: str,
+        recheck: Callable[[], object] | None = None,
     ) -> BookedOrder:
-        """Journal the intent durably, then send it with the key as orderRef. No awaits."""
+        """Journal the intent durably (off the loop, bounded), then send it with the key as
+        orderRef. ``recheck`` repeats the caller's checks after the journal's answer, when a
+        loss or a failover may have happened: what fails them is journalled as never sent."""
         services = self._services
-        store = services.store
-        now = services.clock.now()
-        key = new_intent_key(self.name, now=now, random_bits=services.rng.getrandbits)
+        key = new_intent_key(
+            self.name, now=services.clock.now(), random_bits=services.rng.getrandbits
+        )
         order.orderRef = key
         order.account = order.account or session.account
         order.orderId = session.broker.next_order_id()
-        order_record = ordermap.order_record(order, purpose=purpose)
-        try:
-            store.record_intent(
-                key=key,
+        await self._journal_intents(session, contract, (order,), purpose=purpose)
+        self._still_sendable(session, (order,), recheck)
+        mine = self._booked(session, contract, order)
+        self._book.orders[key] = mine
+        mine.trade = session.broker.place_order(contract, order)
+        self._sent(session, (order,), (mine,))
+        return mine
+
+    async def _journal_intents(
+        self, session: Session, contract: Contract, orders: tuple[Order, ...], *, purpose: str
+    ) -> None:
+        """Every intent of ``orders`` on disk, in one call on the journal's thread, or a
+        refusal: no durable intent, no order (IB never sees what the journal did not record)."""
+        services = self._services
+        store, now = services.store, services.clock.now()
+        writes = [
+            functools.partial(
+                store.record_intent,
+                key=order.orderRef,
                 strategy=self.name,
                 gateway=session.gateway,
                 account=session.account,
                 client_id=session.client_id,
                 contract=_contract_record(contract),
-                order=order_record,
+                order=ordermap.order_record(order, purpose=purpose),
                 now=now,
                 order_id=order.orderId,
             )
+            for order in orders
+        ]
+
+        def write() -> None:
+            for record in writes:
+                record()
+
+        try:
+            await services.journal(write)
         except ValueError:
             raise
         except Exception as exc:
-            # No durable intent, no order: IB never sees what the journal could not record.
+            # What part of it was written (or will be, late) is journalled as never sent.
+            self._abandon(orders)
+            what = "the order was not" if len(orders) == 1 else "no leg of the bracket was"
             self._refuse(
                 "refused_journal",
                 api.RefusalReason.NOT_TRADING,
-                f"the order journal cannot be written ({exc}); the order was not sent",
+                f"the order journal cannot be written ({exc}); {what} sent",
             )
-        mine = self._booked(session, contract, order)
-        self._book.orders[key] = mine
-        mine.trade = session.broker.place_order(contract, order)
-        sent_at, order_id = services.clock.now(), order.orderId
-        services.writer.later(lambda: store.mark_sent(key, now=sent_at, order_id=order_id))
-        if mine.status is IntentState.PENDING_SEND:
-            mine.status = IntentState.SENT
-        self.sent += 1
-        self._run.count("sent")
-        return mine
+
+    def _still_sendable(
+        self,
+        session: Session,
+        orders: tuple[Order, ...],
+        recheck: Callable[[], object] | None,
+    ) -> None:
+        """After the journal's await: the same live session, and the caller's checks again."""
+        try:
+            if session.closed:
+                self._refuse(
+                    "refused_session",
+                    api.RefusalReason.NOT_TRADING,
+                    f"the session on {session.gateway} closed while the intent was written; "
+                    "the order was not sent",
+                )
+            if recheck is not None:
+                recheck()
+        except BaseException:
+            self._abandon(orders)
+            raise
+
+    def _same_session(self, session: Session) -> None:
+        if self._sessions.live() is not session:  # a failover happened during the write
+            self._refuse(
+                "refused_session",
+                api.RefusalReason.NOT_TRADING,
+                f"strategy {self.name} moved off {session.gateway} while the intent was "
+                "written; the order was not sent",
+            )
+
+    def _abandon(self, orders: tuple[Order, ...]) -> None:
+        """Intents journalled (or still being written) for orders that will never be sent:
+        recorded cancelled after the write, in the writer's order, so none looks live."""
+        services = self._services
+        store, now = services.store, services.clock.now()
+        for order in orders:
+            services.writer.later(
+                functools.partial(
+                    store.update_from_broker,
+                    order.orderRef,
+                    perm_id=None,
+                    status=IntentState.CANCELLED,
+                    filled=0.0,
+                    now=now,
+                )
+            )
+
+    def _sent(
+        self, session: Session, orders: tuple[Order, ...], booked: tuple[BookedOrder, ...]
+    ) -> None:
+        services = self._services
+        store, sent_at = services.store, services.clock.now()
+        for order in orders:
+            services.writer.later(
+                functools.partial(
+                    store.mark_sent, order.orderRef, now=sent_at, order_id=order.orderId
+                )
+            )
+        for mine in booked:
+            if mine.status is IntentState.PENDING_SEND:
+                mine.status = IntentState.SENT
+            self.sent += 1
+            self._run.count("sent")
 
     # -- what the strategy calls -------------------------------------------------------------
 
@@ -252,10 +341,16 @@ class OrderPath:
             await self._whatif(session, contract, order)
         await self._rate()
         # Checked after the last await (a loss or failover may have happened meanwhile), and
-        # no await between the checks, the journal write and the send.
+        # again after the journal's answer, with no await between that and the send.
         session = self._sessions.live()
         self._check(spec, contract, None)
-        return self.send(session, contract, order, purpose="strategy").view()
+
+        def recheck() -> None:
+            self._same_session(session)
+            self._check(spec, contract, None)
+
+        booked = await self.send(session, contract, order, purpose="strategy", recheck=recheck)
+        return booked.view()
 
     async def modify(
         self,
@@ -375,59 +470,33 @@ class OrderPath:
             else None,
         )
 
-    def send_bracket(
-        self, session: Session, contract: Contract, orders: tuple[Order, Order, Order]
+    async def send_bracket(
+        self,
+        session: Session,
+        contract: Contract,
+        orders: tuple[Order, Order, Order],
+        *,
+        recheck: Callable[[], object] | None = None,
     ) -> tuple[BookedOrder, BookedOrder, BookedOrder]:
-        """Journal all three legs durably, then send them (the last releases the group at
-        IB). No awaits; a journal that cannot take a leg sends none of them."""
+        """Journal all three legs durably (one call, off the loop), then send them (the last
+        releases the group at IB); a journal that cannot take a leg sends none of them."""
         services = self._services
-        store = services.store
-        now = services.clock.now()
         parent, tp, sl = orders
-        key = new_intent_key(self.name, now=now, random_bits=services.rng.getrandbits)
+        key = new_intent_key(
+            self.name, now=services.clock.now(), random_bits=services.rng.getrandbits
+        )
         for order, ref in ((parent, key), (tp, leg_key(key, "tp")), (sl, leg_key(key, "sl"))):
             order.orderRef = ref
             order.account = order.account or session.account
             order.orderId = session.broker.next_order_id()
         ordermap.link_bracket(parent, (tp, sl))
-        for order in orders:
-            try:
-                store.record_intent(
-                    key=order.orderRef,
-                    strategy=self.name,
-                    gateway=session.gateway,
-                    account=session.account,
-                    client_id=session.client_id,
-                    contract=_contract_record(contract),
-                    order=ordermap.order_record(order, purpose="bracket"),
-                    now=now,
-                    order_id=order.orderId,
-                )
-            except ValueError:
-                raise
-            except Exception as exc:
-                # Legs already written stay PENDING_SEND: reconciliation reports them UNKNOWN.
-                self._refuse(
-                    "refused_journal",
-                    api.RefusalReason.NOT_TRADING,
-                    f"the order journal cannot be written ({exc}); no leg of the bracket was sent",
-                )
+        await self._journal_intents(session, contract, orders, purpose="bracket")
+        self._still_sendable(session, orders, recheck)
         legs = tuple(self._booked(session, contract, order) for order in orders)
         for mine, order in zip(legs, orders, strict=True):
             self._book.orders[mine.key] = mine
             mine.trade = session.broker.place_order(contract, order)
-        sent_at = services.clock.now()
-        for order in orders:
-            mark = functools.partial(
-                store.mark_sent, order.orderRef, now=sent_at, order_id=order.orderId
-            )
-            services.writer.later(mark)
-        for mine in legs:
-            if mine.status is IntentState.PENDING_SEND:
-                mine.status = IntentState.SENT
-        self.sent += len(legs)
-        for _ in legs:
-            self._run.count("sent")
+        self._sent(session, orders, legs)
         return legs[0], legs[1], legs[2]
 
     async def place_bracket(
@@ -451,9 +520,14 @@ class OrderPath:
         for _ in orders:
             await self._rate()  # three messages to IB
         session = self._sessions.live()
-        # As for one order: no await between the last checks, the journal and the sends.
+        # As for one order: checked again after the journal's answer, then sent at once.
         self._check(entry, contract, None, new_orders=len(orders))
-        legs = self.send_bracket(session, contract, orders)
+
+        def recheck() -> None:
+            self._same_session(session)
+            self._check(entry, contract, None, new_orders=len(orders))
+
+        legs = await self.send_bracket(session, contract, orders, recheck=recheck)
         return api.Bracket(*(leg.view() for leg in legs))
 
     async def cancel_all(self, instrument: api.Instrument | None) -> list[str]:

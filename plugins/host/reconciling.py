@@ -4,6 +4,7 @@ may act again (after every connect, reconnect and failover) and inside safe stat
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -14,7 +15,7 @@ from plugins.config import MAX_MESSAGES_PER_SECOND
 from plugins.host.broker import Session, ask
 from plugins.host.orderbook import OrderBook
 from plugins.host.orders import take_token
-from plugins.host.services import HostServices
+from plugins.host.services import HostServices, JournalFailure
 from plugins.intents import LEGS, belongs_to, leg_key, parent_of
 from plugins.ratelimit import TokenBucket
 from plugins.reconcile import (
@@ -49,11 +50,13 @@ class Reconciler:
         services, book = self._services, self._book
         store = services.store
         timeout = services.settings.request_timeout
-        await services.writer.settle()  # the journal must hold every report before comparing
+        # The journal must hold every report before comparing.
+        if not await services.writer.settle(wait=services.settings.journal_wait):
+            raise JournalFailure("the journal did not take the order reports in time")
         open_trades = await ask(session, lambda b: b.open_orders(), timeout=timeout)
         completed = await ask(session, lambda b: b.completed_orders(), timeout=timeout)
         fills = await ask(session, lambda b: b.executions(), timeout=timeout)
-        records = store.intents_maybe_live(self.name)
+        records = await services.journal(lambda: store.intents_maybe_live(self.name))
         intents = [
             IntentSeen(
                 key=r.key,
@@ -100,14 +103,18 @@ class Reconciler:
         result = reconcile(self.name, intents, seen, executions)
         now = services.clock.now()
         by_ref = {t.order.orderRef: t for t in open_trades}
+        updates: list[functools.partial[Any]] = []
         for decision in result.decisions:
             if decision.kind is not DecisionKind.UNCHANGED:
-                store.update_from_broker(
-                    decision.key,
-                    perm_id=decision.perm_id,
-                    status=decision.status,
-                    filled=decision.filled,
-                    now=now,
+                updates.append(
+                    functools.partial(
+                        store.update_from_broker,
+                        decision.key,
+                        perm_id=decision.perm_id,
+                        status=decision.status,
+                        filled=decision.filled,
+                        now=now,
+                    )
                 )
             order = book.orders.get(decision.key)
             record = next((r for r in records if r.key == decision.key), None)
@@ -124,6 +131,9 @@ class Reconciler:
             else:
                 book.unknown.discard(decision.key)
         book.drop_finished()
+        if updates:
+            # What reconciliation decided is on disk before the strategy acts on it.
+            await services.journal(lambda: [update() for update in updates])
         plans = await self._brackets(session, records, result.decisions, by_ref)
         result = dataclasses.replace(result, brackets=plans)
         log.info(
@@ -175,7 +185,7 @@ class Reconciler:
             for key in (parent, *(leg_key(parent, leg) for leg in LEGS)):
                 if key not in legs:
                     # Finished in the journal (not maybe-live): never working at IB.
-                    known = services.store.intent(key)
+                    known = await services.journal(functools.partial(services.store.intent, key))
                     if known is not None:
                         legs[key] = LegSeen(key, known.status, False, known.filled)
         plans = plan_brackets(legs[k] for k in legs if (parent_of(k) or k) in parents)

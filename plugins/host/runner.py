@@ -29,6 +29,7 @@ from plugins.host.brokerdata import DataRequests
 from plugins.host.context import StrategyContext
 from plugins.host.dayloss import DayLoss
 from plugins.host.failover import Failover
+from plugins.host.kvcache import StrategyKv
 from plugins.host.marketdata import MarketData
 from plugins.host.orderbook import OrderBook
 from plugins.host.orders import OrderPath
@@ -36,7 +37,7 @@ from plugins.host.outages import Outages
 from plugins.host.reconciling import Reconciler
 from plugins.host.runstate import RunState
 from plugins.host.safestate import SafeState
-from plugins.host.services import HostServices
+from plugins.host.services import HostServices, JournalFailure
 from plugins.host.sessions import Sessions
 from plugins.host.status import SafeStateRun, SafeStateTrigger, StrategyState, StrategyStatus
 from plugins.intents import IntentState, belongs_to
@@ -66,7 +67,8 @@ class Runner:
         self.timers: list[asyncio.Task[None]] = []
         self.fills = 0
         self.sessions = Sessions(cfg, services, self.run, self)
-        self.book = OrderBook(cfg.name, services.store)
+        self.kv = StrategyKv(cfg.name, services)
+        self.book = OrderBook(cfg.name, self.kv)
         self.data = MarketData(services, self.sessions, self.book, self.post, self._hook)
         self.orders = OrderPath(cfg, services, self.run, self.sessions, self.book, self.data)
         self.reconciler = Reconciler(cfg.name, services, self.book)
@@ -101,6 +103,7 @@ class Runner:
             self.data.last,
             lambda: self.kill(SafeStateAction.CANCEL),
             lambda: self.run.state is StrategyState.RUNNING,
+            self.kv,
         )
         self.orders.loss = self.loss
 
@@ -307,13 +310,25 @@ class Runner:
         self.timers.clear()
 
     async def start(self) -> None:
+        # The strategy's records (its kv store, positions, the day's P&L) are read once, off
+        # the loop; a journal that cannot be read stops this start with JournalFailure.
+        await self.kv.load()
+        self.book.load()
+        self.loss.load()
         self.new_instance()
         self.ensure_task()
         try:
             session = await self.sessions.open(self.cfg.gateways[0])
         except ConnectionError as exc:
             log.warning("strategy_start_deferred strategy=%s reason=%s", self.name, exc)
-            if self.services.store.intents_maybe_live(self.name):
+            store = self.services.store
+            try:
+                maybe_live = bool(
+                    await self.services.journal(lambda: store.intents_maybe_live(self.name))
+                )
+            except JournalFailure:
+                maybe_live = True  # unknown is treated as live: never assume nothing works
+            if maybe_live:
                 # Orders from an earlier run may be working at IB: an outage of the primary,
                 # ridden like any other (a planned one holds them, a lost one safe-states).
                 self.outages.began(str(exc))

@@ -23,7 +23,7 @@ from plugins.host.orderbook import OrderBook
 from plugins.host.orders import OrderPath, take_token
 from plugins.host.reconciling import Reconciler
 from plugins.host.runstate import RunState
-from plugins.host.services import HostServices
+from plugins.host.services import HostServices, JournalFailure
 from plugins.host.sessions import Sessions
 from plugins.host.status import SafeStatePath, SafeStateRun, SafeStateTrigger, StrategyState
 from plugins.intents import belongs_to, parent_of
@@ -115,13 +115,16 @@ class SafeState:
                         sessions.current = other
                     else:
                         sessions.close(other)
-        await services.writer.settle()
         journal_error: str | None = None
+        store = services.store
         try:
-            still_live = tuple(i.key for i in services.store.intents_maybe_live(self.name))
-        except Exception as exc:
+            if not await services.writer.settle(wait=services.settings.journal_wait):
+                raise JournalFailure("the journal did not take the order reports in time")
+            live = await services.journal(lambda: store.intents_maybe_live(self.name))
+            still_live = tuple(i.key for i in live)
+        except JournalFailure as exc:
             # The cancels went to IB regardless; what the journal cannot confirm may be live.
-            journal_error = str(exc) or type(exc).__name__
+            journal_error = str(exc)
             still_live = tuple(o.key for o in self._book.working())
         if journal_error is not None:
             services.alert(
@@ -203,9 +206,9 @@ class SafeState:
             cancelled = await self._cancel_all(session)
             closing: tuple[str, ...] = ()
             if action is SafeStateAction.FLATTEN:
-                await self._reconciler.reconcile(session)
+                await self._reconcile_after(session)
                 closing = await self._flatten(session)
-            await self._reconciler.reconcile(session)
+            await self._reconcile_after(session)
         except (ConnectionError, TimeoutError, OSError) as exc:
             log.warning(
                 "safe_state_path_failed strategy=%s gateway=%s reason=%s",
@@ -252,6 +255,19 @@ class SafeState:
             ours = await self._open_ours(session)
         return keys
 
+    async def _reconcile_after(self, session: Session) -> None:
+        """Reconcile after the cancels: a journal that cannot be read does not undo what IB
+        was told (the run then says which orders may be live, from the book)."""
+        try:
+            await self._reconciler.reconcile(session)
+        except JournalFailure as exc:
+            log.error(
+                "safe_state_reconcile_journal_failed strategy=%s gateway=%s error=%s",
+                self.name,
+                session.gateway,
+                exc,
+            )
+
     async def _flatten(self, session: Session) -> tuple[str, ...]:
         """Close the strategy's own positions with market orders (journalled, rate-limited)."""
         services, book = self._services, self._book
@@ -263,7 +279,7 @@ class SafeState:
             side = api.Side.SELL if qty > 0 else api.Side.BUY
             order = Order(action=side.value, totalQuantity=abs(qty), orderType="MKT")
             await take_token(self.bucket, services)
-            keys.append(self._orders.send(session, contract, order, purpose="flatten").key)
+            keys.append((await self._orders.send(session, contract, order, purpose="flatten")).key)
         deadline = services.clock.monotonic() + services.settings.flatten_deadline
         changed = self._run.changed
         while not book.flat():

@@ -9,7 +9,7 @@ import logging
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from plugins.host.broker import BrokerFactory
 from plugins.host.clock import Clock
@@ -18,16 +18,25 @@ from plugins.host.settings import GatewayEndpoint, HostSettings
 from plugins.pacing import HistoryRequest, Pacer
 from plugins.ports import AlertSink, IntentStore, StrategyMetrics
 
-__all__ = ["HostServices", "JournalWriter"]
+__all__ = ["HostServices", "JournalFailure", "JournalWriter"]
 
 log = logging.getLogger("plugins.host")
 
+T = TypeVar("T")
+
+
+class JournalFailure(Exception):
+    """The journal did not answer within the host's bound (locked, a stuck disk, a backlog),
+    or could not do what was asked (the cause is chained)."""
+
 
 class JournalWriter:
-    """One thread, in order: the journal writes that follow a send (mark_sent, broker reports).
+    """One thread, in order: every journal call the host makes, so none runs on the loop.
 
-    The intent itself is written on the loop before the send; these may lag a little but keep
-    the loop free of fsyncs while reports stream in.
+    The intents themselves are awaited (:meth:`call`, bounded: an intent not written in time
+    is never sent); what follows a send (mark_sent, broker reports, events, the kv store) is
+    queued (:meth:`later`) and may lag a little. A locked or slow journal therefore delays
+    only the orders waiting on it, never the loop, ``/healthz`` or the other strategies.
     """
 
     def __init__(self) -> None:
@@ -45,12 +54,38 @@ class JournalWriter:
 
         self._pool.submit(write).add_done_callback(done)
 
-    async def settle(self) -> None:
-        """Wait until every queued journal write is on disk."""
-        await asyncio.get_running_loop().run_in_executor(self._pool, lambda: None)
+    async def call(self, work: Callable[[], T], *, wait: float) -> T:
+        """Run ``work`` on the writer thread (after everything queued before it) and await
+        its result at most ``wait`` seconds; :class:`JournalFailure` past that (the call
+        itself still runs, in order, so what it writes is never reordered)."""
+        future = asyncio.wrap_future(self._pool.submit(work))
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), wait)
+        except TimeoutError:
+            future.add_done_callback(_log_late_failure)
+            raise JournalFailure(
+                f"the journal did not answer within {wait:g}s (locked, or a stuck disk)"
+            ) from None
+
+    async def settle(self, *, wait: float | None = None) -> bool:
+        """Wait until every queued journal write is done; False when ``wait`` ran out first."""
+        drained = asyncio.wrap_future(self._pool.submit(lambda: None))
+        if wait is None:
+            await drained
+            return True
+        try:
+            await asyncio.wait_for(asyncio.shield(drained), wait)
+        except TimeoutError:
+            return False
+        return True
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+
+
+def _log_late_failure(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.error("journal_write_failed late=true error=%s", future.exception())
 
 
 @dataclass(eq=False)
@@ -81,16 +116,33 @@ class HostServices:
         task.add_done_callback(self.background.discard)
 
     def journal_event(self, **event: Any) -> None:
-        """An event for the journal; a journal that cannot take it is logged, never raised."""
+        """An event for the journal, written on the writer thread; a journal that cannot take
+        it is logged, never raised."""
+        store = self.store
+
+        def write() -> None:
+            try:
+                store.append_event(**event)
+            except Exception as exc:
+                log.error(
+                    "journal_event_lost strategy=%s kind=%s error=%s",
+                    event.get("strategy"),
+                    event["kind"],
+                    exc,
+                )
+
+        self.writer.later(write)
+
+    async def journal(self, work: Callable[[], T]) -> T:
+        """A journal call awaited off the loop, at most ``settings.journal_wait``; any failure
+        but a ``ValueError`` (a caller's mistake, such as a key used twice) is a
+        :class:`JournalFailure`."""
         try:
-            self.store.append_event(**event)
+            return await self.writer.call(work, wait=self.settings.journal_wait)
+        except (JournalFailure, ValueError):
+            raise
         except Exception as exc:
-            log.error(
-                "journal_event_lost strategy=%s kind=%s error=%s",
-                event.get("strategy"),
-                event["kind"],
-                exc,
-            )
+            raise JournalFailure(str(exc) or type(exc).__name__) from exc
 
     def alert(self, key: str, severity: str, title: str, body: str) -> None:
         """Raise an alert; a failing sink is logged, never allowed to stop the order path."""

@@ -44,3 +44,6 @@ class HostSettings:
     history_timeout: float = 60.0
     #: How long a new market data line waits for its first tick or IB's refusal.
     subscribe_wait: float = 1.0
+    #: Longest wait for the journal (an order intent, a read); past it the order is refused,
+    #: never sent. The supervisor sets it from ``storage.write_wait``.
+    journal_wait: float = 1.0

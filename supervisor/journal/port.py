@@ -123,6 +123,9 @@ class Journal(Protocol):
     def kv_get(self, strategy: str, name: str) -> Any | None:
         """The JSON value stored under ``name``, or None."""
 
+    def kv_items(self, strategy: str) -> dict[str, Any]:
+        """Every name and JSON value the strategy stored (the host loads them at once)."""
+
     def kv_set(self, strategy: str, name: str, value: Any, *, now: datetime) -> None:
         """Store a JSON-compatible value."""
 

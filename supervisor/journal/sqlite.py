@@ -415,6 +415,11 @@ class SqliteJournal(SqliteFile):
         )
         return json.loads(rows[0][0]) if rows else None
 
+    def kv_items(self, strategy: str) -> dict[str, Any]:
+        """Every name and JSON value the strategy stored."""
+        rows = self._read("SELECT name, value FROM strategy_kv WHERE strategy = ?", (strategy,))
+        return {str(name): json.loads(value) for name, value in rows}
+
     def kv_set(self, strategy: str, name: str, value: Any, *, now: datetime) -> None:
         """Store a JSON-compatible value."""
         text = _json(value, f"strategy {strategy} value {name!r}")

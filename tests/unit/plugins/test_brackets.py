@@ -147,6 +147,9 @@ async def test_a_journal_failing_on_a_leg_sends_no_leg(tmp_path: Path) -> None:
         with pytest.raises(api.OrderRefused, match="no leg of the bracket was sent"):
             await bracket(runner)
         assert r.ib.placed == []
+        # The legs already written are journalled as never sent: none looks live afterwards.
+        await r.host.settle()
+        assert r.journal.intents_maybe_live("s1") == []
 
 
 async def test_moving_the_stop_loss_modifies_it_in_place_under_its_entry(tmp_path: Path) -> None:

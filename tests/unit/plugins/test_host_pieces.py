@@ -69,16 +69,30 @@ def test_a_closed_gate_is_usable_only_for_the_shutdowns_own_safe_state() -> None
     assert board.usable("unknown", now=1.0)
 
 
+class JournalKv:
+    """The book's records straight in the journal (the host keeps them in StrategyKv)."""
+
+    def __init__(self, journal: SqliteJournal, strategy: str) -> None:
+        self.journal, self.strategy = journal, strategy
+
+    def get(self, name: str) -> object:
+        return self.journal.kv_get(self.strategy, name)
+
+    def set(self, name: str, value: object) -> None:
+        self.journal.kv_set(self.strategy, name, value, now=datetime(2026, 1, 1, tzinfo=UTC))
+
+
 def test_order_book_books_an_execution_once_and_keeps_positions_across_restarts(
     tmp_path: Path,
 ) -> None:
     journal = SqliteJournal(tmp_path / "j.sqlite")
-    book = OrderBook("s1", journal)
+    book = OrderBook("s1", JournalKv(journal, "s1"))
     assert book.book_execution("e1", AAPL, "BOT", 5)
     assert not book.book_execution("e1", AAPL, "BOT", 5)
     assert book.book_execution("e2", AAPL, "SLD", 2)
     book.save(now=datetime(2026, 1, 1, tzinfo=UTC))
-    again = OrderBook("s1", journal)
+    again = OrderBook("s1", JournalKv(journal, "s1"))
+    again.load()
     assert again.positions == {AAPL.conId: 3.0}
     assert not again.book_execution("e2", AAPL, "SLD", 2)
     journal.close()
@@ -86,7 +100,7 @@ def test_order_book_books_an_execution_once_and_keeps_positions_across_restarts(
 
 def test_risk_book_counts_only_what_is_still_open_on_that_contract(tmp_path: Path) -> None:
     journal = SqliteJournal(tmp_path / "j.sqlite")
-    book = OrderBook("s1", journal)
+    book = OrderBook("s1", JournalKv(journal, "s1"))
     aapl = api.Instrument("AAPL")
     book.orders["k1"] = BookedOrder("k1", aapl, api.Side.BUY, 10, 1.0, AAPL.conId, "a", filled=4)
     book.orders["k2"] = BookedOrder("k2", aapl, api.Side.SELL, 3, 2.0, AAPL.conId, "a")
