@@ -1,0 +1,241 @@
+"""The status page in a real browser: Debian's chromium, headless, driven by Playwright (the
+system's chromium, no browser download) against a real supervisor on the in-process simulator.
+
+The page must show both gateways with their states, show a stall injected through the
+simulator's control API within 3 s, run under its strict Content-Security-Policy without a
+violation, and insert untrusted text as text. Screenshots are kept in
+``$IBFLEET_TEST_ARTIFACTS`` (else the test's tmp_path) and their paths printed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import secrets
+import shutil
+import socket
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from ibsim.runtime import InProcessRuntime
+from supervisor.api import ApiServer, GatewayView, create_app
+from supervisor.settings import load_text
+from supervisor.wiring import desired_specs, resolve_credentials, start_supervisor
+from tests.unit.fake_status import FakeStatusFleet
+from tests.waiting import until
+
+playwright_api = pytest.importorskip("playwright.async_api")
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+if CHROMIUM is None:
+    if os.environ.get("CI"):
+        raise RuntimeError("CI needs Debian's chromium for the status page test (see .ci/run)")
+    pytest.skip("no chromium on this machine", allow_module_level=True)
+
+NY = dt.timezone(dt.timedelta(hours=-5))
+#: A Wednesday at noon in New York: no reset window, so a stall is DEGRADED (not expected).
+MIDDAY = dt.datetime(2026, 11, 18, 12, 0, tzinfo=NY)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def artifacts(tmp_path: Path) -> Path:
+    root = os.environ.get("IBFLEET_TEST_ARTIFACTS")
+    where = Path(root) / "status-page" if root else tmp_path / "artifacts"
+    where.mkdir(parents=True, exist_ok=True)
+    return where
+
+
+def fleet_text(workdir: Path) -> tuple[str, dict[str, str]]:
+    environ = {"IBFLEET_API_TOKEN": secrets.token_urlsafe(16)}
+    gateways = []
+    for index, name in enumerate(("gw-a", "gw-b")):
+        var = name.upper().replace("-", "_")
+        environ[f"{var}_USER"] = f"user-{name}"
+        environ[f"{var}_PASSWORD"] = f"pw-{secrets.token_hex(8)}"
+        gateways.append(
+            {
+                "name": name,
+                "mode": "paper",
+                "account": "DU1000001",
+                "username": {"env": f"{var}_USER"},
+                "password": {"env": f"{var}_PASSWORD"},
+                "api_port": free_port(),
+                "client_ids": {"start": 1 + 50 * index, "end": 49 + 50 * index},
+            }
+        )
+    data = {
+        "fleet": f"page-{secrets.token_hex(3)}",
+        "runtime": {"kind": "in-process"},
+        "simulator": {"enabled": True},
+        "gateways": gateways,
+        "alerts": {"routes": [{"urls": ["console://"], "min_severity": "warning"}]},
+        "api": {"listen": "127.0.0.1:8710", "token": {"env": "IBFLEET_API_TOKEN"}},
+        "storage": {"path": str(workdir / "journal.sqlite")},
+        # A stall is seen within heartbeat_every + heartbeat_deadline (1 s), the page polls
+        # once a second: 3 s leaves room for a loaded machine.
+        "health": {"heartbeat_every": "500ms", "heartbeat_deadline": "500ms"},
+        "strategies": [
+            {
+                "name": "pinger",
+                "plugin": "pinger",
+                "gateways": ["gw-b", "gw-a"],
+                "client_id": 60,
+                "safe_state": {"on_disconnect": "cancel", "grace": "3s"},
+                "params": {"symbol": "AAPL", "interval_seconds": 2, "offset": 0.02},
+            }
+        ],
+    }
+    return yaml.safe_dump(data, sort_keys=False), environ
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Any]:
+    async with playwright_api.async_playwright() as pw:
+        # --no-sandbox: CI runs as root, where chromium's sandbox refuses to start.
+        launched = await pw.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=["--no-sandbox"]
+        )
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+class PageLog:
+    """Console messages and script errors of a page: a CSP violation shows up here."""
+
+    def __init__(self, page: Any) -> None:
+        self.lines: list[str] = []
+        page.on("console", lambda m: self.lines.append(f"console.{m.type}: {m.text}"))
+        page.on("pageerror", lambda e: self.lines.append(f"pageerror: {e}"))
+
+    def problems(self) -> list[str]:
+        return [
+            line
+            for line in self.lines
+            if line.startswith("pageerror") or "Content Security Policy" in line
+        ]
+
+
+ROW_STATE = """([name, state]) => {
+  const row = document.querySelector(`tr[data-gateway="${name}"]`);
+  return row !== null && row.dataset.state === state;
+}"""
+
+
+async def test_status_page_shows_the_fleet_and_a_stall_within_3s(
+    tmp_path: Path, browser: Any
+) -> None:
+    text, environ = fleet_text(tmp_path)
+    settings = load_text(text, environ={}).settings
+    offset = MIDDAY - dt.datetime.now(dt.UTC)
+    runtime = InProcessRuntime(twofa_users=set())
+    out = artifacts(tmp_path)
+    async with runtime:
+        control = await runtime.start_control(0)
+        credentials = resolve_credentials(settings, environ)
+        running = await start_supervisor(
+            settings,
+            environ=environ,
+            runtime=runtime,
+            specs=desired_specs(settings, credentials, fingerprint_key=b"k" * 32),
+            clock=lambda: dt.datetime.now(dt.UTC) + offset,
+            api_port=0,
+            supervisor_options={"reconcile_interval": 2.0, "tick_every": 0.2},
+        )
+        try:
+
+            async def ready() -> bool:
+                async with httpx.AsyncClient(base_url=running.api_url, timeout=5) as client:
+                    return (await client.get("/readyz")).status_code == 200
+
+            await until(ready, 60, what="both gateways API_READY", step=0.2)
+            page = await browser.new_page(viewport={"width": 1280, "height": 900})
+            log = PageLog(page)
+            # No token anywhere: the page only reads.
+            await page.goto(f"{running.api_url}/")
+            for name in ("gw-a", "gw-b"):
+                await page.wait_for_function(ROW_STATE, arg=[name, "API_READY"], timeout=10_000)
+            # Heartbeats reach the sparkline; the schedule and the strategy are listed.
+            await page.wait_for_function(
+                "() => [...document.querySelectorAll('tr[data-gateway] .spark')]"
+                ".every(s => Number(s.dataset.samples) >= 2)",
+                timeout=10_000,
+            )
+            kinds = await page.eval_on_selector_all(
+                "#schedule tbody tr", "rows => rows.map(r => r.dataset.kind)"
+            )
+            assert {"daily_restart", "weekly_reauth", "reset_window"} <= set(kinds)
+            await page.wait_for_selector('tr[data-strategy="pinger"]', timeout=10_000)
+            assert await page.text_content("#conn") == "live"
+            shot = out / "status-page-ready.png"
+            await page.screenshot(path=str(shot), full_page=True)
+            print(f"\nstatus page screenshot (ready): {shot}")
+
+            async with httpx.AsyncClient(base_url=control, timeout=5) as client:
+                started = time.monotonic()
+                reply = await client.post("/gateways/gw-b/faults/stall", json={"active": True})
+            assert reply.status_code < 300, reply.text
+            await page.wait_for_function(ROW_STATE, arg=["gw-b", "DEGRADED"], timeout=3_000)
+            seen = time.monotonic() - started
+            print(f"stall on gw-b shown on the page after {seen:.2f} s")
+            reason = await page.text_content('tr[data-gateway="gw-b"] .reason')
+            assert reason is not None and "stall" in reason, reason
+            assert await page.get_attribute('tr[data-gateway="gw-a"]', "data-state") == (
+                "API_READY"
+            )
+            await page.wait_for_function(
+                "() => Number(document.querySelector("
+                "'tr[data-gateway=\"gw-b\"] .spark').dataset.missed) >= 1",
+                timeout=3_000,
+            )
+            shot = out / "status-page-stall.png"
+            await page.screenshot(path=str(shot), full_page=True)
+            print(f"status page screenshot (gw-b stalled): {shot}")
+            assert log.problems() == [], log.lines
+            await page.close()
+        finally:
+            await running.close()
+
+
+async def test_untrusted_text_is_shown_as_text_never_as_html(
+    tmp_path: Path, browser: Any
+) -> None:
+    hostile = '<img src="/x" onerror="document.title=\'owned\'"><b>bold</b>'
+    fleet = FakeStatusFleet()
+    fleet.views["paper-b"] = GatewayView(
+        **{**fleet.views["paper-b"].model_dump(), "reason": hostile}
+    )
+    fleet.alert_title = f"paper-b: {hostile}"
+    server = ApiServer(create_app(fleet, token=None), host="127.0.0.1", port=0)
+    await server.start()
+    try:
+        page = await browser.new_page()
+        log = PageLog(page)
+        await page.goto(f"http://127.0.0.1:{server.port}/")
+        await page.wait_for_selector('tr[data-gateway="paper-b"]', timeout=10_000)
+        await page.wait_for_selector("#alerts li", timeout=10_000)
+        reason = await page.text_content('tr[data-gateway="paper-b"] .reason')
+        assert reason == hostile
+        title = await page.text_content("#alerts li .title")
+        assert title == f"paper-b: {hostile}"
+        assert await page.eval_on_selector_all("main img, main b", "n => n.length") == 0
+        assert await page.title() == "ibfleet status"
+        shot = artifacts(tmp_path) / "status-page-untrusted-text.png"
+        await page.screenshot(path=str(shot), full_page=True)
+        print(f"\nstatus page screenshot (untrusted text): {shot}")
+        assert log.problems() == [], log.lines
+        await page.close()
+    finally:
+        await server.stop()
