@@ -30,7 +30,10 @@ from supervisor.wiring import desired_specs, resolve_credentials, start_supervis
 from tests.unit.fake_status import FakeStatusFleet
 from tests.waiting import until
 
-playwright_api = pytest.importorskip("playwright.async_api")
+if os.environ.get("CI"):
+    import playwright.async_api as playwright_api  # the test extra has it: fail, never skip
+else:
+    playwright_api = pytest.importorskip("playwright.async_api")
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 if CHROMIUM is None:
@@ -134,6 +137,7 @@ ROW_STATE = """([name, state]) => {
 }"""
 
 
+@pytest.mark.slow  # about 20 s: the simulated logins, then the stall's page
 async def test_status_page_shows_the_fleet_and_a_stall_within_3s(
     tmp_path: Path, browser: Any
 ) -> None:
@@ -200,6 +204,8 @@ async def test_status_page_shows_the_fleet_and_a_stall_within_3s(
                 "'tr[data-gateway=\"gw-b\"] .spark').dataset.missed) >= 1",
                 timeout=3_000,
             )
+            # The stall's alert opens once the lifecycle decides to page (its own delay).
+            await page.wait_for_selector('#alerts li[data-key*="gw-b"]', timeout=30_000)
             shot = out / "status-page-stall.png"
             await page.screenshot(path=str(shot), full_page=True)
             print(f"status page screenshot (gw-b stalled): {shot}")
@@ -209,9 +215,7 @@ async def test_status_page_shows_the_fleet_and_a_stall_within_3s(
             await running.close()
 
 
-async def test_untrusted_text_is_shown_as_text_never_as_html(
-    tmp_path: Path, browser: Any
-) -> None:
+async def test_untrusted_text_is_shown_as_text_never_as_html(tmp_path: Path, browser: Any) -> None:
     hostile = '<img src="/x" onerror="document.title=\'owned\'"><b>bold</b>'
     fleet = FakeStatusFleet()
     fleet.views["paper-b"] = GatewayView(

@@ -9,7 +9,7 @@
   const SVG = "http://www.w3.org/2000/svg";
   const SPARK_W = 180;
   const SPARK_H = 32;
-  const MIN_SPAN_MS = 30000;
+  const MIN_SPAN_MS = 10000;
 
   const GOOD = new Set(["API_READY", "RUNNING"]);
   const BAD = new Set(["FATAL", "BACKOFF", "COMPETING_SESSION", "CRASHED", "ABSENT"]);
