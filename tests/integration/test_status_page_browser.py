@@ -9,9 +9,9 @@ violation, and insert untrusted text as text. Screenshots are kept in
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
-import secrets
 import shutil
 import socket
 import time
@@ -21,11 +21,11 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 
 from ibsim.runtime import InProcessRuntime
 from supervisor.api import ApiServer, GatewayView, create_app
-from supervisor.settings import load_text
+from supervisor.demo import demo_fleet
+from supervisor.settings import FleetSettings
 from supervisor.wiring import desired_specs, resolve_credentials, start_supervisor
 from tests.unit.fake_status import FakeStatusFleet
 from tests.waiting import until
@@ -46,10 +46,15 @@ NY = dt.timezone(dt.timedelta(hours=-5))
 MIDDAY = dt.datetime(2026, 11, 18, 12, 0, tzinfo=NY)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def two_free_ports() -> int:
+    """A free port whose next one is free too (the demo's gateways take base and base + 1)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            base = int(s.getsockname()[1])
+        with socket.socket() as s, contextlib.suppress(OSError):
+            s.bind(("127.0.0.1", base + 1))
+            return base
 
 
 def artifacts(tmp_path: Path) -> Path:
@@ -59,47 +64,15 @@ def artifacts(tmp_path: Path) -> Path:
     return where
 
 
-def fleet_text(workdir: Path) -> tuple[str, dict[str, str]]:
-    environ = {"IBFLEET_API_TOKEN": secrets.token_urlsafe(16)}
-    gateways = []
-    for index, name in enumerate(("gw-a", "gw-b")):
-        var = name.upper().replace("-", "_")
-        environ[f"{var}_USER"] = f"user-{name}"
-        environ[f"{var}_PASSWORD"] = f"pw-{secrets.token_hex(8)}"
-        gateways.append(
-            {
-                "name": name,
-                "mode": "paper",
-                "account": "DU1000001",
-                "username": {"env": f"{var}_USER"},
-                "password": {"env": f"{var}_PASSWORD"},
-                "api_port": free_port(),
-                "client_ids": {"start": 1 + 50 * index, "end": 49 + 50 * index},
-            }
-        )
-    data = {
-        "fleet": f"page-{secrets.token_hex(3)}",
-        "runtime": {"kind": "in-process"},
-        "simulator": {"enabled": True},
-        "gateways": gateways,
-        "alerts": {"routes": [{"urls": ["console://"], "min_severity": "warning"}]},
-        "api": {"listen": "127.0.0.1:8710", "token": {"env": "IBFLEET_API_TOKEN"}},
-        "storage": {"path": str(workdir / "journal.sqlite")},
-        # A stall is seen within heartbeat_every + heartbeat_deadline (1 s), the page polls
-        # once a second: 3 s leaves room for a loaded machine.
-        "health": {"heartbeat_every": "500ms", "heartbeat_deadline": "500ms"},
-        "strategies": [
-            {
-                "name": "pinger",
-                "plugin": "pinger",
-                "gateways": ["gw-b", "gw-a"],
-                "client_id": 60,
-                "safe_state": {"on_disconnect": "cancel", "grace": "3s"},
-                "params": {"symbol": "AAPL", "interval_seconds": 2, "offset": 0.02},
-            }
-        ],
-    }
-    return yaml.safe_dump(data, sort_keys=False), environ
+def page_fleet(workdir: Path) -> tuple[FleetSettings, dict[str, str]]:
+    """The demo's fleet (two paper gateways, the pinger strategy on demo-b then demo-a)."""
+    settings, environ = demo_fleet(
+        workdir=workdir, api_port=0, base_port=two_free_ports(), control_port=8780
+    )
+    # A stall is seen within heartbeat_every + heartbeat_deadline (1 s here), the page polls
+    # once a second: 3 s leaves room for a loaded machine.
+    health = settings.health.model_copy(update={"heartbeat_deadline": dt.timedelta(seconds=0.5)})
+    return settings.model_copy(update={"health": health}), environ
 
 
 @pytest.fixture
@@ -141,8 +114,7 @@ ROW_STATE = """([name, state]) => {
 async def test_status_page_shows_the_fleet_and_a_stall_within_3s(
     tmp_path: Path, browser: Any
 ) -> None:
-    text, environ = fleet_text(tmp_path)
-    settings = load_text(text, environ={}).settings
+    settings, environ = page_fleet(tmp_path)
     offset = MIDDAY - dt.datetime.now(dt.UTC)
     runtime = InProcessRuntime(twofa_users=set())
     out = artifacts(tmp_path)
@@ -169,7 +141,7 @@ async def test_status_page_shows_the_fleet_and_a_stall_within_3s(
             log = PageLog(page)
             # No token anywhere: the page only reads.
             await page.goto(f"{running.api_url}/")
-            for name in ("gw-a", "gw-b"):
+            for name in ("demo-a", "demo-b"):
                 await page.wait_for_function(ROW_STATE, arg=[name, "API_READY"], timeout=10_000)
             # Heartbeats reach the sparkline; the schedule and the strategy are listed.
             await page.wait_for_function(
@@ -189,26 +161,26 @@ async def test_status_page_shows_the_fleet_and_a_stall_within_3s(
 
             async with httpx.AsyncClient(base_url=control, timeout=5) as client:
                 started = time.monotonic()
-                reply = await client.post("/gateways/gw-b/faults/stall", json={"active": True})
+                reply = await client.post("/gateways/demo-b/faults/stall", json={"active": True})
             assert reply.status_code < 300, reply.text
-            await page.wait_for_function(ROW_STATE, arg=["gw-b", "DEGRADED"], timeout=3_000)
+            await page.wait_for_function(ROW_STATE, arg=["demo-b", "DEGRADED"], timeout=3_000)
             seen = time.monotonic() - started
-            print(f"stall on gw-b shown on the page after {seen:.2f} s")
-            reason = await page.text_content('tr[data-gateway="gw-b"] .reason')
+            print(f"stall on demo-b shown on the page after {seen:.2f} s")
+            reason = await page.text_content('tr[data-gateway="demo-b"] .reason')
             assert reason is not None and "stall" in reason, reason
-            assert await page.get_attribute('tr[data-gateway="gw-a"]', "data-state") == (
+            assert await page.get_attribute('tr[data-gateway="demo-a"]', "data-state") == (
                 "API_READY"
             )
             await page.wait_for_function(
                 "() => Number(document.querySelector("
-                "'tr[data-gateway=\"gw-b\"] .spark').dataset.missed) >= 1",
+                "'tr[data-gateway=\"demo-b\"] .spark').dataset.missed) >= 1",
                 timeout=3_000,
             )
             # The stall's alert opens once the lifecycle decides to page (its own delay).
-            await page.wait_for_selector('#alerts li[data-key*="gw-b"]', timeout=30_000)
+            await page.wait_for_selector('#alerts li[data-key*="demo-b"]', timeout=30_000)
             shot = out / "status-page-stall.png"
             await page.screenshot(path=str(shot), full_page=True)
-            print(f"status page screenshot (gw-b stalled): {shot}")
+            print(f"status page screenshot (demo-b stalled): {shot}")
             assert log.problems() == [], log.lines
             await page.close()
         finally:

@@ -185,7 +185,7 @@ async def test_status_is_one_read_of_everything(client: httpx.AsyncClient) -> No
     assert [g["name"] for g in status["gateways"]] == ["paper-a", "paper-b"]
     assert [h["gateway"] for h in status["heartbeats"]] == ["paper-a", "paper-b"]
     assert status["strategies"] is None  # none configured: the page says so
-    assert status["alerts"][0]["key"] == "gateway:paper-b:stall"
+    assert status["alerts"][0]["key"] == "gateway:paper-b:2fa"
 
 
 class _Strategies:
