@@ -263,6 +263,11 @@ class AlertBook:
         """Each open incident and the keys of its open causes."""
         return {i.id: frozenset(c.key for c in i.causes) for i in self._incidents.values()}
 
+    def open_causes(self) -> list[tuple[Alert, datetime]]:
+        """Every open cause (redacted) and when its incident opened, oldest incident first."""
+        incidents = sorted(self._incidents.values(), key=lambda i: i.raised_at)
+        return [(cause, i.raised_at) for i in incidents for cause in i.causes]
+
     def pending_ids(self) -> frozenset[str]:
         """Ids of deliveries in flight or waiting for a retry."""
         return frozenset(self._pending)

@@ -22,6 +22,8 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
+from supervisor import status_page
+
 log = logging.getLogger("ibfleet.api")
 
 
@@ -85,6 +87,56 @@ class Problem(BaseModel):
     detail: str
 
 
+class HeartbeatSampleView(BaseModel):
+    """One recent heartbeat of a gateway."""
+
+    at: dt.datetime
+    rtt_seconds: float | None = Field(description="Round trip; null: missed (no answer).")
+
+
+class HeartbeatsView(BaseModel):
+    """A gateway's recent heartbeats, oldest first (a bounded ring buffer)."""
+
+    gateway: str
+    span_seconds: float = Field(description="How far back the samples reach at most.")
+    samples: list[HeartbeatSampleView]
+
+
+class AlertView(BaseModel):
+    """One open alert cause (texts redacted of secrets)."""
+
+    key: str
+    severity: str
+    title: str
+    since: dt.datetime = Field(description="When its incident opened.")
+
+
+class ScheduleKind(enum.StrEnum):
+    DAILY_RESTART = "daily_restart"
+    WEEKLY_REAUTH = "weekly_reauth"
+    RESET_WINDOW = "reset_window"
+
+
+class ScheduledEvent(BaseModel):
+    """A coming (or, for a reset window, current) scheduled event."""
+
+    kind: ScheduleKind
+    name: str
+    gateway: str | None = Field(default=None, description="Null: the whole fleet.")
+    at: dt.datetime
+    until: dt.datetime | None = Field(default=None, description="A reset window's end.")
+    active: bool = Field(default=False, description="A reset window in progress now.")
+
+
+class ScheduleView(BaseModel):
+    """The fleet's next scheduled events, soonest first."""
+
+    at: dt.datetime = Field(description="The supervisor's clock they were computed at.")
+    timezone: str = Field(description="The fleet's time zone (restart times are on its clock).")
+    region: str = Field(description="The IB server region whose reset windows apply.")
+    events: list[ScheduledEvent]
+
+
 class FleetControl(Protocol):
     """What the API needs from the running supervisor."""
 
@@ -97,6 +149,12 @@ class FleetControl(Protocol):
     async def command(self, gateway: str, action: Action) -> CommandResult: ...
 
     def metrics(self) -> tuple[bytes, str]: ...
+
+    def heartbeats(self, gateway: str) -> HeartbeatsView: ...
+
+    def alerts(self) -> list[AlertView]: ...
+
+    def schedule(self) -> ScheduleView: ...
 
 
 class StrategyView(BaseModel):
@@ -168,6 +226,17 @@ class StrategyControl(Protocol):
     ) -> list[dict[str, object]]:
         """Cancel by criteria; raises ConnectionError when nothing can reach IB."""
         ...
+
+
+class StatusView(BaseModel):
+    """Everything the status page shows, in one consistent read."""
+
+    at: dt.datetime = Field(description="The supervisor's clock when this was read.")
+    gateways: list[GatewayView]
+    heartbeats: list[HeartbeatsView]
+    alerts: list[AlertView]
+    schedule: ScheduleView
+    strategies: list[StrategyView] | None = Field(description="Null: none configured.")
 
 
 #: Host names a browser may send for a loopback API; any IP literal is accepted too, since
@@ -311,6 +380,61 @@ def create_app(
         if gateway is not None:
             find(gateway)
         return await control.events(since_id=since_id, limit=limit, gateway=gateway)
+
+    # -- the status page and the reads behind it (GETs: public, like every read) ----------
+
+    pages = status_page.Assets.load()
+
+    @app.middleware("http")
+    async def _security_headers(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        response = await call_next(request)
+        for header, value in status_page.SECURITY_HEADERS.items():
+            response.headers.setdefault(header, value)
+        if not (docs and request.url.path.startswith("/docs")):
+            # The interactive docs load their own script; everything else is served by ibfleet.
+            response.headers.setdefault("Content-Security-Policy", status_page.CSP)
+        return response
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> Response:
+        return pages.response("index.html")
+
+    @app.get("/assets/{asset}", include_in_schema=False)
+    async def asset(asset: str) -> Response:
+        if asset not in pages.names():
+            raise HTTPException(404, f"no asset named {asset!r}")
+        return pages.response(asset)
+
+    def heartbeats_of(name: str) -> HeartbeatsView:
+        find(name)
+        return control.heartbeats(name)
+
+    @app.get("/api/v1/gateways/{name}/heartbeats", response_model=HeartbeatsView)
+    async def get_heartbeats(name: str) -> HeartbeatsView:
+        return heartbeats_of(name)
+
+    @app.get("/api/v1/alerts", response_model=list[AlertView])
+    async def list_alerts() -> list[AlertView]:
+        return control.alerts()
+
+    @app.get("/api/v1/schedule", response_model=ScheduleView)
+    async def get_schedule() -> ScheduleView:
+        return control.schedule()
+
+    @app.get("/api/v1/status", response_model=StatusView)
+    async def get_status() -> StatusView:
+        views = control.gateways()
+        schedule = control.schedule()
+        return StatusView(
+            at=schedule.at,
+            gateways=views,
+            heartbeats=[control.heartbeats(v.name) for v in views],
+            alerts=control.alerts(),
+            schedule=schedule,
+            strategies=strategies.strategies() if strategies is not None else None,
+        )
 
     @app.post(
         "/api/v1/gateways/{name}/{action}",

@@ -410,6 +410,7 @@ async def _play(
         ),
     ]
     console.print(
+        f"  page      {running.api_url}/   (the status page: open it in a browser)\n"
         f"  metrics   {running.api_url}/metrics\n"
         f"  status    {running.api_url}/api/v1/gateways   (or: ibfleet status --url "
         f"{running.api_url})\n"

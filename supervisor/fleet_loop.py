@@ -25,8 +25,16 @@ from gateway import probe as probe_mod
 from gateway.runtime import EventKind, Runtime, RuntimeEvent
 from gateway.spec import ContainerSpec
 from supervisor import lifecycle as lc
-from supervisor import schedules
-from supervisor.api import Action, CommandResult, EventView, GatewayView
+from supervisor import schedules, status_views
+from supervisor.api import (
+    Action,
+    AlertView,
+    CommandResult,
+    EventView,
+    GatewayView,
+    HeartbeatsView,
+    ScheduleView,
+)
 from supervisor.budget import Ledger
 from supervisor.gateway_controller import (
     Clock,
@@ -316,3 +324,15 @@ class Supervisor:
 
     def metrics(self) -> tuple[bytes, str]:
         return self.deps.metrics.render()
+
+    # The status page's reads: built by their owners, see supervisor.status_views.
+
+    def heartbeats(self, gateway: str) -> HeartbeatsView:
+        history = self.controllers[gateway].heartbeats
+        return status_views.heartbeats(gateway, history, self.clock())
+
+    def alerts(self) -> list[AlertView]:
+        return status_views.open_alerts(self.deps.dispatcher.book)
+
+    def schedule(self) -> ScheduleView:
+        return status_views.upcoming(self.settings, self.clock())

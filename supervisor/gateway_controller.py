@@ -34,6 +34,7 @@ from supervisor import lifecycle as lc
 from supervisor.alertpolicy import Alert
 from supervisor.api import GatewayView
 from supervisor.budget import Budget, Ledger, ledger_to_record
+from supervisor.heartbeats import HeartbeatHistory, capacity_for
 from supervisor.journal import AsyncJournal
 from supervisor.lifecycle_inputs import from_auth_event, from_probe_event
 from supervisor.metrics import FleetMetrics, TwoFactorOutcome
@@ -103,6 +104,8 @@ class GatewayController:
         self.policy = lifecycle_policy(deps.settings, gw)
         self.container: ObservedContainer | None = None
         self.heartbeat_rtt: float | None = None
+        # The last minutes of heartbeats, for the status page's sparkline (bounded).
+        self.heartbeats = HeartbeatHistory(capacity_for(deps.settings.health.heartbeat_every))
         self.leases = ClientIdLeases(
             start=gw.client_ids.start,
             end=gw.client_ids.end,
@@ -360,7 +363,10 @@ class GatewayController:
         m = self.deps.metrics
         if isinstance(event, probe_mod.ProbeHeartbeat):
             self.heartbeat_rtt = event.rtt
+            self.heartbeats.answered(self.deps.clock(), event.rtt)
             m.observe_heartbeat(self.gw.name, event.rtt, at=self.deps.clock().timestamp())
+        if isinstance(event, probe_mod.ProbeHeartbeatMissed):
+            self.heartbeats.missed(self.deps.clock())
         if isinstance(event, probe_mod.ProbeApiCode):
             farm = codes.farm_of(event.code, event.message)
             if farm is not None:

@@ -136,6 +136,7 @@ def test_demo_runs_its_script_and_exits_cleanly(tmp_path: Path) -> None:
     out = result.stdout
     assert out.startswith("ibfleet demo: fleet 'demo-"), out[:500]
     assert f"logs      {log_file}" in out
+    assert re.search(r"page      http://127\.0\.0\.1:\d+/ ", out), out[:1500]
     assert result.stderr == ""
     logged = log_file.read_text()
     assert " INFO " in logged and "gateway_state" in logged
