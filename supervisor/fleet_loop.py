@@ -137,6 +137,7 @@ class Supervisor:
         self._daily_next: dict[str, datetime] = {}
         self._reauth_warned: datetime | None = None
         self._tasks: list[asyncio.Task[Any]] = []
+        self._loops: tuple[asyncio.Task[Any], ...] = ()
         self._started = asyncio.Event()
 
     # -- running --------------------------------------------------------------------------
@@ -150,11 +151,16 @@ class Supervisor:
                 if not found.restored:
                     found.post(lc.ContainerStarted())
                 found.on_container(container, adopted=True)
-        self._tasks = [
+        self._loops = (
             asyncio.create_task(self.orchestrator.run(), name="orchestrator"),
             asyncio.create_task(self._ticker(), name="ticker"),
-        ]
+        )
+        self._tasks = list(self._loops)
         self._started.set()
+
+    def alive(self) -> bool:
+        """True while the reconcile loop and the ticker run (the systemd watchdog asks)."""
+        return bool(self._loops) and not any(task.done() for task in self._loops)
 
     async def close_gates(self) -> None:
         """Close every gateway's order gate with kind SHUTDOWN: the supervisor is stopping."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -22,6 +23,7 @@ from gateway.secret_refs import SecretError
 from gateway.spec import ContainerSpec, GatewaySecrets, render_spec
 from plugins.host import StrategyHost, StrategyState
 from supervisor import lifecycle as lc
+from supervisor import sdnotify
 from supervisor.alertpolicy import Alert, Redactor, Severity
 from supervisor.api import ApiServer, create_app
 from supervisor.budget import ledger_from_record
@@ -464,21 +466,51 @@ async def run_until_signalled(settings: FleetSettings, *, environ: Mapping[str, 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    await serve(settings, environ=environ, stop=stop)
+
+
+async def serve(
+    settings: FleetSettings,
+    *,
+    environ: Mapping[str, str],
+    stop: asyncio.Event,
+    runtime: Runtime | None = None,
+) -> None:
+    """Supervise until ``stop`` is set, telling a systemd ``Type=notify`` unit how it goes.
+
+    READY=1 goes out once :func:`start_supervisor` returned: the running containers are adopted
+    and the API serves. ``runtime`` defaults to the one the settings name.
+    """
+    try:
+        notifier = sdnotify.from_environment(environ)
+        interval = sdnotify.watchdog_interval(environ, pid=os.getpid())
+    except sdnotify.ServiceNotifyError as exc:
+        raise StartupError(str(exc)) from None
     limits: list[str] = []
-    if settings.runtime.kind is RuntimeKind.IN_PROCESS:
+    owned = runtime is None
+    if runtime is None and settings.runtime.kind is RuntimeKind.IN_PROCESS:
         runtime = await in_process_runtime(settings, resolve_credentials(settings, environ))
-    else:
+    elif runtime is None:
         runtime, limits = docker_runtime(settings)
     running = await start_supervisor(
         settings, environ=environ, runtime=runtime, isolation_limits=limits
     )
+    supervisor = running.supervisor
+    service = sdnotify.SystemdService(
+        notifier,
+        interval=interval,
+        summary=lambda: sdnotify.fleet_summary(supervisor.gateways()),
+        alive=supervisor.alive,
+    )
+    service.ready()
     try:
         await stop.wait()
         log.info("supervisor_stopping reason=signal gateways=left-running")
     finally:
+        await service.stopping()
         await running.close()
         close = getattr(runtime, "close", None)
-        if close is not None and settings.runtime.kind is RuntimeKind.IN_PROCESS:
+        if owned and close is not None and settings.runtime.kind is RuntimeKind.IN_PROCESS:
             await close()
 
 
