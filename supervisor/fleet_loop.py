@@ -133,6 +133,7 @@ class Supervisor:
                 ),
                 restored=status is not None,
             )
+        metrics.sample_login_budget(self.login_budgets)
         self._window: schedules.Window | None = None
         self._daily_next: dict[str, datetime] = {}
         self._reauth_warned: datetime | None = None
@@ -238,6 +239,7 @@ class Supervisor:
         elif window is None and self._window is not None:
             posts.append(lc.ResetWindowLeft())
         self._window = window
+        self.deps.metrics.set_reset_window(window is not None)
         lead = self.settings.health.reauth_warning
         reauth_at = schedules.next_weekly_reauth(now)
         if schedules.reauth_warning_due(now, lead) and self._reauth_warned != reauth_at:
@@ -255,6 +257,17 @@ class Supervisor:
             elif now >= due:
                 controller.post(lc.DailyRestartExpected())
                 self._daily_next[name] = schedules.next_daily(daily, zone=self.settings.tz, now=now)
+
+    def login_budgets(self) -> dict[str, int]:
+        """Logins each gateway may still attempt now: its username's shared ledger, refilled as
+        attempts age out of the window (read at scrape time)."""
+        now = self.clock()
+        out: dict[str, int] = {}
+        for name, controller in self.controllers.items():
+            budget = self.deps.ledger.get(controller.status.username)
+            used = 0 if budget is None else budget.used(now)
+            out[name] = max(0, controller.policy.login_budget - used)
+        return out
 
     async def settle(self, timeout: float = 5.0) -> None:
         for controller in self.controllers.values():

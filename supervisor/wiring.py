@@ -7,6 +7,7 @@ and binds the HTTP API; everything below gets what it needs passed in.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import signal
@@ -112,8 +113,11 @@ class JournalWatch:
     The journal reports from whichever thread wrote; the alert is raised on the loop.
     """
 
-    def __init__(self, dispatcher: AlertDispatcher, path: Path) -> None:
+    def __init__(
+        self, dispatcher: AlertDispatcher, path: Path, metrics: FleetMetrics | None = None
+    ) -> None:
         self._dispatcher = dispatcher
+        self._metrics = metrics
         self._path = path
         self._loop = asyncio.get_running_loop()
         self._problem: str | None = None
@@ -126,6 +130,8 @@ class JournalWatch:
         self._loop.call_soon_threadsafe(self._changed, problem)
 
     def _changed(self, problem: str | None) -> None:
+        if self._metrics is not None:
+            self._metrics.set_journal_writable(problem is None)
         if (problem is None) == (self._problem is None):
             self._problem = problem
             return
@@ -180,6 +186,17 @@ async def report_isolation(dispatcher: AlertDispatcher, limits: Sequence[str]) -
 
 
 # ------------------------------------------------------------------------------ building
+
+
+def intents_maybe_live(host: StrategyHost) -> dict[str, int]:
+    """Per strategy, the intents that may be live at IB: those reconciliation did not find, or
+    (more, when its last safe state reached no gateway) the ones that run left behind."""
+    out: dict[str, int] = {}
+    for status in host.strategies():
+        runs = host.safe_state_runs(status.name)
+        stranded = len(runs[-1].still_live) if runs and not runs[-1].ok else 0
+        out[status.name] = max(status.unknown_intents, stranded)
+    return out
 
 
 def resolve_credentials(
@@ -334,7 +351,8 @@ async def start_supervisor(
     dispatcher = await AlertDispatcher.restore(
         policy=policy, redactor=redactor, notifier=notifier, store=ajournal, metrics=metrics
     )
-    watch = JournalWatch(dispatcher, settings.storage.path)
+    metrics.sample_open_alerts(lambda: len(dispatcher.book.open_keys()))
+    watch = JournalWatch(dispatcher, settings.storage.path, metrics)
     journal.add_listener(watch.listener)
     restored: dict[str, lc.GatewayStatus] = {}
     for gw in settings.gateways:
@@ -381,6 +399,7 @@ async def start_supervisor(
             supervisor, store=journal, dispatcher=dispatcher, metrics=metrics, clock=clock
         )
         control = HostControl(host)
+        metrics.sample_intents_maybe_live(functools.partial(intents_maybe_live, host))
     api = ApiServer(
         create_app(
             supervisor,
