@@ -85,7 +85,10 @@ class LibsystemdNotifier:
 
     def _send(self, kind: Any, value: str | None = None) -> None:
         try:
-            self._daemon.notify(kind, value, return_exceptions=False)
+            if value is None:
+                self._daemon.notify(kind, return_exceptions=False)
+            else:
+                self._daemon.notify(kind, value, return_exceptions=False)
         except (OSError, ValueError) as exc:
             if kind.name not in self._failed:
                 self._failed.add(kind.name)
