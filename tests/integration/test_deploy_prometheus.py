@@ -12,7 +12,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ import yaml
 
 from gateway.config import GatewayConfig
 from supervisor.lifecycle import State
+from tests.integration.sim_fleet_file import free_port, sim_fleet, terminate
 
 REPO = Path(__file__).resolve().parents[2]
 RULES = REPO / "deploy" / "prometheus" / "ibfleet-rules.yml"
@@ -45,14 +45,6 @@ def tool(name: str) -> str:
             pytest.fail(f"{name} is missing: .ci/run installs Debian's prometheus package")
         pytest.skip(f"{name} is not installed (Debian: apt-get install prometheus)")
     return found
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def rule_exprs() -> dict[str, str]:
@@ -164,27 +156,10 @@ def wait(condition: Any, timeout: float, what: str) -> Any:
         time.sleep(0.2)
 
 
-def stop(proc: subprocess.Popen[str]) -> str:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
-    return proc.stderr.read() if proc.stderr else ""
-
-
 @pytest.fixture
 def supervisor(tmp_path: Path) -> Iterator[str]:
     """``ibfleet run`` on deploy/sim.yaml (free ports, no 2FA) with the pinger strategy."""
-    data = yaml.safe_load((REPO / "deploy" / "sim.yaml").read_text())
-    api = free_port()
-    data["api"]["listen"] = f"127.0.0.1:{api}"
-    data["simulator"]["control_port"] = free_port()
-    data["simulator"]["twofa_gateways"] = []
-    for gw in data["gateways"]:
-        gw["api_port"] = free_port()
-    data["storage"]["path"] = str(tmp_path / "journal.sqlite")
+    data, api = sim_fleet(tmp_path)
     data["strategies"] = [
         {
             "name": "pinger",
@@ -197,9 +172,9 @@ def supervisor(tmp_path: Path) -> Iterator[str]:
     path = tmp_path / "fleet.yaml"
     path.write_text(yaml.safe_dump(data))
     env = {**os.environ, "IBFLEET_API_TOKEN": "token-for-the-prometheus-test"}
-    proc = subprocess.Popen(
-        [EXE, "run", "-c", str(path)], env=env, stderr=subprocess.PIPE, text=True
-    )
+    # A file, not a pipe: nobody reads a pipe while the test runs, and a full one blocks.
+    log = (tmp_path / "ibfleet.log").open("w+")
+    proc = subprocess.Popen([EXE, "run", "-c", str(path)], env=env, stderr=log, text=True)
     url = f"http://127.0.0.1:{api}"
     try:
         wait(
@@ -211,7 +186,9 @@ def supervisor(tmp_path: Path) -> Iterator[str]:
         )
         yield url
     finally:
-        stderr = stop(proc)
+        terminate(proc)
+        stderr = (tmp_path / "ibfleet.log").read_text()
+        log.close()
         assert "Traceback" not in stderr, stderr[-3000:]
 
 
@@ -230,6 +207,7 @@ def prometheus(tmp_path: Path, supervisor: str) -> Iterator[str]:
         ],
     }
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    log = (tmp_path / "prometheus.log").open("w")
     proc = subprocess.Popen(
         [
             binary,
@@ -238,7 +216,7 @@ def prometheus(tmp_path: Path, supervisor: str) -> Iterator[str]:
             f"--web.listen-address=127.0.0.1:{port}",
         ],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=log,
         text=True,
     )
     url = f"http://127.0.0.1:{port}"
@@ -252,8 +230,9 @@ def prometheus(tmp_path: Path, supervisor: str) -> Iterator[str]:
         )
         yield url
     finally:
-        stderr = stop(proc)
-        assert proc.returncode == 0, stderr[-3000:]
+        terminate(proc)
+        log.close()
+        assert proc.returncode == 0, (tmp_path / "prometheus.log").read_text()[-3000:]
 
 
 def query(prom: str, expr: str) -> list[dict[str, Any]]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,30 +26,16 @@ from ibsim.runtime import InProcessRuntime
 from supervisor.settings import load_text
 from supervisor.wiring import desired_specs, fingerprint_key_path, resolve_credentials, serve
 from tests.integration.notify_listener import NotifyListener
+from tests.integration.sim_fleet_file import sim_fleet, terminate
 from tests.waiting import until
 
-REPO = Path(__file__).resolve().parents[2]
 EXE = str(Path(sys.executable).with_name("ibfleet"))
 TOKEN = "token-for-the-notify-test"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def sim_fleet(tmp_path: Path) -> tuple[str, int]:
-    """deploy/sim.yaml on free ports, a journal in ``tmp_path``, no 2FA."""
-    data = yaml.safe_load((REPO / "deploy" / "sim.yaml").read_text())
-    api = free_port()
+def sim_fleet_text(tmp_path: Path) -> tuple[str, int]:
+    data, api = sim_fleet(tmp_path)
     data["fleet"] = f"notify-{os.getpid()}"
-    data["api"]["listen"] = f"127.0.0.1:{api}"
-    data["simulator"]["control_port"] = free_port()
-    data["simulator"]["twofa_gateways"] = []
-    for gw in data["gateways"]:
-        gw["api_port"] = free_port()
-    data["storage"]["path"] = str(tmp_path / "journal.sqlite")
     return yaml.safe_dump(data), api
 
 
@@ -81,7 +66,7 @@ def gaps(times: list[float], start: float, end: float) -> list[float]:
 async def test_ready_after_adoption_then_watchdog_from_the_loop_and_stopping(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    text, api = sim_fleet(tmp_path)
+    text, api = sim_fleet_text(tmp_path)
     settings = load_text(text, environ={}).settings
     environ = {"IBFLEET_API_TOKEN": TOKEN}
     inner = InProcessRuntime()
@@ -144,7 +129,7 @@ async def test_ready_after_adoption_then_watchdog_from_the_loop_and_stopping(
 def test_ibfleet_run_notifies_an_abstract_socket_and_freezes_its_watchdog(
     tmp_path: Path,
 ) -> None:
-    text, api = sim_fleet(tmp_path)
+    text, api = sim_fleet_text(tmp_path)
     path = tmp_path / "fleet.yaml"
     path.write_text(text)
     with NotifyListener() as listener:
@@ -180,13 +165,7 @@ def test_ibfleet_run_notifies_an_abstract_socket_and_freezes_its_watchdog(
             pings = listener.times("WATCHDOG=1")
             assert gaps(pings, frozen_from + 0.3, frozen_to) == [], pings
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                code = proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                raise
-        stderr = proc.stderr.read() if proc.stderr else ""
-        assert code == 0, stderr
+            stderr = terminate(proc)
+        assert proc.returncode == 0, stderr
         assert listener.times("STOPPING=1"), listener.snapshot()
         assert "sd_notify_failed" not in stderr
