@@ -141,10 +141,12 @@ class Supervisor:
                 ),
                 restored=status is not None,
             )
+        metrics.sample_login_budget(self.login_budgets)
         self._window: schedules.Window | None = None
         self._daily_next: dict[str, datetime] = {}
         self._reauth_warned: datetime | None = None
         self._tasks: list[asyncio.Task[Any]] = []
+        self._loops: tuple[asyncio.Task[Any], ...] = ()
         self._started = asyncio.Event()
 
     # -- running --------------------------------------------------------------------------
@@ -158,11 +160,16 @@ class Supervisor:
                 if not found.restored:
                     found.post(lc.ContainerStarted())
                 found.on_container(container, adopted=True)
-        self._tasks = [
+        self._loops = (
             asyncio.create_task(self.orchestrator.run(), name="orchestrator"),
             asyncio.create_task(self._ticker(), name="ticker"),
-        ]
+        )
+        self._tasks = list(self._loops)
         self._started.set()
+
+    def alive(self) -> bool:
+        """True while the reconcile loop and the ticker run (the systemd watchdog asks)."""
+        return bool(self._loops) and not any(task.done() for task in self._loops)
 
     async def close_gates(self) -> None:
         """Close every gateway's order gate with kind SHUTDOWN: the supervisor is stopping."""
@@ -240,6 +247,7 @@ class Supervisor:
         elif window is None and self._window is not None:
             posts.append(lc.ResetWindowLeft())
         self._window = window
+        self.deps.metrics.set_reset_window(window is not None)
         lead = self.settings.health.reauth_warning
         reauth_at = schedules.next_weekly_reauth(now)
         if schedules.reauth_warning_due(now, lead) and self._reauth_warned != reauth_at:
@@ -257,6 +265,17 @@ class Supervisor:
             elif now >= due:
                 controller.post(lc.DailyRestartExpected())
                 self._daily_next[name] = schedules.next_daily(daily, zone=self.settings.tz, now=now)
+
+    def login_budgets(self) -> dict[str, int]:
+        """Logins each gateway may still attempt now: its username's shared ledger, refilled as
+        attempts age out of the window (read at scrape time)."""
+        now = self.clock()
+        out: dict[str, int] = {}
+        for name, controller in self.controllers.items():
+            budget = self.deps.ledger.get(controller.status.username)
+            used = 0 if budget is None else budget.used(now)
+            out[name] = max(0, controller.policy.login_budget - used)
+        return out
 
     async def settle(self, timeout: float = 5.0) -> None:
         for controller in self.controllers.values():

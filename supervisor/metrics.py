@@ -8,8 +8,9 @@ against the fleet's :class:`~supervisor.alertpolicy.Redactor` so a secret never 
 from __future__ import annotations
 
 import enum
+import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -51,6 +52,11 @@ HEARTBEAT_BUCKETS: tuple[float, ...] = (
 SAFE_STATE_BUCKETS: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
 _MASKED = "redacted"
+
+log = logging.getLogger("ibfleet.metrics")
+
+#: What a sampled gauge reads at scrape time: label values (in the gauge's label order) -> value.
+Sample = Callable[[], Mapping[tuple[str, ...], float]]
 
 
 class TwoFactorOutcome(enum.Enum):
@@ -108,6 +114,43 @@ class _HeartbeatAge(Collector):
             "Seconds since the last good heartbeat of a gateway's API.",
             labels=["gateway"],
         )
+
+
+class _Sampled(Collector):
+    """A gauge read from the part that owns the fact, at scrape time.
+
+    For facts that change with time alone (a login budget refills) or that live in one place
+    already (the alert book, the strategies' unresolved intents): read where they are, never
+    copied into a second place that could disagree. Scrapes run on the supervisor's loop.
+    """
+
+    def __init__(
+        self, name: str, documentation: str, labels: Sequence[str], clean: Callable[[str], str]
+    ) -> None:
+        self._name = name
+        self._documentation = documentation
+        self._labels = list(labels)
+        self._clean = clean
+        self.source: Sample | None = None
+
+    def _family(self) -> GaugeMetricFamily:
+        return GaugeMetricFamily(self._name, self._documentation, labels=self._labels)
+
+    def collect(self) -> Iterator[Metric]:
+        family = self._family()
+        if self.source is not None:
+            try:
+                values = dict(self.source())
+            except Exception:
+                # One broken source must not fail the scrape (every other series would go too).
+                log.exception("metric_source_failed metric=%s", self._name)
+                values = {}
+            for key, value in sorted(values.items()):
+                family.add_metric([self._clean(k) for k in key], float(value))
+        yield family
+
+    def describe(self) -> Iterator[Metric]:
+        yield self._family()
 
 
 class FleetMetrics:
@@ -216,8 +259,37 @@ class FleetMetrics:
         self.failovers = Counter(
             "ibfleet_failovers", "Strategy moves to a failover gateway.", ["strategy"], registry=r
         )
+        self.reset_window = Gauge(
+            "ibfleet_reset_window",
+            "1 while the fleet's region is in one of IB's reset windows (an expected outage).",
+            registry=r,
+        )
+        self.journal_writable = Gauge(
+            "ibfleet_journal_writable",
+            "1 while the journal can be written; 0 refuses new orders until it can again.",
+            registry=r,
+        )
+        self.journal_writable.set(1)
+        self._login_budget = self._sampled(
+            "ibfleet_login_budget_remaining",
+            "Logins the gateway's IB username may still attempt in the current hour.",
+            ["gateway"],
+        )
+        self._intents_maybe_live = self._sampled(
+            "ibfleet_intents_maybe_live",
+            "Order intents of the strategy that may be live at IB and are not reconciled.",
+            ["strategy"],
+        )
+        self._alerts_open = self._sampled(
+            "ibfleet_alerts_open", "Alert causes open in ibfleet's alert book.", []
+        )
 
     # -- helpers ---------------------------------------------------------------------------
+
+    def _sampled(self, name: str, documentation: str, labels: Sequence[str]) -> _Sampled:
+        collector = _Sampled(name, documentation, labels, self._clean)
+        self.registry.register(collector)
+        return collector
 
     def _clean(self, value: str) -> str:
         # A label value that contains a known secret is replaced whole, never partially shown.
@@ -291,7 +363,25 @@ class FleetMetrics:
             metric.remove(*labels)
         self._heartbeat_age.last_good.pop(owner[1], None)
 
+    def set_reset_window(self, active: bool) -> None:
+        """The fleet's region entered (True) or left (False) a reset window."""
+        self.reset_window.set(1 if active else 0)
+
+    def sample_login_budget(self, source: Callable[[], Mapping[str, int]]) -> None:
+        """Read each gateway's remaining login budget at scrape time (it refills with time)."""
+        self._login_budget.source = lambda: {(k,): v for k, v in source().items()}
+
+    # -- journal ---------------------------------------------------------------------------
+
+    def set_journal_writable(self, writable: bool) -> None:
+        """The journal's health as the journal reports it."""
+        self.journal_writable.set(1 if writable else 0)
+
     # -- alerts ----------------------------------------------------------------------------
+
+    def sample_open_alerts(self, source: Callable[[], int]) -> None:
+        """Read the number of open alert causes at scrape time."""
+        self._alerts_open.source = lambda: {(): source()}
 
     def alert_sent(self, route: str, severity: str) -> None:
         """Count one delivered alert message."""
@@ -328,6 +418,10 @@ class FleetMetrics:
     def failed_over(self, strategy: str) -> None:
         """Count one failover."""
         self._labels(self._st(strategy), self.failovers, strategy).inc()
+
+    def sample_intents_maybe_live(self, source: Callable[[], Mapping[str, int]]) -> None:
+        """Read each strategy's unresolved intents (may be live at IB) at scrape time."""
+        self._intents_maybe_live.source = lambda: {(k,): v for k, v in source().items()}
 
     def remove_strategy(self, strategy: str) -> None:
         """Drop every series labelled with ``strategy``."""

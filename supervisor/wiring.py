@@ -7,7 +7,9 @@ and binds the HTTP API; everything below gets what it needs passed in.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -23,6 +25,7 @@ from gateway.spec import ContainerSpec, GatewaySecrets
 from gateway.spec_render import render_spec
 from plugins.host import StrategyHost, StrategyState
 from supervisor import lifecycle as lc
+from supervisor import sdnotify
 from supervisor.alertpolicy import Alert, Redactor, Severity
 from supervisor.api import ApiServer, create_app
 from supervisor.budget import ledger_from_record
@@ -111,8 +114,11 @@ class JournalWatch:
     The journal reports from whichever thread wrote; the alert is raised on the loop.
     """
 
-    def __init__(self, dispatcher: AlertDispatcher, path: Path) -> None:
+    def __init__(
+        self, dispatcher: AlertDispatcher, path: Path, metrics: FleetMetrics | None = None
+    ) -> None:
         self._dispatcher = dispatcher
+        self._metrics = metrics
         self._path = path
         self._loop = asyncio.get_running_loop()
         self._problem: str | None = None
@@ -125,6 +131,8 @@ class JournalWatch:
         self._loop.call_soon_threadsafe(self._changed, problem)
 
     def _changed(self, problem: str | None) -> None:
+        if self._metrics is not None:
+            self._metrics.set_journal_writable(problem is None)
         if (problem is None) == (self._problem is None):
             self._problem = problem
             return
@@ -179,6 +187,17 @@ async def report_isolation(dispatcher: AlertDispatcher, limits: Sequence[str]) -
 
 
 # ------------------------------------------------------------------------------ building
+
+
+def intents_maybe_live(host: StrategyHost) -> dict[str, int]:
+    """Per strategy, the intents that may be live at IB: those reconciliation did not find, or
+    (more, when its last safe state reached no gateway) the ones that run left behind."""
+    out: dict[str, int] = {}
+    for status in host.strategies():
+        runs = host.safe_state_runs(status.name)
+        stranded = len(runs[-1].still_live) if runs and not runs[-1].ok else 0
+        out[status.name] = max(status.unknown_intents, stranded)
+    return out
 
 
 def resolve_credentials(
@@ -333,7 +352,8 @@ async def start_supervisor(
     dispatcher = await AlertDispatcher.restore(
         policy=policy, redactor=redactor, notifier=notifier, store=ajournal, metrics=metrics
     )
-    watch = JournalWatch(dispatcher, settings.storage.path)
+    metrics.sample_open_alerts(lambda: len(dispatcher.book.open_keys()))
+    watch = JournalWatch(dispatcher, settings.storage.path, metrics)
     journal.add_listener(watch.listener)
     restored: dict[str, lc.GatewayStatus] = {}
     for gw in settings.gateways:
@@ -380,6 +400,7 @@ async def start_supervisor(
             supervisor, store=journal, dispatcher=dispatcher, metrics=metrics, clock=clock
         )
         control = HostControl(host)
+        metrics.sample_intents_maybe_live(functools.partial(intents_maybe_live, host))
     api = ApiServer(
         create_app(
             supervisor,
@@ -465,21 +486,51 @@ async def run_until_signalled(settings: FleetSettings, *, environ: Mapping[str, 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    await serve(settings, environ=environ, stop=stop)
+
+
+async def serve(
+    settings: FleetSettings,
+    *,
+    environ: Mapping[str, str],
+    stop: asyncio.Event,
+    runtime: Runtime | None = None,
+) -> None:
+    """Supervise until ``stop`` is set, telling a systemd ``Type=notify`` unit how it goes.
+
+    READY=1 goes out once :func:`start_supervisor` returned: the running containers are adopted
+    and the API serves. ``runtime`` defaults to the one the settings name.
+    """
+    try:
+        notifier = sdnotify.from_environment(environ)
+        interval = sdnotify.watchdog_interval(environ, pid=os.getpid())
+    except sdnotify.ServiceNotifyError as exc:
+        raise StartupError(str(exc)) from None
     limits: list[str] = []
-    if settings.runtime.kind is RuntimeKind.IN_PROCESS:
+    owned = runtime is None
+    if runtime is None and settings.runtime.kind is RuntimeKind.IN_PROCESS:
         runtime = await in_process_runtime(settings, resolve_credentials(settings, environ))
-    else:
+    elif runtime is None:
         runtime, limits = docker_runtime(settings)
     running = await start_supervisor(
         settings, environ=environ, runtime=runtime, isolation_limits=limits
     )
+    supervisor = running.supervisor
+    service = sdnotify.SystemdService(
+        notifier,
+        interval=interval,
+        summary=lambda: sdnotify.fleet_summary(supervisor.gateways()),
+        alive=supervisor.alive,
+    )
+    service.ready()
     try:
         await stop.wait()
         log.info("supervisor_stopping reason=signal gateways=left-running")
     finally:
+        await service.stopping()
         await running.close()
         close = getattr(runtime, "close", None)
-        if close is not None and settings.runtime.kind is RuntimeKind.IN_PROCESS:
+        if owned and close is not None and settings.runtime.kind is RuntimeKind.IN_PROCESS:
             await close()
 
 

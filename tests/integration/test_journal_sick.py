@@ -77,6 +77,8 @@ async def test_healthz_answers_while_the_journal_is_locked_and_readyz_names_it(
             await until(
                 lambda: running.dispatcher.book.is_open(JOURNAL_ALERT), what="critical alert"
             )
+            registry = running.supervisor.deps.metrics.registry
+            assert registry.get_sample_value("ibfleet_journal_writable") == 0
             other.execute("ROLLBACK")
             await running.journal.append_event(at=T0, kind="after")
             await until(lambda: running.journal.problem is None, what="journal recovered")
@@ -84,6 +86,7 @@ async def test_healthz_answers_while_the_journal_is_locked_and_readyz_names_it(
                 lambda: not running.dispatcher.book.is_open(JOURNAL_ALERT), what="alert resolved"
             )
             assert (await client.get("/readyz")).json()["problems"] == []
+            assert registry.get_sample_value("ibfleet_journal_writable") == 1
     finally:
         with contextlib.suppress(sqlite3.Error):
             other.execute("ROLLBACK")

@@ -4,6 +4,7 @@ daily restart is expected (never sent) at the AutoRestartTime ibfleet renders.""
 from __future__ import annotations
 
 import datetime as dt
+import types
 
 import pytest
 
@@ -11,6 +12,7 @@ from gateway.config import GatewayConfig, RestartConfig
 from supervisor import lifecycle as lc
 from supervisor import schedules
 from supervisor.fleet_loop import Supervisor
+from supervisor.metrics import FleetMetrics
 from supervisor.schedules import Region
 from supervisor.settings import load_text
 
@@ -42,9 +44,21 @@ def _ticking(region: Region, daily: dt.time | None = None) -> tuple[Supervisor, 
     sup._window = None
     sup._daily_next = {}
     sup._reauth_warned = None
+    sup.deps = types.SimpleNamespace(metrics=FleetMetrics(version="t"))  # type: ignore[assignment]
     recorder = _Recorder(daily)
     sup.controllers = {"gw": recorder}  # type: ignore[dict-item]
     return sup, recorder
+
+
+def test_the_reset_window_gauge_follows_the_ticks() -> None:
+    sup, _ = _ticking(Region.AMERICA)
+    gauge = sup.deps.metrics.registry
+    sup.tick(dt.datetime(2026, 11, 18, 23, 0, tzinfo=NY))
+    assert gauge.get_sample_value("ibfleet_reset_window") == 0
+    sup.tick(dt.datetime(2026, 11, 18, 23, 50, tzinfo=NY))
+    assert gauge.get_sample_value("ibfleet_reset_window") == 1
+    sup.tick(dt.datetime(2026, 11, 19, 1, 30, tzinfo=NY))
+    assert gauge.get_sample_value("ibfleet_reset_window") == 0
 
 
 def test_entering_and_leaving_the_nightly_window_is_posted_once_each() -> None:

@@ -192,3 +192,42 @@ def test_default_states_are_the_lifecycle_states(clock: FakeClock) -> None:
     assert m.gateway_states == tuple(s.name for s in lifecycle.State)
     m.set_gateway_state("g", lifecycle.State.API_READY)
     assert scrape(m)[("ibfleet_gateway_state", (("gateway", "g"), ("state", "API_READY")))] == 1
+
+
+def test_reset_window_and_journal_health_are_plain_gauges(metrics: FleetMetrics) -> None:
+    assert scrape(metrics)[("ibfleet_journal_writable", ())] == 1
+    assert scrape(metrics)[("ibfleet_reset_window", ())] == 0
+    metrics.set_journal_writable(False)
+    metrics.set_reset_window(True)
+    assert scrape(metrics)[("ibfleet_journal_writable", ())] == 0
+    assert scrape(metrics)[("ibfleet_reset_window", ())] == 1
+
+
+def test_sampled_gauges_read_their_owner_at_scrape_time(metrics: FleetMetrics) -> None:
+    budget = {"gw-a": 4}
+    metrics.sample_login_budget(lambda: budget)
+    metrics.sample_intents_maybe_live(lambda: {"meanrev": 2})
+    metrics.sample_open_alerts(lambda: 3)
+    assert scrape(metrics)[("ibfleet_login_budget_remaining", (("gateway", "gw-a"),))] == 4
+    budget["gw-a"] = 0
+    got = scrape(metrics)
+    assert got[("ibfleet_login_budget_remaining", (("gateway", "gw-a"),))] == 0
+    assert got[("ibfleet_intents_maybe_live", (("strategy", "meanrev"),))] == 2
+    assert got[("ibfleet_alerts_open", ())] == 3
+
+
+def test_a_broken_sample_source_leaves_the_rest_of_the_scrape(metrics: FleetMetrics) -> None:
+    def broken() -> dict[str, int]:
+        raise RuntimeError("owner gone")
+
+    metrics.sample_login_budget(broken)
+    metrics.set_gateway_ready("gw-a", True)
+    got = scrape(metrics)
+    assert got[("ibfleet_gateway_ready", (("gateway", "gw-a"),))] == 1
+    assert not [k for k in got if k[0] == "ibfleet_login_budget_remaining"]
+
+
+def test_sampled_label_values_are_redacted(clock: FakeClock) -> None:
+    metrics = FleetMetrics(version="0.1.0", clock=clock, redactor=Redactor(["hunter2"]))
+    metrics.sample_intents_maybe_live(lambda: {"s-hunter2": 1})
+    assert scrape(metrics)[("ibfleet_intents_maybe_live", (("strategy", "redacted"),))] == 1
