@@ -21,6 +21,7 @@ tests=(
     tests/unit/lifecycle
     tests/unit/plugins/test_risk.py
     tests/unit/plugins/test_risk_bounds.py
+    tests/unit/plugins/test_risk_limits.py
 )
 
 "$python" -c "import mutmut" 2>/dev/null || {
