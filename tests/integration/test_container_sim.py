@@ -19,6 +19,7 @@ import pytest
 from ib_async import IB
 
 from ibsim.settings import SOCAT_PAPER_PORT, image_env, sim_env
+from tests.waiting import until
 
 pytestmark = [pytest.mark.docker]
 
@@ -266,17 +267,13 @@ async def test_command_server_restart_comes_back_without_2fa(
     assert gateway.status == "running"
     assert gateway.attrs["RestartCount"] == 0
 
-    async def api_answers() -> IB:
-        deadline = asyncio.get_running_loop().time() + 30
-        while True:
-            try:
-                return await connect(containers.host_port(gateway, PAPER_API_PORT), client_id=9)
-            except (OSError, TimeoutError, ConnectionError):
-                if asyncio.get_running_loop().time() > deadline:
-                    raise
-                await asyncio.sleep(0.2)
+    async def api_answers() -> IB | None:
+        try:
+            return await connect(containers.host_port(gateway, PAPER_API_PORT), client_id=9)
+        except (OSError, TimeoutError, ConnectionError):
+            return None
 
-    ib = await api_answers()
+    ib = await until(api_answers, 30, what="the API after the soft restart", step=0.2)
     try:
         assert "DU1000002" in ib.managedAccounts()
     finally:
