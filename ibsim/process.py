@@ -16,6 +16,10 @@ in-process runtime (:class:`ibsim.runtime.InProcessRuntime`). It follows:
 
 Time is the gateway's wall clock: the injected base clock moved by the control API's
 ``clock`` fault, in the JVM's zone (TZ).
+
+About 600 lines on purpose: ibcstart's loop, the JVM and its login sequence share one JVM state,
+one restart token and one clock, and are read against IBC's scripts in the order they run; the
+next split would be the login sequence (SessionManager, LoginManager, the dialog handlers).
 """
 
 from __future__ import annotations
