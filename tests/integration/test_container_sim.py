@@ -136,12 +136,13 @@ def command_server(port: int, command: str, *, timeout: float = 10.0) -> str:
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as conn:
         conn.sendall(command.encode() + b"\n")
         reply = b""
-        while not reply.endswith(b"\n"):
+        while b"\n" not in reply:
             chunk = conn.recv(4096)
             if not chunk:
                 break
             reply += chunk
-    return reply.decode("utf-8", errors="replace").strip()
+    # IBC may send its next line (RESTART's "OK RESTART at ...") in the same segment.
+    return reply.partition(b"\n")[0].decode("utf-8", errors="replace").strip()
 
 
 # --- tests -----------------------------------------------------------------------------------
