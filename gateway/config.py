@@ -46,7 +46,9 @@ class ExistingSessionAction(enum.StrEnum):
     MANUAL = "manual"
 
 
-class MarketDataExpectation(enum.StrEnum):
+class MarketDataEntitlement(enum.StrEnum):
+    """What market data an account is entitled to (the probe checks it; the simulator grants it)."""
+
     REALTIME = "realtime"
     DELAYED = "delayed"
     NONE = "none"
@@ -142,8 +144,8 @@ class ProbeContract(Strict):
     sec_type: str = Field(default="STK", description="STK, CASH, FUT, ... Default STK.")
     exchange: str = Field(default="SMART", description="Exchange. Default SMART.")
     currency: str = Field(default="USD", description="Currency. Default USD.")
-    expect: MarketDataExpectation = Field(
-        default=MarketDataExpectation.REALTIME,
+    expect: MarketDataEntitlement = Field(
+        default=MarketDataEntitlement.REALTIME,
         description="Market data the account is entitled to: realtime | delayed | none.",
     )
 

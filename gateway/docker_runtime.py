@@ -50,6 +50,7 @@ from gateway.firewall import Iptables
 from gateway.ibc_ini import with_control_from
 from gateway.linesplit import LineSplitter
 from gateway.runtime import (
+    START_STAMP_TOLERANCE,
     ContainerGone,
     ObservedContainer,
     RuntimeEvent,
@@ -418,9 +419,11 @@ class DockerRuntime:
     async def follow_logs(self, container_id: str) -> AsyncIterator[str]:
         """Lines since the container's current start, each with Docker's RFC 3339 time prefix.
 
-        ``since`` narrows the engine's reply to the start second; the timestamp filter then drops
-        anything older than StartedAt to the nanosecond, so a line from before a restart never
-        shows up as if it were new.
+        ``since`` narrows the engine's reply to a second before the earliest line kept; the
+        timestamp filter then drops anything older than StartedAt less
+        :data:`~gateway.runtime.START_STAMP_TOLERANCE`, so a line from before a restart never
+        shows up as if it were new, and the container's first line, which Docker may stamp a
+        few ms before StartedAt, is not lost.
         """
         attrs = await self._call(
             "logs", container_id, lambda: self._api.inspect_container(container_id)
@@ -428,6 +431,7 @@ class DockerRuntime:
         started_ns = parse_docker_time_ns(str((attrs.get("State") or {}).get("StartedAt", "")))
         if started_ns is None:
             return
+        earliest_ns = started_ns - round(START_STAMP_TOLERANCE.total_seconds() * 1e9)
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=10_000)
         holder: dict[str, Any] = {}
@@ -446,7 +450,7 @@ class DockerRuntime:
                     stream=True,
                     follow=True,
                     timestamps=True,
-                    since=started_ns / 1e9 - 1.0,
+                    since=earliest_ns / 1e9 - 1.0,
                 )
                 holder["stream"] = stream
                 for chunk in stream:
@@ -476,7 +480,7 @@ class DockerRuntime:
                     return
                 stamp, _, _rest = line.partition(" ")
                 at = parse_docker_time_ns(stamp)
-                if at is not None and at < started_ns:
+                if at is not None and at < earliest_ns:
                     continue
                 yield line
         finally:

@@ -27,7 +27,7 @@ from typing import Protocol
 
 from gateway import codes
 from gateway.apiconnect import ClientIdInUse, connect_ib
-from gateway.config import MarketDataExpectation, ProbeContract, TradingMode
+from gateway.config import MarketDataEntitlement, ProbeContract, TradingMode
 
 log = logging.getLogger("ibfleet.probe")
 
@@ -337,7 +337,7 @@ class HealthProbe:
                 got = DataKind.UNKNOWN
             if got is DataKind.UNKNOWN and not session.is_connected():
                 return
-            expected = MarketDataExpectation(contract.expect)
+            expected = MarketDataEntitlement(contract.expect)
             self._emit(
                 ProbePermissionChecked(
                     symbol=contract.symbol,

@@ -10,10 +10,16 @@ from __future__ import annotations
 import enum
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from gateway.spec import LABEL_FLEET, LABEL_GATEWAY, LABEL_SPEC_HASH, ContainerSpec
+
+#: How long before a container's recorded StartedAt its own first log lines may be stamped:
+#: Docker has stamped a container's first output 12 ms before the StartedAt it records. A line
+#: older than StartedAt by more than this is from an earlier run: a restart of the container
+#: takes seconds (IBC's relaunches inside a running container leave StartedAt unchanged).
+START_STAMP_TOLERANCE = timedelta(seconds=1)
 
 __all__ = [
     "ContainerGone",
@@ -144,7 +150,8 @@ class Runtime(Protocol):
         ...
 
     def follow_logs(self, container_id: str) -> AsyncIterator[str]:
-        """Lines from the container's current start only, each prefixed with its RFC 3339 time."""
+        """Lines from the container's current start only (:data:`START_STAMP_TOLERANCE`),
+        each prefixed with its RFC 3339 time."""
         ...
 
     def events(self, *, fleet: str) -> AsyncIterator[RuntimeEvent]:

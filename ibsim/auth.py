@@ -26,43 +26,21 @@ from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
+from gateway.config import ExistingSessionAction, MarketDataEntitlement, TradingMode
+
 NEW_YORK = ZoneInfo("America/New_York")
 # IB expires restart tokens weekly: the first login after Sunday 01:00 New York time needs 2FA.
 WEEKLY_REAUTH_WEEKDAY = 6  # Sunday, as datetime.weekday() counts
 WEEKLY_REAUTH_TIME = time(1, 0)
 
 
-class Mode(enum.Enum):
-    """Which IB environment a username belongs to (paper usernames are separate at IB)."""
-
-    PAPER = "paper"
-    LIVE = "live"
-
-
-class MarketData(enum.Enum):
-    """What market data the user's subscriptions give a session."""
-
-    REALTIME = "realtime"
-    DELAYED = "delayed"
-    NONE = "none"
-
-
-class ExistingSessionAction(enum.Enum):
-    """IBC's ExistingSessionDetectedAction values (config.ini spelling in ``value``)."""
-
-    MANUAL = "manual"
-    PRIMARY = "primary"
-    PRIMARY_OVERRIDE = "primaryoverride"
-    SECONDARY = "secondary"
-
-    @classmethod
-    def parse(cls, text: str) -> ExistingSessionAction:
-        """Read a config value as IBC does: case-insensitive, an unknown value means secondary."""
-        try:
-            return cls(text.strip().lower())
-        except ValueError:
-            # IBC logs "has an invalid value ... assuming 'secondary'" and carries on.
-            return cls.SECONDARY
+def parse_existing_session_action(text: str) -> ExistingSessionAction:
+    """Read IBC's ExistingSessionDetectedAction as IBC does: case-insensitive, and an unknown
+    value means secondary (IBC logs "has an invalid value ... assuming 'secondary'")."""
+    try:
+        return ExistingSessionAction(text.strip().lower())
+    except ValueError:
+        return ExistingSessionAction.SECONDARY
 
 
 class FailReason(enum.Enum):
@@ -90,9 +68,9 @@ class User:
     username: str
     password: str = field(repr=False)
     accounts: tuple[str, ...]
-    mode: Mode = Mode.PAPER
+    mode: TradingMode = TradingMode.PAPER  # paper usernames are separate at IB
     twofa_required: bool = False
-    market_data: MarketData = MarketData.REALTIME
+    market_data: MarketDataEntitlement = MarketDataEntitlement.REALTIME
 
 
 @dataclass(frozen=True)
@@ -122,14 +100,15 @@ class Session:
     username: str
     gateway: str
     accounts: tuple[str, ...]
-    mode: Mode
-    market_data: MarketData
+    mode: TradingMode
+    market_data: MarketDataEntitlement
     started_at: datetime
     existing_session_action: ExistingSessionAction
 
 
-class StepKind(enum.Enum):
-    """The outcome of a login step, for callers that prefer a switch over isinstance."""
+class LoginKind(enum.Enum):
+    """The outcome of a login step, for callers that prefer a switch over isinstance (the
+    broker port carries it over the wire too)."""
 
     LOGGED_IN = "logged_in"
     AWAITING_2FA = "awaiting_2fa"
@@ -145,7 +124,7 @@ class LoggedIn:
     session: Session
     used_token: bool
     displaced: Session | None = None
-    kind: StepKind = field(default=StepKind.LOGGED_IN, init=False)
+    kind: LoginKind = field(default=LoginKind.LOGGED_IN, init=False)
 
 
 @dataclass(frozen=True)
@@ -156,7 +135,7 @@ class Awaiting2FA:
     gateway: str
     deadline: datetime
     reason: str  # why 2FA is needed: "no_token", "weekly_reauth" or "token_unknown"
-    kind: StepKind = field(default=StepKind.AWAITING_2FA, init=False)
+    kind: LoginKind = field(default=LoginKind.AWAITING_2FA, init=False)
 
 
 @dataclass(frozen=True)
@@ -167,7 +146,7 @@ class Failed:
     gateway: str
     reason: FailReason
     failures: int
-    kind: StepKind = field(default=StepKind.FAILED, init=False)
+    kind: LoginKind = field(default=LoginKind.FAILED, init=False)
 
 
 @dataclass(frozen=True)
@@ -178,7 +157,7 @@ class LockedOut:
     gateway: str
     until: datetime
     failures: int
-    kind: StepKind = field(default=StepKind.LOCKED_OUT, init=False)
+    kind: LoginKind = field(default=LoginKind.LOCKED_OUT, init=False)
 
 
 @dataclass(frozen=True)
@@ -189,7 +168,7 @@ class ExistingSession:
     gateway: str
     existing: Session
     resolution: Resolution
-    kind: StepKind = field(default=StepKind.EXISTING_SESSION, init=False)
+    kind: LoginKind = field(default=LoginKind.EXISTING_SESSION, init=False)
 
 
 LoginStep = LoggedIn | Awaiting2FA | Failed | LockedOut | ExistingSession

@@ -20,6 +20,7 @@ from typing import Annotated
 
 import typer
 
+from gateway.config import MarketDataEntitlement, TradingMode
 from ibsim import auth
 
 app = typer.Typer(
@@ -50,9 +51,9 @@ def load_users(path: Path | None, *, count: int, twofa: bool) -> list[auth.User]
                     username=str(row["username"]),
                     password=str(row["password"]),
                     accounts=tuple(row["accounts"]),
-                    mode=auth.Mode(row.get("mode", "paper")),
+                    mode=TradingMode(row.get("mode", "paper")),
                     twofa_required=bool(row.get("twofa_required", False)),
-                    market_data=auth.MarketData(row.get("market_data", "realtime")),
+                    market_data=MarketDataEntitlement(row.get("market_data", "realtime")),
                 )
             )
         except (KeyError, TypeError, ValueError) as exc:
@@ -147,9 +148,9 @@ def parse_user_spec(spec: str) -> auth.User:
         username=parts[0],
         password=parts[1],
         accounts=tuple(a for a in parts[2].split(",") if a),
-        mode=auth.Mode.LIVE if "live" in flags else auth.Mode.PAPER,
+        mode=TradingMode.LIVE if "live" in flags else TradingMode.PAPER,
         twofa_required="2fa" in flags,
-        market_data=auth.MarketData(market),
+        market_data=MarketDataEntitlement(market),
     )
 
 

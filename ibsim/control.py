@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel, Field
 
+from gateway import addresses
 from ibsim.broker import BrokerOrder
 from ibsim.port import Fault, FaultEvent
 from ibsim.service import STICKY_FAULTS
@@ -110,8 +111,7 @@ class ControlServer:
                 raise RuntimeError(f"sim control API did not start on {self.host} in {timeout} s")
             await asyncio.sleep(0.01)
         bound = self._server.servers[0].sockets[0].getsockname()[1]
-        shown = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
-        self.url = f"http://{shown}:{bound}"
+        self.url = addresses.local_url(self.host, bound)
         return self.url
 
     async def stop(self) -> None:

@@ -25,11 +25,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from gateway.config import TradingMode
 from ibsim import auth
 from ibsim.api.server import GatewayFrontEnd
 from ibsim.broker import Broker, BrokerConfig
 from ibsim.pacing import PacingConfig
-from ibsim.port import Fault, FaultEvent, LoginKind, LoginOutcome
+from ibsim.port import Fault, FaultEvent, LoginOutcome
 from ibsim.process import EXIT_CRASHED, ApiOptions, GatewayProcess
 from ibsim.service import BrokerService, InProcessBrokerPort, system_clock
 from ibsim.settings import GatewaySettings, image_env, read_settings, sim_env
@@ -88,7 +89,7 @@ def default_users(count: int, *, twofa: bool = False) -> list[auth.User]:
             username=f"simuser{i + 1}",
             password="sim-password",  # noqa: S106 - a simulator's fixed test password
             accounts=(paper_account(i),),
-            mode=auth.Mode.PAPER,
+            mode=TradingMode.PAPER,
             twofa_required=twofa,
         )
         for i in range(count)
@@ -330,7 +331,7 @@ class SimFleet:
             if login and not twofa:
                 outcomes = await asyncio.gather(*(fleet.login(i) for i in range(len(specs))))
                 for spec, outcome in zip(specs, outcomes, strict=True):
-                    if outcome.kind is not LoginKind.LOGGED_IN:
+                    if outcome.kind is not auth.LoginKind.LOGGED_IN:
                         raise RuntimeError(
                             f"sim gateway {spec.name}: login as {spec.username} ended "
                             f"{outcome.kind.value} ({outcome.reason})"

@@ -21,8 +21,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from ibsim import auth, contracts, port
 from ibsim import broker as broker_mod
-from ibsim import contracts, port
 from ibsim.port import GatewayEvent, LoginOutcome
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ _TYPES: dict[str, type] = {
 }
 _ENUMS: dict[str, type[enum.Enum]] = {
     cls.__name__: cls
-    for cls in (broker_mod.OrderState, broker_mod.OrderEventKind, port.LoginKind, port.Fault)
+    for cls in (broker_mod.OrderState, broker_mod.OrderEventKind, auth.LoginKind, port.Fault)
 }
 _OPS = frozenset(
     {

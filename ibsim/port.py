@@ -13,18 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from ibsim.auth import LoginKind
 from ibsim.broker import Bar, BrokerOrder, Execution, OrderEvent, OrderRequest, Reject, WhatIf
 from ibsim.contracts import ContractSpec
-
-
-class LoginKind(enum.Enum):
-    """Where a login attempt stands, as the front end acts on it."""
-
-    LOGGED_IN = "logged_in"
-    AWAITING_2FA = "awaiting_2fa"
-    FAILED = "failed"
-    LOCKED_OUT = "locked_out"
-    EXISTING_SESSION = "existing_session"
 
 
 @dataclass(frozen=True, slots=True)

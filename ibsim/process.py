@@ -16,6 +16,10 @@ in-process runtime (:class:`ibsim.runtime.InProcessRuntime`). It follows:
 
 Time is the gateway's wall clock: the injected base clock moved by the control API's
 ``clock`` fault, in the JVM's zone (TZ).
+
+About 600 lines on purpose: ibcstart's loop, the JVM and its login sequence share one JVM state,
+one restart token and one clock, and are read against IBC's scripts in the order they run; the
+next split would be the login sequence (SessionManager, LoginManager, the dialog handlers).
 """
 
 from __future__ import annotations
@@ -29,11 +33,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
+from gateway.config import ExistingSessionAction, TradingMode, TwoFactorTimeoutAction
 from ibsim import ibclog
 from ibsim.api.server import FrontEndConfig, GatewayFrontEnd
+from ibsim.auth import LoginKind
 from ibsim.cmdserver import CommandHandlers, IbcCommandServer
 from ibsim.pacing import PacingConfig
-from ibsim.port import BrokerPort, LoginKind, LoginOutcome
+from ibsim.port import BrokerPort, LoginOutcome
 from ibsim.settings import DEFAULT_GATEWAY_AUTO_RESTART, GatewaySettings
 from ibsim.socat import Socat
 from ibsim.wallclock import GatewayClock, next_daily, next_sunday, utc_now
@@ -213,7 +219,8 @@ class GatewayProcess:
             else:
                 restart_option = self._find_autorestart()
                 if not restart_option and not (
-                    code == EXIT_2FA_TIMEOUT % 256 and self.settings.on_2fa_timeout == "restart"
+                    code == EXIT_2FA_TIMEOUT % 256
+                    and self.settings.on_2fa_timeout is TwoFactorTimeoutAction.RESTART
                 ):
                     self.out(ibclog.GATEWAY_FINISHED)
                     self.out("")
@@ -403,7 +410,7 @@ class GatewayProcess:
                 username=settings.username,
                 password=settings.password,
                 presents_token=True,
-                existing_session_action=settings.existing_session_action,
+                existing_session_action=settings.existing_session_action.value,
             )
             if outcome.kind is LoginKind.LOGGED_IN:
                 await self._logged_in(frontend, state, outcome)
@@ -426,7 +433,7 @@ class GatewayProcess:
         while True:
             attempt += 1
             self.ibc(ibclog.login_attempt(attempt))
-            if settings.ibc_mode == "live":
+            if settings.ibc_mode is TradingMode.LIVE:
                 self.ibc(ibclog.WAITING_FOR_2FA_FRAME)
             started = self.clock.now()
             outcome = await self.broker.begin_login(
@@ -434,7 +441,7 @@ class GatewayProcess:
                 username=settings.username,
                 password=settings.password,
                 presents_token=False,
-                existing_session_action=settings.existing_session_action,
+                existing_session_action=settings.existing_session_action.value,
             )
             if outcome.kind is LoginKind.AWAITING_2FA:
                 answered = await self._second_factor(frontend, state, started)
@@ -488,7 +495,7 @@ class GatewayProcess:
         self.ibc(ibclog.detected_dialog(ibclog.DIALOG_EXISTING_SESSION))
         if outcome.resolution == "user_must_choose":
             self.ibc(ibclog.EXISTING_SESSION_MANUAL)
-        elif self.settings.existing_session_action.lower() == "secondary":
+        elif self.settings.existing_session_action is ExistingSessionAction.SECONDARY:
             self.ibc(ibclog.EXISTING_SESSION_SECONDARY)
         else:
             self.ibc(ibclog.EXISTING_SESSION_OTHER_IS_PRIMARY)

@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from gateway.config import MarketDataEntitlement
 from gateway.runtime import (
     ContainerGone,
     ContainerState,
@@ -196,7 +197,7 @@ class InProcessRuntime:
         twofa_users: set[str] | frozenset[str] = frozenset(),
         broker_config: BrokerConfig | None = None,
         auth_config: auth.AuthorityConfig | None = None,
-        market_data: auth.MarketData = auth.MarketData.REALTIME,
+        market_data: MarketDataEntitlement = MarketDataEntitlement.REALTIME,
         command_host: str = "127.0.0.1",
         clock: Callable[[], datetime] = _utc_now,
     ) -> None:
@@ -316,7 +317,7 @@ class InProcessRuntime:
             username=settings.username,
             password=placement.true_password,
             accounts=(placement.account,),
-            mode=auth.Mode(settings.ibc_mode),
+            mode=settings.ibc_mode,
             twofa_required=settings.username in self._twofa_users,
             market_data=self._market_data,
         )

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from ibsim import auth
+from ibsim.auth import LoginKind
 from ibsim.broker import (
     Bar,
     Broker,
@@ -27,7 +28,7 @@ from ibsim.broker import (
     WhatIf,
 )
 from ibsim.contracts import ContractSpec
-from ibsim.port import Fault, FaultEvent, GatewayEvent, LoginKind, LoginOutcome
+from ibsim.port import Fault, FaultEvent, GatewayEvent, LoginOutcome
 
 log = logging.getLogger(__name__)
 
@@ -251,7 +252,7 @@ class BrokerService:
             password=password,
             gateway=gateway,
             presents_token=presents_token,
-            existing_session_action=auth.ExistingSessionAction.parse(existing_session_action),
+            existing_session_action=auth.parse_existing_session_action(existing_session_action),
         )
         outcome = self._after_step(gateway, step)
         log.info(

@@ -32,6 +32,8 @@ from datetime import time
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gateway import javaprops
+from gateway.config import ExistingSessionAction, TradingMode, TwoFactorTimeoutAction
+from ibsim import auth
 
 __all__ = [
     "DEFAULT_GATEWAY_AUTO_RESTART",
@@ -116,9 +118,9 @@ class GatewaySettings:
     username: str
     password: str = dataclasses.field(repr=False)
     #: IBC's TradingMode (config.ini; IBC defaults to live when it is missing).
-    ibc_mode: str
+    ibc_mode: TradingMode
     #: TRADING_MODE from the env: which port socat publishes (4003 live, 4004 paper).
-    socat_mode: str
+    socat_mode: TradingMode
     read_only_api: bool | None
     #: AutoRestartTime as config.ini gives it; None = leave the Gateway's own time alone.
     auto_restart_time: time | None
@@ -130,12 +132,13 @@ class GatewaySettings:
     twofa_exit_interval: int
     twofa_timeout: int
     login_dialog_timeout: int
-    existing_session_action: str
+    #: ExistingSessionDetectedAction as IBC reads it (an unknown value means secondary).
+    existing_session_action: ExistingSessionAction
     command_server_port: int
     control_from: str
     bind_address: str
-    #: ibcstart's --on2fatimeout: "restart" relaunches after exit 1111, "exit" ends the loop.
-    on_2fa_timeout: str
+    #: ibcstart's --on2fatimeout: restart relaunches after exit 1111, exit ends the loop.
+    on_2fa_timeout: TwoFactorTimeoutAction
     #: The JVM's zone (the container's TZ; UTC when unset, as in the image).
     zone: ZoneInfo
     #: Why Java's Properties.load throws on this config.ini (the JVM dies), or None.
@@ -287,14 +290,20 @@ def read_settings(
     except javaprops.PropertiesError as exc:
         broken, props = str(exc), {}
 
-    socat_mode = env.get("TRADING_MODE", "paper") or "paper"
-    if socat_mode not in ("paper", "live"):
+    socat_text = env.get("TRADING_MODE", "paper") or "paper"
+    try:
+        socat_mode = TradingMode(socat_text)
+    except ValueError:
         raise ConfigError(
-            f"TRADING_MODE={socat_mode!r}: the simulator runs one session: paper or live"
-        )
-    action = (env.get("TWOFA_TIMEOUT_ACTION", "") or "exit").lower()
-    if action not in ("exit", "restart"):
-        raise ConfigError(f"TWOFA_TIMEOUT_ACTION={action!r}: expected exit or restart")
+            f"TRADING_MODE={socat_text!r}: the simulator runs one session: paper or live"
+        ) from None
+    action_text = (env.get("TWOFA_TIMEOUT_ACTION", "") or "exit").lower()
+    try:
+        action = TwoFactorTimeoutAction(action_text)
+    except ValueError:
+        raise ConfigError(
+            f"TWOFA_TIMEOUT_ACTION={action_text!r}: expected exit or restart"
+        ) from None
     zone_name = env.get("TZ", "") or "Etc/UTC"
     try:
         zone = ZoneInfo(zone_name.removeprefix(":"))
@@ -326,7 +335,7 @@ def read_settings(
     return GatewaySettings(
         username=username,
         password=_getstring(props, "IbPassword"),
-        ibc_mode=mode if mode in ("live", "paper") else "live",
+        ibc_mode=TradingMode(mode) if mode in ("live", "paper") else TradingMode.LIVE,
         socat_mode=socat_mode,
         read_only_api=None if not read_only_text else _getbool(props, "ReadOnlyApi", True),
         auto_restart_time=parse_auto_restart_time(restart_text) if restart_text else None,
@@ -338,7 +347,9 @@ def read_settings(
         twofa_exit_interval=_getint(props, "SecondFactorAuthenticationExitInterval", 60),
         twofa_timeout=_getint(props, "SecondFactorAuthenticationTimeout", 180),
         login_dialog_timeout=_getint(props, "LoginDialogDisplayTimeout", 60),
-        existing_session_action=_getstring(props, "ExistingSessionDetectedAction", "manual"),
+        existing_session_action=auth.parse_existing_session_action(
+            _getstring(props, "ExistingSessionDetectedAction", "manual")
+        ),
         command_server_port=_getint(props, "CommandServerPort", 0),
         control_from=env.get(ENV_CONTROL_FROM, "") or _getstring(props, "ControlFrom"),
         bind_address=_getstring(props, "BindAddress"),
@@ -350,7 +361,7 @@ def read_settings(
         api_port=(
             api_port
             if api_port is not None
-            else (SOCAT_LIVE_PORT if socat_mode == "live" else SOCAT_PAPER_PORT)
+            else (SOCAT_LIVE_PORT if socat_mode is TradingMode.LIVE else SOCAT_PAPER_PORT)
         ),
         command_port_override=_port(env, ENV_COMMAND_PORT),
         jvm_start=_jvm_start(env),

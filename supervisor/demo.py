@@ -28,6 +28,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from gateway import addresses
+from supervisor import simfleet
 from supervisor.api import Action
 from supervisor.settings import FleetSettings, load_text
 from supervisor.wiring import (
@@ -327,7 +329,7 @@ async def _demo_on_docker(
             api_port=api_port,
             supervisor_options={"reconcile_interval": 5.0},
         )
-        control_url = f"http://127.0.0.1:{settings.simulator.control_port}"
+        control_url = addresses.local_url(simfleet.CONTROL_HOST, settings.simulator.control_port)
         await _play(running, control_url, console, duration, live)
     finally:
         # The demo's containers and network are its own: leave nothing behind.

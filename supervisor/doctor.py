@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from supervisor import simfleet
 from supervisor.settings import FleetSettings, RuntimeKind
 
 #: Beyond this offset 2FA deadlines and restart schedules drift visibly.
@@ -237,7 +238,8 @@ def _ports(report: Report, settings: FleetSettings, host: Host) -> None:
         if docker:
             wanted.append((f"gateways[{i}].api_port", str(gw.bind), gw.api_port))
     if settings.simulator.enabled:
-        wanted.append(("simulator.control_port", "127.0.0.1", settings.simulator.control_port))
+        control = (simfleet.CONTROL_HOST, settings.simulator.control_port)
+        wanted.append(("simulator.control_port", *control))
     prefix = f"ibfleet-{settings.fleet}-"
     for where, bind, port in wanted:
         use = host.port(bind, port)

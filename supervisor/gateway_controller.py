@@ -378,11 +378,8 @@ class GatewayController:
             self.post(mapped)
 
     async def _run_probe(self) -> None:
-        host = str(self.gw.bind)
-        if self.gw.bind.is_unspecified:
-            host = "127.0.0.1" if self.gw.bind.version == 4 else "::1"
         probe = probe_mod.HealthProbe(
-            host=host,
+            host=self.gw.local_host,
             port=self.gw.api_port,
             account=self.gw.account,
             mode=self.gw.mode,

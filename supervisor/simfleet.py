@@ -40,6 +40,7 @@ __all__ = [
     "BROKER_CONTROL_PORT",
     "BROKER_GATEWAY",
     "BROKER_LINK_PORT",
+    "CONTROL_HOST",
     "DEFAULT_CONTROL_PORT",
     "USERS_FILE_PATH",
     "SimUser",
@@ -57,6 +58,8 @@ BROKER_COMPONENT = "sim-broker"
 BROKER_LINK_PORT = 7470  # gateways' link to the simulated IB servers (inside the network only)
 BROKER_CONTROL_PORT = 7471  # the broker's HTTP control API inside the container
 DEFAULT_CONTROL_PORT = 8780  # where the control API is published on the host (loopback)
+# The control API moves prices and injects faults: it is published on the loopback only.
+CONTROL_HOST = "127.0.0.1"
 USERS_FILE_PATH = f"{SECRETS_DIR}/users.json"
 BROKER_MEMORY = "256m"
 
@@ -134,7 +137,7 @@ def render_broker_spec(
     users: Sequence[SimUser],
     fingerprint_key: bytes,
     control_port: int = DEFAULT_CONTROL_PORT,
-    control_host: str = "127.0.0.1",
+    control_host: str = CONTROL_HOST,
     twofa_timeout: float | None = None,
 ) -> ContainerSpec:
     """The broker container: link on 7470 (network only), control API published on loopback.

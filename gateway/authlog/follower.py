@@ -45,6 +45,7 @@ from gateway.authlog.events import (
     TwoFactorTimedOut,
 )
 from gateway.codes import IbcExit, ibc_exit_from_status, inert
+from gateway.runtime import START_STAMP_TOLERANCE
 
 _MAX_EVENTS = 1000  # events and relaunches remembered per container start
 
@@ -141,14 +142,15 @@ class AuthLogFollower:
         *,
         started_at: datetime,
         tz: tzinfo = UTC,
-        tolerance: timedelta = timedelta(milliseconds=1),
+        tolerance: timedelta = START_STAMP_TOLERANCE,
     ) -> None:
         if started_at.tzinfo is None:
             raise ValueError(
                 f"AuthLogFollower: started_at must be timezone-aware, got {started_at!r}"
             )
         self._tz = tz
-        # IBC stamps have millisecond precision; Docker's start time has nanoseconds.
+        # Docker may stamp a container's first lines a few ms before the StartedAt it records,
+        # and IBC's own stamps have millisecond precision.
         self._tolerance = tolerance
         self.reset(started_at=started_at)
 

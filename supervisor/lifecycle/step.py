@@ -139,12 +139,11 @@ def clear_session(step: Step) -> None:
     )
 
 
-def fatal(step: Step, reason: str, todo: str) -> None:
-    """Any state -> FATAL: stop the container (so it burns no more logins) and page."""
-    if step.state is State.FATAL:
-        return
+def halt(step: Step, *, down: tuple[State, ...]) -> None:
+    """Stop the container unless it is ``down`` already, close every alert and forget the
+    session and every pending restart, login and relaunch deadline (-> STOPPED or FATAL)."""
     step.resolve_all()
-    if step.state not in (State.ABSENT, State.STOPPED):
+    if step.state not in down:
         step.emit(StopContainer())
     clear_session(step)
     step.update(
@@ -156,6 +155,13 @@ def fatal(step: Step, reason: str, todo: str) -> None:
         relaunch_expected_until=None,
         expected_relaunch=None,
     )
+
+
+def fatal(step: Step, reason: str, todo: str) -> None:
+    """Any state -> FATAL: stop the container (so it burns no more logins) and page."""
+    if step.state is State.FATAL:
+        return
+    halt(step, down=(State.ABSENT, State.STOPPED))
     step.goto(State.FATAL, reason)
     step.alert(alerts.fatal(step.status, reason, todo))
 

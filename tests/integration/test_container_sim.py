@@ -19,6 +19,7 @@ import pytest
 from ib_async import IB
 
 from ibsim.settings import SOCAT_PAPER_PORT, image_env, sim_env
+from tests.waiting import until
 
 pytestmark = [pytest.mark.docker]
 
@@ -135,12 +136,13 @@ def command_server(port: int, command: str, *, timeout: float = 10.0) -> str:
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as conn:
         conn.sendall(command.encode() + b"\n")
         reply = b""
-        while not reply.endswith(b"\n"):
+        while b"\n" not in reply:
             chunk = conn.recv(4096)
             if not chunk:
                 break
             reply += chunk
-    return reply.decode("utf-8", errors="replace").strip()
+    # IBC may send its next line (RESTART's "OK RESTART at ...") in the same segment.
+    return reply.partition(b"\n")[0].decode("utf-8", errors="replace").strip()
 
 
 # --- tests -----------------------------------------------------------------------------------
@@ -266,17 +268,13 @@ async def test_command_server_restart_comes_back_without_2fa(
     assert gateway.status == "running"
     assert gateway.attrs["RestartCount"] == 0
 
-    async def api_answers() -> IB:
-        deadline = asyncio.get_running_loop().time() + 30
-        while True:
-            try:
-                return await connect(containers.host_port(gateway, PAPER_API_PORT), client_id=9)
-            except (OSError, TimeoutError, ConnectionError):
-                if asyncio.get_running_loop().time() > deadline:
-                    raise
-                await asyncio.sleep(0.2)
+    async def api_answers() -> IB | None:
+        try:
+            return await connect(containers.host_port(gateway, PAPER_API_PORT), client_id=9)
+        except (OSError, TimeoutError, ConnectionError):
+            return None
 
-    ib = await api_answers()
+    ib = await until(api_answers, 30, what="the API after the soft restart", step=0.2)
     try:
         assert "DU1000002" in ib.managedAccounts()
     finally:

@@ -104,9 +104,12 @@ async def mail(smtp: SmtpSink, text: str, timeout: float = 120.0):
 
 
 async def until_ready(running: Running, timeout: float = 120.0) -> None:
-    async with asyncio.timeout(timeout), httpx.AsyncClient(base_url=running.api_url) as client:
-        while (await client.get("/readyz")).status_code != 200:
-            await asyncio.sleep(0.25)
+    async with httpx.AsyncClient(base_url=running.api_url) as client:
+
+        async def ready() -> bool:
+            return (await client.get("/readyz")).status_code == 200
+
+        await until(ready, timeout, what="the supervisor's /readyz answering 200", step=0.25)
 
 
 async def test_2fa_stall_and_restart_with_simulator_containers(
@@ -209,9 +212,12 @@ async def test_2fa_stall_and_restart_with_simulator_containers(
 
 
 async def until_state(controller, *states: str, timeout: float = 60.0) -> None:
-    async with asyncio.timeout(timeout):
-        while controller.status.state.name not in states:
-            await asyncio.sleep(0.1)
+    await until(
+        lambda: controller.status.state.name in states,
+        timeout,
+        what=f"{controller.gw.name} in {' or '.join(states)}",
+        step=0.1,
+    )
 
 
 PINGER = """strategies:
@@ -272,9 +278,11 @@ async def test_strategy_fails_over_when_its_gateway_container_is_lost(
         # That gateway's container is lost for good: an operator stop, as after a host failure.
         lost_at = asyncio.get_running_loop().time()
         await running.supervisor.command(first, Action.STOP)
-        async with asyncio.timeout(30):
-            while await working_on(first):
-                await asyncio.sleep(0.1)
+
+        async def none_working() -> bool:
+            return not await working_on(first)
+
+        await until(none_working, 30, what=f"{first}'s working orders cancelled", step=0.1)
         cancelled_after = asyncio.get_running_loop().time() - lost_at
         # Within the grace period plus a small bound.
         assert cancelled_after <= 2.0 + 5.0, cancelled_after

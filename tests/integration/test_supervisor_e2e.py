@@ -153,9 +153,7 @@ async def ready(fleet: Fleet, timeout: float = 30.0) -> None:
     async def check() -> bool:
         return (await fleet.api("/readyz")).status_code == 200
 
-    async with asyncio.timeout(timeout):
-        while not await check():
-            await asyncio.sleep(0.1)
+    await until(check, timeout, what="the supervisor's /readyz answering 200", step=0.1)
 
 
 async def test_2fa_prompt_is_mailed_and_posted_then_resolved_after_approval(make_fleet) -> None:
@@ -291,9 +289,10 @@ async def test_strategy_runs_is_killed_and_resumed_through_the_api(make_fleet, t
         rows = (await fleet.api("/api/v1/strategies")).json()
         return next(r for r in rows if r["name"] == "pinger")
 
-    async with asyncio.timeout(30):
-        while (await strategy())["orders_sent"] < 2:
-            await asyncio.sleep(0.1)
+    async def two_orders_sent() -> bool:
+        return bool((await strategy())["orders_sent"] >= 2)
+
+    await until(two_orders_sent, 30, what="the pinger's first two orders", step=0.1)
     row = await strategy()
     assert row["state"] == "RUNNING" and row["gateway"] == "gw-a"
 

@@ -157,3 +157,23 @@ def test_a_route_that_cannot_be_built_fails() -> None:
 def test_without_a_fleet_file_only_the_host_is_checked() -> None:
     report = doctor.examine(None, FakeHost(), now=NOW)
     assert [f.check for f in report.findings] == ["docker", "network isolation", "clock"]
+
+
+def test_the_simulators_control_port_is_checked_where_the_broker_publishes_it() -> None:
+    from supervisor import simfleet
+
+    settings = fleet(simulator={"enabled": True})
+    port = settings.simulator.control_port
+    spec = simfleet.render_broker_spec(
+        fleet="test", network="net", image="img", users=[], fingerprint_key=b"k" * 32
+    )
+    (published,) = spec.ports
+    asked: list[tuple[str, int]] = []
+
+    class RecordingHost(FakeHost):
+        def port(self, host: str, port: int) -> PortUse:
+            asked.append((host, port))
+            return super().port(host, port)
+
+    examine(RecordingHost(), settings)
+    assert (published.host_ip, port) in asked

@@ -10,6 +10,14 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from gateway.config import (
+    ExistingSessionAction,
+    MarketDataEntitlement,
+    TradingMode,
+    TwoFactorTimeoutAction,
+)
+from ibsim import auth
+from ibsim.settings import image_env, read_settings
 from plugins.intents import IntentState
 from supervisor import alertpolicy, metrics
 from supervisor import lifecycle as lc
@@ -18,29 +26,59 @@ from supervisor.journal import IntentStatus
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("gateway", "ibsim", "plugins", "supervisor")
-# Enum names defined twice today, each with the change that removes the copy (see issue 10).
-KNOWN_COPIES = {
-    # ibsim/auth.py mirrors gateway.config's; it should import it and keep only IBC's lenient
-    # parse (an unknown value means secondary) as a function.
-    "ExistingSessionAction",
-}
 
 
-def _enum_classes() -> dict[str, list[str]]:
-    found: dict[str, list[str]] = defaultdict(list)
+def _enums() -> list[tuple[str, str, frozenset[str]]]:
+    """Every enum class in the packages: (name, file, the names of its members)."""
+    found = []
     for package in PACKAGES:
         for path in sorted((ROOT / package).rglob("*.py")):
             for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
                 if isinstance(node, ast.ClassDef) and any(
                     "Enum" in ast.unparse(base) for base in node.bases
                 ):
-                    found[node.name].append(str(path.relative_to(ROOT)))
+                    members = frozenset(
+                        target.id
+                        for statement in node.body
+                        if isinstance(statement, ast.Assign)
+                        for target in statement.targets
+                        if isinstance(target, ast.Name)
+                    )
+                    found.append((node.name, str(path.relative_to(ROOT)), members))
     return found
 
 
 def test_no_enum_is_defined_twice_across_the_packages() -> None:
-    twice = {name: paths for name, paths in _enum_classes().items() if len(paths) > 1}
-    assert set(twice) == KNOWN_COPIES, f"enums defined more than once: {twice}"
+    by_name: dict[str, list[str]] = defaultdict(list)
+    for name, path, _ in _enums():
+        by_name[name].append(path)
+    twice = {name: paths for name, paths in by_name.items() if len(paths) > 1}
+    assert not twice, f"enums defined more than once: {twice}"
+
+
+def test_no_two_enums_have_the_same_members_under_other_names() -> None:
+    # A copy renamed on the way (the simulator's MarketData beside the fleet file's
+    # MarketDataExpectation, the broker port's LoginKind beside the login server's StepKind).
+    by_members: dict[frozenset[str], list[str]] = defaultdict(list)
+    for name, path, members in _enums():
+        by_members[members].append(f"{path}:{name}")
+    alike = [places for places in by_members.values() if len(places) > 1]
+    assert not alike, f"enums with the same members: {alike}"
+
+
+def test_the_simulator_speaks_the_gateways_enums() -> None:
+    env = image_env(
+        username="u", password="p", trading_mode="live", existing_session_action="bogus"
+    )
+    env["TWOFA_TIMEOUT_ACTION"] = "restart"
+    settings = read_settings(env, read_file=lambda path: b"", need_broker=False)
+    assert settings.on_2fa_timeout is TwoFactorTimeoutAction.RESTART
+    assert settings.ibc_mode is TradingMode.LIVE and settings.socat_mode is TradingMode.LIVE
+    # IBC's lenient reading: an unknown ExistingSessionDetectedAction means secondary.
+    assert settings.existing_session_action is ExistingSessionAction.SECONDARY
+    user = auth.User(username="u", password="p", accounts=("DU1",))
+    assert user.mode is TradingMode.PAPER
+    assert user.market_data is MarketDataEntitlement.REALTIME
 
 
 def test_the_lifecycle_and_the_metrics_share_the_alert_severity_and_restart_kind() -> None:

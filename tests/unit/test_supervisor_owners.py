@@ -42,10 +42,13 @@ class Clock:
 class NoApi:
     """A TWS session that never connects: these tests are about containers and logins."""
 
+    dialled: list[tuple[str, int]] = []  # where each probe dialled, for the bind rule's test
+
     def __init__(self, *_: Any) -> None:
         pass
 
     async def connect(self, *, host: str, port: int, client_id: int, timeout: float) -> list[str]:
+        NoApi.dialled.append((host, port))
         raise ConnectionRefusedError("no API in this test")
 
     async def current_time(self) -> None:
@@ -64,7 +67,9 @@ class NoApi:
         return False
 
 
-def settings_for(tmp_path: Path, *, logins: int = 4) -> tuple[FleetSettings, dict[str, str]]:
+def settings_for(
+    tmp_path: Path, *, logins: int = 4, bind: str = "127.0.0.1"
+) -> tuple[FleetSettings, dict[str, str]]:
     data = {
         "fleet": "owners",
         "gateways": [
@@ -76,6 +81,8 @@ def settings_for(tmp_path: Path, *, logins: int = 4) -> tuple[FleetSettings, dic
                 "password": {"env": "GW_PASSWORD"},
                 "api_port": 4999,
                 "logins_per_hour": logins,
+                "bind": bind,
+                "allow_public_bind": bind in ("0.0.0.0", "::"),
             }
         ],
         "api": {"listen": "127.0.0.1:8710"},
@@ -86,8 +93,8 @@ def settings_for(tmp_path: Path, *, logins: int = 4) -> tuple[FleetSettings, dic
 
 
 class Harness:
-    def __init__(self, tmp_path: Path, *, logins: int = 4) -> None:
-        self.settings, self.environ = settings_for(tmp_path, logins=logins)
+    def __init__(self, tmp_path: Path, *, logins: int = 4, bind: str = "127.0.0.1") -> None:
+        self.settings, self.environ = settings_for(tmp_path, logins=logins, bind=bind)
         self.clock = Clock()
         self.runtime = FakeRuntime(clock=self.clock)
         self.running: Running | None = None
@@ -273,3 +280,17 @@ async def test_the_ledger_is_shared_and_read_back_so_a_restart_does_not_refill_i
         assert len((await harness.ledger())[USER]) == 2
     finally:
         await harness.stop()
+
+
+@pytest.mark.parametrize(("bind", "dialled"), [("0.0.0.0", "127.0.0.1"), ("::", "::1")])
+async def test_the_probe_dials_an_every_interface_bind_on_the_loopback_of_its_family(
+    tmp_path: Path, bind: str, dialled: str
+) -> None:
+    made = Harness(tmp_path, bind=bind)
+    NoApi.dialled.clear()
+    try:
+        await made.start()
+        await until(lambda: bool(NoApi.dialled), what="the probe's first connect")
+    finally:
+        await made.stop()
+    assert NoApi.dialled[0] == (dialled, 4999)

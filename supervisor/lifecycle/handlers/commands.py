@@ -1,7 +1,7 @@
 """Operator commands (start, stop, restart, reset) and the supervisor's own stop."""
 
 from gateway.outage import Gate, OutageKind
-from supervisor.lifecycle.effects import GateOrders, StartContainer, StopContainer
+from supervisor.lifecycle.effects import GateOrders, StartContainer
 from supervisor.lifecycle.events import (
     OperatorReset,
     OperatorRestart,
@@ -18,6 +18,7 @@ from supervisor.lifecycle.states import (
 from supervisor.lifecycle.step import (
     Step,
     clear_session,
+    halt,
     restart,
 )
 
@@ -36,16 +37,7 @@ def on_operator_start(step: Step, _: OperatorStart) -> None:
 
 def on_operator_stop(step: Step, _: OperatorStop) -> None:
     # any -> STOPPED: only an operator stops a gateway; nothing stays paged.
-    if step.state not in (State.ABSENT, State.FATAL):
-        step.emit(StopContainer())
-    step.resolve_all()
-    clear_session(step)
-    step.update(
-        restart_kind=None,
-        restart_deadline=None,
-        backoff_until=None,
-        login_deadline=None,
-    )
+    halt(step, down=(State.ABSENT, State.FATAL))
     step.goto(State.STOPPED, "operator stop")
 
 

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
@@ -14,6 +13,7 @@ import pytest
 from ibsim.fleet import SimFleet
 from tests.integration.ibsim.conftest import Clients
 from tests.waiting import until as wait_for
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -84,12 +84,14 @@ def test_process_mode_cli_prints_ports_and_serves():
     )
     try:
         lines: list[str] = []
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and not any("control API" in line for line in lines):
+
+        def control_api_line() -> bool:
             line = proc.stdout.readline()
-            if not line:
-                break
+            assert line, f"the CLI ended before it printed its control API: {lines}"
             lines.append(line.strip())
+            return "control API" in line
+
+        wait_until(control_api_line, 20, what="the CLI's 'control API' line", step=0)
         assert any(line.startswith("gateway gw1") for line in lines), lines
         url = next(line.split(": ", 1)[1] for line in lines if line.startswith("control API"))
         assert httpx.get(f"{url}/healthz", timeout=5).json() == {"ok": True}
@@ -118,3 +120,20 @@ async def test_clock_and_sticky_faults_are_accepted_for_a_relaunching_gateway() 
         assert service.clock_offset == 30
         reply = await http.post("/gateways/gone/faults/stall", json={"active": True})
         assert reply.status_code == 404  # not sticky: needs the gateway connected
+
+
+@pytest.mark.parametrize(("host", "dialled"), [("0.0.0.0", "127.0.0.1"), ("::", "[::1]")])
+async def test_the_control_url_dials_an_every_interface_bind_on_its_familys_loopback(
+    host: str, dialled: str
+) -> None:
+    from ibsim.control import ControlServer, create_app
+    from ibsim.service import BrokerService
+
+    server = ControlServer(create_app(service=BrokerService()), host=host, port=0)
+    url = await server.start()
+    try:
+        assert url.startswith(f"http://{dialled}:")
+        async with httpx.AsyncClient(base_url=url) as http:
+            assert (await http.get("/healthz")).json() == {"ok": True}
+    finally:
+        await server.stop()

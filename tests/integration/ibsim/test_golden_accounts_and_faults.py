@@ -10,6 +10,7 @@ import time
 import httpx
 import pytest
 
+from gateway.config import MarketDataEntitlement
 from ibsim import auth, ibclog
 from ibsim.broker import BrokerConfig
 from ibsim.fleet import GatewaySpec, SimFleet
@@ -29,8 +30,8 @@ async def shared() -> SimFleet:
     users = [
         user("alice", "DU2000001"),
         user("bob", "DU2000001"),
-        user("dora", "DU2000002", market_data=auth.MarketData.DELAYED),
-        user("nina", "DU2000003", market_data=auth.MarketData.NONE),
+        user("dora", "DU2000002", market_data=MarketDataEntitlement.DELAYED),
+        user("nina", "DU2000003", market_data=MarketDataEntitlement.NONE),
     ]
     specs = [
         GatewaySpec(name="gw-a", username="alice", password="pw"),

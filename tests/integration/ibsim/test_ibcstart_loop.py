@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
+from gateway.config import TradingMode
 from ibsim import auth, ibclog
 from ibsim.port import Fault, FaultEvent
 from ibsim.process import GatewayProcess
@@ -52,7 +53,7 @@ async def gateway(
                 username=USER,
                 password=password,
                 accounts=("DU9000001",),
-                mode=auth.Mode.LIVE if twofa else auth.Mode.PAPER,
+                mode=TradingMode.LIVE if twofa else TradingMode.PAPER,
                 twofa_required=twofa,
             )
         ],

@@ -9,6 +9,7 @@ import contextlib
 import httpx
 import pytest
 
+from gateway.config import TradingMode
 from ibsim import auth, ibclog
 from ibsim.entrypoint import (
     EXIT_CRASHED,
@@ -83,7 +84,7 @@ def users(twofa: bool = False) -> list[auth.User]:
             password="pw",
             accounts=("DU7000001",),
             twofa_required=twofa,
-            mode=auth.Mode.LIVE if twofa else auth.Mode.PAPER,
+            mode=TradingMode.LIVE if twofa else TradingMode.PAPER,
         )
     ]
 

@@ -13,7 +13,6 @@ import pytest
 
 from ibsim import auth, ibclog
 from ibsim.fleet import GatewaySpec, SimFleet
-from ibsim.port import LoginKind
 from tests.integration.ibsim.conftest import Clients
 from tests.waiting import until as wait_for
 
@@ -77,7 +76,7 @@ async def test_2fa_approved_through_control_api_opens_the_api_port(
     assert [p["username"] for p in listed] == ["tina"]
     assert (await approve(tfa, "tina")).status_code == 200
     outcome = await asyncio.wait_for(task, 5)
-    assert outcome.kind is LoginKind.LOGGED_IN
+    assert outcome.kind is auth.LoginKind.LOGGED_IN
     text = "\n".join(tfa.lines)
     for expected in (ibclog.SECOND_FACTOR_INITIATED, ibclog.LOGIN_COMPLETED):
         assert expected in text
@@ -90,7 +89,7 @@ async def test_2fa_denied_fails_the_login(tfa: SimFleet):
     async with httpx.AsyncClient(base_url=tfa.control_url) as http:
         assert (await http.post("/2fa/tina/deny")).status_code == 200
     outcome = await asyncio.wait_for(task, 5)
-    assert outcome.kind is LoginKind.FAILED and outcome.reason == "twofa_denied"
+    assert outcome.kind is auth.LoginKind.FAILED and outcome.reason == "twofa_denied"
     # LoginFailedDialogHandler: a cold restart, and the next JVM asks the phone again.
     await wait_for(lambda: len(tfa.service.pending_2fa()) == 1, what="a new 2FA prompt")
     text = "\n".join(tfa.lines)
@@ -103,7 +102,7 @@ async def test_unanswered_2fa_waits_without_relogin_and_never_exits(
     task = await start_login(tfa, 0)
     clock.advance(timedelta(seconds=181))
     outcome = await asyncio.wait_for(task, 5)
-    assert outcome.kind is LoginKind.FAILED and outcome.reason == "twofa_timed_out"
+    assert outcome.kind is auth.LoginKind.FAILED and outcome.reason == "twofa_timed_out"
     # LoginManager with relogin off: "not required", and the JVM waits at its dialog.
     await wait_for(
         lambda: any(ibclog.RELOGIN_AFTER_2FA_NOT_REQUIRED in line for line in tfa.lines),
@@ -122,10 +121,10 @@ async def test_approving_unknown_username_is_404(tfa: SimFleet):
 async def test_soft_restart_keeps_session_without_2fa(tfa: SimFleet, clock: FakeClock):
     task = await start_login(tfa, 0)
     await approve(tfa, "tina")
-    assert (await asyncio.wait_for(task, 5)).kind is LoginKind.LOGGED_IN
+    assert (await asyncio.wait_for(task, 5)).kind is auth.LoginKind.LOGGED_IN
     clock.advance(timedelta(hours=2))
     outcome = await asyncio.wait_for(tfa.gateway(0).soft_restart(), 5)
-    assert outcome.kind is LoginKind.LOGGED_IN and outcome.used_token
+    assert outcome.kind is auth.LoginKind.LOGGED_IN and outcome.used_token
     assert tfa.service.pending_2fa() == []
     text = "\n".join(tfa.lines)
     assert ibclog.RESTARTING_SESSION in text and ibclog.login_attempt(2) not in text
@@ -141,7 +140,7 @@ async def test_first_login_after_weekly_boundary_needs_2fa_again(tfa: SimFleet, 
     gateway.process.restart_now()
     # The token is refused: the Gateway's login dialog, a cold restart, a full login with 2FA.
     refused = await asyncio.wait_for(gateway.next_outcome(seen), 5)
-    assert refused.kind is LoginKind.AWAITING_2FA
+    assert refused.kind is auth.LoginKind.AWAITING_2FA
     assert refused.reason == "weekly_reauth"
     await wait_for(
         lambda: any(ibclog.login_attempt(1) in line for line in tfa.lines[-12:]),
@@ -150,7 +149,7 @@ async def test_first_login_after_weekly_boundary_needs_2fa_again(tfa: SimFleet, 
     await wait_for(lambda: tfa.service.pending_2fa(), what="2FA after the boundary")
     await approve(tfa, "tina")
     outcome = await asyncio.wait_for(gateway.next_outcome(seen + 1), 5)
-    assert outcome.kind is LoginKind.LOGGED_IN and not outcome.used_token
+    assert outcome.kind is auth.LoginKind.LOGGED_IN and not outcome.used_token
 
 
 async def test_a_bad_password_cold_restarts_until_locked_out_then_waits():
@@ -163,9 +162,9 @@ async def test_a_bad_password_cold_restarts_until_locked_out_then_waits():
     ) as sim:
         gateway = sim.gateway(0)
         # ibcstart.sh relaunches after every failed login by itself; nobody calls login again.
-        assert (await sim.login(0)).kind is LoginKind.FAILED
+        assert (await sim.login(0)).kind is auth.LoginKind.FAILED
         kinds = [(await gateway.next_outcome(n)).kind for n in range(3)]
-        assert kinds == [LoginKind.FAILED, LoginKind.FAILED, LoginKind.LOCKED_OUT]
+        assert kinds == [auth.LoginKind.FAILED, auth.LoginKind.FAILED, auth.LoginKind.LOCKED_OUT]
         await wait_for(
             lambda: any(ibclog.TOO_MANY_FAILED_PREFIX in line for line in sim.lines),
             what="the lockout dialog",
@@ -185,9 +184,9 @@ async def test_existing_session_secondary_newcomer_gives_way(lib, clients: Clien
     ]
     users = [auth.User(username="carol", password="pw", accounts=("DU5000001",))]
     async with SimFleet.start(gateways=specs, users=users, login=False) as sim:
-        assert (await sim.login(0)).kind is LoginKind.LOGGED_IN
+        assert (await sim.login(0)).kind is auth.LoginKind.LOGGED_IN
         outcome = await sim.login(1)
-        assert outcome.kind is LoginKind.EXISTING_SESSION
+        assert outcome.kind is auth.LoginKind.EXISTING_SESSION
         assert any(ibclog.EXISTING_SESSION_SECONDARY in line for line in sim.lines)
         ib = await clients.connect(sim.ports[0])
         assert ib.isConnected()
@@ -204,10 +203,10 @@ async def test_existing_session_override_ends_the_old_session(lib, clients: Clie
     ]
     users = [auth.User(username="carol", password="pw", accounts=("DU5000001",))]
     async with SimFleet.start(gateways=specs, users=users, login=False) as sim:
-        assert (await sim.login(0)).kind is LoginKind.LOGGED_IN
+        assert (await sim.login(0)).kind is auth.LoginKind.LOGGED_IN
         ib = await clients.connect(sim.ports[0])
         codes: list[int] = []
         ib.errorEvent += lambda req_id, code, *args: codes.append(code)
-        assert (await sim.login(1)).kind is LoginKind.LOGGED_IN
+        assert (await sim.login(1)).kind is auth.LoginKind.LOGGED_IN
         await wait_for(lambda: 1100 in codes, what="old session lost its link")
         assert sim.gateway(0).frontend.session_ended.is_set()

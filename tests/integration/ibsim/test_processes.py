@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from queue import Empty, Queue
 
 import httpx
@@ -15,6 +14,7 @@ import pytest
 
 from ibsim.settings import image_env, sim_env
 from tests.net import free_port
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(90)
 CLI = "from ibsim.cli import app; app()"
@@ -32,16 +32,22 @@ def reader(proc: subprocess.Popen) -> Queue:
 
 
 def wait_line(lines: Queue, needle: str, seen: list[str], timeout: float = 30) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            line = lines.get(timeout=0.2)
-        except Empty:
-            continue
-        seen.append(line)
-        if needle in line:
-            return line
-    raise AssertionError(f"no line with {needle!r} within {timeout} s; saw: {seen[-20:]}")
+    def next_match() -> str | None:
+        # Lines after the match stay queued for the next wait.
+        while True:
+            try:
+                line = lines.get_nowait()
+            except Empty:
+                return None
+            seen.append(line)
+            if needle in line:
+                return line
+
+    try:
+        found: str = wait_until(next_match, timeout, what=f"a line with {needle!r}", step=0.05)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; saw: {seen[-20:]}") from None
+    return found
 
 
 async def test_gateway_process_logs_in_through_broker_process(lib):

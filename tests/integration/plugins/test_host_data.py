@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from ibsim import auth
+from gateway.config import MarketDataEntitlement
 from plugins import api
 from plugins.host import HostSettings, StrategyHost, StrategyState
 from plugins.pacing import PacingRules
@@ -150,10 +150,10 @@ async def test_market_data_the_account_lacks_is_refused_naming_the_permission(
             await started(host, "m1")
             frontend = sim.gateway("gw-a").frontend
             assert frontend is not None
-            frontend.market_data = auth.MarketData.NONE.value
+            frontend.market_data = MarketDataEntitlement.NONE.value
             with pytest.raises(api.DataRefused, match="a market data subscription for AAPL"):
                 await host.runners["m1"].ctx.subscribe(AAPL)
-            frontend.market_data = auth.MarketData.DELAYED.value
+            frontend.market_data = MarketDataEntitlement.DELAYED.value
             with pytest.raises(api.DataRefused, match=r"IB error (354|10167)") as refused:
                 await host.runners["m1"].ctx.subscribe(AAPL)
             assert refused.value.reason is api.DataReason.NO_PERMISSION

@@ -6,19 +6,19 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from gateway.config import ExistingSessionAction, MarketDataEntitlement, TradingMode
 from ibsim import auth
 from ibsim.auth import (
     AuthorityConfig,
     Awaiting2FA,
     ExistingSession,
-    ExistingSessionAction,
     Failed,
     FailReason,
     LockedOut,
     LoggedIn,
     LoginAuthority,
+    LoginKind,
     Resolution,
-    StepKind,
     User,
 )
 
@@ -43,9 +43,9 @@ def live_user(**overrides: object) -> User:
         "username": "alice",
         "password": "s3cret",
         "accounts": ("U1234567",),
-        "mode": auth.Mode.LIVE,
+        "mode": TradingMode.LIVE,
         "twofa_required": True,
-        "market_data": auth.MarketData.REALTIME,
+        "market_data": MarketDataEntitlement.REALTIME,
     }
     fields.update(overrides)
     return User(**fields)  # type: ignore[arg-type]
@@ -76,7 +76,7 @@ class TestCredentials:
         authority, clock = make()
         step = authority.begin_login(username="paperbob", password="pw", gateway="paper1")
         assert isinstance(step, LoggedIn)
-        assert step.kind is StepKind.LOGGED_IN
+        assert step.kind is LoginKind.LOGGED_IN
         assert step.session.accounts == ("DU111",)
         assert step.session.started_at == clock.now
         assert authority.session_of("paperbob") == step.session
@@ -119,7 +119,7 @@ class TestLockout:
         steps = [
             authority.begin_login(username="alice", password="bad", gateway="gw1") for _ in range(3)
         ]
-        assert [s.kind for s in steps] == [StepKind.FAILED, StepKind.FAILED, StepKind.LOCKED_OUT]
+        assert [s.kind for s in steps] == [LoginKind.FAILED, LoginKind.FAILED, LoginKind.LOCKED_OUT]
         locked = steps[-1]
         assert isinstance(locked, LockedOut)
         assert locked.until == clock.now + timedelta(minutes=10)
@@ -382,7 +382,7 @@ class TestExistingSession:
         )
         step = authority.approve_2fa("alice")
         assert isinstance(step, ExistingSession)
-        assert step.kind is StepKind.EXISTING_SESSION
+        assert step.kind is LoginKind.EXISTING_SESSION
         assert step.resolution is Resolution.EXISTING_SESSION_WINS
         assert step.existing == old.session
         assert authority.session_of("alice") == old.session
@@ -415,7 +415,7 @@ class TestExistingSession:
         ],
     )
     def test_setting_parses_like_ibc(self, text: str, expected: ESA) -> None:
-        assert ESA.parse(text) is expected
+        assert auth.parse_existing_session_action(text) is expected
 
 
 class TestLogoutAndFaults:

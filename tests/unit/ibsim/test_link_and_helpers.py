@@ -7,6 +7,7 @@ from datetime import UTC, datetime, time
 
 import pytest
 
+from ibsim.auth import LoginKind
 from ibsim.broker import (
     BrokerOrder,
     OrderEvent,
@@ -17,7 +18,7 @@ from ibsim.broker import (
 )
 from ibsim.contracts import default_symbols
 from ibsim.link import LinkError, from_wire, to_wire
-from ibsim.port import Fault, FaultEvent, LoginKind, LoginOutcome
+from ibsim.port import Fault, FaultEvent, LoginOutcome
 from ibsim.wallclock import next_daily as next_restart
 
 

@@ -109,3 +109,13 @@ def test_stopped_ignores_every_non_operator_event(ready: Driver) -> None:
     for event in (lc.ContainerDied(1), lc.HeartbeatOk(timedelta(0)), lc.Tick(), lc.LoggedIn()):
         assert ready.send(event) == []
     assert ready.status == before
+
+
+def test_operator_stop_forgets_an_expected_relaunch_as_fatal_does(ready: Driver) -> None:
+    # An IBC relaunch line read just before the stop must not explain a drop after the restart.
+    ready.send(lc.IbcRelaunching(kind=lc.RelaunchKind.UNEXPLAINED, status=1))
+    assert ready.status.expected_relaunch is not None
+    ready.send(lc.OperatorStop())
+    assert ready.state is lc.State.STOPPED
+    s = ready.status
+    assert (s.expected_relaunch, s.relaunch_expected_until, s.planned_until) == (None, None, None)

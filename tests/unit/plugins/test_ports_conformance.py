@@ -47,6 +47,10 @@ def test_implementation_has_every_protocol_method_with_the_same_parameters(
 def test_host_states_are_known_to_the_metrics() -> None:
     from plugins.host import StrategyState
 
-    metrics = FleetMetrics(version="test", strategy_states=[s.name for s in StrategyState])
+    metrics = FleetMetrics(version="test")  # the defaults: not built from the states checked
     for state in StrategyState:
-        metrics.set_strategy_state("s1", state.name)
+        metrics.set_strategy_state("s1", state)
+        value = metrics.registry.get_sample_value(
+            "ibfleet_strategy_state", {"strategy": "s1", "state": state.name}
+        )
+        assert value == 1, f"the metrics do not show strategy state {state.name}"
