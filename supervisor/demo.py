@@ -30,7 +30,7 @@ from rich.text import Text
 
 from gateway import addresses
 from supervisor import simfleet
-from supervisor.api import Action
+from supervisor.api_views import Action
 from supervisor.settings import FleetSettings, load_text
 from supervisor.wiring import (
     Running,

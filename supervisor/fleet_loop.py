@@ -26,7 +26,7 @@ from gateway.runtime import EventKind, Runtime, RuntimeEvent
 from gateway.spec import ContainerSpec
 from supervisor import lifecycle as lc
 from supervisor import schedules, status_views
-from supervisor.api import (
+from supervisor.api_views import (
     Action,
     AlertView,
     CommandResult,

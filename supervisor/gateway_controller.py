@@ -32,7 +32,7 @@ from gateway.outage import Gate
 from gateway.runtime import ObservedContainer, Runtime
 from supervisor import lifecycle as lc
 from supervisor.alertpolicy import Alert
-from supervisor.api import GatewayView
+from supervisor.api_views import GatewayView
 from supervisor.budget import Budget, Ledger, ledger_to_record
 from supervisor.heartbeats import HeartbeatHistory, capacity_for
 from supervisor.journal import AsyncJournal

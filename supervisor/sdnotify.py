@@ -22,7 +22,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
-from supervisor.api import GatewayView
+from supervisor.api_views import GatewayView
 
 __all__ = [
     "LibsystemdNotifier",

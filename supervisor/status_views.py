@@ -12,7 +12,7 @@ from datetime import datetime
 
 from supervisor import schedules
 from supervisor.alertpolicy import AlertBook
-from supervisor.api import (
+from supervisor.api_views import (
     AlertView,
     HeartbeatSampleView,
     HeartbeatsView,

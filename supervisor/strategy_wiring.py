@@ -21,7 +21,7 @@ from plugins.host import (
 from plugins.outage import gate_of_ready
 from plugins.ports import IntentStore
 from supervisor.alertpolicy import Alert, Severity
-from supervisor.api import StrategyView
+from supervisor.api_views import StrategyView
 from supervisor.fleet_loop import Supervisor
 from supervisor.metrics import FleetMetrics
 from supervisor.notify import AlertDispatcher

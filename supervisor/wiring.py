@@ -18,7 +18,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, TextIO
 
-from gateway import firewall
+from gateway import addresses, firewall
 from gateway.runtime import Runtime
 from gateway.secret_refs import SecretError
 from gateway.spec import ContainerSpec, GatewaySecrets
@@ -282,7 +282,7 @@ class Running:
 
     @property
     def api_url(self) -> str:
-        return f"http://{self.supervisor.settings.api.host}:{self.api.port}"
+        return addresses.local_url(self.supervisor.settings.api.host, self.api.port)
 
     async def close(self) -> None:
         """Stop supervising and serving; the gateway containers keep running.

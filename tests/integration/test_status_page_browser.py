@@ -23,7 +23,8 @@ import httpx
 import pytest
 
 from ibsim.runtime import InProcessRuntime
-from supervisor.api import ApiServer, GatewayView, create_app
+from supervisor.api import ApiServer, create_app
+from supervisor.api_views import GatewayView
 from supervisor.demo import demo_fleet
 from supervisor.settings import FleetSettings
 from supervisor.wiring import desired_specs, resolve_credentials, start_supervisor

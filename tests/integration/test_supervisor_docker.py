@@ -18,7 +18,7 @@ import pytest
 
 from gateway.docker_runtime import DockerRuntime
 from gateway.spec import LABEL_FLEET
-from supervisor.api import Action
+from supervisor.api_views import Action
 from supervisor.settings import FleetSettings, load_text
 from supervisor.wiring import Running, start_supervisor
 from tests.integration.smtp import SmtpSink, WebhookSink

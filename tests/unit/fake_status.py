@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from supervisor.api import (
+from supervisor.api_views import (
     AlertView,
     HeartbeatSampleView,
     HeartbeatsView,

@@ -8,15 +8,8 @@ import socket
 import httpx
 import pytest
 
-from supervisor.api import (
-    Action,
-    ApiError,
-    ApiServer,
-    CommandResult,
-    EventView,
-    GatewayView,
-    create_app,
-)
+from supervisor.api import ApiError, ApiServer, create_app
+from supervisor.api_views import Action, CommandResult, EventView, GatewayView
 
 TOKEN = "t0ken-for-tests"
 NOW = dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.UTC)

@@ -11,7 +11,8 @@ import pytest
 
 from plugins import api
 from plugins.host import StrategyState
-from supervisor.api import StrategyView, create_app
+from supervisor.api import create_app
+from supervisor.api_views import StrategyView
 from supervisor.strategy_wiring import HostControl
 from tests.unit.plugins.host_harness import rig
 from tests.unit.test_api import AUTH, TOKEN, FakeFleet

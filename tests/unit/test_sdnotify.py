@@ -8,7 +8,7 @@ import datetime as dt
 import pytest
 
 from supervisor import sdnotify
-from supervisor.api import GatewayView
+from supervisor.api_views import GatewayView
 from tests.waiting import until
 
 

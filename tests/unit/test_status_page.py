@@ -15,7 +15,8 @@ import pytest
 from gateway import probe as probe_mod
 from supervisor import status_views
 from supervisor.alertpolicy import Alert, AlertBook, AlertPolicy, Route, Severity
-from supervisor.api import GatewayView, StrategyView, create_app
+from supervisor.api import create_app
+from supervisor.api_views import GatewayView, StrategyView
 from supervisor.heartbeats import (
     HISTORY_SPAN,
     MAX_SAMPLES,

@@ -16,7 +16,7 @@ import yaml
 
 from gateway.runtime import ContainerState
 from supervisor import lifecycle as lc
-from supervisor.api import Action
+from supervisor.api_views import Action
 from supervisor.journal import SqliteJournal
 from supervisor.settings import FleetSettings, load_text
 from supervisor.wiring import Running, desired_specs, resolve_credentials, start_supervisor
