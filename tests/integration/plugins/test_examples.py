@@ -186,3 +186,12 @@ async def test_breakout_stop_loss_fills_and_oca_cancels_the_take_profit(tmp_path
         await h.until(lambda: not h.open_orders(), what="the host booking all three ended")
         assert h.ctx.position(api.Instrument("AAPL")) == 0
         assert refs_sent_twice(h.order_refs_sent()) == [] and len(h.broker_orders()) == 3
+
+
+def test_the_guides_breakout_is_the_shipped_file_word_for_word() -> None:
+    root = Path(__file__).resolve().parents[3]
+    guide = (root / "plugins" / "README.md").read_text()
+    brackets = guide[guide.index("## Brackets") : guide.index("## Cancel by criteria")]
+    block = brackets.split("```python\n", 1)[1].split("```", 1)[0]
+    shipped = (root / "plugins" / "examples" / "breakout.py").read_text()
+    assert len(block.splitlines()) > 20 and block in shipped
