@@ -195,3 +195,10 @@ def test_the_guides_breakout_is_the_shipped_file_word_for_word() -> None:
     block = brackets.split("```python\n", 1)[1].split("```", 1)[0]
     shipped = (root / "plugins" / "examples" / "breakout.py").read_text()
     assert len(block.splitlines()) > 20 and block in shipped
+
+
+def test_breakout_is_installed_as_the_entry_point_the_fleet_file_names() -> None:
+    # Stale package metadata (an install from before the entry point) fails here, by name.
+    from plugins.registry import load_strategy_class
+
+    assert load_strategy_class("breakout") is Breakout
