@@ -8,6 +8,7 @@ from plugins import api
 from plugins.examples.breakout import Breakout
 from plugins.examples.meanrev import MeanReversion
 from plugins.examples.pinger import Pinger
+from plugins.registry import load_strategy_class
 from plugins.testing import BrokerOrderView, StrategyHarness, refs_sent_twice
 
 
@@ -199,6 +200,4 @@ def test_the_guides_breakout_is_the_shipped_file_word_for_word() -> None:
 
 def test_breakout_is_installed_as_the_entry_point_the_fleet_file_names() -> None:
     # Stale package metadata (an install from before the entry point) fails here, by name.
-    from plugins.registry import load_strategy_class
-
     assert load_strategy_class("breakout") is Breakout
