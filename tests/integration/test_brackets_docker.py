@@ -35,7 +35,10 @@ from tests.integration.realday import (
     StrategyPlan,
 )
 from tests.integration.smtp import WebhookSink
+from tests.integration.test_real_day import hook
 from tests.waiting import until
+
+__all__ = ["hook"]  # the webhook receiver fixture, shared with the real day's tests
 
 NAME = "brk"
 GATEWAYS = ("gw-a", "gw-b")
@@ -89,12 +92,6 @@ class BracketFleet(DayFleet):
 
     async def mine(self) -> list[dict[str, Any]]:
         return [o for o in await self.broker.orders() if o["order_ref"].startswith(f"{NAME}-")]
-
-
-@pytest.fixture
-def hook() -> Any:
-    with WebhookSink() as sink:
-        yield sink
 
 
 @pytest.fixture

@@ -104,7 +104,7 @@ ENTRY, TAKE_PROFIT, STOP_LOSS, HALF_WAY = 101.10, 103.12, 100.09, 102.11
 
 async def breakout_entered(h: StrategyHarness) -> dict[str, BrokerOrderView]:
     """Replay a quiet window, then a new high; return the bracket's three legs at the broker,
-    by leg (``entry``, ``tp``, ``sl``), once the entry filled."""
+    by leg (``entry``, ``tp``, ``sl``), once the entry filled and the legs are seen linked."""
     await h.replay("AAPL", [100.0, 99.8, 99.9, 100.0])  # the window's high is 100.00
     assert h.broker_orders() == [], "no new high yet: nothing sent"
     await h.replay("AAPL", [101.0])
@@ -115,6 +115,7 @@ async def breakout_entered(h: StrategyHarness) -> dict[str, BrokerOrderView]:
     [entry] = [o for o in by_ref.values() if o.parent_id == 0]
     legs = {"entry": entry, "tp": by_ref[f"{entry.order_ref}.tp"]}
     legs["sl"] = by_ref[f"{entry.order_ref}.sl"]
+    assert_linked(legs)
     return legs
 
 
@@ -141,7 +142,6 @@ async def test_breakout_take_profit_fills_and_oca_cancels_the_stop(tmp_path: Pat
         Breakout, params=BREAKOUT, prices={"AAPL": 100.0}, workdir=tmp_path
     ) as h:
         legs = await breakout_entered(h)
-        assert_linked(legs)
         entry, tp, sl = (legs[k].order_ref for k in ("entry", "tp", "sl"))
 
         # Half way to the target: the stop moves up to the entry, in place at IB.
@@ -171,7 +171,6 @@ async def test_breakout_stop_loss_fills_and_oca_cancels_the_take_profit(tmp_path
         Breakout, params=BREAKOUT, prices={"AAPL": 100.0}, workdir=tmp_path
     ) as h:
         legs = await breakout_entered(h)
-        assert_linked(legs)
         tp, sl = legs["tp"].order_ref, legs["sl"].order_ref
         # A new high while the bracket works does not enter another one.
         await h.replay("AAPL", [101.5])
