@@ -54,7 +54,8 @@ async def bench(orders: int, tmp: Path) -> dict[str, list[float]]:
             )
 
         for i in range(orders):
-            price = round(50.0 - i * 0.001, 3)
+            # Whole cents: the simulator refuses a price off the tick, as IB does (error 110).
+            price = round(50.0 - (i % 1000) * 0.01, 2)
             await asyncio.sleep(1 / 45)  # one token back
             t = time.perf_counter()
             view = await runner.ctx.place(api.OrderSpec(AAPL, api.Side.BUY, 1, limit_price=price))
@@ -64,8 +65,8 @@ async def bench(orders: int, tmp: Path) -> dict[str, list[float]]:
             t = time.perf_counter()
             b = await runner.ctx.place_bracket(
                 api.OrderSpec(AAPL, api.Side.BUY, 1, limit_price=price),
-                take_profit=price * 2,
-                stop_loss=price / 2,
+                take_profit=round(price * 2, 2),
+                stop_loss=round(price / 2, 2),
             )
             out["bracket"].append(time.perf_counter() - t)
             keys = [leg.key for leg in b.legs]

@@ -80,6 +80,11 @@ class BrokerOrderView:
     parent_id: int
     oca_group: str
     gateway: str
+    #: IB's orderId (a bracket's exits carry their entry's as ``parent_id``).
+    order_id: int = 0
+    #: Why its status changed, oldest first: ``(status, note)`` as the simulated IB wrote it
+    #: (``"OCA group ... filled"``, ``"cancelled by <gateway>/<client id>"``, ...).
+    history: tuple[tuple[str, str], ...] = ()
 
     @property
     def working(self) -> bool:
@@ -292,6 +297,8 @@ class StrategyHarness:
                 parent_id=o.parent_id,
                 oca_group=o.oca_group,
                 gateway=o.gateway,
+                order_id=o.order_id,
+                history=tuple((change.status, change.note) for change in o.history),
             )
             for o in self.sim.broker.orders.values()
             if belongs_to(o.order_ref, self.name)

@@ -3,8 +3,6 @@ group reconciliation after a reconnect and a failover, and cancel by criteria.""
 
 from __future__ import annotations
 
-import sys
-import types
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -324,36 +322,33 @@ async def test_cancel_all_cancels_the_strategys_orders_of_one_instrument_or_all(
         assert runner.ctx.open_orders() == []
 
 
-# -- the guide's example -------------------------------------------------------------------
+# -- the shipped example (the guide shows it word for word: tests/integration/plugins) --------
 
 
-def _readme_example() -> str:
-    text = (Path(__file__).resolve().parents[3] / "plugins" / "README.md").read_text()
-    start = text.index("```python\n# mystrats/breakout.py") + len("```python\n")
-    return text[start : text.index("```", start)]
-
-
-async def test_the_guides_bracket_example_places_a_bracket_and_tightens_its_stop(
+async def test_the_breakout_example_places_a_bracket_and_moves_its_stop_to_break_even(
     tmp_path: Path,
 ) -> None:
-    module = types.ModuleType("readme_breakout")
-    exec(compile(_readme_example(), "plugins/README.md", "exec"), module.__dict__)
-    sys.modules["readme_breakout"] = module
-    try:
-        cfg = strategy(plugin="readme_breakout:Breakout")
-        cfg = cfg.model_copy(update={"params": {"symbol": "AAPL"}})
-        async with rig(tmp_path, cfg) as r:
-            runner = await started(r)
-            at = r.clock.now()
-            for close in (100.0, 101.0):
-                bar = api.Bar("AAPL", at, close, close, close, close, 1)
-                await runner.strategy.on_bar(bar)
-            [parent] = [t.order for t in r.ib.trades.values() if not t.order.parentId]
-            assert (parent.lmtPrice, parent.tif, parent.totalQuantity) == (101.0, "GTC", 10)
-            assert len(r.ib.placed) == 3
-            r.ib.fill(parent.orderRef, price=101.0)
-            await until(lambda: r.ib.modifies == [f"{parent.orderRef}.sl"], what="stop moved")
-            [sl] = [t.order for t in r.ib.trades.values() if t.order.orderRef.endswith(".sl")]
-            assert sl.auxPrice == round(101.0 * 0.995, 2)
-    finally:
-        del sys.modules["readme_breakout"]
+    cfg = strategy(plugin="plugins.examples.breakout:Breakout")
+    params = {"symbol": "AAPL", "window": 2, "quantity": 10, "target": 0.01, "risk": 0.005}
+    cfg = cfg.model_copy(update={"params": params})
+    async with rig(tmp_path, cfg) as r:
+        runner = await started(r)
+        at = r.clock.now()
+        for last in (100.0, 99.5, 101.0):  # 101.00 is a new high of the last two moves
+            await runner.strategy.on_tick(api.Tick(AAPL, at, None, None, last))
+        [parent] = [t.order for t in r.ib.trades.values() if not t.order.parentId]
+        # The entry a limit 0.1 % over the breakout, the exits 1 % over and 0.5 % under it.
+        assert (parent.lmtPrice, parent.tif, parent.totalQuantity) == (101.1, "DAY", 10)
+        assert len(r.ib.placed) == 3
+        orders = {t.order.orderRef: t.order for t in r.ib.trades.values()}
+        assert orders[f"{parent.orderRef}.tp"].lmtPrice == 102.11
+        assert orders[f"{parent.orderRef}.sl"].auxPrice == 100.59
+        r.ib.fill(parent.orderRef, price=101.05)
+        await until(lambda: runner.ctx.position(AAPL) == 10, what="the entry's fill booked")
+        await runner.strategy.on_tick(api.Tick(AAPL, at, None, None, 101.5))  # not half way
+        assert r.ib.modifies == []
+        await runner.strategy.on_tick(api.Tick(AAPL, at, None, None, 101.7))
+        await until(lambda: r.ib.modifies == [f"{parent.orderRef}.sl"], what="stop moved")
+        assert orders[f"{parent.orderRef}.sl"].auxPrice == 101.1
+        await runner.strategy.on_tick(api.Tick(AAPL, at, None, None, 101.9))
+        assert r.ib.modifies == [f"{parent.orderRef}.sl"], "the stop moves once"
