@@ -266,8 +266,11 @@ class PostgresStore:
         # Called under the lock: a connection the error broke is dropped for the next call.
         if self._conn is not None and (self._conn.broken or self._conn.closed):
             self._drop()
-        if isinstance(exc, psycopg.errors.QueryCanceled | psycopg.errors.LockNotAvailable):
-            reason = f"no answer or lock within {self.wait:g}s (a busy or locked server)"
+        if isinstance(exc, psycopg.errors.LockNotAvailable):
+            reason = f"locked by another session for more than {self.wait:g}s"
+        elif isinstance(exc, psycopg.errors.QueryCanceled):
+            # statement_timeout: a busy server, or a lock (both bounds are ``wait``).
+            reason = f"no answer within {self.wait:g}s (busy, or locked by another session)"
         elif isinstance(exc, psycopg.errors.DiskFull):
             reason = "the server's disk is full"
         elif self._conn is None:
