@@ -40,6 +40,7 @@ class Cluster:
     port: int
     password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
     user: str | None = None  # the OS user the server runs as (None: the current one)
+    fsync: bool = False
 
     @property
     def data(self) -> Path:
@@ -74,16 +75,17 @@ class Cluster:
             "ibfleet",
             "--auth=scram-sha-256",
             f"--pwfile={pwfile}",
-            "--no-sync",  # a test cluster; the tests do not pull the plug on it
             "-E",
             "UTF8",
         )
         pwfile.unlink()
 
     def start(self) -> None:
+        # The tests never pull the plug on their cluster: fsync off unless a benchmark asks.
         opts = (
             f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root}"
-            " -c fsync=off -c max_connections=60 -c shared_buffers=16MB"
+            f" -c fsync={'on' if self.fsync else 'off'} -c max_connections=60"
+            " -c shared_buffers=16MB"
         )
         self._run(
             "pg_ctl", "-D", str(self.data), "-l", str(self.root / "log"), "-w", "-o", opts, "start"
@@ -129,7 +131,7 @@ def missing_reason() -> str | None:
 
 
 @contextlib.contextmanager
-def running_cluster() -> Iterator[Cluster]:
+def running_cluster(*, fsync: bool = False) -> Iterator[Cluster]:
     """Start a cluster, yield it, stop it and remove its files."""
     reason = missing_reason()
     if reason is not None:
@@ -137,7 +139,12 @@ def running_cluster() -> Iterator[Cluster]:
             raise RuntimeError(f"CI is set but PostgreSQL cannot run: {reason}")
         pytest.skip(reason)
     root = Path(tempfile.mkdtemp(prefix="ibfleet-pg-"))
-    cluster = Cluster(root=root, port=_free_port(), user="postgres" if os.geteuid() == 0 else None)
+    cluster = Cluster(
+        root=root,
+        port=_free_port(),
+        user="postgres" if os.geteuid() == 0 else None,
+        fsync=fsync,
+    )
     try:
         try:
             cluster.init()
