@@ -42,7 +42,7 @@ from supervisor.journal.lease import LeaderLease
 from supervisor.journal.port import Journal, Leadership
 from supervisor.journal.records import Durability, JournalError, JournalUnavailable
 from supervisor.journal.schema import META_TABLE, MIGRATIONS, POSTGRES, Migration, pending
-from supervisor.journal.tables import JournalTables
+from supervisor.journal.tables import Executor, JournalTables
 
 # The journal logs under one name whichever of its modules speaks.
 log = logging.getLogger("supervisor.journal")
@@ -286,7 +286,7 @@ class PostgresStore:
                 conn.close()
 
     @contextlib.contextmanager
-    def _write(self, durability: Durability) -> Iterator[_Statements]:
+    def _write(self, durability: Durability) -> Iterator[Executor]:
         try:
             with self._held() as conn:
                 try:
@@ -304,7 +304,7 @@ class PostgresStore:
         self._health(None)
 
     @contextlib.contextmanager
-    def _reading(self) -> Iterator[_Statements]:
+    def _reading(self) -> Iterator[Executor]:
         with self._held() as conn:
             try:
                 yield _Statements(conn)
@@ -337,7 +337,7 @@ def _reason(exc: psycopg.Error) -> str:
     return text[0] if text else type(exc).__name__
 
 
-class PostgresJournal(LeaderLease, PostgresStore, JournalTables):
+class PostgresJournal(PostgresStore, LeaderLease, JournalTables):
     """The journal in a PostgreSQL database, shared by a leader and its standbys.
 
     Open it, then :meth:`try_lead`; writes other than events are refused

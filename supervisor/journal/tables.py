@@ -473,4 +473,4 @@ class JournalTables:
             cur = db.execute(
                 "DELETE FROM strategy_kv WHERE strategy = ? AND name = ?", (strategy, name)
             )
-            return cur.rowcount > 0
+            return bool(cur.rowcount > 0)

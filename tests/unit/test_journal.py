@@ -631,3 +631,54 @@ def test_journal_files_are_created_private(path: Path) -> None:
     path.chmod(0o644)
     SqliteJournal(path).close()
     assert path.stat().st_mode & 0o777 == 0o600
+
+
+# -- choosing the engine: storage.url ---------------------------------------------------------
+
+
+def test_storage_url_is_validated_and_never_echoes_a_password() -> None:
+    from pydantic import ValidationError
+
+    from supervisor.fleet_settings import StorageSettings
+
+    ok = StorageSettings(url="postgresql://ibfleet@db:5432/ibfleet", password={"env": "PGPW"})
+    assert ok.where == "postgresql://ibfleet@db:5432/ibfleet"
+    assert StorageSettings().where.endswith("ibfleet-journal.sqlite")
+    for bad, why in (
+        ("postgresql://ibfleet:hunter2@db/ibfleet", "must not hold a password"),
+        ("postgresql://ibfleet@db/ibfleet?password=hunter2", "must not hold a password"),
+        ("mysql://db/ibfleet", "must start with postgresql://"),
+        ("postgresql://ibfleet@db/", "names no database"),
+    ):
+        with pytest.raises(ValidationError) as caught:
+            StorageSettings(url=bad)
+        [error] = caught.value.errors(include_input=False, include_url=False)
+        assert why in error["msg"] and "hunter2" not in error["msg"]
+    with pytest.raises(ValidationError, match=r"storage\.url is not"):
+        StorageSettings(password={"env": "PGPW"})
+
+
+def test_safe_url_drops_the_password_wherever_it_is() -> None:
+    from supervisor.journal.postgres import safe_url
+
+    assert safe_url("postgresql://u:pw@h:5/db") == "postgresql://u@h:5/db"
+    assert safe_url("postgresql://u@h/db?password=pw&sslmode=require") == (
+        "postgresql://u@h/db?sslmode=require"
+    )
+    assert safe_url("postgresql://h/db") == "postgresql://h/db"
+
+
+def test_the_sqlite_journal_always_leads_with_epoch_zero(path: Path) -> None:
+    from supervisor.fleet_settings import StorageSettings
+    from supervisor.wiring import open_journal
+
+    journal = open_journal(StorageSettings(path=path), {})
+    try:
+        assert isinstance(journal, SqliteJournal)
+        assert journal.is_leader and journal.epoch == 0
+        leader = journal.leader()
+        assert leader is not None and leader.expires_in is None
+        assert leader.holder.endswith(f":{os.getpid()}")
+    finally:
+        journal.close()
+    assert not journal.is_leader
