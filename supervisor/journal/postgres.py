@@ -38,6 +38,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import psycopg
 import psycopg.errors
 
+from supervisor.journal.health import JournalHealth
 from supervisor.journal.lease import LeaderLease
 from supervisor.journal.port import Journal, Leadership
 from supervisor.journal.records import Durability, JournalError, JournalUnavailable
@@ -83,7 +84,7 @@ class _Statements:
         return self._conn.execute(_pg_sql(sql), tuple(parameters))
 
 
-class PostgresStore:
+class PostgresStore(JournalHealth):
     """The PostgreSQL database under a journal: connection, migrations, bounded calls, health."""
 
     # A duplicate intent key; every other server error is the journal being unavailable.
@@ -108,8 +109,7 @@ class PostgresStore:
         self._intent_sync = intent_durability
         self._lock = threading.Lock()
         self._closed = False
-        self._problem: str | None = None
-        self._listeners: list[Callable[[str | None], None]] = []
+        self._init_health()
         try:
             self._conn: psycopg.Connection[Any] | None = self._connect()
         except psycopg.Error as exc:
@@ -208,34 +208,6 @@ class PostgresStore:
         with self._reading() as db:
             row = db.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
         return int(row[0]) if row else 0
-
-    # -- health ----------------------------------------------------------------------------
-
-    @property
-    def problem(self) -> str | None:
-        """Why the last write failed, or None while writes succeed."""
-        return self._problem
-
-    def add_listener(self, listener: Callable[[str | None], None]) -> None:
-        """Call ``listener(problem)`` when writes start failing (a reason) or recover (None).
-
-        Called on whichever thread made the write, outside the journal's lock.
-        """
-        self._listeners.append(listener)
-
-    def _health(self, problem: str | None) -> None:
-        was, self._problem = self._problem, problem
-        if (was is None) == (problem is None):
-            return
-        if problem is None:
-            log.warning("journal_recovered url=%s", self.where)
-        else:
-            log.error("journal_unwritable url=%s reason=%s", self.where, problem)
-        for listener in list(self._listeners):
-            try:
-                listener(problem)
-            except Exception:
-                log.exception("journal_listener_failed")
 
     # -- bounded calls ---------------------------------------------------------------------
 

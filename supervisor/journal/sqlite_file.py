@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Self
 
+from supervisor.journal.health import JournalHealth
 from supervisor.journal.records import (
     Durability,
     JournalError,
@@ -33,7 +34,7 @@ from supervisor.journal.schema import META_TABLE, MIGRATIONS, SQLITE, Migration,
 log = logging.getLogger("supervisor.journal")
 
 
-class SqliteFile:
+class SqliteFile(JournalHealth):
     """The SQLite file under a journal: its lock, opening and migration, bounded writes, health."""
 
     # A duplicate intent key; every other engine error is the journal being unavailable.
@@ -57,8 +58,7 @@ class SqliteFile:
         self._lock = threading.Lock()
         self._sync: Durability | None = None
         self._busy_ms: int | None = None
-        self._problem: str | None = None
-        self._listeners: list[Callable[[str | None], None]] = []
+        self._init_health()
         self._lock_fd = self._take_lock()
         try:
             self._db = self._connect()
@@ -208,32 +208,6 @@ class SqliteFile:
             raise JournalError(f"journal {self.path}: not writable: {exc}") from None
 
     # -- plumbing --------------------------------------------------------------------------
-
-    @property
-    def problem(self) -> str | None:
-        """Why the last write failed, or None while writes succeed."""
-        return self._problem
-
-    def add_listener(self, listener: Callable[[str | None], None]) -> None:
-        """Call ``listener(problem)`` when writes start failing (a reason) or recover (None).
-
-        Called on whichever thread made the write, outside the journal's lock.
-        """
-        self._listeners.append(listener)
-
-    def _health(self, problem: str | None) -> None:
-        was, self._problem = self._problem, problem
-        if (was is None) == (problem is None):
-            return
-        if problem is None:
-            log.warning("journal_recovered path=%s", self.path)
-        else:
-            log.error("journal_unwritable path=%s reason=%s", self.path, problem)
-        for listener in list(self._listeners):
-            try:
-                listener(problem)
-            except Exception:
-                log.exception("journal_listener_failed")
 
     @contextlib.contextmanager
     def _held(self) -> Iterator[float]:
