@@ -10,6 +10,7 @@ import enum
 import zoneinfo
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import (
     BaseModel,
@@ -18,6 +19,7 @@ from pydantic import (
     Field,
     PlainSerializer,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -182,20 +184,75 @@ class ApiSettings(_Strict):
 
 
 class StorageSettings(_Strict):
-    """The supervisor's journal."""
+    """The supervisor's journal: a SQLite file (one host) or a PostgreSQL database (shared)."""
 
     path: Path = Field(
         default=Path("./ibfleet-journal.sqlite"),
-        description="SQLite journal file. Default ./ibfleet-journal.sqlite.",
+        description="SQLite journal file (not used when url is set). "
+        "Default ./ibfleet-journal.sqlite.",
+    )
+    url: str | None = Field(
+        default=None,
+        description="postgresql://USER@HOST:PORT/DATABASE: keep the journal in PostgreSQL "
+        "instead, shared by a leader and its standbys (a lease says which one acts). No "
+        "password in it: see password. Default none (the SQLite file).",
+    )
+    password: SecretRef | None = Field(
+        default=None,
+        description="The PostgreSQL password: {env: NAME} or {file: PATH}; never printed. "
+        "Without it libpq's PGPASSWORD or PGPASSFILE (~/.pgpass) apply. Default none.",
+    )
+    lease: Duration = Field(
+        default=dt.timedelta(seconds=5),
+        ge=dt.timedelta(seconds=1),
+        le=dt.timedelta(seconds=60),
+        description="With url: how long the leader's lease lasts unrenewed (renewed every "
+        "third of it); a standby takes over at most this long after the leader stops. "
+        "1s-60s. Default 5s.",
     )
     write_wait: Duration = Field(
         default=dt.timedelta(milliseconds=500),
         ge=dt.timedelta(milliseconds=50),
         le=dt.timedelta(seconds=10),
-        description="Longest wait for the journal (its lock, a busy disk): an order intent not "
+        description="Longest wait for the journal (its lock, a busy disk or server; with url "
+        "the statement and lock timeouts, connect at least 2s): an order intent not "
         "written within it is refused, never sent, and the journal is reported unwritable "
         "(critical alert, /readyz 503). 50ms-10s. Default 500ms.",
     )
+
+    @field_validator("url")
+    @classmethod
+    def _postgres_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("postgresql", "postgres"):
+            raise ValueError(
+                "storage.url must start with postgresql:// (e.g. "
+                "postgresql://ibfleet@db.example:5432/ibfleet); for SQLite set storage.path"
+            )
+        if parts.password is not None or any(
+            k == "password" for k, _ in parse_qsl(parts.query, keep_blank_values=True)
+        ):
+            # The password is dropped from the message: the URL is never echoed back.
+            raise ValueError(
+                "storage.url must not hold a password (it would be printed and logged); "
+                "put it in storage.password: {file: PATH} or {env: NAME}"
+            )
+        if not parts.path.strip("/") and "dbname=" not in parts.query:
+            raise ValueError("storage.url names no database: postgresql://USER@HOST:PORT/DATABASE")
+        return value
+
+    @model_validator(mode="after")
+    def _password_needs_url(self) -> StorageSettings:
+        if self.password is not None and self.url is None:
+            raise ValueError("storage.password is set but storage.url is not")
+        return self
+
+    @property
+    def where(self) -> str:
+        """The journal's name in messages: the URL (it holds no password) or the file."""
+        return self.url if self.url is not None else str(self.path)
 
 
 class HealthSettings(_Strict):

@@ -591,13 +591,15 @@ def fleet_redactor(
 ) -> Redactor:
     """A redactor for every secret value of the fleet that resolves now.
 
-    Passwords, the API token and alert URLs are secrets; IB usernames are not (2FA alerts
-    name the username on purpose so the operator knows which phone to look at).
+    Passwords (the journal's too), the API token and alert URLs are secrets; IB usernames are
+    not (2FA alerts name the username on purpose so the operator knows which phone to look at).
     """
     values: set[str] = set(extra)
     refs = [gw.password for gw in settings.gateways]
     if settings.api.token is not None:
         refs.append(settings.api.token)
+    if settings.storage.password is not None:
+        refs.append(settings.storage.password)  # the PostgreSQL journal's
     for ref in refs:
         if ref.missing_reason(environ=environ) is None:
             values.add(ref.resolve(environ=environ).get_secret_value())

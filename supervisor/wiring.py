@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from gateway import addresses, firewall
 from gateway.runtime import Runtime
@@ -30,8 +30,9 @@ from supervisor.alertpolicy import Alert, Redactor, Severity
 from supervisor.api import ApiServer, create_app
 from supervisor.budget import ledger_from_record
 from supervisor.fleet_loop import Supervisor
+from supervisor.fleet_settings import StorageSettings
 from supervisor.gateway_controller import Clock, utc_now
-from supervisor.journal import AsyncJournal, SqliteJournal
+from supervisor.journal import AsyncJournal, JournalError, SqliteJournal
 from supervisor.metrics import FleetMetrics
 from supervisor.notify import (
     AlertDispatcher,
@@ -42,6 +43,9 @@ from supervisor.notify import (
 )
 from supervisor.settings import FleetSettings, RuntimeKind
 from supervisor.strategy_wiring import HostControl, build_host
+
+if TYPE_CHECKING:
+    from supervisor.journal.postgres import PostgresJournal
 
 log = logging.getLogger("ibfleet.run")
 
@@ -103,6 +107,41 @@ def configure_logging(*, level: int = logging.INFO, stream: TextIO | None = None
         logging.getLogger(chatty).setLevel(logging.CRITICAL)
 
 
+# ------------------------------------------------------------------------------ journal
+
+
+def open_journal(
+    storage: StorageSettings, environ: Mapping[str, str]
+) -> SqliteJournal | PostgresJournal:
+    """The journal ``storage`` names: the SQLite file, or (``url``) PostgreSQL, led by us.
+
+    A PostgreSQL journal another supervisor leads is refused as a locked SQLite file is.
+    """
+    wait = storage.write_wait.total_seconds()
+    if storage.url is None:
+        return SqliteJournal(storage.path, wait=wait)
+    # Imported here: a fleet on SQLite never loads the PostgreSQL driver.
+    from supervisor.journal.postgres import PostgresJournal
+
+    password = (
+        storage.password.resolve(environ=environ).get_secret_value()
+        if storage.password is not None
+        else None
+    )
+    journal = PostgresJournal(
+        storage.url, password=password, wait=wait, lease_ttl=storage.lease.total_seconds()
+    )
+    if journal.try_lead():
+        return journal
+    led = journal.leader()
+    journal.close()
+    holder = "another supervisor" if led is None else f"{led.holder} (epoch {led.epoch})"
+    raise JournalError(
+        f"journal {journal.where} is led by {holder}; a supervisor must never act twice on "
+        "one journal (its lease ends within storage.lease once that supervisor stops)"
+    )
+
+
 # ------------------------------------------------------------------------------ journal health
 
 JOURNAL_ALERT = "supervisor:journal"
@@ -115,7 +154,7 @@ class JournalWatch:
     """
 
     def __init__(
-        self, dispatcher: AlertDispatcher, path: Path, metrics: FleetMetrics | None = None
+        self, dispatcher: AlertDispatcher, path: Path | str, metrics: FleetMetrics | None = None
     ) -> None:
         self._dispatcher = dispatcher
         self._metrics = metrics
@@ -322,9 +361,7 @@ async def start_supervisor(
     """
     credentials = resolve_credentials(settings, environ)
     try:
-        journal = SqliteJournal(
-            settings.storage.path, wait=settings.storage.write_wait.total_seconds()
-        )
+        journal = open_journal(settings.storage, environ)
     except Exception as exc:
         raise StartupError(str(exc)) from None
     ajournal = AsyncJournal(journal)
@@ -353,7 +390,7 @@ async def start_supervisor(
         policy=policy, redactor=redactor, notifier=notifier, store=ajournal, metrics=metrics
     )
     metrics.sample_open_alerts(lambda: len(dispatcher.book.open_keys()))
-    watch = JournalWatch(dispatcher, settings.storage.path, metrics)
+    watch = JournalWatch(dispatcher, settings.storage.where, metrics)
     journal.add_listener(watch.listener)
     restored: dict[str, lc.GatewayStatus] = {}
     for gw in settings.gateways:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import pytest
 
@@ -34,3 +35,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     skip = pytest.mark.skip(reason=f"no Docker engine answers ({why}); CI runs these")
     for item in docker_items:
         item.add_marker(skip)
+
+
+# -- PostgreSQL ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Any:
+    """One throwaway PostgreSQL 15 cluster for the whole session (see tests/pgcluster.py)."""
+    from tests.pgcluster import running_cluster
+
+    with running_cluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def pg_url(pg_cluster: Any) -> Any:
+    """A fresh database on the session's cluster: its URL (password: pg_cluster.password)."""
+    with pg_cluster.database() as url:
+        yield url

@@ -1,8 +1,13 @@
 """The supervisor's journal: events, alert and login-budget state, operator state, order intents.
 
-One SQLite file in WAL mode behind the :class:`Journal` Protocol, so a PostgreSQL journal can
-follow for a supervisor that moves between nodes (the SQL sticks to what both dialects share:
-``INSERT ... ON CONFLICT DO UPDATE``, ISO-8601 text timestamps, JSON as text).
+Behind the :class:`Journal` Protocol, one schema and one set of operations
+(:mod:`~supervisor.journal.tables`, in the SQL both dialects share: ``?`` parameters,
+``INSERT ... ON CONFLICT DO UPDATE``, ``RETURNING``, ISO-8601 text timestamps, JSON as text)
+on two engines: one SQLite file in WAL mode (:class:`SqliteJournal`, one host), or a
+PostgreSQL database (:class:`PostgresJournal`, see :mod:`~supervisor.journal.postgres`) shared
+by a leader and its standbys through a fenced lease (:mod:`~supervisor.journal.lease`).
+:func:`open_journal` picks the engine from ``storage``. What follows describes SQLite; the
+PostgreSQL module names its equivalents.
 
 Durability: order intents, the alert book, the login ledger and operator state are committed
 with ``synchronous=FULL`` (fsync before the call returns: an intent is on disk before the order
@@ -27,15 +32,17 @@ companions are created 0600 and checked with ``PRAGMA quick_check`` at open.
 from __future__ import annotations
 
 from supervisor.journal.async_journal import AsyncJournal
-from supervisor.journal.port import Journal
+from supervisor.journal.port import Journal, Leadership
 from supervisor.journal.records import (
     Durability,
     EventRecord,
     IntentChange,
     IntentStatus,
     JournalError,
+    JournalFenced,
     JournalLockedError,
     JournalUnavailable,
+    LeaderInfo,
     OperatorState,
     OrderIntent,
 )
@@ -52,8 +59,11 @@ __all__ = [
     "IntentStatus",
     "Journal",
     "JournalError",
+    "JournalFenced",
     "JournalLockedError",
     "JournalUnavailable",
+    "LeaderInfo",
+    "Leadership",
     "Migration",
     "OperatorState",
     "OrderIntent",

@@ -9,6 +9,7 @@ from typing import Any, Protocol
 from supervisor.journal.records import (
     EventRecord,
     IntentStatus,
+    LeaderInfo,
     OperatorState,
     OrderIntent,
 )
@@ -131,3 +132,23 @@ class Journal(Protocol):
 
     def kv_delete(self, strategy: str, name: str) -> bool:
         """Remove ``name``; True if it existed."""
+
+
+class Leadership(Protocol):
+    """Which supervisor may act on a journal shared by a leader and its standbys.
+
+    A single-host journal (SQLite, held with a file lock) always leads with epoch 0. A shared
+    one (PostgreSQL) leads while it holds the lease; its intent and state writes carry its
+    epoch and raise :class:`~supervisor.journal.records.JournalFenced` once a newer one exists.
+    """
+
+    @property
+    def is_leader(self) -> bool:
+        """True while this journal holds the lease (as far as it last heard)."""
+
+    @property
+    def epoch(self) -> int | None:
+        """The epoch this journal writes with, or None when it has never led."""
+
+    def leader(self) -> LeaderInfo | None:
+        """Who leads now (read from the journal), or None when nobody ever has."""

@@ -132,3 +132,27 @@ def _json(value: Any, what: str) -> str:
         return json.dumps(value, separators=(",", ":"), sort_keys=True, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{what} is not JSON-compatible: {exc}") from None
+
+
+class JournalFenced(JournalError):
+    """A write from a supervisor that no longer leads: a newer leader epoch exists.
+
+    Raised before anything is written, so the order of a stale leader is never sent.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class LeaderInfo:
+    """Who leads a journal: ``holder`` (host:pid:tag), its ``epoch``, and when the lease ends.
+
+    ``expires_in`` is seconds on the database server's clock; None for a single-host journal,
+    whose owner leads for as long as it holds the file.
+    """
+
+    holder: str
+    epoch: int
+    expires_in: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-compatible dict for the HTTP API and the CLI."""
+        return {"holder": self.holder, "epoch": self.epoch, "expires_in": self.expires_in}

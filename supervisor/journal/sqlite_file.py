@@ -12,6 +12,7 @@ import errno
 import fcntl
 import logging
 import os
+import socket
 import sqlite3
 import threading
 import time
@@ -19,20 +20,25 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Self
 
+from supervisor.journal.health import JournalHealth
 from supervisor.journal.records import (
     Durability,
     JournalError,
     JournalLockedError,
     JournalUnavailable,
+    LeaderInfo,
 )
-from supervisor.journal.schema import MIGRATIONS, Migration
+from supervisor.journal.schema import META_TABLE, MIGRATIONS, SQLITE, Migration, pending
 
 # The journal logs under one name whichever of its modules speaks.
 log = logging.getLogger("supervisor.journal")
 
 
-class SqliteFile:
+class SqliteFile(JournalHealth):
     """The SQLite file under a journal: its lock, opening and migration, bounded writes, health."""
+
+    # A duplicate intent key; every other engine error is the journal being unavailable.
+    _duplicate: tuple[type[Exception], ...] = (sqlite3.IntegrityError,)
 
     def __init__(
         self,
@@ -45,14 +51,14 @@ class SqliteFile:
         wait: float = 0.5,
     ) -> None:
         self.path = Path(path)
+        self.where = str(self.path)
         self.wait = wait
         self._event_sync = event_durability
         self._intent_sync = intent_durability
         self._lock = threading.Lock()
         self._sync: Durability | None = None
         self._busy_ms: int | None = None
-        self._problem: str | None = None
-        self._listeners: list[Callable[[str | None], None]] = []
+        self._init_health()
         self._lock_fd = self._take_lock()
         try:
             self._db = self._connect()
@@ -164,26 +170,16 @@ class SqliteFile:
         self, migrations: Sequence[Migration], on_migrate: Callable[[int, int], None] | None
     ) -> None:
         try:
-            self._db.execute(
-                "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)"
-            )
+            self._db.execute(META_TABLE)
             current = self._schema_version()
         except sqlite3.DatabaseError as exc:
             raise JournalError(f"journal {self.path}: cannot read the schema: {exc}") from None
-        known = max((m.version for m in migrations), default=0)
-        if current > known:
-            raise JournalError(
-                f"journal {self.path}: schema version {current} is newer than this ibfleet "
-                f"supports ({known}); upgrade ibfleet"
-            )
-        for migration in sorted(migrations, key=lambda m: m.version):
-            if migration.version <= current:
-                continue
+        for migration in pending(current, migrations, self.where):
             self._set_sync(Durability.FULL)
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 for statement in migration.statements:
-                    self._db.execute(statement)
+                    self._db.execute(SQLITE.render(statement))
                 self._db.execute(
                     "INSERT INTO meta (name, value) VALUES ('schema_version', ?) "
                     "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
@@ -212,32 +208,6 @@ class SqliteFile:
             raise JournalError(f"journal {self.path}: not writable: {exc}") from None
 
     # -- plumbing --------------------------------------------------------------------------
-
-    @property
-    def problem(self) -> str | None:
-        """Why the last write failed, or None while writes succeed."""
-        return self._problem
-
-    def add_listener(self, listener: Callable[[str | None], None]) -> None:
-        """Call ``listener(problem)`` when writes start failing (a reason) or recover (None).
-
-        Called on whichever thread made the write, outside the journal's lock.
-        """
-        self._listeners.append(listener)
-
-    def _health(self, problem: str | None) -> None:
-        was, self._problem = self._problem, problem
-        if (was is None) == (problem is None):
-            return
-        if problem is None:
-            log.warning("journal_recovered path=%s", self.path)
-        else:
-            log.error("journal_unwritable path=%s reason=%s", self.path, problem)
-        for listener in list(self._listeners):
-            try:
-                listener(problem)
-            except Exception:
-                log.exception("journal_listener_failed")
 
     @contextlib.contextmanager
     def _held(self) -> Iterator[float]:
@@ -313,6 +283,32 @@ class SqliteFile:
         with contextlib.suppress(sqlite3.Error):
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        with self._held():
+            try:
+                yield self._db
+            except sqlite3.OperationalError as exc:
+                raise self._unavailable(exc) from None
+
+    def _fence(self, db: object) -> int:
+        # The flock makes this process the only writer on the host: it always leads.
+        return 0
+
+    @property
+    def is_leader(self) -> bool:
+        """Always: the file lock already keeps a second supervisor out."""
+        return self._lock_fd >= 0
+
+    @property
+    def epoch(self) -> int | None:
+        """0: a single-host journal has no lease and no epochs."""
+        return 0
+
+    def leader(self) -> LeaderInfo | None:
+        """This process, for as long as it holds the file."""
+        return LeaderInfo(holder=f"{socket.gethostname()}:{os.getpid()}", epoch=0, expires_in=None)
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._held():

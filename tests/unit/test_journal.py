@@ -1,4 +1,9 @@
-"""The SQLite journal: persistence across restarts, WAL, intents, events, kv, locking, errors."""
+"""The journal's conformance tests, on SQLite and on a real PostgreSQL server (``backend``):
+persistence across restarts, intents, events, kv, migrations, a locked journal, the async
+facade; then what only the SQLite file has (WAL, its flock, damaged files, file modes).
+
+The PostgreSQL runs are marked ``postgres`` and use a throwaway cluster (tests/pgcluster.py).
+"""
 
 from __future__ import annotations
 
@@ -9,8 +14,12 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,7 +46,91 @@ def path(tmp_path: Path) -> Path:
     return tmp_path / "journal.sqlite"
 
 
-def _intent(journal: SqliteJournal, key: str, *, strategy: str = "mean-rev", at: datetime = T0):
+#: The journal's tables a writer needs (meta stays readable for the schema checks).
+_TABLES = "events, state, gateway_operator, order_intents, order_intent_history, strategy_kv"
+
+
+@dataclass
+class Backend:
+    """One engine under test: how to open its journal and to reach its storage directly."""
+
+    name: str
+    open: Callable[..., Any]
+    execute: Callable[[str], None]
+    hold_write_lock: Callable[[], AbstractContextManager[None]]
+    opened: list[Any] = field(default_factory=list)
+
+
+def _sqlite_backend(path: Path) -> Backend:
+    def execute(sql: str) -> None:
+        db = sqlite3.connect(path)
+        try:
+            db.execute(sql)
+            db.commit()
+        finally:
+            db.close()
+
+    @contextmanager
+    def hold() -> Iterator[None]:
+        other = _hold_write_lock(path)
+        try:
+            yield
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+
+    backend = Backend("sqlite", lambda **kw: SqliteJournal(path, **kw), execute, hold)
+    return backend
+
+
+def _postgres_backend(cluster: Any, url: str) -> Backend:
+    import psycopg
+
+    from supervisor.journal.postgres import PostgresJournal
+
+    def open_(**kw: Any) -> Any:
+        journal = PostgresJournal(url, password=cluster.password, **kw)
+        assert journal.try_lead(keep=False)
+        return journal
+
+    def execute(sql: str) -> None:
+        with psycopg.connect(url, password=cluster.password, autocommit=True) as conn:
+            conn.execute(sql)
+
+    @contextmanager
+    def hold() -> Iterator[None]:
+        # Another session (as another process would) holding the tables against writers;
+        # readers go on, as under SQLite's WAL.
+        with psycopg.connect(url, password=cluster.password) as conn:
+            conn.execute(f"LOCK TABLE {_TABLES}, leader_lease IN EXCLUSIVE MODE")
+            yield
+            conn.rollback()
+
+    return Backend("postgres", open_, execute, hold)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    if request.param == "sqlite":
+        made = _sqlite_backend(tmp_path / "journal.sqlite")
+    else:
+        made = _postgres_backend(
+            request.getfixturevalue("pg_cluster"), request.getfixturevalue("pg_url")
+        )
+    plain_open = made.open
+
+    def tracked(**kw: Any) -> Any:
+        journal = plain_open(**kw)
+        made.opened.append(journal)
+        return journal
+
+    made.open = tracked
+    yield made
+    for journal in made.opened:
+        journal.close()
+
+
+def _intent(journal: Any, key: str, *, strategy: str = "mean-rev", at: datetime = T0):
     return journal.record_intent(
         key=key,
         strategy=strategy,
@@ -53,13 +146,13 @@ def _intent(journal: SqliteJournal, key: str, *, strategy: str = "mean-rev", at:
 # -- persistence across a restart -------------------------------------------------------------
 
 
-def test_reopened_journal_keeps_everything_written_before_close(path: Path) -> None:
+def test_reopened_journal_keeps_everything_written_before_close(backend: Backend) -> None:
     policy = AlertPolicy(routes=(Route("ops"),))
     book = AlertBook(policy=policy)
     book.raise_(Alert("gateway:paper-a:2fa", Severity.CRITICAL, "2FA needed", "approve"), T0)
     ledger = {"ibuser": Budget(limit=4, window=timedelta(hours=1)).record(T0).record(T0)}
 
-    with SqliteJournal(path) as journal:
+    with backend.open() as journal:
         event_id = journal.append_event(at=T0, kind="login", gateway="paper-a", fields={"n": 1})
         journal.save_alert_book(book.to_record(), now=T0)
         journal.save_login_ledger(ledger_to_record(ledger), now=T0)
@@ -69,7 +162,7 @@ def test_reopened_journal_keeps_everything_written_before_close(path: Path) -> N
         _intent(journal, "k-1")
         journal.kv_set("mean-rev", "position", {"AAPL": 10}, now=T0)
 
-    with SqliteJournal(path) as journal:
+    with backend.open() as journal:
         [event] = journal.events()
         assert (event.id, event.kind, event.gateway, event.fields) == (
             event_id,
@@ -96,19 +189,19 @@ def test_reopened_journal_keeps_everything_written_before_close(path: Path) -> N
         assert journal.kv_get("mean-rev", "position") == {"AAPL": 10}
 
 
-def test_named_records_survive_a_restart_and_never_touch_the_alert_book(path: Path) -> None:
-    with SqliteJournal(path) as journal:
+def test_named_records_survive_a_restart_and_never_touch_the_alert_book(backend: Backend) -> None:
+    with backend.open() as journal:
         journal.save_record("alert_book", {"mine": 1}, now=T0)
         journal.save_record("gateway:paper-a:status", {"state": "api_ready"}, now=T0)
-    with SqliteJournal(path) as journal:
+    with backend.open() as journal:
         assert journal.load_record("gateway:paper-a:status") == {"state": "api_ready"}
         assert journal.load_record("alert_book") == {"mine": 1}
         assert journal.load_alert_book() is None
         assert journal.load_record("other") is None
 
 
-def test_fresh_journal_has_no_saved_state(path: Path) -> None:
-    with SqliteJournal(path) as journal:
+def test_fresh_journal_has_no_saved_state(backend: Backend) -> None:
+    with backend.open() as journal:
         assert journal.load_alert_book() is None
         assert journal.load_login_ledger() is None
         assert journal.operator_states() == {}
@@ -130,8 +223,8 @@ def test_journal_runs_in_wal_mode_at_current_schema(path: Path) -> None:
 # -- order intents ----------------------------------------------------------------------------
 
 
-def test_intent_moves_pending_sent_acked_filled_and_keeps_history(path: Path) -> None:
-    with SqliteJournal(path) as journal:
+def test_intent_moves_pending_sent_acked_filled_and_keeps_history(backend: Backend) -> None:
+    with backend.open() as journal:
         created = _intent(journal, "mr-0001")
         assert created.status is IntentStatus.PENDING_SEND
         assert created.contract["symbol"] == "AAPL"
@@ -164,8 +257,8 @@ def test_intent_moves_pending_sent_acked_filled_and_keeps_history(path: Path) ->
         assert filled.created_at == T0
 
 
-def test_late_broker_report_never_revives_a_terminal_intent(path: Path) -> None:
-    with SqliteJournal(path) as journal:
+def test_late_broker_report_never_revives_a_terminal_intent(backend: Backend) -> None:
+    with backend.open() as journal:
         _intent(journal, "k")
         journal.update_from_broker("k", perm_id=5, status=IntentStatus.CANCELLED, filled=0, now=T0)
         after = journal.update_from_broker(
@@ -178,15 +271,15 @@ def test_late_broker_report_never_revives_a_terminal_intent(path: Path) -> None:
         assert journal.mark_sent("k2", now=T0).status is IntentStatus.ACKED
 
 
-def test_duplicate_intent_key_is_refused_naming_the_key(path: Path) -> None:
-    with SqliteJournal(path) as journal:
+def test_duplicate_intent_key_is_refused_naming_the_key(backend: Backend) -> None:
+    with backend.open() as journal:
         _intent(journal, "dup-1")
         with pytest.raises(ValueError, match="dup-1"):
             _intent(journal, "dup-1")
 
 
-def test_unknown_order_ref_is_reported_as_none(path: Path) -> None:
-    with SqliteJournal(path) as journal:
+def test_unknown_order_ref_is_reported_as_none(backend: Backend) -> None:
+    with backend.open() as journal:
         assert (
             journal.update_from_broker(
                 "not-ours", perm_id=1, status=IntentStatus.ACKED, filled=0, now=T0
@@ -197,8 +290,10 @@ def test_unknown_order_ref_is_reported_as_none(path: Path) -> None:
             journal.mark_sent("not-ours", now=T0)
 
 
-def test_open_and_maybe_live_intents_are_per_strategy_and_exclude_terminal(path: Path) -> None:
-    with SqliteJournal(path) as journal:
+def test_open_and_maybe_live_intents_are_per_strategy_and_exclude_terminal(
+    backend: Backend,
+) -> None:
+    with backend.open() as journal:
         for key in ("a-pending", "a-sent", "a-acked", "a-filled", "a-unknown"):
             _intent(journal, key, strategy="a")
         _intent(journal, "b-pending", strategy="b")
@@ -229,8 +324,8 @@ def test_ib_status_strings_map_to_intent_states() -> None:
     assert IntentStatus.from_ib("SomethingNew") is IntentStatus.UNKNOWN
 
 
-def test_intent_with_non_json_order_is_refused_clearly(path: Path) -> None:
-    with SqliteJournal(path) as journal, pytest.raises(ValueError, match="bad-1 order"):
+def test_intent_with_non_json_order_is_refused_clearly(backend: Backend) -> None:
+    with backend.open() as journal, pytest.raises(ValueError, match="bad-1 order"):
         journal.record_intent(
             key="bad-1",
             strategy="s",
@@ -246,8 +341,8 @@ def test_intent_with_non_json_order_is_refused_clearly(path: Path) -> None:
 # -- events -----------------------------------------------------------------------------------
 
 
-def test_events_query_by_id_time_gateway_and_limit(path: Path) -> None:
-    with SqliteJournal(path) as journal:
+def test_events_query_by_id_time_gateway_and_limit(backend: Backend) -> None:
+    with backend.open() as journal:
         ids = [
             journal.append_event(
                 at=T0 + timedelta(minutes=i),
@@ -275,16 +370,16 @@ def test_events_query_by_id_time_gateway_and_limit(path: Path) -> None:
             journal.events(limit=0)
 
 
-def test_naive_time_is_refused_with_the_field_named(path: Path) -> None:
-    with SqliteJournal(path) as journal, pytest.raises(ValueError, match="event time"):
+def test_naive_time_is_refused_with_the_field_named(backend: Backend) -> None:
+    with backend.open() as journal, pytest.raises(ValueError, match="event time"):
         journal.append_event(at=datetime(2025, 1, 1), kind="x")
 
 
 # -- strategy key-value store -----------------------------------------------------------------
 
 
-def test_kv_stores_json_values_per_strategy(path: Path) -> None:
-    with SqliteJournal(path) as journal:
+def test_kv_stores_json_values_per_strategy(backend: Backend) -> None:
+    with backend.open() as journal:
         assert journal.kv_get("s1", "n") is None
         journal.kv_set("s1", "n", 1, now=T0)
         journal.kv_set("s1", "n", [1, 2, {"x": None}], now=T0)
@@ -363,35 +458,30 @@ def test_directory_in_place_of_the_file_gives_a_clear_error(tmp_path: Path) -> N
     assert str(target) in str(caught.value)
 
 
-def test_newer_schema_on_disk_is_refused(path: Path) -> None:
-    SqliteJournal(path).close()
-    db = sqlite3.connect(path)
-    db.execute("UPDATE meta SET value = '99' WHERE name = 'schema_version'")
-    db.commit()
-    db.close()
+def test_newer_schema_on_disk_is_refused(backend: Backend) -> None:
+    backend.open().close()
+    backend.execute("UPDATE meta SET value = '99' WHERE name = 'schema_version'")
     with pytest.raises(JournalError, match="schema version 99 is newer"):
-        SqliteJournal(path)
+        backend.open()
 
 
-def test_migration_hook_runs_only_new_migrations(path: Path) -> None:
-    SqliteJournal(path).close()
+def test_migration_hook_runs_only_new_migrations(backend: Backend) -> None:
+    backend.open().close()
     extra = Migration(SCHEMA_VERSION + 1, ("ALTER TABLE events ADD COLUMN source TEXT",))
     seen: list[tuple[int, int]] = []
-    with SqliteJournal(
-        path, migrations=(*MIGRATIONS, extra), on_migrate=lambda a, b: seen.append((a, b))
+    with backend.open(
+        migrations=(*MIGRATIONS, extra), on_migrate=lambda a, b: seen.append((a, b))
     ) as journal:
         assert journal.schema_version == SCHEMA_VERSION + 1
     assert seen == [(SCHEMA_VERSION, SCHEMA_VERSION + 1)]
     seen.clear()
-    with SqliteJournal(
-        path, migrations=(*MIGRATIONS, extra), on_migrate=lambda a, b: seen.append((a, b))
-    ):
+    with backend.open(migrations=(*MIGRATIONS, extra), on_migrate=lambda a, b: seen.append((a, b))):
         pass
     assert seen == []
 
 
-def test_closed_journal_refuses_calls(path: Path) -> None:
-    journal = SqliteJournal(path)
+def test_closed_journal_refuses_calls(backend: Backend) -> None:
+    journal = backend.open()
     journal.close()
     journal.close()  # idempotent
     with pytest.raises(JournalError, match="closed"):
@@ -401,8 +491,8 @@ def test_closed_journal_refuses_calls(path: Path) -> None:
 # -- concurrency and the async facade -----------------------------------------------------------
 
 
-def test_threads_writing_at_once_lose_nothing(path: Path) -> None:
-    with SqliteJournal(path) as journal:
+def test_threads_writing_at_once_lose_nothing(backend: Backend) -> None:
+    with backend.open() as journal:
 
         def write(n: int) -> None:
             for i in range(50):
@@ -416,8 +506,8 @@ def test_threads_writing_at_once_lose_nothing(path: Path) -> None:
         assert len(journal.events(limit=1000)) == 200
 
 
-async def test_async_journal_runs_calls_on_its_own_thread(path: Path) -> None:
-    journal = SqliteJournal(path)
+async def test_async_journal_runs_calls_on_its_own_thread(backend: Backend) -> None:
+    journal = backend.open()
     facade = AsyncJournal(journal)
     loop_thread = threading.get_ident()
     seen: list[int] = []
@@ -453,23 +543,23 @@ def _hold_write_lock(path: Path) -> sqlite3.Connection:
     return other
 
 
-def test_a_locked_journal_refuses_an_intent_within_the_bound_and_reports_it(path: Path) -> None:
+def test_a_locked_journal_refuses_an_intent_within_the_bound_and_reports_it(
+    backend: Backend,
+) -> None:
     seen: list[str | None] = []
-    with SqliteJournal(path, wait=0.2) as journal:
+    with backend.open(wait=0.2) as journal:
         journal.add_listener(seen.append)
-        other = _hold_write_lock(path)
-        t0 = time.monotonic()
-        with pytest.raises(JournalUnavailable, match="locked by another process"):
-            _intent(journal, "k-locked")
-        assert time.monotonic() - t0 < 1.0
-        assert journal.problem is not None and "locked" in journal.problem
-        with pytest.raises(JournalUnavailable):
-            journal.append_event(at=T0, kind="x")
-        assert seen == [journal.problem]  # told once, not per failed write
-        # Reads go on under WAL while another connection writes.
-        assert journal.intent("k-locked") is None
-        other.execute("ROLLBACK")
-        other.close()
+        with backend.hold_write_lock():
+            t0 = time.monotonic()
+            with pytest.raises(JournalUnavailable, match="locked by another"):
+                _intent(journal, "k-locked")
+            assert time.monotonic() - t0 < 1.0
+            assert journal.problem is not None and "locked" in journal.problem
+            with pytest.raises(JournalUnavailable):
+                journal.append_event(at=T0, kind="x")
+            assert seen == [journal.problem]  # told once, not per failed write
+            # Reads go on while another connection writes (SQLite's WAL, PostgreSQL's MVCC).
+            assert journal.intent("k-locked") is None
         _intent(journal, "k-after")
         assert journal.problem is None
         assert seen[-1] is None
@@ -477,12 +567,11 @@ def test_a_locked_journal_refuses_an_intent_within_the_bound_and_reports_it(path
 
 
 async def test_the_async_journal_never_holds_the_loop_and_best_effort_writes_do_not_raise(
-    path: Path,
+    backend: Backend,
 ) -> None:
-    journal = SqliteJournal(path, wait=0.3)
+    journal = backend.open(wait=0.3)
     facade = AsyncJournal(journal, wait=2.0)
-    other = _hold_write_lock(path)
-    try:
+    with backend.hold_write_lock():
         ticks = 0
 
         async def ticker() -> None:
@@ -503,9 +592,6 @@ async def test_the_async_journal_never_holds_the_loop_and_best_effort_writes_do_
         assert time.monotonic() - t1 < 0.1
         task.cancel()
         assert ticks >= int(elapsed / 0.01) // 2  # the loop kept running meanwhile
-    finally:
-        other.execute("ROLLBACK")
-        other.close()
     await facade.append_event(at=T0, kind="after")
     kinds = [e.kind for e in await facade.events()]
     assert "after" in kinds and facade.problem is None
@@ -545,3 +631,54 @@ def test_journal_files_are_created_private(path: Path) -> None:
     path.chmod(0o644)
     SqliteJournal(path).close()
     assert path.stat().st_mode & 0o777 == 0o600
+
+
+# -- choosing the engine: storage.url ---------------------------------------------------------
+
+
+def test_storage_url_is_validated_and_never_echoes_a_password() -> None:
+    from pydantic import ValidationError
+
+    from supervisor.fleet_settings import StorageSettings
+
+    ok = StorageSettings(url="postgresql://ibfleet@db:5432/ibfleet", password={"env": "PGPW"})
+    assert ok.where == "postgresql://ibfleet@db:5432/ibfleet"
+    assert StorageSettings().where.endswith("ibfleet-journal.sqlite")
+    for bad, why in (
+        ("postgresql://ibfleet:hunter2@db/ibfleet", "must not hold a password"),
+        ("postgresql://ibfleet@db/ibfleet?password=hunter2", "must not hold a password"),
+        ("mysql://db/ibfleet", "must start with postgresql://"),
+        ("postgresql://ibfleet@db/", "names no database"),
+    ):
+        with pytest.raises(ValidationError) as caught:
+            StorageSettings(url=bad)
+        [error] = caught.value.errors(include_input=False, include_url=False)
+        assert why in error["msg"] and "hunter2" not in error["msg"]
+    with pytest.raises(ValidationError, match=r"storage\.url is not"):
+        StorageSettings(password={"env": "PGPW"})
+
+
+def test_safe_url_drops_the_password_wherever_it_is() -> None:
+    from supervisor.journal.postgres import safe_url
+
+    assert safe_url("postgresql://u:pw@h:5/db") == "postgresql://u@h:5/db"
+    assert safe_url("postgresql://u@h/db?password=pw&sslmode=require") == (
+        "postgresql://u@h/db?sslmode=require"
+    )
+    assert safe_url("postgresql://h/db") == "postgresql://h/db"
+
+
+def test_the_sqlite_journal_always_leads_with_epoch_zero(path: Path) -> None:
+    from supervisor.fleet_settings import StorageSettings
+    from supervisor.wiring import open_journal
+
+    journal = open_journal(StorageSettings(path=path), {})
+    try:
+        assert isinstance(journal, SqliteJournal)
+        assert journal.is_leader and journal.epoch == 0
+        leader = journal.leader()
+        assert leader is not None and leader.expires_in is None
+        assert leader.holder.endswith(f":{os.getpid()}")
+    finally:
+        journal.close()
+    assert not journal.is_leader
