@@ -21,7 +21,7 @@ import httpx
 import pytest
 import yaml
 
-from gateway.docker_runtime import load_or_create_fingerprint_key
+from gateway.secret_files import load_or_create_fingerprint_key
 from ibsim.runtime import InProcessRuntime
 from supervisor.settings import load_text
 from supervisor.wiring import desired_specs, fingerprint_key_path, resolve_credentials, serve

@@ -392,6 +392,15 @@ def test_kv_stores_json_values_per_strategy(backend: Backend) -> None:
         assert journal.kv_get("s2", "n") == "other"
 
 
+def test_kv_items_reads_every_record_of_one_strategy_at_once(backend: Backend) -> None:
+    with backend.open() as journal:
+        assert journal.kv_items("s1") == {}
+        journal.kv_set("s1", "a", {"x": [1]}, now=T0)
+        journal.kv_set("s1", "_host", {"positions": {}}, now=T0)
+        journal.kv_set("s2", "a", "other", now=T0)
+        assert journal.kv_items("s1") == {"a": {"x": [1]}, "_host": {"positions": {}}}
+
+
 # -- locking, corruption, schema ----------------------------------------------------------------
 
 
