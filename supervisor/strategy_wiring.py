@@ -122,6 +122,8 @@ def build_host(
         clock=SystemClock(wall=clock),
     )
 
+    # A rollout moves strategies off a gateway before replacing it.
+    supervisor.replace_hooks.move_hooks.append(strategy_host.move_off)
     supervisor.deps.gate_hooks.append(
         gate_hook(strategy_host, reason_of=lambda gw: supervisor.controllers[gw].status.reason)
     )
