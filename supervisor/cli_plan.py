@@ -50,7 +50,7 @@ def plan_fleet(
 ) -> rollout.RolloutPlan:
     """The fleet file's plan against ``observed`` (raises wiring.StartupError on secrets)."""
     from supervisor import wiring
-    from supervisor.simfleet import BROKER_GATEWAY
+    from supervisor.rollout_hooks import facts_of, first_of
 
     credentials = wiring.resolve_credentials(settings, environ)
     desired = wiring.desired_specs(settings, credentials, fingerprint_key=fingerprint_key)
@@ -58,21 +58,14 @@ def plan_fleet(
         name for name, state in (supervisor_states or {}).items() if state in HELD_STATES
     )
     actions = reconcile.plan(desired, observed, fleet=settings.fleet, hold=held)
-    simulated = settings.simulator.enabled
-    facts = rollout.fleet_facts(
-        settings.gateways,
-        settings.strategies,
-        simulated=simulated,
-        simulated_second_factor=settings.simulator.twofa_gateways,
-    )
     return rollout.plan_rollout(
         actions,
-        facts=facts,
+        facts=facts_of(settings),
         now=now,
         window=settings.runtime.update_window,
         tz=settings.tz,
         now_anyway=now_anyway,
-        first={BROKER_GATEWAY} if simulated else set(),
+        first=first_of(settings),
     )
 
 

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from supervisor.fleet_loop import Supervisor
     from supervisor.settings import FleetSettings
 
-__all__ = ["FleetReplaceHooks", "rollout_alert_key", "rollout_options"]
+__all__ = ["FleetReplaceHooks", "facts_of", "first_of", "rollout_alert_key", "rollout_options"]
 
 log = logging.getLogger("ibfleet.rollout")
 
@@ -37,6 +37,23 @@ def rollout_alert_key(gateway: str) -> str:
     return f"rollout:{gateway}"
 
 
+def facts_of(settings: FleetSettings) -> dict[str, rollout.GatewayFacts]:
+    """The rollout planner's facts of every gateway of the fleet file."""
+    return rollout.fleet_facts(
+        settings.gateways,
+        settings.strategies,
+        simulated=settings.simulator.enabled,
+        simulated_second_factor=settings.simulator.twofa_gateways,
+    )
+
+
+def first_of(settings: FleetSettings) -> set[str]:
+    """What is replaced before every gateway: the simulator's broker, which they all use."""
+    from supervisor.simfleet import BROKER_GATEWAY
+
+    return {BROKER_GATEWAY} if settings.simulator.enabled else set()
+
+
 def rollout_options(
     settings: FleetSettings, replace_deadline: float | None, hooks: FleetReplaceHooks
 ) -> dict[str, Any]:
@@ -45,22 +62,14 @@ def rollout_options(
     A replacement gets the login deadline, plus IB's 3-minute IB Key wait on a gateway whose
     login asks for a second factor, unless ``replace_deadline`` says otherwise (tests).
     """
-    from supervisor.simfleet import BROKER_GATEWAY
-
-    simulated = settings.simulator.enabled
-    facts = rollout.fleet_facts(
-        settings.gateways,
-        settings.strategies,
-        simulated=simulated,
-        simulated_second_factor=settings.simulator.twofa_gateways,
-    )
+    facts = facts_of(settings)
     deadline = settings.health.login_deadline.total_seconds()
     if any(f.second_factor for f in facts.values()):
         deadline += 180.0
     return {
         "hooks": hooks,
         "facts": facts,
-        "first": {BROKER_GATEWAY} if simulated else set(),
+        "first": first_of(settings),
         "window": settings.runtime.update_window,
         "tz": settings.tz,
         "replace_deadline": deadline if replace_deadline is None else replace_deadline,

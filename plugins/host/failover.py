@@ -113,20 +113,28 @@ class Failover:
                 self._post("gateway", lambda: self._strategy().on_gateway_state(change))
                 return
             self._run.set(StrategyState.FAILING_OVER, gateway=self._sessions.active)
-            self.count += 1
-            services = self._services
-            if services.metrics is not None:
-                services.metrics.failed_over(self.name)
-            services.store.append_event(
-                at=services.clock.now(),
-                kind="strategy.failover",
-                gateway=session.gateway,
-                strategy=self.name,
-                severity="warning",
-                message=f"failover from {old} to {session.gateway}",
-                fields={"from": old, "to": session.gateway, "client_id": session.client_id},
+            self._record_move(
+                "strategy.failover", "warning", old, session, f"failover from {old} to "
             )
             await self._resume(session, True)
+
+    def _record_move(
+        self, kind: str, severity: str, old: str | None, session: Session, message: str
+    ) -> None:
+        """Count a move and journal it (``message`` is completed with the new gateway)."""
+        self.count += 1
+        services = self._services
+        if services.metrics is not None:
+            services.metrics.failed_over(self.name)
+        services.store.append_event(
+            at=services.clock.now(),
+            kind=kind,
+            gateway=session.gateway,
+            strategy=self.name,
+            severity=severity,
+            message=message + session.gateway,
+            fields={"from": old, "to": session.gateway, "client_id": session.client_id},
+        )
 
     async def planned_move(self, gateway: str) -> str | None:
         """Before ``gateway`` is replaced (a rollout): move to the next candidate in order,
@@ -165,18 +173,12 @@ class Failover:
                     self._run.trading = True
                     raise
                 self._sessions.close(old)  # only now: the new session is reconciled
-                self.count += 1
-                services = self._services
-                if services.metrics is not None:
-                    services.metrics.failed_over(self.name)
-                services.store.append_event(
-                    at=services.clock.now(),
-                    kind="strategy.planned_move",
-                    gateway=name,
-                    strategy=self.name,
-                    severity="info",
-                    message=f"planned move from {gateway} to {name} (gateway replaced)",
-                    fields={"from": gateway, "to": name, "client_id": session.client_id},
+                self._record_move(
+                    "strategy.planned_move",
+                    "info",
+                    gateway,
+                    session,
+                    f"planned move (gateway replaced) from {gateway} to ",
                 )
                 return name
             return None
