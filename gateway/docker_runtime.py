@@ -367,6 +367,9 @@ class DockerRuntime:
 
         await self._call("remove", container_id, remove)
 
+    async def rename(self, container_id: str, name: str) -> None:
+        await self._call("rename", container_id, lambda: self._api.rename(container_id, name))
+
     async def fleet_networks(self, *, fleet: str) -> tuple[str, ...]:
         """The networks labelled as the fleet's: the ones this runtime created for it."""
 

@@ -142,6 +142,10 @@ class Runtime(Protocol):
 
     async def restart(self, container_id: str, *, timeout: float) -> None: ...
 
+    async def rename(self, container_id: str, name: str) -> None:
+        """Give the container a new name (a rollout keeps the previous one under another)."""
+        ...
+
     async def inspect(self, container_id: str) -> ObservedContainer: ...
 
     async def command_address(self, container_id: str) -> tuple[str, int] | None:

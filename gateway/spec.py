@@ -32,10 +32,12 @@ __all__ = [
     "LABEL_GATEWAY",
     "LABEL_PEER_PORTS",
     "LABEL_SPEC_HASH",
+    "LABEL_SPEC_PARTS",
     "LABEL_TRUSTED",
     "PASSWORD_PATH",
     "RESERVED_ENV",
     "SECRETS_DIR",
+    "SPEC_PARTS",
     "USERNAME_PATH",
     "ContainerSpec",
     "GatewaySecrets",
@@ -45,11 +47,17 @@ __all__ = [
     "SpecError",
     "container_name",
     "memory_bytes",
+    "parse_parts",
 ]
 
 LABEL_FLEET = "io.ibfleet.fleet"
 LABEL_GATEWAY = "io.ibfleet.gateway"
 LABEL_SPEC_HASH = "io.ibfleet.spec-hash"
+# One short digest per part of the spec (image, env, limits, ports, credentials, settings), so a
+# plan can say what changed without values; derived from the hashed payload, so not hashed itself.
+LABEL_SPEC_PARTS = "io.ibfleet.spec-parts"
+#: The parts :data:`LABEL_SPEC_PARTS` names, in the order a plan prints them.
+SPEC_PARTS = ("image", "env", "limits", "ports", "credentials", "settings")
 LABEL_COMPONENT = "io.ibfleet.component"
 # The IB account the gateway serves: not a secret, and what an in-process simulator registers.
 LABEL_ACCOUNT = "io.ibfleet.account"
@@ -204,6 +212,21 @@ class ContainerSpec:
     @property
     def label_map(self) -> dict[str, str]:
         return dict(self.labels)
+
+    @property
+    def parts(self) -> dict[str, str]:
+        """The per-part digests of :data:`LABEL_SPEC_PARTS` (empty when absent)."""
+        return parse_parts(self.label_map.get(LABEL_SPEC_PARTS))
+
+
+def parse_parts(label: str | None) -> dict[str, str]:
+    """``image=ab12,env=cd34`` -> ``{"image": "ab12", "env": "cd34"}``; absent or odd: ``{}``."""
+    out: dict[str, str] = {}
+    for item in (label or "").split(","):
+        key, sep, digest = item.partition("=")
+        if sep and key in SPEC_PARTS and digest:
+            out[key] = digest
+    return out
 
 
 def container_name(*, fleet: str, gateway: str) -> str:

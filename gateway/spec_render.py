@@ -14,6 +14,7 @@ import hmac
 import json
 import re
 from collections.abc import Mapping, Sequence
+from typing import cast
 
 from pydantic import SecretStr
 
@@ -29,6 +30,7 @@ from gateway.spec import (
     LABEL_GATEWAY,
     LABEL_PEER_PORTS,
     LABEL_SPEC_HASH,
+    LABEL_SPEC_PARTS,
     LABEL_TRUSTED,
     PASSWORD_PATH,
     RESERVED_ENV,
@@ -57,6 +59,25 @@ def _fingerprint(key: bytes, path: str, content: SecretStr) -> str:
 def _spec_hash(payload: Mapping[str, object]) -> str:
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+#: Which payload keys make up each part a plan reports (every key belongs to one part).
+_PART_KEYS: dict[str, tuple[str, ...]] = {
+    "image": ("image",),
+    "env": ("env",),
+    "limits": ("memory", "hardening"),
+    "ports": ("ports", "network", "aliases", "trusted", "peer_ports"),
+    "credentials": ("credential_files",),
+    "settings": ("name", "settings_files", "labels", "entrypoint", "command", "restart"),
+}
+
+
+def _parts_label(payload: Mapping[str, object]) -> str:
+    """``image=<12 hex>,env=...``: one digest per part, from the same values the hash covers."""
+    return ",".join(
+        f"{part}={_spec_hash({key: payload.get(key) for key in keys})[:12]}"
+        for part, keys in _PART_KEYS.items()
+    )
 
 
 def render_spec(
@@ -113,6 +134,14 @@ def render_spec(
         default_daily_restart=default_daily_restart,
     )
 
+    # The same config.ini with stand-in credentials: its digest tells a settings change from a
+    # credentials change (the real file carries both) and gives away nothing secret.
+    settings_ini = render_ibc_config(
+        gateway,
+        secrets=GatewaySecrets(username=SecretStr("-"), password=SecretStr("-")),
+        control_from=control_from,
+        default_daily_restart=default_daily_restart,
+    )
     files = (
         SecretFile(path=USERNAME_PATH, content=secrets.username),
         SecretFile(path=PASSWORD_PATH, content=secrets.password),
@@ -141,6 +170,8 @@ def render_spec(
         command=command,
         hardening=hardening_of(gateway),
         trusted_sources=tuple(str(net) for net in gateway.trusted_ips),
+        credential_paths=(USERNAME_PATH, PASSWORD_PATH),
+        settings_digest=hashlib.sha256(settings_ini.encode()).hexdigest(),
     )
 
 
@@ -174,11 +205,16 @@ def render_container(
     hardening: Hardening | None = None,
     trusted_sources: Sequence[str] = (),
     peer_ports: Sequence[int] = (),
+    credential_paths: Sequence[str] = (),
+    settings_digest: str | None = None,
 ) -> ContainerSpec:
     """Any fleet container's spec (a gateway, the simulator's broker) with its spec hash.
 
     The container is named ``ibfleet-<fleet>-<gateway>``, aliased ``<gateway>`` on the network
     and labelled with the fleet, so reconcile treats every such container alike.
+    ``credential_paths`` name the files that hold credentials, and ``settings_digest`` stands
+    for the other files (which may embed credentials too) in the ``settings`` part of the
+    :data:`gateway.spec.LABEL_SPEC_PARTS` label; neither changes the spec hash.
     """
     if not fingerprint_key:
         raise SpecError("fingerprint_key is empty; the spec hash would expose password hashes")
@@ -224,7 +260,16 @@ def render_container(
         "peer_ports": list(peers),
     }
     digest = _spec_hash(payload)
-    labels = {**base_labels, LABEL_SPEC_HASH: digest}
+    secret_paths = set(credential_paths)
+    fingerprints = cast("list[list[str]]", payload["files"])
+    parts_payload = {
+        **payload,
+        "credential_files": [f for f in fingerprints if f[0] in secret_paths],
+        "settings_files": settings_digest
+        if settings_digest is not None
+        else [f for f in fingerprints if f[0] not in secret_paths],
+    }
+    labels = {**base_labels, LABEL_SPEC_HASH: digest, LABEL_SPEC_PARTS: _parts_label(parts_payload)}
     return ContainerSpec(
         name=name,
         fleet=fleet,

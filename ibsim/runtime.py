@@ -356,6 +356,16 @@ class InProcessRuntime:
         await self._end(container, _Stop.GRACEFUL, timeout=timeout)
         await self.start(container_id)
 
+    async def rename(self, container_id: str, name: str) -> None:
+        container = self._get(container_id, "rename")
+        if any(c.name == name for c in self._containers.values() if c is not container):
+            raise RuntimeFailure(
+                f"rename {container.name}: the name {name} is in use",
+                operation="rename",
+                container=container.name,
+            )
+        container.name = name
+
     async def remove(self, container_id: str) -> None:
         container = self._get(container_id, "remove")
         await self._end(container, _Stop.KILL, timeout=5.0)

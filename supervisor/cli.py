@@ -25,7 +25,7 @@ from gateway import authlog
 from gateway.secret_refs import read_text_file
 from gateway.time_fields import parse_duration
 from ibsim import cli as sim_cli
-from supervisor import cli_fleet, cli_gateway, cli_strategy
+from supervisor import cli_fleet, cli_gateway, cli_plan, cli_strategy
 from supervisor import lint as lint_mod
 from supervisor.cli_common import (
     ConfigOption,
@@ -454,6 +454,7 @@ def _print_log_line(console: Console, line: str, tz: dt.tzinfo) -> None:
 
 app.add_typer(cli_gateway.gateway_app, name="gateway")
 app.add_typer(cli_fleet.fleet_app, name="fleet")
+app.command("plan")(cli_plan.plan_command)
 
 
 @app.command()

@@ -49,6 +49,7 @@ from supervisor.lifecycle_inputs import from_runtime_event
 from supervisor.metrics import FleetMetrics
 from supervisor.notify import AlertDispatcher
 from supervisor.orchestrator import Orchestrator, OrchestratorEvent
+from supervisor.rollout_hooks import FleetReplaceHooks, rollout_options
 from supervisor.settings import FleetSettings
 
 log = logging.getLogger("ibfleet.supervisor")
@@ -82,6 +83,7 @@ class Supervisor:
         ledger: Ledger | None = None,
         usernames: Mapping[str, str] | None = None,
         operator_stopped: Collection[str] = (),
+        replace_deadline: float | None = None,
     ) -> None:
         self.settings = settings
         self.runtime = runtime
@@ -93,6 +95,8 @@ class Supervisor:
         held = set(operator_stopped) | {
             name for name, status in restored.items() if status.state in _HELD_STATES
         }
+        # Rolling replacement of a running gateway's new spec: see supervisor.rollout_hooks.
+        self.replace_hooks = FleetReplaceHooks()
         self.orchestrator = Orchestrator(
             runtime=runtime,
             fleet=settings.fleet,
@@ -102,6 +106,7 @@ class Supervisor:
             interval=reconcile_interval,
             decides_restarts=False,
             held=held,
+            **rollout_options(settings, replace_deadline, self.replace_hooks),
         )
         h = settings.health
         self.deps = Deps(
@@ -142,6 +147,7 @@ class Supervisor:
                 restored=status is not None,
             )
         metrics.sample_login_budget(self.login_budgets)
+        self.replace_hooks.bind(self)
         self._window: schedules.Window | None = None
         self._daily_next: dict[str, datetime] = {}
         self._reauth_warned: datetime | None = None

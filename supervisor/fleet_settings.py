@@ -26,7 +26,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from gateway import addresses
 from gateway.config import GatewayConfig
 from gateway.secret_refs import SecretRef
-from gateway.time_fields import Duration
+from gateway.time_fields import ClockTime, Duration
 from plugins.config import StrategyConfig
 from supervisor import schedules
 from supervisor.alertpolicy import Severity
@@ -61,6 +61,48 @@ SeverityName = Annotated[
 ]
 
 
+_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_FULL_DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+_DAY_NAMES = {**{d: d for d in _DAYS}, **{f: d for f, d in zip(_FULL_DAYS, _DAYS, strict=True)}}
+
+
+class UpdateWindow(_Strict):
+    """When a change that costs a full login (a recreate) may be rolled out by itself."""
+
+    days: list[str] = Field(
+        default_factory=lambda: list(_DAYS),
+        min_length=1,
+        description="Days the window opens, in the fleet's timezone: mon, tue, ..., sun. "
+        "Default every day.",
+    )
+    start: ClockTime = Field(description="24-hour HH:MM the window opens, in the fleet's timezone.")
+    length: Duration = Field(
+        ge=dt.timedelta(minutes=5),
+        le=dt.timedelta(days=7),
+        description="How long it stays open (5m-7d), e.g. 2h.",
+    )
+
+    @field_validator("days", mode="before")
+    @classmethod
+    def _day_names(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list):
+            return value
+        out = []
+        for index, day in enumerate(value):
+            key = _DAY_NAMES.get(str(day).strip().lower())
+            if key is None:
+                raise ValueError(f"days[{index}]: {day!r} is not a day; write mon, tue, ..., sun")
+            out.append(key)
+        return out
+
+    @property
+    def weekdays(self) -> frozenset[int]:
+        """The days as ``datetime.weekday()`` numbers (Monday 0)."""
+        return frozenset(_DAYS.index(day) for day in self.days)
+
+
 class RuntimeSettings(_Strict):
     """Where and how gateway containers run."""
 
@@ -78,6 +120,13 @@ class RuntimeSettings(_Strict):
         default="ghcr.io/gnzsnz/ib-gateway:stable",
         min_length=1,
         description="Gateway image (gnzsnz/ib-gateway contract).",
+    )
+    update_window: UpdateWindow | None = Field(
+        default=None,
+        description="When recreates that need a full login (and on live an IB Key prompt) are "
+        "rolled out by themselves: {days: [sat], start: '02:00', length: 4h}. Outside it such "
+        "a change waits, shown by `ibfleet plan` and `ibfleet status`, until the window or "
+        "`ibfleet apply`. Default none: changes roll out at once.",
     )
 
 

@@ -1,5 +1,8 @@
 """The reconcile loop: observe the runtime, plan (pure), act; at start, on events, periodically.
 
+(Over 600 lines: the loop, the restart rationing and the rollout's sequencing share one lock and
+one view of the fleet; the replacement itself lives in :mod:`supervisor.rolling`.)
+
 Who decides restarts is set once, at construction (one owner per decision):
 
 - ``decides_restarts=False`` (the supervisor): the per-gateway lifecycle decides every restart,
@@ -11,6 +14,11 @@ Who decides restarts is set once, at construction (one owner per decision):
 - ``decides_restarts=True`` (standalone use: tools, the simulator fleet): the orchestrator
   restarts dead containers itself, the first one at once, later ones after an exponential,
   fully jittered backoff, and a sliding-window retry budget stops a crash loop altogether.
+
+A running container whose spec changed is not recreated in the pass that sees it: it is rolled
+out (:mod:`supervisor.rolling`), one gateway at a time in :func:`supervisor.rollout.plan_rollout`'s
+order, the first as the canary, deferred to ``runtime.update_window`` when it costs a full login.
+A failed canary is rolled back and blocks further replacements until :meth:`Orchestrator.apply`.
 
 Every decision and every runtime event is handed to ``publish`` so the supervisor's wiring can
 feed the per-gateway lifecycle. Closing the orchestrator leaves every container running:
@@ -24,16 +32,19 @@ import contextlib
 import enum
 import logging
 import random
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+import zoneinfo
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from gateway.aio import within
 from gateway.runtime import ContainerGone, ContainerState, ObservedContainer, Runtime, RuntimeEvent
 from gateway.spec import ContainerSpec
-from supervisor import reconcile
+from supervisor import reconcile, rolling, rollout
 from supervisor.budget import BackoffPolicy, Budget
 from supervisor.reconcile import Action, ActionKind
+from supervisor.rolling import Outcome, ReplaceHooks, Replacement
+from supervisor.rollout import GatewayFacts, RolloutPlan, When, WindowSpec
 
 __all__ = [
     "Orchestrator",
@@ -60,6 +71,9 @@ class OrchestratorEventKind(enum.Enum):
     OPERATOR_STOPPED = "operator_stopped"
     OPERATOR_STARTED = "operator_started"
     RECONCILE_FAILED = "reconcile_failed"  # the runtime could not even be listed
+    REPLACED = "replaced"  # a rollout replaced a running gateway, and it is ready
+    ROLLED_BACK = "rolled_back"  # a replacement was not ready in time: back on the old container
+    ROLLOUT_BLOCKED = "rollout_blocked"  # replacements wait for `ibfleet apply` after a failure
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +133,12 @@ class Orchestrator:
         event_retry: float = 1.0,
         decides_restarts: bool = True,
         held: Iterable[str] = (),
+        hooks: ReplaceHooks | None = None,
+        facts: Mapping[str, GatewayFacts] | None = None,
+        first: Collection[str] = (),
+        window: WindowSpec | None = None,
+        tz: zoneinfo.ZoneInfo | None = None,
+        replace_deadline: float = 300.0,
     ) -> None:
         self._runtime = runtime
         self._fleet = fleet
@@ -142,6 +162,20 @@ class Orchestrator:
         self._lock = asyncio.Lock()
         self._closing = asyncio.Event()
         self.passes = 0  # completed reconcile passes, for tests and metrics
+        # -- rollouts
+        self._hooks: ReplaceHooks = hooks or rolling.ContainerRunning(runtime)
+        self._facts: dict[str, GatewayFacts] = dict(facts or {})
+        self._first = frozenset(first)
+        self._window = window
+        self._tz = tz
+        self._replace_deadline = replace_deadline
+        self._rollout_task: asyncio.Task[None] | None = None
+        self._replacing: str | None = None  # the gateway being replaced: passes leave it alone
+        self._now_anyway: set[str] = set()  # `ibfleet apply`: these go now, window or not
+        self._blocked: Replacement | None = None  # a failed replacement: wait for apply
+        self._announced_at: dict[str, datetime] = {}
+        self.plan: RolloutPlan | None = None  # the last pass's rollout plan
+        self.replacements: list[Replacement] = []  # every replacement carried out, in order
 
     # -- operator surface --------------------------------------------------------------------
 
@@ -241,9 +275,16 @@ class Orchestrator:
             log.info("orchestrator_stopped fleet=%s containers=left_running", self._fleet)
 
     async def close(self) -> None:
-        """End :meth:`run` after the current pass; containers are left as they are."""
+        """End :meth:`run` after the current pass; containers are left as they are.
+
+        A replacement under way is finished first (ready or rolled back), never cut in half.
+        """
         self._closing.set()
         self._wake.set()
+        task = self._rollout_task
+        if task is not None and not task.done() and task is not asyncio.current_task():
+            with contextlib.suppress(Exception):
+                await asyncio.shield(task)
 
     async def _sleep_until_woken(self) -> None:
         timeout = self._interval
@@ -293,7 +334,24 @@ class Orchestrator:
             actions = reconcile.plan(
                 self._desired, observed, fleet=self._fleet, hold=self._hold(now, observed)
             )
-            allowed = [a for a in actions if self._admit(a, now)]
+            self.plan = rollout.plan_rollout(
+                actions,
+                facts=self._facts,
+                now=now,
+                window=self._window,
+                tz=self._tz,
+                now_anyway=self._now_anyway,
+                first=self._first,
+            )
+            # A running gateway's new spec is rolled out, never recreated in a pass; nor is the
+            # gateway being replaced touched by one (its rollback copy included).
+            allowed = [
+                a
+                for a in actions
+                if not rollout.is_rolling(a)
+                and a.gateway != self._replacing
+                and self._admit(a, now)
+            ]
             by_gateway: dict[str, list[Action]] = {}
             for action in allowed:
                 by_gateway.setdefault(action.gateway, []).append(action)
@@ -303,7 +361,8 @@ class Orchestrator:
                 # Brought up (or held) once: from now on a down container waits for a request.
                 self._state(spec.gateway).settled = True
             self.passes += 1
-            return actions
+        await self._start_rollout(self.plan)
+        return actions
 
     def _state(self, gateway: str) -> _Restarts:
         state = self._restarts.get(gateway)
@@ -449,6 +508,128 @@ class Orchestrator:
             with contextlib.suppress(ContainerGone):
                 await step()
 
+    # -- rollouts -----------------------------------------------------------------------------
+
+    @property
+    def replacing(self) -> str | None:
+        """The gateway being replaced now, if any."""
+        return self._replacing
+
+    @property
+    def blocked(self) -> Replacement | None:
+        """The failed replacement that holds further ones until :meth:`apply`."""
+        return self._blocked
+
+    def apply(self, gateways: Collection[str] = (), *, now: bool = False) -> None:
+        """``ibfleet apply``: carry out the plan (again after a failed canary).
+
+        ``gateways`` (or every gateway when ``now`` and none is named) go now even outside the
+        update window; without either the plan is carried out as its window says.
+        """
+        self._blocked = None
+        if gateways:
+            self._now_anyway.update(gateways)
+        elif now:
+            self._now_anyway.update(spec.gateway for spec in self._desired)
+        self.request_reconcile()
+
+    def rollout_running(self) -> bool:
+        return self._rollout_task is not None and not self._rollout_task.done()
+
+    async def wait_rollout(self) -> None:
+        """Until the rollout under way (if any) has ended."""
+        task = self._rollout_task
+        if task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(task)
+
+    async def _start_rollout(self, plan: RolloutPlan) -> None:
+        for line in plan.waiting:
+            # Announced once per opening: the IB Key prompt comes at about the window's start.
+            announce = line.second_factor and line.at is not None
+            if announce and line.at is not None and self._announced_at.get(line.gateway) != line.at:
+                self._announced_at[line.gateway] = line.at
+                await self._hooks.announce(line.gateway, line.at)
+        due = [line.gateway for line in plan.rolling if line.when is When.NOW]
+        if not due or self.rollout_running() or self._closing.is_set():
+            return
+        if self._blocked is not None:
+            self._emit_once(
+                OrchestratorEventKind.ROLLOUT_BLOCKED,
+                self._blocked.gateway,
+                detail=f"{self._blocked.detail}; run `ibfleet apply` to try again",
+            )
+            return
+        self._rollout_task = asyncio.create_task(
+            self._roll(due), name=f"ibfleet-rollout-{self._fleet}"
+        )
+
+    async def _roll(self, order: list[str]) -> None:
+        """Replace ``order`` one at a time; stop at the first that is not ready."""
+        for index, gateway in enumerate(order):
+            if self._closing.is_set() or self._blocked is not None:
+                return
+            async with self._lock:
+                observed = await self._runtime.list(fleet=self._fleet)
+                actions = reconcile.plan(self._desired, observed, fleet=self._fleet)
+            action = next(
+                (a for a in actions if a.gateway == gateway and rollout.is_rolling(a)), None
+            )
+            if action is None or action.spec is None or action.container is None:
+                continue  # replaced meanwhile, or no longer running: nothing to roll
+            result = await self._replace(action, canary=index == 0)
+            if result.outcome is not Outcome.REPLACED:
+                self._blocked = result
+                return
+        self.request_reconcile()
+
+    async def _replace(self, action: Action, *, canary: bool) -> Replacement:
+        assert action.spec is not None and action.container is not None
+        gateway = action.gateway
+        self._replacing = gateway
+        if (
+            self._announced_at.get(gateway) is None
+            and self._facts.get(gateway, GatewayFacts(name=gateway)).second_factor
+        ):
+            await self._hooks.announce(gateway, self._clock())
+        try:
+            result = await rolling.replace_one(
+                runtime=self._runtime,
+                hooks=self._hooks,
+                lock=self._lock,
+                spec=action.spec,
+                old=action.container,
+                canary=canary,
+                deadline=self._replace_deadline,
+                stop_timeout=self._stop_timeout,
+                action_timeout=self._action_timeout,
+                clock=self._clock,
+            )
+        except Exception as exc:
+            result = Replacement(
+                gateway, Outcome.FAILED, f"{type(exc).__name__}: {exc}", canary, self._clock()
+            )
+            with contextlib.suppress(Exception):
+                await self._hooks.after_replace(result)
+        finally:
+            self._replacing = None
+            self._now_anyway.discard(gateway)
+            self._announced_at.pop(gateway, None)
+        self.replacements.append(result)
+        kind = (
+            OrchestratorEventKind.REPLACED
+            if result.outcome is Outcome.REPLACED
+            else OrchestratorEventKind.ROLLED_BACK
+        )
+        self._emit(
+            kind,
+            gateway,
+            action=ActionKind.RECREATE,
+            container_id=action.container.id,
+            detail=("canary: " if canary else "") + result.detail,
+        )
+        return result
+
     # -- publishing --------------------------------------------------------------------------
 
     def _emit(
@@ -507,6 +688,8 @@ class Orchestrator:
 _WARN = frozenset(
     {
         OrchestratorEventKind.ACTION_FAILED,
+        OrchestratorEventKind.ROLLED_BACK,
+        OrchestratorEventKind.ROLLOUT_BLOCKED,
         OrchestratorEventKind.CONFLICT,
         OrchestratorEventKind.BUDGET_EXHAUSTED,
         OrchestratorEventKind.RECONCILE_FAILED,

@@ -14,7 +14,15 @@ from dataclasses import dataclass
 from gateway.runtime import STARTABLE_STATES, ContainerState, ObservedContainer
 from gateway.spec import ContainerSpec
 
-__all__ = ["Action", "ActionKind", "PlanError", "plan"]
+__all__ = ["PREVIOUS_SUFFIX", "Action", "ActionKind", "PlanError", "plan", "previous_name"]
+
+#: A rollout keeps the replaced container, stopped, under its name plus this until the new one
+#: is ready, so a failed canary goes back to exactly what ran (image, files and all).
+PREVIOUS_SUFFIX = "-previous"
+
+
+def previous_name(name: str) -> str:
+    return name + PREVIOUS_SUFFIX
 
 
 class PlanError(ValueError):
@@ -84,6 +92,24 @@ def _rank(container: ObservedContainer, spec: ContainerSpec) -> tuple[int, int, 
 
 
 def _plan_gateway(
+    spec: ContainerSpec, candidates: list[ObservedContainer], *, held: bool
+) -> list[Action]:
+    gw = spec.gateway
+    kept = [c for c in candidates if c.name == previous_name(spec.name)]
+    candidates = [c for c in candidates if c.name != previous_name(spec.name)]
+    actions = _plan_current(spec, candidates, held=held)
+    settled = any(a.kind is ActionKind.ADOPT and a.container is not None for a in actions)
+    for copy in kept:
+        if settled and not copy.is_alive:
+            # The replacement runs on the new spec: the rollback copy is no longer needed.
+            actions.append(
+                Action(ActionKind.REMOVE, gw, "previous container of a rollout", container=copy)
+            )
+        # Otherwise a rollout is under way (or was cut short): the copy is left for it.
+    return actions
+
+
+def _plan_current(
     spec: ContainerSpec, candidates: list[ObservedContainer], *, held: bool
 ) -> list[Action]:
     gw = spec.gateway

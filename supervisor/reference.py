@@ -32,11 +32,13 @@ from supervisor.settings import (
     RuntimeSettings,
     SimulatorSettings,
     StorageSettings,
+    UpdateWindow,
 )
 
 SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("top level", FleetSettings),
     ("runtime", RuntimeSettings),
+    ("runtime.update_window", UpdateWindow),
     ("simulator", SimulatorSettings),
     ("gateways[]", GatewayConfig),
     ("gateways[].client_ids", ClientIdRange),

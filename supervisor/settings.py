@@ -33,6 +33,7 @@ from supervisor.fleet_settings import (
     RuntimeSettings,
     SimulatorSettings,
     StorageSettings,
+    UpdateWindow,
 )
 
 __all__ = [
@@ -54,6 +55,7 @@ __all__ = [
     "Severity",
     "SimulatorSettings",
     "StorageSettings",
+    "UpdateWindow",
     "apply_env_overrides",
     "format_path",
     "load_settings",

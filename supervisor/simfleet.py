@@ -179,6 +179,7 @@ def render_broker_spec(
         command=command,
         # Inter-container traffic is off on the fleet network: the gateways' link is opened.
         peer_ports=(BROKER_LINK_PORT,),
+        credential_paths=(USERS_FILE_PATH,),
     )
 
 
@@ -230,6 +231,8 @@ def render_sim_fleet(
 ) -> list[ContainerSpec]:
     """Every desired container of a simulator fleet: the broker first, then the gateways.
 
+    ``image`` is the broker's image and that of every gateway without an ``image`` of its own.
+
     ``secrets`` maps each gateway's name to its resolved credentials. With settings at hand:
     ``render_sim_fleet(s.gateways, fleet=s.fleet, network=s.runtime.network,
     image=s.simulator.image, timezone=s.timezone, ...)``.
@@ -251,7 +254,9 @@ def render_sim_fleet(
                 gateway,
                 fleet=fleet,
                 network=network,
-                image=image,
+                # A gateway's own image (an upgrade rolled out gateway by gateway) leaves the
+                # broker's spec, and so the simulated IB servers' state, as it is.
+                image=gateway.image or image,
                 timezone=timezone,
                 secrets=secrets[gateway.name],
                 fingerprint_key=fingerprint_key,

@@ -132,6 +132,8 @@ def build_host(
         settings=HostSettings(journal_wait=2 * settings.storage.write_wait.total_seconds()),
     )
 
+    # A rollout moves strategies off a gateway before replacing it.
+    supervisor.replace_hooks.move_hooks.append(strategy_host.move_off)
     supervisor.deps.gate_hooks.append(
         gate_hook(strategy_host, reason_of=lambda gw: supervisor.controllers[gw].status.reason)
     )

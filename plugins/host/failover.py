@@ -113,20 +113,75 @@ class Failover:
                 self._post("gateway", lambda: self._strategy().on_gateway_state(change))
                 return
             self._run.set(StrategyState.FAILING_OVER, gateway=self._sessions.active)
-            self.count += 1
-            services = self._services
-            if services.metrics is not None:
-                services.metrics.failed_over(self.name)
-            services.journal_event(
-                at=services.clock.now(),
-                kind="strategy.failover",
-                gateway=session.gateway,
-                strategy=self.name,
-                severity="warning",
-                message=f"failover from {old} to {session.gateway}",
-                fields={"from": old, "to": session.gateway, "client_id": session.client_id},
+            self._record_move(
+                "strategy.failover", "warning", old, session, f"failover from {old} to "
             )
             await self._resume(session, True)
+
+    def _record_move(
+        self, kind: str, severity: str, old: str | None, session: Session, message: str
+    ) -> None:
+        """Count a move and journal it (``message`` is completed with the new gateway)."""
+        self.count += 1
+        services = self._services
+        if services.metrics is not None:
+            services.metrics.failed_over(self.name)
+        services.journal_event(
+            at=services.clock.now(),
+            kind=kind,
+            gateway=session.gateway,
+            strategy=self.name,
+            severity=severity,
+            message=message + session.gateway,
+            fields={"from": old, "to": session.gateway, "client_id": session.client_id},
+        )
+
+    async def planned_move(self, gateway: str) -> str | None:
+        """Before ``gateway`` is replaced (a rollout): move to the next candidate in order,
+        reconciled there before the old session closes; returns where it went, or None.
+
+        No safe state: the strategy's orders stay working at IB. The new session sees them
+        (reqAllOpenOrders, same account) and may cancel them; IB lets only the session that
+        placed an order modify it, so a modify after the move is refused (cancel and place
+        anew). With no candidate on the same account the strategy stays and holds through the
+        planned outage as its gate says (:func:`plugins.outage.react`).
+        """
+        async with self._run.lock:
+            old = self._sessions.current
+            if old is None or old.closed or old.gateway != gateway:
+                return None
+            if self._run.state is not StrategyState.RUNNING:
+                return None
+            for name in self.candidates(exclude=gateway):
+                try:
+                    session = await self._sessions.open(name)
+                except ConnectionError as exc:
+                    log.warning(
+                        "planned_move_connect_failed strategy=%s gateway=%s reason=%s",
+                        self.name,
+                        name,
+                        exc,
+                    )
+                    continue
+                self._run.trading = False  # nothing is sent while the two sessions overlap
+                try:
+                    await self._resume(session, True)
+                except BaseException:
+                    self._sessions.close(session)
+                    self._sessions.current = old
+                    self._sessions.active = gateway
+                    self._run.trading = True
+                    raise
+                self._sessions.close(old)  # only now: the new session is reconciled
+                self._record_move(
+                    "strategy.planned_move",
+                    "info",
+                    gateway,
+                    session,
+                    f"planned move (gateway replaced) from {gateway} to ",
+                )
+                return name
+            return None
 
     async def recover_if_waiting(self, gateway: str) -> None:
         """A gateway came back while the strategy had none: resume there after reconciling."""

@@ -107,6 +107,16 @@ class StrategyHost:
         for runner in self.runners.values():
             runner.outages.gate_changed(name, gate, was)
 
+    async def move_off(self, gateway: str) -> dict[str, str | None]:
+        """``gateway`` is about to be replaced: each strategy trading there moves to its next
+        gateway as a planned move (:meth:`plugins.host.failover.Failover.planned_move`).
+        Returns strategy -> the gateway it moved to (None: it stays and holds)."""
+        runners = [r for r in self.runners.values() if r.active == gateway]
+        moved = await asyncio.gather(*(r.failover.planned_move(gateway) for r in runners))
+        for runner, to in zip(runners, moved, strict=True):
+            log.info("strategy_planned_move strategy=%s from=%s to=%s", runner.name, gateway, to)
+        return {r.name: to for r, to in zip(runners, moved, strict=True)}
+
     # -- operations (CLI / HTTP) -----------------------------------------------------------
 
     def _runner(self, name: str) -> Runner:

@@ -83,6 +83,8 @@ def on_tick(step: Step, _: Tick) -> None:
         state in (State.RESTARTING, State.CREATING)
         and status.restart_deadline
         and now >= status.restart_deadline
+        # A rollout's replacement has the rollout's own deadline (and rollback).
+        and status.restart_kind is not RestartKind.REPLACE
     ):
         # RESTARTING/CREATING -> RESTARTING: the restart did not bring it back; restart the
         # container (or start it again if it never started), within the budget.

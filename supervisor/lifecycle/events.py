@@ -245,6 +245,18 @@ class OperatorReset:
 
 
 @dataclass(frozen=True, slots=True)
+class ReplaceStarted:
+    """A rollout replaces the container with the fleet file's new spec (a planned full login)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReplaceFinished:
+    """The rollout of this gateway ended: ``ok`` on the new spec, else rolled back."""
+
+    ok: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class SupervisorStopping:
     """The supervisor itself is stopping: every gate closes with kind SHUTDOWN."""
 
@@ -260,6 +272,8 @@ Event: TypeAlias = (
     | ContainerDied
     | ContainerOom
     | ContainerDestroyed
+    | ReplaceStarted
+    | ReplaceFinished
     | LoginAttempt
     | TwoFactorInitiated
     | TwoFactorTimedOut

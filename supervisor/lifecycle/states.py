@@ -62,3 +62,6 @@ class RestartKind(enum.Enum):
     HARD = "hard"  # container restart: forces a full login
     START = "start"  # container (re)created or started after a stop
     EXTERNAL = "external"  # IBC or the start script restarts by itself (cold restart, exit)
+    # The orchestrator replaces the container with a new spec (a rollout): a full login, and
+    # the rollout, not the lifecycle, decides what a death or a removal meanwhile means.
+    REPLACE = "replace"

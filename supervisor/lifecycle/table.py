@@ -93,6 +93,15 @@ TABLE: dict[type, Row] = {
         _LIVE - {_A, _B},
         "ABSENT: nothing to lose; BACKOFF: the retry creates it again",
     ),
+    # --- a rollout (the orchestrator replacing the container with a new spec)
+    ev.ReplaceStarted: Row(
+        commands.on_replace_started,
+        _LIVE - {_A},
+        "ABSENT: nothing runs to replace; STOPPED/FATAL: an operator holds it",
+    ),
+    ev.ReplaceFinished: Row(
+        commands.on_replace_finished, _LIVE, "an operator holds STOPPED/FATAL: nothing to end"
+    ),
     # --- IBC's log (untrusted: never ends a session the probe sees healthy)
     ev.LoginAttempt: Row(login.on_login_attempt, ALL_STATES, "never: IB counts every login"),
     ev.TwoFactorInitiated: Row(

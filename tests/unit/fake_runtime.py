@@ -167,6 +167,13 @@ class FakeRuntime:
         del self.containers[container_id]
         self._event(EventKind.DESTROY, container)
 
+    async def rename(self, container_id: str, name: str) -> None:
+        container = self._get(container_id, "rename")
+        await self._gate("rename", container.name)
+        if any(c.name == name for c in self.containers.values() if c is not container):
+            raise RuntimeFailure(f"rename: {name} in use", operation="rename", container=name)
+        container.name = name
+
     async def restart(self, container_id: str, *, timeout: float) -> None:
         await self.stop(container_id, timeout=timeout)
         await self.start(container_id)

@@ -22,6 +22,7 @@ from supervisor.orchestrator import (
     RestartPolicy,
 )
 from supervisor.reconcile import ActionKind
+from supervisor.rolling import ContainerRunning
 from tests.unit.fake_runtime import FakeRuntime
 from tests.waiting import until as wait_for
 
@@ -94,6 +95,7 @@ class Kit:
             "rng": MaxRandom(),
             "action_timeout": 5.0,
             "event_retry": 0.01,
+            "hooks": ContainerRunning(self.runtime, settle=0.0),
         }
         params.update(self.kwargs)
         return Orchestrator(**params)
@@ -270,6 +272,7 @@ class TestDriftAndShutdown:
         b_id = kit.runtime.by_name("ibfleet-unit-b").id
         orch.set_desired([spec("a"), spec("b", port=4200)])
         await orch.reconcile_once()
+        await orch.wait_rollout()  # a running gateway's new spec is rolled out
         assert kit.runtime.by_name("ibfleet-unit-a").id == a_id
         assert kit.runtime.by_name("ibfleet-unit-b").id != b_id
         assert kit.events(OrchestratorEventKind.BACKOFF) == []

@@ -7,6 +7,8 @@ from supervisor.lifecycle.events import (
     OperatorRestart,
     OperatorStart,
     OperatorStop,
+    ReplaceFinished,
+    ReplaceStarted,
     SupervisorStopping,
 )
 from supervisor.lifecycle.states import (
@@ -66,6 +68,19 @@ def on_operator_reset(step: Step, _: OperatorReset) -> None:
         # BACKOFF -> RESTARTING: the operator says try now and forget the failures.
         step.update(restarts=(), failed_logins=0)
         restart(step, RestartKind.START, "operator reset", planned=True)
+
+
+def on_replace_started(step: Step, _: ReplaceStarted) -> None:
+    # running/transitional -> RESTARTING (replace): a rollout replaces the container with its
+    # new spec. Planned: no page, and a session that was up is a planned outage for the
+    # strategies (they were moved off first); the full login follows the new container's start.
+    restart(step, RestartKind.REPLACE, "replacing the container with its new spec", planned=True)
+
+
+def on_replace_finished(step: Step, event: ReplaceFinished) -> None:
+    # any -> same: the rollout is over; deaths and removals are the lifecycle's again.
+    if step.status.restart_kind is RestartKind.REPLACE:
+        step.update(restart_kind=None)
 
 
 def on_supervisor_stopping(step: Step, _: SupervisorStopping) -> None:

@@ -26,13 +26,15 @@ _IBC_2FA_TIMEOUT = frozenset({1111, 1111 % 256})
 
 
 def on_container_started(step: Step, _: ContainerStarted) -> None:
-    unexpected = step.state in RUNNING_STATES
+    replacing = step.status.restart_kind is RestartKind.REPLACE
+    unexpected = step.state in RUNNING_STATES and not replacing
     # CREATING/RESTARTING/BACKOFF/ABSENT (adopted)/running -> STARTING: a new container life;
     # log lines and probe facts from before no longer count.
     clear_session(step)
     step.update(
         login_deadline=step.now + step.policy.login_timeout,
-        restart_kind=None,
+        # A rollout's new container (or its rollback) is still the rollout's until it ends.
+        restart_kind=RestartKind.REPLACE if replacing else None,
         restart_deadline=None,
         backoff_until=None,
     )
@@ -53,6 +55,10 @@ def _died(step: Step, reason: str, todo: str) -> None:
 
 
 def on_container_died(step: Step, event: ContainerDied) -> None:
+    if step.status.restart_kind is RestartKind.REPLACE:
+        # any -> same: a rollout stops the old container itself, and a new one that dies is
+        # the rollout's to roll back (one alert, from it), never a restart of the lifecycle's.
+        return
     if event.exit_code in _IBC_2FA_TIMEOUT and step.state in LOGIN_STATES | {State.STARTING}:
         # login states -> RESTARTING/BACKOFF: IBC exited with 1111 and did not relaunch
         # (--on2fatimeout=exit): the supervisor owns this restart.
@@ -70,6 +76,8 @@ def on_container_died(step: Step, event: ContainerDied) -> None:
 
 
 def on_container_oom(step: Step, _: ContainerOom) -> None:
+    if step.status.restart_kind is RestartKind.REPLACE:
+        return  # as on_container_died: the rollout decides
     _died(
         step,
         "container was killed for memory (OOM)",
@@ -79,6 +87,9 @@ def on_container_oom(step: Step, _: ContainerOom) -> None:
 
 def on_container_destroyed(step: Step, _: ContainerDestroyed) -> None:
     # Not in BACKOFF (the retry creates it again) or ABSENT (nothing to lose): the table.
+    if step.status.restart_kind is RestartKind.REPLACE:
+        # any -> same: a rollout removes the old container (or a failed new one) itself.
+        return
     # running/CREATING/RESTARTING -> RESTARTING (start): it vanished; recreate within budget.
     step.alert(alerts.container_removed(step.status))
     restart(step, RestartKind.START, "container removed", planned=False)

@@ -139,6 +139,8 @@ ONE_OF_EACH: list[lc.Event] = [
     lc.ContainerDied(exit_code=87),
     lc.ContainerOom(),
     lc.ContainerDestroyed(),
+    lc.ReplaceStarted(),
+    lc.ReplaceFinished(ok=True),
     lc.LoginAttempt(1),
     lc.TwoFactorInitiated(),
     lc.TwoFactorTimedOut(),
