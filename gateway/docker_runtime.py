@@ -424,17 +424,23 @@ class DockerRuntime:
 
         ``since`` narrows the engine's reply to a second before the earliest line kept; the
         timestamp filter then drops anything older than StartedAt less
-        :data:`~gateway.runtime.START_STAMP_TOLERANCE`, so a line from before a restart never
-        shows up as if it were new, and the container's first line, which Docker may stamp a
-        few ms before StartedAt, is not lost.
+        :data:`~gateway.runtime.START_STAMP_TOLERANCE` or not newer than the previous run's
+        FinishedAt, so a line from before a restart never shows up as if it were new, and the
+        container's first line, which Docker may stamp a few ms before StartedAt, is not lost.
         """
         attrs = await self._call(
             "logs", container_id, lambda: self._api.inspect_container(container_id)
         )
-        started_ns = parse_docker_time_ns(str((attrs.get("State") or {}).get("StartedAt", "")))
+        state = attrs.get("State") or {}
+        started_ns = parse_docker_time_ns(str(state.get("StartedAt", "")))
         if started_ns is None:
             return
         earliest_ns = started_ns - round(START_STAMP_TOLERANCE.total_seconds() * 1e9)
+        # After a restart, FinishedAt is the earlier run's end: nothing stamped by that run
+        # is new, however soon the container was started again.
+        finished_ns = parse_docker_time_ns(str(state.get("FinishedAt", "")))
+        if finished_ns is not None and finished_ns < started_ns:
+            earliest_ns = max(earliest_ns, finished_ns + 1)
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=10_000)
         holder: dict[str, Any] = {}

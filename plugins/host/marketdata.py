@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import math
 from collections.abc import Callable, Iterable
 from datetime import timedelta
@@ -22,6 +23,8 @@ __all__ = ["MarketData", "describe_instrument", "describe_permission", "price_or
 
 #: Queue a hook call for the strategy's task: ``post(kind, call)``.
 Post = Callable[[str, Callable[[], Any]], None]
+
+log = logging.getLogger("plugins.host")
 
 
 def price_or_none(value: float | None) -> float | None:
@@ -140,10 +143,21 @@ class MarketData:
     async def _open_line(
         self, instrument: api.Instrument, contract: Contract, bar: timedelta | None
     ) -> None:
-        session = self._sessions.live()
         con_id = contract.conId
         # Counted before the wait, so the first ticks (which may come before it ends) are seen.
         self.subscriptions[con_id] = bar
+        try:
+            session = self._sessions.live()
+        except api.OrderRefused as closed:
+            # An outage now (a restart, a stall): the line opens with the others when the
+            # session is back (resubscribe), as for a subscription made before the outage.
+            log.info(
+                "subscription_deferred strategy=%s symbol=%s reason=%s",
+                self._sessions.name,
+                instrument.symbol,
+                closed,
+            )
+            return
         wait = self._services.settings.subscribe_wait
         try:
             refused = await ask(
@@ -151,6 +165,15 @@ class MarketData:
                 lambda b: b.subscribe_market_data(contract, wait=wait),
                 timeout=wait + self._services.settings.request_timeout,
             )
+        except (ConnectionError, TimeoutError) as lost:
+            # The session went (or is slow) mid-request: kept, and opened again on the next one.
+            log.warning(
+                "subscription_unconfirmed strategy=%s symbol=%s reason=%s",
+                self._sessions.name,
+                instrument.symbol,
+                lost,
+            )
+            return
         except BaseException:
             self.subscriptions.pop(con_id, None)
             raise

@@ -282,3 +282,26 @@ async def test_a_strategy_whose_gateways_are_all_down_waits_without_safe_state_o
         r.host.on_gate("gw-a", OPEN)
         await until(lambda: runner.state is StrategyState.RUNNING, what="started on gw-a")
         assert r.host.safe_state_runs("s1") == [] and r.alerts.raised == []
+
+
+async def test_a_subscription_made_during_an_outage_opens_when_the_session_is_back(
+    tmp_path: Path,
+) -> None:
+    async with rig(tmp_path, strategy(grace=5)) as r:
+        await started(r)
+        runner = r.runner()
+        aapl = api.Instrument("AAPL")
+        contract = await runner.data.qualify(aapl)
+        stalled = Gate(open=False, kind=OutageKind.STALLED, reason="heartbeat missed")
+        r.host.on_gate("gw-a", stalled)
+        # A strategy subscribing now (as in on_start at a supervisor restart) is not refused.
+        await runner.ctx.subscribe(aapl)
+        assert contract.conId in runner.data.subscriptions
+        runner.sessions.current.broker.subscribed.clear()  # nothing open at IB now
+        r.host.on_gate("gw-a", OPEN)
+        await until(lambda: runner.trading, what="trading again")
+        await until(
+            lambda: contract.conId in runner.sessions.current.broker.subscribed,
+            what="the deferred line opened on the session",
+        )
+        assert runner.state is StrategyState.RUNNING
