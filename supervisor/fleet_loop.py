@@ -207,7 +207,12 @@ class Supervisor:
             return
         mapped = from_runtime_event(event)
         if event.kind is EventKind.START:
+            controller.started(event.container_id)
             self._spawn_inspect(controller, event.container_id)
+        elif controller.stale(event.container_id):
+            # E.g. a rollout removing the previous container after the new one started.
+            log.debug("stale_container_event gateway=%s kind=%s", event.gateway, event.kind.value)
+            return
         if mapped is not None:
             controller.post(mapped)
 
