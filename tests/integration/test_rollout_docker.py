@@ -18,8 +18,7 @@ import os
 import subprocess
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import docker
@@ -28,56 +27,27 @@ import httpx
 import pytest
 
 from supervisor.simfleet import BROKER_GATEWAY
+from tests.integration import test_real_day
 from tests.integration.realday import (
     EXE,
     MIDDAY,
     DayFleet,
-    GatewayPlan,
     MovableClock,
     StrategyPlan,
     image_tag,
     set_image,
 )
-from tests.integration.smtp import WebhookSink
 from tests.waiting import until
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
+# The real day's fleet of two gateways on one account and its webhook sink, as fixtures here.
+hook = test_real_day.hook
+make_fleet = test_real_day.make_fleet
+
 ROLLOUT_PAGE = "rollout stopped"
 #: Lifecycle states with the session up (answering probes, perhaps degraded).
 SESSION = frozenset({"API_READY", "DEGRADED", "RESET_WINDOW"})
-
-
-@pytest.fixture
-def hook() -> Iterator[WebhookSink]:
-    with WebhookSink() as sink:
-        yield sink
-
-
-@pytest.fixture
-async def fleets(
-    docker_client: docker.DockerClient, sim_image: str, tmp_path: Path, hook: WebhookSink
-) -> AsyncIterator[Callable[..., DayFleet]]:
-    made: list[DayFleet] = []
-
-    def make(**kw: Any) -> DayFleet:
-        fleet = DayFleet(
-            docker_client=docker_client,
-            image=sim_image,
-            workdir=tmp_path,
-            hook=hook,
-            gateways=(GatewayPlan("gw-a"), GatewayPlan("gw-b")),
-            **kw,
-        )
-        made.append(fleet)
-        return fleet
-
-    yield make
-    for fleet in made:
-        try:
-            await fleet.stop()
-        finally:
-            await asyncio.to_thread(fleet.cleanup)
 
 
 def pinger(data: dict[str, Any]) -> None:
@@ -169,9 +139,9 @@ def duplicates(orders: list[dict[str, Any]]) -> list[str]:
 
 
 async def test_image_change_rolls_one_gateway_at_a_time_while_the_strategy_trades(
-    fleets: Callable[..., DayFleet], docker_client: docker.DockerClient, sim_image: str
+    make_fleet: Callable[..., DayFleet], docker_client: docker.DockerClient, sim_image: str
 ) -> None:
-    fleet = fleets(strategy=StrategyPlan(on_shutdown="hold"))
+    fleet = make_fleet(strategy=StrategyPlan(on_shutdown="hold"))
     fleet.reconfigure(pinger)
     clock = MovableClock(MIDDAY)
     await fleet.start(clock)
@@ -238,9 +208,9 @@ async def test_image_change_rolls_one_gateway_at_a_time_while_the_strategy_trade
 
 
 async def test_broken_canary_is_rolled_back_and_the_rest_waits_for_apply(
-    fleets: Callable[..., DayFleet], docker_client: docker.DockerClient, sim_image: str
+    make_fleet: Callable[..., DayFleet], docker_client: docker.DockerClient, sim_image: str
 ) -> None:
-    fleet = fleets(strategy=None)
+    fleet = make_fleet(strategy=None)
     clock = MovableClock(MIDDAY)
     await fleet.start(clock)
     await fleet.until_ready()
