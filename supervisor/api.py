@@ -23,6 +23,8 @@ from supervisor import status_page
 from supervisor.api_views import (
     Action,
     AlertView,
+    ApplyRequest,
+    ApplyResult,
     CancelRequest,
     CancelResult,
     CommandResult,
@@ -35,6 +37,7 @@ from supervisor.api_views import (
     Problem,
     Readiness,
     ResumeRequest,
+    RolloutView,
     ScheduleView,
     StatusView,
     StrategyCancelRequest,
@@ -256,6 +259,27 @@ def create_app(
         )
         if not result.accepted:
             raise HTTPException(409, result.detail)
+        return result
+
+    @app.get("/api/v1/rollout", response_model=RolloutView)
+    async def get_rollout() -> RolloutView:
+        return control.rollout()
+
+    @app.post(
+        "/api/v1/rollout/apply",
+        response_model=ApplyResult,
+        responses={401: {"model": Problem}, 403: {"model": Problem}, 409: {"model": Problem}},
+        dependencies=[Depends(authorize)],
+    )
+    async def apply(body: ApplyRequest | None = None) -> ApplyResult:
+        body = body or ApplyRequest()
+        for name in body.gateways:
+            find(name)
+        try:
+            result = await control.apply(body)
+        except ValueError as exc:
+            raise HTTPException(409, str(exc)) from None
+        log.info("api_apply gateways=%s now=%s", ",".join(body.gateways) or "*", body.now)
         return result
 
     def strategy_host() -> StrategyControl:

@@ -11,6 +11,8 @@ from pydantic import BaseModel, Field
 __all__ = [
     "Action",
     "AlertView",
+    "ApplyRequest",
+    "ApplyResult",
     "CancelRequest",
     "CancelResult",
     "CommandResult",
@@ -21,9 +23,12 @@ __all__ = [
     "HeartbeatsView",
     "KillRequest",
     "KillResult",
+    "PendingChange",
     "Problem",
     "Readiness",
+    "ReplacementView",
     "ResumeRequest",
+    "RolloutView",
     "ScheduleKind",
     "ScheduleView",
     "ScheduledEvent",
@@ -32,6 +37,23 @@ __all__ = [
     "StrategyControl",
     "StrategyView",
 ]
+
+
+class PendingChange(BaseModel):
+    """A change of the fleet file not carried out yet on one gateway (``ibfleet plan``'s line)."""
+
+    gateway: str
+    change: str = Field(description="recreate, create, start or remove.")
+    changed: list[str] = Field(default_factory=list, description="Spec parts that differ.")
+    full_login: bool = Field(description="The new container logs in afresh.")
+    needs_2fa: bool = Field(description="That login waits for a second factor (IB Key on live).")
+    when: str = Field(description="now, or window: the next runtime.update_window.")
+    at: dt.datetime | None = Field(default=None, description="The window's next opening.")
+    canary: bool = Field(default=False, description="Replaced first; a failure stops the rest.")
+    status: str = Field(
+        description="waiting (for the window), due, replacing (now), or blocked (a failed "
+        "replacement waits for `ibfleet apply`)."
+    )
 
 
 class GatewayView(BaseModel):
@@ -50,6 +72,9 @@ class GatewayView(BaseModel):
     container_id: str | None = None
     restarts: dict[str, int] = Field(default_factory=dict, description="Restarts by kind.")
     open_alerts: list[str] = Field(default_factory=list, description="Keys of open alerts.")
+    pending_change: PendingChange | None = Field(
+        default=None, description="A fleet-file change not carried out yet (null: none)."
+    )
 
 
 class EventView(BaseModel):
@@ -144,6 +169,47 @@ class ScheduleView(BaseModel):
     events: list[ScheduledEvent]
 
 
+class ReplacementView(BaseModel):
+    """One rolling replacement carried out (or rolled back) by this supervisor."""
+
+    gateway: str
+    outcome: str = Field(description="replaced, rolled_back or failed.")
+    detail: str
+    canary: bool
+    at: dt.datetime
+    seconds: float
+
+
+class RolloutView(BaseModel):
+    """The rollout of the fleet file's changes: what waits, what runs, what failed."""
+
+    at: dt.datetime
+    replacing: str | None = Field(description="The gateway being replaced now.")
+    blocked: ReplacementView | None = Field(
+        description="The failed replacement that holds the rest until `ibfleet apply`."
+    )
+    window_start: dt.datetime | None = Field(description="runtime.update_window's next opening.")
+    window_open: bool = False
+    pending: list[PendingChange]
+    replacements: list[ReplacementView] = Field(description="The latest, oldest first.")
+
+
+class ApplyRequest(BaseModel):
+    gateways: list[str] = Field(
+        default_factory=list, description="These go now, window or not; empty: the whole plan."
+    )
+    now: bool = Field(default=False, description="With no gateways: everything now.")
+
+
+class ApplyResult(BaseModel):
+    """What ``ibfleet apply`` set going."""
+
+    accepted: bool
+    detail: str
+    unblocked: str | None = Field(description="The failed gateway whose block was lifted.")
+    rollout: RolloutView
+
+
 class FleetControl(Protocol):
     """What the API needs from the running supervisor."""
 
@@ -162,6 +228,12 @@ class FleetControl(Protocol):
     def alerts(self) -> list[AlertView]: ...
 
     def schedule(self) -> ScheduleView: ...
+
+    def rollout(self) -> RolloutView: ...
+
+    async def apply(self, request: ApplyRequest) -> ApplyResult:
+        """Carry out the plan (``ibfleet apply``); raises ValueError when there is nothing to."""
+        ...
 
 
 class StrategyView(BaseModel):

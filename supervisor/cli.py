@@ -267,7 +267,8 @@ def doctor(
 
 def _status_table(base: str, rows: list[dict[str, Any]], *, title: str | None = None) -> Table:
     table = Table(title=title or f"ibfleet at {base}")
-    for column in ("gateway", "state", "ready", "mode", "account", "last heartbeat", "alerts"):
+    columns = ("gateway", "state", "ready", "mode", "account", "last heartbeat", "alerts")
+    for column in (*columns, "pending change"):
         table.add_column(column)
     for row in rows:
         beat = row.get("last_heartbeat") or "-"
@@ -283,8 +284,22 @@ def _status_table(base: str, rows: list[dict[str, Any]], *, title: str | None = 
             Text(str(row["account"])),
             Text(str(beat)),
             Text(", ".join(row.get("open_alerts") or []) or "-"),
+            Text(_pending(row.get("pending_change"))),
         )
     return table
+
+
+def _pending(change: object) -> str:
+    """A gateway's change not carried out yet: what, and when (the window, or blocked)."""
+    if not isinstance(change, dict):
+        return "-"
+    parts = ", ".join(change.get("changed") or []) or str(change.get("change", "change"))
+    status = str(change.get("status", ""))
+    if status == "waiting" and change.get("at"):
+        status = f"waits for the window at {str(change['at'])[:16]}"
+    elif status == "blocked":
+        status = "blocked: `ibfleet apply` to retry"
+    return f"{parts}: {status}" + (" (2FA)" if change.get("needs_2fa") else "")
 
 
 @app.command()
@@ -455,6 +470,7 @@ def _print_log_line(console: Console, line: str, tz: dt.tzinfo) -> None:
 app.add_typer(cli_gateway.gateway_app, name="gateway")
 app.add_typer(cli_fleet.fleet_app, name="fleet")
 app.command("plan")(cli_plan.plan_command)
+app.command("apply")(cli_plan.apply_command)
 
 
 @app.command()

@@ -8,6 +8,10 @@ full login and so a 2FA prompt, and when. Nothing is changed.
 
 Exit status: 0 nothing would change, 1 something would, 2 the fleet file (or its secrets)
 cannot be used, 3 no Docker engine answers.
+
+``ibfleet apply`` asks the running supervisor to carry the plan out (its API's
+``POST /api/v1/rollout/apply``): after a failed canary, and for changes that wait for the
+update window.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from supervisor.cli_common import ConfigOption, UrlOption, render_problems
 from supervisor.fleet_settings import FleetSettings, RuntimeKind
 from supervisor.settings import ConfigError, load_settings
 
-__all__ = ["HELD_STATES", "plan_command", "plan_fleet"]
+__all__ = ["HELD_STATES", "apply_command", "plan_command", "plan_fleet"]
 
 #: Lifecycle states in which the supervisor keeps a gateway down itself: nothing is started.
 HELD_STATES = frozenset({"STOPPED", "FATAL", "BACKOFF"})
@@ -193,3 +197,41 @@ def plan_command(
             typer.echo(f"no supervisor answers at {base}: compared with the engine only")
         typer.echo("changes pending" if plan.changes_anything else "no changes")
     raise typer.Exit(1 if plan.changes_anything else 0)
+
+
+def apply_command(
+    gateways: Annotated[
+        list[str] | None,
+        typer.Argument(metavar="GATEWAY...", help="Only these gateways, now (window or not)."),
+    ] = None,
+    now: Annotated[
+        bool, typer.Option("--now", help="Every pending replacement now, window or not.")
+    ] = False,
+    config: ConfigOption = None,
+    url: UrlOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Carry out the plan in the running supervisor, one gateway at a time, canary first.
+
+    Lifts the block a failed canary left (the supervisor tries again only when asked). Without
+    --now or GATEWAY a replacement that needs a full login still waits for
+    runtime.update_window; named gateways, or all with --now, go now. Exit 0: accepted;
+    1: refused (nothing to apply, or a gateway with no change); 3: no supervisor answers.
+    """
+    from supervisor.cli_common import api_post, api_target
+
+    base, token = api_target(config, url)
+    body = api_post(
+        base, token, "/api/v1/rollout/apply", {"gateways": list(gateways or []), "now": now}
+    )
+    assert isinstance(body, dict)
+    if as_json:
+        typer.echo(json.dumps(body, indent=2))
+        return
+    typer.echo(f"apply: {body.get('detail', '')}")
+    rollout_body = body.get("rollout")
+    pending = rollout_body.get("pending", []) if isinstance(rollout_body, dict) else []
+    for change in pending:
+        parts = ", ".join(change.get("changed") or []) or "-"
+        twofa = " (2FA)" if change.get("needs_2fa") else ""
+        typer.echo(f"  {change['gateway']}: {change['status']}, {parts}{twofa}")

@@ -25,14 +25,17 @@ from gateway import probe as probe_mod
 from gateway.runtime import EventKind, Runtime, RuntimeEvent
 from gateway.spec import ContainerSpec
 from supervisor import lifecycle as lc
-from supervisor import schedules, status_views
+from supervisor import rollout_views, schedules, status_views
 from supervisor.api_views import (
     Action,
     AlertView,
+    ApplyRequest,
+    ApplyResult,
     CommandResult,
     EventView,
     GatewayView,
     HeartbeatsView,
+    RolloutView,
     ScheduleView,
 )
 from supervisor.budget import Ledger
@@ -207,7 +210,12 @@ class Supervisor:
             return
         mapped = from_runtime_event(event)
         if event.kind is EventKind.START:
+            controller.started(event.container_id)
             self._spawn_inspect(controller, event.container_id)
+        elif controller.stale(event.container_id):
+            # E.g. a rollout removing the previous container after the new one started.
+            log.debug("stale_container_event gateway=%s kind=%s", event.gateway, event.kind.value)
+            return
         if mapped is not None:
             controller.post(mapped)
 
@@ -291,10 +299,28 @@ class Supervisor:
 
     def gateways(self) -> list[GatewayView]:
         stopped = self.orchestrator.operator_stopped
+        pending = rollout_views.pending(self.orchestrator)
         return [
-            c.view(should_run=name not in stopped and c.status.state is not lc.State.STOPPED)
+            c.view(
+                should_run=name not in stopped and c.status.state is not lc.State.STOPPED
+            ).model_copy(update={"pending_change": pending.get(name)})
             for name, c in self.controllers.items()
         ]
+
+    def rollout(self) -> RolloutView:
+        return rollout_views.rollout(self.orchestrator, self.clock())
+
+    async def apply(self, request: ApplyRequest) -> ApplyResult:
+        result = rollout_views.apply(self.orchestrator, request, self.clock())
+        named = ", ".join(request.gateways) or ("all, now" if request.now else "the plan")
+        await self.deps.journal.append_event(
+            at=self.clock(),
+            kind="operator",
+            gateway=None,
+            severity="info",
+            message=f"operator apply ({named}): {result.detail}",
+        )
+        return result
 
     async def events(
         self, *, since_id: int | None, limit: int, gateway: str | None

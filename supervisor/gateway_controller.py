@@ -103,6 +103,9 @@ class GatewayController:
         self.restored = restored
         self.policy = lifecycle_policy(deps.settings, gw)
         self.container: ObservedContainer | None = None
+        # The container the gateway runs on, from the runtime's last start (set at once, before
+        # the inspect behind ``container`` answers): the others' deaths are history.
+        self.current_id: str | None = None
         self.heartbeat_rtt: float | None = None
         # The last minutes of heartbeats, for the status page's sparkline (bounded).
         self.heartbeats = HeartbeatHistory(capacity_for(deps.settings.health.heartbeat_every))
@@ -314,9 +317,20 @@ class GatewayController:
 
     # -- observers ----------------------------------------------------------------------
 
+    def started(self, container_id: str) -> None:
+        """The runtime reported ``container_id``'s start: it is the gateway's container now."""
+        self.current_id = container_id
+
+    def stale(self, container_id: str) -> bool:
+        """An event of a container the gateway no longer runs on (a rollout's previous or
+        failed new one, a duplicate removed): it says nothing about the gateway."""
+        return self.current_id is not None and container_id != self.current_id
+
     def on_container(self, container: ObservedContainer, *, adopted: bool) -> None:
         """A (new) container of this gateway runs: follow its log from its current start."""
         self.container = container
+        if adopted or self.current_id is None:
+            self.current_id = container.id
         if self._logs is not None:
             self._logs.cancel()
         started = container.started_at or utc_now()

@@ -578,6 +578,7 @@ class Orchestrator:
             if action is None or action.spec is None or action.container is None:
                 continue  # replaced meanwhile, or no longer running: nothing to roll
             result = await self._replace(action, canary=index == 0)
+            self.request_reconcile()  # the plan operators see follows each replacement
             if result.outcome is not Outcome.REPLACED:
                 self._blocked = result
                 return

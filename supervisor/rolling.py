@@ -10,7 +10,13 @@ need a new container, in which order and when; this module carries one replaceme
 3. the new one is created and started; ``hooks.wait_ready`` waits until it is logged in and
    answers probes (the lifecycle's API_READY), within ``deadline``;
 4. ready: the previous container is removed. Not ready: the new one is removed and the previous
-   one renamed back and started, exactly as it ran (its image, its files).
+   one renamed back and started, exactly as it ran (its image, its files), unless
+   ``hooks.keeps_down`` says the lifecycle holds the gateway (an operator stopped it meanwhile,
+   or a login budget is spent): then it is renamed back and left stopped.
+
+While it runs the rollout alone decides what a death, a failed login or a missed deadline of
+the gateway means (the lifecycle is told, with the bound ``deadline`` plus the stop and action
+timeouts); ``hooks.after_replace`` hands the gateway back.
 
 One replacement at a time also keeps the rule that gateways sharing an account, or used together
 by a strategy, are never down together: the next one goes only once this one answers.
@@ -59,13 +65,20 @@ class Replacement:
     canary: bool
     at: datetime
     seconds: float = 0.0
+    #: The container the gateway is on afterwards (the new one, or the restored previous one).
+    container_id: str | None = None
 
 
 class ReplaceHooks(Protocol):
     """What the orchestrator asks of the rest of the supervisor around a replacement."""
 
-    async def before_replace(self, gateway: str) -> None:
-        """Move strategies off ``gateway`` and tell its lifecycle (may take a while)."""
+    async def before_replace(self, gateway: str, *, bound: float) -> None:
+        """Move strategies off ``gateway`` and tell its lifecycle that for ``bound`` seconds
+        the rollout decides (may take a while)."""
+        ...
+
+    async def keeps_down(self, gateway: str) -> bool:
+        """True when the gateway must stay stopped: a rollback restores but does not start it."""
         ...
 
     async def wait_ready(self, gateway: str, container_id: str, *, timeout: float) -> bool:
@@ -90,8 +103,11 @@ class ContainerRunning:
         self._settle = settle
         self._every = every
 
-    async def before_replace(self, gateway: str) -> None:
+    async def before_replace(self, gateway: str, *, bound: float) -> None:
         return None
+
+    async def keeps_down(self, gateway: str) -> bool:
+        return False
 
     async def wait_ready(self, gateway: str, container_id: str, *, timeout: float) -> bool:
         loop = asyncio.get_running_loop()
@@ -141,7 +157,7 @@ async def replace_one(
     began = loop.time()
     gateway = spec.gateway
     kept = previous_name(spec.name)
-    await hooks.before_replace(gateway)
+    await hooks.before_replace(gateway, bound=deadline + 2 * stop_timeout + 3 * action_timeout)
     new_id: str | None = None
     failure = ""
     async with lock:
@@ -166,11 +182,18 @@ async def replace_one(
         async with lock:
             await _quietly(runtime.remove(old.id))
         result = Replacement(
-            gateway, Outcome.REPLACED, "on the new spec", canary, clock(), loop.time() - began
+            gateway,
+            Outcome.REPLACED,
+            "on the new spec",
+            canary,
+            clock(),
+            loop.time() - began,
+            container_id=new_id,
         )
     else:
         result = await _roll_back(
             runtime=runtime,
+            hooks=hooks,
             lock=lock,
             spec=spec,
             old=old,
@@ -197,6 +220,7 @@ async def replace_one(
 async def _roll_back(
     *,
     runtime: Runtime,
+    hooks: ReplaceHooks,
     lock: asyncio.Lock,
     spec: ContainerSpec,
     old: ObservedContainer,
@@ -208,16 +232,26 @@ async def _roll_back(
     began: float,
 ) -> Replacement:
     loop = asyncio.get_running_loop()
+    down = await hooks.keeps_down(spec.gateway)
     async with lock:
         try:
             if new_id is not None:
                 await _quietly(runtime.remove(new_id))
             await within(runtime.rename(old.id, old.name), timeout=action_timeout)
-            await within(runtime.start(old.id), timeout=action_timeout)
+            if not down:
+                await within(runtime.start(old.id), timeout=action_timeout)
         except Exception as exc:
             detail = f"{failure}; the previous container could not be restored: {exc}"
             return Replacement(spec.gateway, Outcome.FAILED, detail, canary, clock(), 0.0)
     detail = f"{failure}; back on the previous container ({old.image or 'previous image'})"
+    if down:
+        detail += ", left stopped: the gateway is held (stopped or FATAL)"
     return Replacement(
-        spec.gateway, Outcome.ROLLED_BACK, detail, canary, clock(), loop.time() - began
+        spec.gateway,
+        Outcome.ROLLED_BACK,
+        detail,
+        canary,
+        clock(),
+        loop.time() - began,
+        container_id=old.id,
     )

@@ -20,7 +20,16 @@ from supervisor.lifecycle.states import (
     RestartKind,
     State,
 )
-from supervisor.lifecycle.step import Step, degrade, login_failed, never, quiet, restart, settle
+from supervisor.lifecycle.step import (
+    Step,
+    degrade,
+    login_failed,
+    never,
+    quiet,
+    replacing,
+    restart,
+    settle,
+)
 
 __all__ = ["on_tick"]
 
@@ -64,6 +73,9 @@ def on_tick(step: Step, _: Tick) -> None:
         state in LOGIN_STATES | {State.STARTING}
         and status.login_deadline
         and now >= status.login_deadline
+        # During a replacement the rollout's deadline decides (ready, or rolled back), so the
+        # two deadlines never race: ours counts again from the container ReplaceFinished leaves.
+        and not replacing(status, now)
     ):
         if status.logged_in:
             # LOGGING_IN (logged in) -> RESTARTING (hard): the API never answered a probe.
@@ -85,6 +97,7 @@ def on_tick(step: Step, _: Tick) -> None:
         and now >= status.restart_deadline
         # A rollout's replacement has the rollout's own deadline (and rollback).
         and status.restart_kind is not RestartKind.REPLACE
+        and not replacing(status, now)
     ):
         # RESTARTING/CREATING -> RESTARTING: the restart did not bring it back; restart the
         # container (or start it again if it never started), within the budget.

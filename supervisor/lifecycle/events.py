@@ -246,7 +246,12 @@ class OperatorReset:
 
 @dataclass(frozen=True, slots=True)
 class ReplaceStarted:
-    """A rollout replaces the container with the fleet file's new spec (a planned full login)."""
+    """A rollout replaces the container with the fleet file's new spec (a planned full login).
+
+    ``until`` bounds it (the rollout's deadline and its rollback); None: one restart deadline.
+    """
+
+    until: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -63,6 +63,9 @@ class GatewayStatus:
     # The gate last given to the strategies (GateOrders is emitted when it changes).
     gate_open: bool = False
     gate_kind: OutageKind | None = OutageKind.LOST
+    # A rollout replaces the container until then (bounded, should ReplaceFinished be lost):
+    # meanwhile the rollout's deadline and rollback decide, never a restart or hold of ours.
+    replacing_until: datetime | None = None
 
     @classmethod
     def initial(cls, *, gateway: str, username: str, now: datetime) -> GatewayStatus:
@@ -167,7 +170,13 @@ _INSTANT_FIELDS = frozenset(
     }
 )
 _NEW_INSTANT_FIELDS = frozenset(
-    {"planned_until", "relaunch_expected_until", "window_until", "suspect_until"}
+    {
+        "planned_until",
+        "relaunch_expected_until",
+        "window_until",
+        "suspect_until",
+        "replacing_until",
+    }
 )
 _INSTANT_TUPLE_FIELDS = frozenset({"restarts", "login_attempts"})
 _STR_SET_FIELDS = frozenset({"degraded_reasons", "open_alerts"})

@@ -139,9 +139,19 @@ def clear_session(step: Step) -> None:
     )
 
 
+def replacing(status: GatewayStatus, now: datetime) -> bool:
+    """A rollout is replacing the container: its deadline and rollback decide, not ours."""
+    until = status.replacing_until
+    return until is not None and now < until
+
+
 def halt(step: Step, *, down: tuple[State, ...]) -> None:
     """Stop the container unless it is ``down`` already, close every alert and forget the
-    session and every pending restart, login and relaunch deadline (-> STOPPED or FATAL)."""
+    session and every pending restart, login and relaunch deadline (-> STOPPED or FATAL).
+
+    A replacement under way no longer holds the machine: the stop or FATAL wins, and the
+    rollout leaves the previous container down when it rolls back.
+    """
     step.resolve_all()
     if step.state not in down:
         step.emit(StopContainer())
@@ -154,6 +164,7 @@ def halt(step: Step, *, down: tuple[State, ...]) -> None:
         planned_until=None,
         relaunch_expected_until=None,
         expected_relaunch=None,
+        replacing_until=None,
     )
 
 
@@ -172,6 +183,11 @@ def restart(step: Step, kind: RestartKind, reason: str, *, planned: bool) -> Non
     Unplanned restarts count against the retry budget and need a login slot, so a
     misbehaving gateway can never loop: the budget ends in FATAL and a page.
     """
+    if not planned and replacing(step.status, step.now):
+        # During a replacement the rollout decides (ready, or rolled back at its deadline);
+        # a restart of ours would race its rollback and hold a gateway it restores.
+        step.update(reason=f"{reason} (replacing: the rollout decides)")
+        return
     if not planned:
         window = restart_window(step)
         if not window.allows(step.now):
@@ -267,9 +283,23 @@ def relaunching(step: Step, kind: RelaunchKind, *, planned: bool) -> None:
 
 
 def login_failed(step: Step, outcome: LoginOutcome, reason: str) -> None:
-    """A failed login (2FA timeout included: IB counts it) -> BACKOFF, RESTARTING or FATAL."""
+    """A failed login (2FA timeout included: IB counts it) -> BACKOFF, RESTARTING or FATAL.
+
+    During a replacement: counted only; the rollout rolls back at its deadline, and one alert
+    (the rollout's) says so. A BACKOFF here would stop and hold the container it restores.
+    """
     step.count_login(outcome)
     failures = step.status.failed_logins + 1
+    if replacing(step.status, step.now):
+        step.update(
+            failed_logins=failures,
+            twofa_deadline=None,
+            login_deadline=None,
+            logged_in=False,
+            reason=f"{reason} (replacing: the rollout decides)",
+        )
+        step.resolve("2fa")
+        return
     step.update(
         failed_logins=failures,
         twofa_deadline=None,

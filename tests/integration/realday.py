@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
+import io
 import json
 import os
 import signal
@@ -26,7 +27,7 @@ import sqlite3
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -306,6 +307,14 @@ class DayFleet:
                 }
             ]
         return yaml.safe_dump(data, sort_keys=False)
+
+    def reconfigure(self, edit: Callable[[dict[str, Any]], None]) -> None:
+        """Edit the fleet file (as an operator does) and what the next supervisor start reads."""
+        data = yaml.safe_load(self.text)
+        edit(data)
+        self.text = yaml.safe_dump(data, sort_keys=False)
+        self.path.write_text(self.text)
+        self.settings = load_text(self.text, environ={}).settings
 
     def specs(self) -> list[ContainerSpec]:
         """The desired containers; the broker's users changed where a plan asks for it."""
@@ -638,6 +647,32 @@ class DayFleet:
                 f"{await self.diagnosis()}"
             ) from None
         return order
+
+
+@contextlib.contextmanager
+def image_tag(client: docker.DockerClient, base: str, tag: str, *, broken: bool) -> Iterator[str]:
+    """``base`` under another tag; ``broken``: built from it with an entrypoint that exits."""
+    repo = base.rpartition(":")[0]
+    name = f"{repo}:{tag}"
+    if broken:
+        dockerfile = f'FROM {base}\nENTRYPOINT ["/bin/sh", "-c", "exit 3"]\n'
+        client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=name, rm=True)
+    else:
+        client.images.get(base).tag(repo, tag)
+    try:
+        yield name
+    finally:
+        with contextlib.suppress(docker.errors.ImageNotFound, docker.errors.APIError):
+            client.images.remove(name, force=True)
+
+
+def set_image(image: str, *gateways: str) -> Callable[[dict[str, Any]], None]:
+    def edit(data: dict[str, Any]) -> None:
+        for gw in data["gateways"]:
+            if gw["name"] in gateways:
+                gw["image"] = image
+
+    return edit
 
 
 def only(items: Iterable[Any], what: str) -> Any:

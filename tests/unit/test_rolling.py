@@ -50,9 +50,15 @@ class FakeHooks:
         self.calls: list[tuple[str, str]] = []
         self.results: list[Replacement] = []
         self.announced: list[tuple[str, dt.datetime]] = []
+        self.bounds: list[float] = []
+        self.held: set[str] = set()
 
-    async def before_replace(self, gateway: str) -> None:
+    async def keeps_down(self, gateway: str) -> bool:
+        return gateway in self.held
+
+    async def before_replace(self, gateway: str, *, bound: float) -> None:
         self.calls.append(("before", gateway))
+        self.bounds.append(bound)
         self.down.add(gateway)
         self.most_down = max(self.most_down, len(self.down))
 
@@ -162,6 +168,30 @@ class TestCanary:
         assert kit.runtime.by_name(f"ibfleet-{FLEET}-a").state is ContainerState.RUNNING
         assert len(kit.events(OrchestratorEventKind.ROLLED_BACK)) == 1
         assert orch.blocked is not None
+
+    async def test_rollback_of_a_held_gateway_restores_it_stopped(self) -> None:
+        kit, hooks, orch = setup(["a", "b"])
+        await orch.reconcile_once()
+        old = kit.runtime.by_name(f"ibfleet-{FLEET}-a").id
+        hooks.not_ready.add("a")
+        hooks.held.add("a")  # an operator stopped it (or FATAL) during the replacement
+        await upgrade(orch, ["a", "b"])
+        (result,) = hooks.results
+        assert result.outcome is Outcome.ROLLED_BACK
+        assert result.container_id == old
+        assert "left stopped" in result.detail
+        restored = kit.runtime.by_name(f"ibfleet-{FLEET}-a")
+        assert restored.id == old
+        assert restored.state is not ContainerState.RUNNING
+
+    async def test_replacement_bound_covers_the_deadline_and_the_rollback(self) -> None:
+        _, hooks, orch = setup(["a"], replace_deadline=50.0)
+        await orch.reconcile_once()
+        await upgrade(orch, ["a"])
+        (bound,) = hooks.bounds
+        assert bound > 50.0
+        (result,) = hooks.results
+        assert result.container_id is not None and result.outcome is Outcome.REPLACED
 
     async def test_failed_canary_blocks_until_apply(self) -> None:
         kit, hooks, orch = setup(["a", "b"])

@@ -70,17 +70,30 @@ def on_operator_reset(step: Step, _: OperatorReset) -> None:
         restart(step, RestartKind.START, "operator reset", planned=True)
 
 
-def on_replace_started(step: Step, _: ReplaceStarted) -> None:
+def on_replace_started(step: Step, event: ReplaceStarted) -> None:
     # running/transitional -> RESTARTING (replace): a rollout replaces the container with its
     # new spec. Planned: no page, and a session that was up is a planned outage for the
     # strategies (they were moved off first); the full login follows the new container's start.
+    # Until ReplaceFinished (or ``until``) the rollout decides what a death, a failed login or
+    # a missed deadline means: it rolls back, so the lifecycle neither restarts nor holds.
     restart(step, RestartKind.REPLACE, "replacing the container with its new spec", planned=True)
+    policy = step.policy
+    until = event.until or step.now + policy.restart_deadline + policy.login_timeout
+    # The planned outage lasts what the rollout allows the new container (then its rollback).
+    planned = until if step.status.planned_until is not None else None
+    step.update(replacing_until=until, planned_until=planned)
 
 
 def on_replace_finished(step: Step, event: ReplaceFinished) -> None:
-    # any -> same: the rollout is over; deaths and removals are the lifecycle's again.
+    # any -> same: the rollout is over (on the new spec, or the previous container started
+    # again); deaths, logins and deadlines are the lifecycle's again, counted from the
+    # container's start (its login deadline was set then).
+    step.update(replacing_until=None)
     if step.status.restart_kind is RestartKind.REPLACE:
         step.update(restart_kind=None)
+    if step.state in (State.STARTING, State.LOGGING_IN) and step.status.login_deadline is None:
+        # A failed login of the new container cleared it; the restored one gets its own.
+        step.update(login_deadline=step.now + step.policy.login_timeout)
 
 
 def on_supervisor_stopping(step: Step, _: SupervisorStopping) -> None:

@@ -18,6 +18,7 @@ from supervisor.lifecycle.step import (
     Step,
     clear_session,
     login_failed,
+    replacing,
     restart,
 )
 
@@ -26,15 +27,15 @@ _IBC_2FA_TIMEOUT = frozenset({1111, 1111 % 256})
 
 
 def on_container_started(step: Step, _: ContainerStarted) -> None:
-    replacing = step.status.restart_kind is RestartKind.REPLACE
-    unexpected = step.state in RUNNING_STATES and not replacing
+    replaced = replacing(step.status, step.now)
+    unexpected = step.state in RUNNING_STATES and not replaced
     # CREATING/RESTARTING/BACKOFF/ABSENT (adopted)/running -> STARTING: a new container life;
     # log lines and probe facts from before no longer count.
     clear_session(step)
     step.update(
         login_deadline=step.now + step.policy.login_timeout,
         # A rollout's new container (or its rollback) is still the rollout's until it ends.
-        restart_kind=RestartKind.REPLACE if replacing else None,
+        restart_kind=RestartKind.REPLACE if replaced else None,
         restart_deadline=None,
         backoff_until=None,
     )
@@ -55,7 +56,7 @@ def _died(step: Step, reason: str, todo: str) -> None:
 
 
 def on_container_died(step: Step, event: ContainerDied) -> None:
-    if step.status.restart_kind is RestartKind.REPLACE:
+    if replacing(step.status, step.now):
         # any -> same: a rollout stops the old container itself, and a new one that dies is
         # the rollout's to roll back (one alert, from it), never a restart of the lifecycle's.
         return
@@ -76,7 +77,7 @@ def on_container_died(step: Step, event: ContainerDied) -> None:
 
 
 def on_container_oom(step: Step, _: ContainerOom) -> None:
-    if step.status.restart_kind is RestartKind.REPLACE:
+    if replacing(step.status, step.now):
         return  # as on_container_died: the rollout decides
     _died(
         step,
@@ -87,7 +88,7 @@ def on_container_oom(step: Step, _: ContainerOom) -> None:
 
 def on_container_destroyed(step: Step, _: ContainerDestroyed) -> None:
     # Not in BACKOFF (the retry creates it again) or ABSENT (nothing to lose): the table.
-    if step.status.restart_kind is RestartKind.REPLACE:
+    if replacing(step.status, step.now):
         # any -> same: a rollout removes the old container (or a failed new one) itself.
         return
     # running/CREATING/RESTARTING -> RESTARTING (start): it vanished; recreate within budget.

@@ -130,6 +130,25 @@
     return `${duration((nowMs - Date.parse(iso)) / 1000)} ago`;
   }
 
+  // A fleet-file change not carried out yet: waiting for the update window, due, under way,
+  // or blocked by a failed replacement until `ibfleet apply`.
+  const PENDING = {
+    waiting: ["pending change", "off"],
+    due: ["pending change", "warn"],
+    replacing: ["replacing", "warn"],
+    blocked: ["rollout blocked", "bad"],
+  };
+
+  function pendingBadge(change) {
+    const [text, kind] = PENDING[change.status] || ["pending change", "warn"];
+    const node = badge(text, `${kind} pending`);
+    const parts = (change.changed || []).join(", ") || change.change;
+    let when = change.status === "waiting" && change.at ? ` at ${new Date(change.at).toISOString()}` : "";
+    if (change.needs_2fa) when += " (needs 2FA)";
+    node.title = `${parts}: ${change.status}${when}`;
+    return node;
+  }
+
   function renderGateways(status, nowMs) {
     const body = $("gateways").tBodies[0];
     const history = new Map(status.heartbeats.map((h) => [h.gateway, h]));
@@ -144,6 +163,7 @@
       tr.append(first);
       const state = cell(badge(g.state, stateKind(g.state)), "state");
       if (!g.should_run) state.append(el("span", " (held)", "muted"));
+      if (g.pending_change) state.append(" ", pendingBadge(g.pending_change));
       tr.append(state);
       const when = cell(since(g.since, nowMs), "since");
       if (g.since) when.title = new Date(g.since).toISOString();

@@ -66,3 +66,71 @@ def test_replaced_gateway_becomes_ready_after_its_login(ready: Driver) -> None:
     ready.send(lc.ReplaceStarted(), lc.ContainerStarted(), lc.LoggedIn())
     ready.send(lc.ApiConnected(), lc.HeartbeatOk(rtt=timedelta(milliseconds=5)))
     assert ready.state is lc.State.API_READY
+
+
+def _replacing_new_container(ready: Driver, *, seconds: float = 600.0) -> None:
+    until = ready.now + timedelta(seconds=seconds)
+    ready.send(lc.ReplaceStarted(until=until), lc.ContainerDied(exit_code=0))
+    ready.send(lc.ContainerDestroyed(), lc.ContainerStarted(), lc.LoginAttempt(1))
+
+
+def test_failed_login_during_replace_neither_stops_nor_holds(ready: Driver) -> None:
+    _replacing_new_container(ready)
+    effects = ready.send(lc.LoginFailed("bad password"))
+    # No BACKOFF: it would stop the new container and hold the gateway the rollback restores.
+    assert ready.state is not lc.State.BACKOFF
+    assert not of_type(effects, lc.StopContainer)
+    assert not of_type(effects, lc.ScheduleBackoff)
+    assert not alerts(effects)  # the rollout raises the one alert
+    assert of_type(effects, lc.CountLogin)  # IB counts it all the same
+
+
+def test_rolled_back_gateway_is_supervised_normally(ready: Driver) -> None:
+    _replacing_new_container(ready)
+    ready.send(lc.LoginFailed("bad password"))
+    # The rollback starts the previous container, then the rollout says it is over.
+    ready.send(lc.ContainerDestroyed(), lc.ContainerStarted(), lc.ReplaceFinished(ok=False))
+    assert ready.state is lc.State.STARTING
+    assert ready.status.replacing_until is None
+    assert ready.status.restart_kind is None
+    ready.send(lc.LoginAttempt(1), lc.LoggedIn(), lc.ApiConnected())
+    ready.send(lc.HeartbeatOk(rtt=timedelta(milliseconds=5)))
+    assert ready.state is lc.State.API_READY
+    # Its deaths and failed logins are the lifecycle's again.
+    assert alerts(ready.send(lc.ContainerDied(exit_code=1)))
+    assert ready.state is lc.State.RESTARTING
+
+
+def test_rollout_deadline_wins_over_the_login_deadline_during_replace(ready: Driver) -> None:
+    # The lifecycle's login deadline passes before the rollout's: the lifecycle waits.
+    _replacing_new_container(ready, seconds=POLICY.login_timeout.total_seconds() * 3)
+    ready.advance(seconds=POLICY.login_timeout.total_seconds() * 2)
+    effects = ready.send(lc.Tick())
+    assert ready.state is lc.State.LOGGING_IN
+    assert not of_type(effects, lc.StopContainer)
+    assert not of_type(effects, lc.HardRestart)
+    assert not alerts(effects)
+    # The rollout rolled back: the restored container's login deadline counts from its start.
+    ready.send(lc.ContainerStarted(), lc.ReplaceFinished(ok=False))
+    ready.advance(seconds=POLICY.login_timeout.total_seconds() - 1)
+    assert not of_type(ready.send(lc.Tick()), lc.StopContainer)
+    ready.advance(seconds=2)
+    assert of_type(ready.send(lc.Tick()), lc.StopContainer)  # ours again: BACKOFF
+    assert ready.state is lc.State.BACKOFF
+
+
+def test_replace_bound_returns_the_decision_when_finished_is_lost(ready: Driver) -> None:
+    _replacing_new_container(ready, seconds=60)
+    ready.advance(seconds=59)
+    ready.send(lc.Tick())
+    assert ready.state is lc.State.LOGGING_IN
+    ready.advance(seconds=POLICY.login_timeout.total_seconds())
+    ready.send(lc.Tick())
+    assert ready.state is lc.State.BACKOFF  # the bound passed: the login deadline applies
+
+
+def test_operator_stop_during_replace_ends_it(ready: Driver) -> None:
+    _replacing_new_container(ready)
+    ready.send(lc.OperatorStop())
+    assert ready.state is lc.State.STOPPED
+    assert ready.status.replacing_until is None
