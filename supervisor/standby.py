@@ -269,6 +269,7 @@ class RoleDriver:
         self._leader: LeaderInfo | None = None
         self.problem: str | None = None
         self.failure: Exception | None = None
+        self._stopping = asyncio.Event()
         self._watch(self._journal)
 
     # -- views ---------------------------------------------------------------------------
@@ -298,6 +299,7 @@ class RoleDriver:
 
     async def run(self, stop: asyncio.Event) -> int:
         """Until ``stop`` and the shutdown it asks for; returns the exit code."""
+        self._stopping = stop
         await self._serve_standby()
         ticker = asyncio.create_task(self._tick(), name="ibfleet-role-ticker")
         stopper = asyncio.create_task(self._stop_on(stop), name="ibfleet-role-stop")
@@ -415,10 +417,22 @@ class RoleDriver:
         with contextlib.suppress(Exception):
             self._journal.close()
         self._guard = None
-        self._journal = self._open_journal()
-        self._watch(self._journal)
         await self._serve_standby()
-        log.warning("leader_stepped_down now=standby holder=%s", self._journal.holder)
+        # A new journal object for the standby: a server that is down (why the lease was lost,
+        # maybe) is looked for again at the standby's own pace until it answers.
+        journal = self._journal
+        while not self._stopping.is_set():
+            try:
+                journal = await asyncio.to_thread(self._open_journal)
+                break
+            except Exception as exc:
+                self.problem = str(exc)
+                log.warning("standby_journal_unreachable error=%s", exc)
+                await asyncio.sleep(self.tick_every * 2)
+        self.problem = None
+        self._journal = journal
+        self._watch(journal)
+        log.warning("leader_stepped_down now=standby holder=%s", journal.holder)
         self._post(ld.HandedOver())
 
     async def _shutdown(self) -> None:
