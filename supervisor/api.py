@@ -31,6 +31,7 @@ from supervisor.api_views import (
     EventView,
     FleetControl,
     GatewayView,
+    Health,
     HeartbeatsView,
     KillRequest,
     KillResult,
@@ -78,6 +79,7 @@ def create_app(
     docs: bool = False,
     allowed_hosts: Iterable[str] = (),
     problems: Callable[[], list[str]] | None = None,
+    role: Callable[[], Health] | None = None,
 ) -> FastAPI:
     """The API app. POST endpoints need ``Authorization: Bearer <token>``; with no token
     configured they are refused, so an API reachable by others can never restart a gateway.
@@ -85,7 +87,8 @@ def create_app(
     A request whose ``Host`` is a name other than localhost or ``allowed_hosts`` is refused
     (DNS rebinding). ``/docs`` and ``/openapi.json`` exist only with ``docs``. Every failure is
     a 4xx, 409 or 503 with a reason; ``problems`` lists the supervisor's own (the journal's)
-    and makes ``/readyz`` answer 503 while there are any."""
+    and makes ``/readyz`` answer 503 while there are any. ``role`` says which role this
+    supervisor holds on a shared journal (/healthz); only a leader is ready."""
     app = FastAPI(
         title="ibfleet supervisor API",
         version="1",
@@ -148,9 +151,9 @@ def create_app(
             {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
         )
 
-    @app.get("/healthz", summary="The supervisor itself is alive")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    @app.get("/healthz", summary="The supervisor itself is alive", response_model=Health)
+    async def healthz() -> Health:
+        return role() if role is not None else Health()
 
     @app.get(
         "/readyz",
@@ -161,6 +164,9 @@ def create_app(
     async def readyz() -> JSONResponse:
         not_ready = [v.name for v in control.gateways() if v.should_run and not v.ready]
         own = problems() if problems is not None else []
+        held = role().role if role is not None else "leader"
+        if held != "leader":
+            own = [*own, held]
         ok = not not_ready and not own
         body = Readiness(ready=ok, not_ready=not_ready, problems=own)
         return JSONResponse(body.model_dump(), status_code=200 if ok else 503)

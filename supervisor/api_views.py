@@ -19,10 +19,12 @@ __all__ = [
     "EventView",
     "FleetControl",
     "GatewayView",
+    "Health",
     "HeartbeatSampleView",
     "HeartbeatsView",
     "KillRequest",
     "KillResult",
+    "LeaderView",
     "PendingChange",
     "Problem",
     "Readiness",
@@ -102,6 +104,29 @@ class CommandResult(BaseModel):
     action: Action
     accepted: bool
     detail: str
+
+
+class LeaderView(BaseModel):
+    """Who leads the fleet's journal (a PostgreSQL journal's lease; SQLite: this process)."""
+
+    holder: str = Field(description="host:pid:tag of the leading supervisor.")
+    epoch: int = Field(description="Its lease epoch (one more at each takeover; 0: SQLite).")
+    expires_in: float | None = Field(
+        description="Seconds left on its lease unless renewed; null: no lease (SQLite)."
+    )
+
+
+class Health(BaseModel):
+    """The body of /healthz: alive, and which role this supervisor holds."""
+
+    status: str = "ok"
+    role: str = Field(
+        default="leader",
+        description="leader | standby | starting | handing-over | stopping (a standby "
+        "touches neither IB nor Docker).",
+    )
+    holder: str | None = Field(default=None, description="This supervisor's lease holder name.")
+    leader: LeaderView | None = Field(default=None, description="Who leads, as last read.")
 
 
 class Readiness(BaseModel):

@@ -33,6 +33,7 @@ from supervisor.cli_common import (
     api_get,
     api_post,
     api_target,
+    leader_line,
     render_problems,
 )
 from supervisor.settings import ConfigError, LoadedFleet, load_settings
@@ -318,6 +319,12 @@ def status(
 ) -> None:
     """The fleet at a glance: gateway, state, mode, account, last heartbeat, open alerts."""
     base, _ = api_target(config, url)
+    if not as_json:
+        health = api_get(base, "/healthz")
+        assert isinstance(health, dict)
+        Console().print(Text(leader_line(health)))
+        if health.get("role", "leader") != "leader":
+            return  # a standby holds no fleet state; the leader's API has it
     rows = api_get(base, "/api/v1/gateways")
     assert isinstance(rows, list)
     if as_json:

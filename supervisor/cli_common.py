@@ -89,3 +89,16 @@ def api_post(base: str, token: str | None, path: str, body: dict[str, object]) -
         Console(stderr=True).print(f"{path}: {response.status_code} {detail}")
         raise typer.Exit(1)
     return response.json()
+
+
+def leader_line(health: dict[str, object]) -> str:
+    """``leader: HOLDER (epoch N, 3.2s left); this supervisor: standby`` from /healthz."""
+    role = str(health.get("role", "leader"))
+    led = health.get("leader")
+    if not isinstance(led, dict):
+        text = "leader: none yet" if role != "leader" else "leader: this supervisor"
+    else:
+        left = led.get("expires_in")
+        lease = "no lease" if left is None else f"{float(str(left)):.1f}s left"
+        text = f"leader: {led.get('holder')} (epoch {led.get('epoch')}, {lease})"
+    return f"{text}; this supervisor: {role}"

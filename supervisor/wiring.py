@@ -28,6 +28,7 @@ from supervisor import lifecycle as lc
 from supervisor import sdnotify
 from supervisor.alertpolicy import Alert, Redactor, Severity
 from supervisor.api import ApiServer, create_app
+from supervisor.api_views import Health
 from supervisor.budget import ledger_from_record
 from supervisor.fleet_loop import Supervisor
 from supervisor.fleet_settings import StorageSettings
@@ -117,20 +118,9 @@ def open_journal(
 
     A PostgreSQL journal another supervisor leads is refused as a locked SQLite file is.
     """
-    wait = storage.write_wait.total_seconds()
     if storage.url is None:
-        return SqliteJournal(storage.path, wait=wait)
-    # Imported here: a fleet on SQLite never loads the PostgreSQL driver.
-    from supervisor.journal.postgres import PostgresJournal
-
-    password = (
-        storage.password.resolve(environ=environ).get_secret_value()
-        if storage.password is not None
-        else None
-    )
-    journal = PostgresJournal(
-        storage.url, password=password, wait=wait, lease_ttl=storage.lease.total_seconds()
-    )
+        return SqliteJournal(storage.path, wait=storage.write_wait.total_seconds())
+    journal = shared_journal(storage, environ)
     if journal.try_lead():
         return journal
     led = journal.leader()
@@ -139,6 +129,25 @@ def open_journal(
     raise JournalError(
         f"journal {journal.where} is led by {holder}; a supervisor must never act twice on "
         "one journal (its lease ends within storage.lease once that supervisor stops)"
+    )
+
+
+def shared_journal(storage: StorageSettings, environ: Mapping[str, str]) -> PostgresJournal:
+    """The PostgreSQL journal ``storage.url`` names, opened without taking the lease."""
+    # Imported here: a fleet on SQLite never loads the PostgreSQL driver.
+    from supervisor.journal.postgres import PostgresJournal
+
+    assert storage.url is not None
+    password = (
+        storage.password.resolve(environ=environ).get_secret_value()
+        if storage.password is not None
+        else None
+    )
+    return PostgresJournal(
+        storage.url,
+        password=password,
+        wait=storage.write_wait.total_seconds(),
+        lease_ttl=storage.lease.total_seconds(),
     )
 
 
@@ -323,15 +332,18 @@ class Running:
     def api_url(self) -> str:
         return addresses.local_url(self.supervisor.settings.api.host, self.api.port)
 
-    async def close(self) -> None:
+    async def close(self, *, hand_over: bool = False) -> None:
         """Stop supervising and serving; the gateway containers keep running.
 
         Every order gate closes with kind SHUTDOWN first, so strategies apply their shutdown
         policy (``safe_state.on_shutdown``) while their gateways still answer; then they stop.
+        ``hand_over`` (the lease was lost: a new leader owns the fleet): no policy runs, the
+        strategies' sessions just close.
         """
-        await self.supervisor.close_gates()
+        if not hand_over:
+            await self.supervisor.close_gates()
         if self.host is not None:
-            await self.host.stop()
+            await self.host.stop(hand_over=hand_over)
         await self.api.stop()
         await self.supervisor.stop()
         await self.dispatcher.stop()
@@ -353,17 +365,22 @@ async def start_supervisor(
     extra: Callable[[Supervisor], None] | None = None,
     supervisor_options: Mapping[str, Any] | None = None,
     isolation_limits: Sequence[str] = (),
+    journal: SqliteJournal | PostgresJournal | None = None,
+    health: Callable[[], Health] | None = None,
 ) -> Running:
     """Open the journal, restore state, start reconcile, probes, alerts and the HTTP API.
 
     ``isolation_limits`` say why the engine cannot enforce the fleet's network isolation
     (:func:`gateway.firewall.isolation_limits`); they are logged and raised as a warning.
+    ``journal``: one already open and led (a standby taking over); ``health``: the role
+    /healthz reports (:class:`supervisor.standby.RoleDriver`).
     """
     credentials = resolve_credentials(settings, environ)
-    try:
-        journal = open_journal(settings.storage, environ)
-    except Exception as exc:
-        raise StartupError(str(exc)) from None
+    if journal is None:
+        try:
+            journal = open_journal(settings.storage, environ)
+        except Exception as exc:
+            raise StartupError(str(exc)) from None
     ajournal = AsyncJournal(journal)
     try:
         redactor = fleet_redactor(settings, environ=environ)
@@ -446,6 +463,7 @@ async def start_supervisor(
             docs=settings.api.docs,
             allowed_hosts=settings.api.allowed_hosts,
             problems=watch.problems,
+            role=health,
         ),
         host=settings.api.host,
         port=settings.api.port if api_port is None else api_port,
@@ -543,6 +561,19 @@ async def serve(
         interval = sdnotify.watchdog_interval(environ, pid=os.getpid())
     except sdnotify.ServiceNotifyError as exc:
         raise StartupError(str(exc)) from None
+    if settings.storage.url is not None:
+        # A shared journal: standby until the lease is won (imported here: it builds on this).
+        from supervisor.shared_run import serve_shared
+
+        await serve_shared(
+            settings,
+            environ=environ,
+            stop=stop,
+            runtime=runtime,
+            notifier=notifier,
+            interval=interval,
+        )
+        return
     limits: list[str] = []
     owned = runtime is None
     if runtime is None and settings.runtime.kind is RuntimeKind.IN_PROCESS:

@@ -73,7 +73,10 @@ class Outages:
             # Only a gateway that was open (or that a running strategy trades on, or whose
             # outage is already being ridden) can be lost: one still coming up is not.
             in_use = was is True or (was is None and run.state is StrategyState.RUNNING)
-            if in_use or self.riding():
+            # A strategy still starting, with no session yet, has nothing there to ride out:
+            # its start waits for the gate itself (a new leader's restored gate may flap).
+            starting = run.state is StrategyState.LOADED and self._sessions.current is None
+            if (in_use and not starting) or self.riding():
                 self.began(f"gateway {gateway}: {gate.reason or 'order gate closed'}")
         elif gate.open and run.state is StrategyState.SAFE_STATE and self._sessions.current is None:
             self._failover.keep_recovering(gateway)

@@ -389,14 +389,17 @@ class Runner:
         if self.strategy is not None and self.run.started:
             self.post("stop", lambda: self._hook().on_stop(reason))
 
-    async def stop(self) -> None:
+    async def stop(self, *, hand_over: bool = False) -> None:
         """Shutdown: ``safe_state.on_shutdown`` (as :func:`plugins.outage.react` says for a
-        SHUTDOWN), ``on_stop``, then close everything."""
+        SHUTDOWN), ``on_stop``, then close everything.
+
+        ``hand_over``: another supervisor now owns this strategy's orders (a standby took the
+        lease), so neither the safe state nor ``on_stop`` runs: the sessions just close."""
         run = self.run
         run.stopping = True
         run.changed.set()
         await self.outages.stop()
-        if run.state not in (StrategyState.STOPPED, StrategyState.CRASHED):
+        if not hand_over and run.state not in (StrategyState.STOPPED, StrategyState.CRASHED):
             if run.state is not StrategyState.HALTED and not run.shutdown_done:
                 reaction = outage.react(
                     OutageKind.SHUTDOWN, self.cfg.safe_state, timedelta(0), None

@@ -82,9 +82,10 @@ class StrategyHost:
         """Start every enabled strategy (each reconciles before its ``on_start``)."""
         await asyncio.gather(*(r.start() for r in self.runners.values() if r.cfg.enabled))
 
-    async def stop(self) -> None:
-        """Shutdown: each strategy's safe state, ``on_stop``, sessions closed."""
-        await asyncio.gather(*(r.stop() for r in self.runners.values()))
+    async def stop(self, *, hand_over: bool = False) -> None:
+        """Shutdown: each strategy's safe state, ``on_stop``, sessions closed (``hand_over``:
+        sessions closed only, since a new leader owns the orders now)."""
+        await asyncio.gather(*(r.stop(hand_over=hand_over) for r in self.runners.values()))
         await self.services.writer.settle()
         self.services.writer.close()
 

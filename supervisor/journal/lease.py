@@ -91,6 +91,15 @@ class LeaderLease:
             return False
         return time.monotonic() - self._renewed_at < self.lease_ttl
 
+    @property
+    def confirmed_at(self) -> float | None:
+        """``time.monotonic()`` at the start of the last call that confirmed the lease, or None.
+
+        The server's expiry was set later than this, so ``confirmed_at + lease_ttl`` is never
+        past it: a leader that stops acting then stops before any standby can take over.
+        """
+        return None if self._epoch is None or self._superseded else self._renewed_at
+
     def add_role_listener(self, listener: Callable[[bool], None]) -> None:
         """Call ``listener(True)`` when this journal takes the lease, ``(False)`` when it loses it.
 
@@ -125,6 +134,7 @@ class LeaderLease:
         """
         if self._epoch is not None and not self._superseded:
             return self.renew()
+        started = time.monotonic()
         with self._write(Durability.FULL) as db:
             row = db.execute(
                 # Only constant fragments are formatted in; values are bound parameters.
@@ -140,7 +150,7 @@ class LeaderLease:
         if row is None:
             return False
         self._epoch, self._superseded = int(row[0]), False
-        self._renewed_at = time.monotonic()
+        self._renewed_at = started
         log.warning(
             "journal_leading url=%s holder=%s epoch=%d", self.where, self.holder, self._epoch
         )
