@@ -559,9 +559,11 @@ async def serve(
     if runtime is None and settings.runtime.kind is RuntimeKind.IN_PROCESS:
         runtime = await in_process_runtime(settings, resolve_credentials(settings, environ))
     elif runtime is None:
-        runtime, limits, options = await asyncio.to_thread(
+        # Blocking engine calls (and the firewall helper's start): off the event loop.
+        docker_setup: tuple[Runtime, list[str], dict[str, Any]] = await asyncio.to_thread(
             docker_runtime, settings, environ=environ
         )
+        runtime, limits, options = docker_setup
     running = await start_supervisor(
         settings,
         environ=environ,
