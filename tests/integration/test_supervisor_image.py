@@ -131,6 +131,7 @@ async def test_the_image_supervises_a_simulator_fleet_from_inside_its_container(
     config.chmod(0o644)
     secrets = secrets_dir(tmp_path, token)
     journal = docker_client.volumes.create(f"ibfleet-test-journal-{fleet}")
+    api_port = free_port()
     try:
         supervisor = containers.run(
             supervisor_image,
@@ -142,10 +143,11 @@ async def test_the_image_supervises_a_simulator_fleet_from_inside_its_container(
                 str(secrets): {"bind": SECRETS, "mode": "ro"},
                 journal.name: {"bind": "/var/lib/ibfleet", "mode": "rw"},
             },
-            ports={"8710/tcp": ("127.0.0.1", None)},
+            # A fixed port: an ephemeral one may move when the supervisor joins the fleet network.
+            ports={"8710/tcp": ("127.0.0.1", api_port)},
         )
         assert supervisor.attrs["Config"]["User"] == "10001:10001"
-        port = containers.host_port(supervisor, "8710/tcp")
+        port = api_port
         base = f"http://127.0.0.1:{port}"
         auth = {"Authorization": f"Bearer {token}"}
 
@@ -181,8 +183,7 @@ async def test_the_image_supervises_a_simulator_fleet_from_inside_its_container(
             reply = await api.post("/api/v1/gateways/gw-a/restart", headers=auth)
             assert reply.status_code == 200, reply.text
             await until(
-                lambda: f"CommandServer accepted connection from: /{own}"
-                in containers.logs(gw_a),
+                lambda: f"CommandServer accepted connection from: /{own}" in containers.logs(gw_a),
                 60,
                 what="IBC's command server to accept the supervisor",
             )
