@@ -852,6 +852,13 @@ def image_command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the result.")] = False,
 ) -> None:
     """Build the simulator image with no container registry; print its tag and the time taken."""
+    run_build(
+        build_sim_image, quiet=quiet, tag=tag, base=base, rebuild_base=rebuild_base, mirror=mirror
+    )
+
+
+def run_build(build: Callable[..., ImageInfo], *, quiet: bool, **options: Any) -> None:
+    """A build command's body: the engine, progress on stderr, the result or the error, exit 1."""
     progress: Progress = (
         (lambda _line: None) if quiet else (lambda line: typer.echo(line, err=True))
     )
@@ -861,14 +868,7 @@ def image_command(
         typer.echo(f"error: no Docker engine answers ({exc})", err=True)
         raise typer.Exit(code=1) from None
     try:
-        info = build_sim_image(
-            docker_client=client,
-            tag=tag,
-            base=base,
-            rebuild_base=rebuild_base,
-            mirror=mirror,
-            progress=progress,
-        )
+        info = build(docker_client=client, progress=progress, **options)
     except ImageBuildError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=1) from None

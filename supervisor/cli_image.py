@@ -96,32 +96,14 @@ def build_command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the tag.")] = False,
 ) -> None:
     """Build the supervisor image with no container registry; print its tag and the time taken."""
-    import docker
-    import docker.errors
-
     from ibsim import image as pipeline
 
-    progress: pipeline.Progress = (
-        (lambda _line: None) if quiet else (lambda line: typer.echo(line, err=True))
+    pipeline.run_build(
+        build_supervisor_image,
+        quiet=quiet,
+        project_root=project_root,
+        tag=tag,
+        base=base,
+        rebuild_base=rebuild_base,
+        mirror=mirror,
     )
-    try:
-        client = docker.from_env(timeout=300)
-    except docker.errors.DockerException as exc:
-        typer.echo(f"error: no Docker engine answers ({exc})", err=True)
-        raise typer.Exit(code=1) from None
-    try:
-        info = build_supervisor_image(
-            docker_client=client,
-            project_root=project_root,
-            tag=tag,
-            base=base,
-            rebuild_base=rebuild_base,
-            mirror=mirror,
-            progress=progress,
-        )
-    except pipeline.ImageBuildError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(code=1) from None
-    finally:
-        client.close()
-    typer.echo(info.tag if quiet else pipeline.summary(info))
