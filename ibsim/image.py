@@ -1,4 +1,8 @@
-"""Build the simulator's container image with no container registry (`ibfleet sim image`).
+"""Build ibfleet's container images with no container registry (`ibfleet sim image`).
+
+One pipeline for every image ibfleet builds: the simulator's (:data:`SIM_RECIPE`, the default
+everywhere here) and the supervisor's (``supervisor.cli_image``, which passes its own
+:class:`ImageRecipe`: Dockerfile, local base tag and the Debian packages of that base).
 
 The public Python base image is tried first; when it cannot be pulled (no registry), a minimal
 Debian bookworm base is made once with debootstrap from the host's own apt mirror and imported
@@ -99,6 +103,15 @@ class ImageInfo:
     steps_cached: int
     duration_s: float
     build_log: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ImageRecipe:
+    """What differs between ibfleet's images: the Dockerfile and the local debootstrap base."""
+
+    dockerfile: Callable[[], bytes]
+    local_base_tag: str = LOCAL_BASE_TAG
+    base_packages: tuple[str, ...] = DEBOOTSTRAP_PACKAGES
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -402,8 +415,16 @@ def _dockerfile_text() -> bytes:
     return resource.read_bytes()
 
 
-def write_build_context(*, out: IO[bytes], deps_dir: Path, app_wheel: Path) -> None:
-    """Write the build context tar with fixed metadata so identical inputs hash identically."""
+SIM_RECIPE = ImageRecipe(dockerfile=_dockerfile_text)
+
+
+def write_build_context(
+    *, out: IO[bytes], deps_dir: Path, app_wheel: Path, dockerfile: bytes | None = None
+) -> None:
+    """Write the build context tar with fixed metadata so identical inputs hash identically.
+
+    ``dockerfile`` defaults to the simulator's.
+    """
 
     def add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
         info = tarfile.TarInfo(name)
@@ -413,7 +434,7 @@ def write_build_context(*, out: IO[bytes], deps_dir: Path, app_wheel: Path) -> N
         tar.addfile(info, io.BytesIO(data))
 
     with tarfile.open(fileobj=out, mode="w") as tar:
-        add(tar, "Dockerfile", _dockerfile_text())
+        add(tar, "Dockerfile", _dockerfile_text() if dockerfile is None else dockerfile)
         for wheel in sorted(deps_dir.glob("*.whl")):
             add(tar, f"deps/{wheel.name}", wheel.read_bytes())
         add(tar, f"app/{app_wheel.name}", app_wheel.read_bytes())
@@ -506,8 +527,12 @@ def build_local_base(
     mirror: str | None = None,
     work_root: Path | None = None,
     progress: Progress,
+    packages: tuple[str, ...] = DEBOOTSTRAP_PACKAGES,
 ) -> str:
-    """Make a minimal Debian bookworm + Python 3.11 image with debootstrap; return its id."""
+    """Make a minimal Debian bookworm + Python 3.11 image with debootstrap; return its id.
+
+    ``packages`` are what the base holds besides minbase (Python, its venv, CA certificates).
+    """
     debootstrap = shutil.which("debootstrap") or next(
         (p for p in ("/usr/sbin/debootstrap", "/sbin/debootstrap") if Path(p).is_file()), None
     )
@@ -537,7 +562,7 @@ def build_local_base(
                 [
                     debootstrap,
                     "--variant=minbase",
-                    f"--include={','.join(DEBOOTSTRAP_PACKAGES)}",
+                    f"--include={','.join(packages)}",
                     DEBIAN_SUITE,
                     str(rootfs),
                     mirror,
@@ -614,8 +639,10 @@ def resolve_base(
     cache_dir: Path,
     pull_timeout_s: float,
     progress: Progress,
+    recipe: ImageRecipe = SIM_RECIPE,
 ) -> tuple[str, str, BaseSource]:
     """Choose the base image: given, else the public one, else the local debootstrap one."""
+    local_tag = recipe.local_base_tag
     if base is not None:
         found = _image_id(docker_client, base)
         if found is None:
@@ -630,10 +657,10 @@ def resolve_base(
         public = _image_id(docker_client, DEFAULT_BASE)
         if public is not None:
             return DEFAULT_BASE, public, BaseSource.PULLED
-        local = _image_id(docker_client, LOCAL_BASE_TAG)
+        local = _image_id(docker_client, local_tag)
         if local is not None:
-            progress(f"reusing local base {LOCAL_BASE_TAG}")
-            return LOCAL_BASE_TAG, local, BaseSource.LOCAL_CACHED
+            progress(f"reusing local base {local_tag}")
+            return local_tag, local, BaseSource.LOCAL_CACHED
         progress(f"trying to pull {DEFAULT_BASE}")
         ok, why = _pull_with_deadline(docker_client, DEFAULT_BASE, timeout_s=pull_timeout_s)
         public = _image_id(docker_client, DEFAULT_BASE) if ok else None
@@ -642,16 +669,21 @@ def resolve_base(
         progress(f"cannot pull {DEFAULT_BASE} ({why}); using a local debootstrap base")
     with _file_lock(cache_dir / "base.lock"):
         # Another process may have built it while this one waited for the lock.
-        local = None if rebuild_base else _image_id(docker_client, LOCAL_BASE_TAG)
+        local = None if rebuild_base else _image_id(docker_client, local_tag)
         if local is not None:
-            return LOCAL_BASE_TAG, local, BaseSource.LOCAL_CACHED
-        previous = _image_id(docker_client, LOCAL_BASE_TAG)
+            return local_tag, local, BaseSource.LOCAL_CACHED
+        previous = _image_id(docker_client, local_tag)
         built = build_local_base(
-            docker_client=docker_client, mirror=mirror, work_root=cache_dir, progress=progress
+            docker_client=docker_client,
+            tag=local_tag,
+            mirror=mirror,
+            work_root=cache_dir,
+            progress=progress,
+            packages=recipe.base_packages,
         )
         if previous is not None and previous != built:
             _remove_superseded(docker_client, previous)
-    return LOCAL_BASE_TAG, built, BaseSource.LOCAL_BUILT
+    return local_tag, built, BaseSource.LOCAL_BUILT
 
 
 def build_sim_image(
@@ -667,6 +699,34 @@ def build_sim_image(
     progress: Progress | None = None,
 ) -> ImageInfo:
     """Build (or refresh) the simulator image and return what was built. Blocking."""
+    return build_image(
+        recipe=SIM_RECIPE,
+        docker_client=docker_client,
+        project_root=project_root,
+        tag=tag,
+        base=base,
+        rebuild_base=rebuild_base,
+        mirror=mirror,
+        cache_dir=cache_dir,
+        pull_timeout_s=pull_timeout_s,
+        progress=progress,
+    )
+
+
+def build_image(
+    *,
+    recipe: ImageRecipe,
+    docker_client: docker.DockerClient,
+    project_root: Path | None = None,
+    tag: str,
+    base: str | None = None,
+    rebuild_base: bool = False,
+    mirror: str | None = None,
+    cache_dir: Path | None = None,
+    pull_timeout_s: float = DEFAULT_PULL_TIMEOUT_S,
+    progress: Progress | None = None,
+) -> ImageInfo:
+    """Build (or refresh) the image ``recipe`` describes and return what was built. Blocking."""
     started = time.monotonic()
     say: Progress = progress or (lambda _line: None)
     cache = (cache_dir or default_cache_dir()).resolve()
@@ -685,6 +745,7 @@ def build_sim_image(
         cache_dir=cache,
         pull_timeout_s=pull_timeout_s,
         progress=say,
+        recipe=recipe,
     )
     with tempfile.TemporaryDirectory(prefix="ibfleet-image-") as tmp:
         work = Path(tmp)
@@ -694,7 +755,9 @@ def build_sim_image(
         context = work / "context.tar"
         lock_name = re.sub(r"[^A-Za-z0-9_.-]", "_", tag)
         with context.open("w+b") as out, _file_lock(cache / f"build-{lock_name}.lock"):
-            write_build_context(out=out, deps_dir=deps_dir, app_wheel=app_wheel)
+            write_build_context(
+                out=out, deps_dir=deps_dir, app_wheel=app_wheel, dockerfile=recipe.dockerfile()
+            )
             out.seek(0)
             previous = _image_id(docker_client, tag)
             log = _docker_build(
@@ -789,6 +852,13 @@ def image_command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the result.")] = False,
 ) -> None:
     """Build the simulator image with no container registry; print its tag and the time taken."""
+    run_build(
+        build_sim_image, quiet=quiet, tag=tag, base=base, rebuild_base=rebuild_base, mirror=mirror
+    )
+
+
+def run_build(build: Callable[..., ImageInfo], *, quiet: bool, **options: Any) -> None:
+    """A build command's body: the engine, progress on stderr, the result or the error, exit 1."""
     progress: Progress = (
         (lambda _line: None) if quiet else (lambda line: typer.echo(line, err=True))
     )
@@ -798,23 +868,18 @@ def image_command(
         typer.echo(f"error: no Docker engine answers ({exc})", err=True)
         raise typer.Exit(code=1) from None
     try:
-        info = build_sim_image(
-            docker_client=client,
-            tag=tag,
-            base=base,
-            rebuild_base=rebuild_base,
-            mirror=mirror,
-            progress=progress,
-        )
+        info = build(docker_client=client, progress=progress, **options)
     except ImageBuildError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=1) from None
     finally:
         client.close()
-    if quiet:
-        typer.echo(info.tag)
-        return
-    typer.echo(
+    typer.echo(info.tag if quiet else summary(info))
+
+
+def summary(info: ImageInfo) -> str:
+    """One line saying what a build made and how much of it came from the cache."""
+    return (
         f"built {info.tag} ({info.image_id[7:19]}) in {info.duration_s:.1f} s; "
         f"base {info.base} ({info.base_source.value}); "
         f"dependency wheels {'cached' if info.deps_wheels_cached else 'built'}; "

@@ -25,7 +25,7 @@ from gateway import authlog
 from gateway.secret_refs import read_text_file
 from gateway.time_fields import parse_duration
 from ibsim import cli as sim_cli
-from supervisor import cli_fleet, cli_gateway, cli_plan, cli_strategy
+from supervisor import cli_fleet, cli_gateway, cli_image, cli_plan, cli_strategy
 from supervisor import lint as lint_mod
 from supervisor.cli_common import (
     ConfigOption,
@@ -74,6 +74,7 @@ app = typer.Typer(
 )
 
 app.add_typer(sim_cli.app, name="sim")
+app.add_typer(cli_image.image_app, name="image")
 
 
 def _version() -> str:

@@ -20,6 +20,7 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from gateway import api_endpoint as endpoints
 from gateway import ibc
 from gateway import probe as probe_mod
 from gateway.runtime import EventKind, Runtime, RuntimeEvent
@@ -87,6 +88,7 @@ class Supervisor:
         usernames: Mapping[str, str] | None = None,
         operator_stopped: Collection[str] = (),
         replace_deadline: float | None = None,
+        api_endpoint: endpoints.ApiEndpoint = endpoints.from_host,
     ) -> None:
         self.settings = settings
         self.runtime = runtime
@@ -129,6 +131,7 @@ class Supervisor:
                 heartbeat_deadline=h.heartbeat_deadline.total_seconds(),
                 connect_deadline=h.connect_deadline.total_seconds(),
             ),
+            api_endpoint=api_endpoint,
         )
         now = clock()
         self.controllers: dict[str, GatewayController] = {}

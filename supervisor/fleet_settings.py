@@ -128,6 +128,13 @@ class RuntimeSettings(_Strict):
         "a change waits, shown by `ibfleet plan` and `ibfleet status`, until the window or "
         "`ibfleet apply`. Default none: changes roll out at once.",
     )
+    unprotected_live: bool = Field(
+        default=False,
+        description="Run live gateways even where ibfleet cannot install its firewall rules "
+        "(a supervisor in a container whose firewall helper the engine refuses): any local user "
+        "and any container could then reach their API port and IBC's command server. Default "
+        "false: such a supervisor refuses to start a fleet with live gateways.",
+    )
 
 
 class SimulatorSettings(_Strict):

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from gateway import api_endpoint as endpoints
 from gateway import authlog, codes, ibc
 from gateway import probe as probe_mod
 from gateway.config import GatewayConfig
@@ -89,6 +90,8 @@ class Deps:
     ledger: Ledger  # the login budget of each IB username
     probe_settings: probe_mod.ProbeSettings
     gate_hooks: list[GateHook] = field(default_factory=list)
+    # Where the probe and the strategies dial a gateway's API (the host, or the fleet network).
+    api_endpoint: endpoints.ApiEndpoint = endpoints.from_host
 
 
 class GatewayController:
@@ -392,9 +395,10 @@ class GatewayController:
             self.post(mapped)
 
     async def _run_probe(self) -> None:
+        host, port = self.deps.api_endpoint(self.gw)
         probe = probe_mod.HealthProbe(
-            host=self.gw.local_host,
-            port=self.gw.api_port,
+            host=host,
+            port=port,
             account=self.gw.account,
             mode=self.gw.mode,
             contracts=self.gw.probes,

@@ -111,10 +111,11 @@ def build_host(
     settings = supervisor.settings
     endpoints = {}
     for gw in settings.gateways:
+        host, port = supervisor.deps.api_endpoint(gw)
         endpoints[gw.name] = GatewayEndpoint(
             name=gw.name,
-            host=gw.local_host,
-            port=gw.api_port,
+            host=host,
+            port=port,
             account=gw.account,
             read_only=gw.read_only,
             # The probe's leases: strategies failing over get ids the probe does not hold.

@@ -18,7 +18,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from gateway import addresses, firewall
+from gateway import addresses
 from gateway.runtime import Runtime
 from gateway.secret_refs import SecretError
 from gateway.spec import ContainerSpec, GatewaySecrets
@@ -494,19 +494,29 @@ async def start_supervisor(
     return Running(supervisor, api, dispatcher, notifier, ajournal, host, unredact)
 
 
-def docker_runtime(settings: FleetSettings) -> tuple[Runtime, list[str]]:
-    """The Docker runtime and why the engine cannot enforce the fleet's network isolation
-    (empty: it can), or a StartupError saying what is missing."""
+def docker_runtime(
+    settings: FleetSettings, *, environ: Mapping[str, str]
+) -> tuple[Runtime, list[str], dict[str, Any]]:
+    """The Docker runtime for where this process runs (:mod:`supervisor.placement`), why the
+    engine cannot enforce the fleet's network isolation (empty: it can), and the supervisor's
+    options that follow from it; or a StartupError saying what is missing."""
     import docker
 
-    from gateway.docker_runtime import DockerRuntime
+    from supervisor import placement
 
     try:
         client = docker.from_env(timeout=30)
         client.ping()
-        limits = firewall.isolation_limits(client.info())
     except Exception as exc:
         raise StartupError(f"no Docker engine answers: {exc}") from None
+    try:
+        setup = placement.docker_runtime_for(client, settings, environ=environ)
+    except placement.StartupRefused as exc:
+        raise StartupError(str(exc)) from None
+    except docker.errors.DockerException as exc:
+        raise StartupError(
+            f"the Docker engine failed while placing the supervisor: {exc}"
+        ) from None
     if settings.simulator.enabled:
         try:
             client.images.get(settings.simulator.image)
@@ -515,7 +525,7 @@ def docker_runtime(settings: FleetSettings) -> tuple[Runtime, list[str]]:
                 f"the simulator image {settings.simulator.image} is not built: run "
                 f"`ibfleet sim image --tag {settings.simulator.image}` first"
             ) from None
-    return DockerRuntime(client), limits
+    return setup.runtime, setup.limits, {"api_endpoint": setup.endpoint}
 
 
 async def in_process_runtime(
@@ -575,13 +585,22 @@ async def serve(
         )
         return
     limits: list[str] = []
+    options: dict[str, Any] = {}
     owned = runtime is None
     if runtime is None and settings.runtime.kind is RuntimeKind.IN_PROCESS:
         runtime = await in_process_runtime(settings, resolve_credentials(settings, environ))
     elif runtime is None:
-        runtime, limits = docker_runtime(settings)
+        # Blocking engine calls (and the firewall helper's start): off the event loop.
+        docker_setup: tuple[Runtime, list[str], dict[str, Any]] = await asyncio.to_thread(
+            docker_runtime, settings, environ=environ
+        )
+        runtime, limits, options = docker_setup
     running = await start_supervisor(
-        settings, environ=environ, runtime=runtime, isolation_limits=limits
+        settings,
+        environ=environ,
+        runtime=runtime,
+        isolation_limits=limits,
+        supervisor_options=options,
     )
     supervisor = running.supervisor
     service = sdnotify.SystemdService(

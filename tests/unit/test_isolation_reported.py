@@ -195,8 +195,8 @@ def test_run_reads_the_limits_from_the_engine_it_runs_on(
     settings, _ = settings_for(tmp_path)
     with FakeEngine(ENGINES[kind]) as engine:
         monkeypatch.setenv("DOCKER_HOST", engine.url)
-        _runtime, limits = wiring.docker_runtime(settings)
+        _runtime, limits, _options = wiring.docker_runtime(settings, environ={})
     assert [SAYS[kind] in limit for limit in limits] == [True]
     with FakeEngine(ROOTFUL) as engine:
         monkeypatch.setenv("DOCKER_HOST", engine.url)
-        assert wiring.docker_runtime(settings)[1] == []
+        assert wiring.docker_runtime(settings, environ={})[1] == []
