@@ -14,6 +14,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from gateway import ibc
 from gateway import probe as probe_mod
@@ -100,13 +101,17 @@ async def serve_shared(
     async def start_leader(journal: SharedJournal, guard: LeaderGuard) -> _Term:
         assert isinstance(journal, PostgresJournal)  # what open_journal made
         limits: list[str] = []
+        options: dict[str, Any] = {}
         owned = runtime is None and settings.runtime.kind is RuntimeKind.IN_PROCESS
         if runtime is not None:
             inner = runtime
         elif owned:
             inner = await in_process_runtime(settings, resolve_credentials(settings, environ))
         else:
-            inner, limits = await asyncio.to_thread(docker_runtime, settings)
+            # Where this process runs decides how it dials and guards (supervisor.placement).
+            inner, limits, options = await asyncio.to_thread(
+                docker_runtime, settings, environ=environ
+            )
         credentials = resolve_credentials(settings, environ)
         key = await asyncio.to_thread(
             shared_fingerprint_key, journal, fingerprint_key_path(settings)
@@ -120,6 +125,7 @@ async def serve_shared(
             journal=journal,
             health=driver.health,
             supervisor_options={
+                **options,
                 "probe_factory": guard.probes(probe_mod.IbAsyncSession),
                 "ibc_send": guard.ibc(ibc.send),
             },
