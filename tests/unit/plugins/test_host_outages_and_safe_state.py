@@ -282,3 +282,31 @@ async def test_a_strategy_whose_gateways_are_all_down_waits_without_safe_state_o
         r.host.on_gate("gw-a", OPEN)
         await until(lambda: runner.state is StrategyState.RUNNING, what="started on gw-a")
         assert r.host.safe_state_runs("s1") == [] and r.alerts.raised == []
+
+
+async def test_seed_1_a_strategy_not_yet_started_hears_of_no_gateway_only_after_on_start(
+    tmp_path: Path,
+) -> None:
+    """Chaos seed 1 (``IBFLEET_CHAOS_SEED=1``): the supervisor came back while a one-gateway
+    strategy's gateway was down, with an order of the earlier run maybe live. The outage's safe
+    state found no path, and the failover told the strategy "no gateway" before its on_start
+    had run: the strategy crashed on its own unset state and stayed CRASHED once healed."""
+    config = strategy(grace=0, gateways=("gw-a",))
+    async with rig(tmp_path, config) as r:
+        await started(r)
+        await r.runner().place(buy())
+    async with rig(tmp_path, config) as r:
+        r.ib.gateways["gw-a"].up = False
+        r.host.on_gate("gw-a", LOST)
+        await r.host.start()
+        runner = r.runner()
+        await until(lambda: r.host.safe_state_runs("s1"), what="safe state with no path")
+        [run] = r.host.safe_state_runs("s1")
+        assert run.path is SafeStatePath.ALERT_ONLY
+        await runner.inbox.join()
+        assert runner.state is not StrategyState.CRASHED, runner.run.last_error
+        r.ib.gateways["gw-a"].up = True
+        r.host.on_gate("gw-a", OPEN)
+        await until(lambda: runner.state is StrategyState.RUNNING, what="started on gw-a")
+        await runner.inbox.join()
+        assert runner.strategy.events[0] == "start"
