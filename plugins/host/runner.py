@@ -343,6 +343,9 @@ class Runner:
         self.sessions.current = session
         self.sessions.active = session.gateway
         result = await self.reconciler.reconcile(session)
+        if not result.unknown:
+            # IB was reached and every intent matched: "orders may be live" is answered.
+            self.services.resolve(f"strategy:{self.name}:maybe-live")
         self.data.resubscribe(session)
         self.run.trading = True
         self.set_state(StrategyState.RUNNING)

@@ -87,9 +87,17 @@ class History:
     login_window: dt.timedelta = dt.timedelta(hours=1)
     #: IB's reset windows over the run, (start, end) in UTC.
     reset_windows: Sequence[tuple[dt.datetime, dt.datetime]] = ()
+    #: Title parts of the problems that are incidents of their own, apart from their owner's
+    #: other problems (the alert policy's standalone problems: a 2FA prompt, a re-auth notice).
+    standalone: tuple[str, ...] = ("approve the IB Key login", "weekly IB re-authentication")
     #: When the last fault healed; and when the final records were read.
     healed_at: dt.datetime | None = None
     checked_at: dt.datetime | None = None
+
+    def incident_of(self, page: Page) -> str:
+        """Which incident a page belongs to: its owner's, or a standalone problem's own."""
+        alone = next((part for part in self.standalone if part in page.title), None)
+        return page.owner if alone is None else f"{page.owner} / {alone}"
 
     def timeline(self) -> list[Entry]:
         """Every entry, the faults' and pages' included, in time order."""

@@ -186,7 +186,7 @@ def incident_pages(history: History) -> list[Violation]:
     rank: dict[str, int] = {}
     out = []
     for page in sorted(history.pages, key=lambda p: p.at):
-        owner = page.owner
+        owner = history.incident_of(page)
         if page.resolved:
             if owner not in open_:
                 out.append(

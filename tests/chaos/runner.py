@@ -325,7 +325,12 @@ class Runner:
             fleet = self.fleet
             proc = fleet.process
             if proc is None or proc.poll() is not None:
-                self.note("supervisor-not-running", detail=step.describe())
+                # It ended by itself: what it said last is the finding.
+                tail = fleet.process_log()[-1500:].replace("\n", " | ")
+                self.note(
+                    "supervisor-not-running",
+                    detail=f"{step.describe()}; {fleet.exited()[:40]} {tail}",
+                )
             elif step.kind is FaultKind.SUPERVISOR_SIGKILL:
                 fleet.process = None
                 proc.kill()

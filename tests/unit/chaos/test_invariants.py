@@ -175,3 +175,17 @@ def test_the_report_names_the_seed_the_violation_and_the_history_around_it() -> 
     assert "chaos seed 7" in text and "IBFLEET_CHAOS_SEED=7" in text
     assert "[duplicate-order-ref]" in text
     assert "begin docker_pause" in text and "gw-a: API stalled" in text
+
+
+def test_a_2fa_prompt_is_an_incident_of_its_own_beside_its_gateways_other_problems() -> None:
+    """Chaos seed 1: the gateway's degraded incident stayed open while a 2FA prompt was paged
+    and resolved; its own resolved notice came after, and is not one without a page."""
+    pages = [
+        Page(t(10), "gw-b: degraded", "warning"),
+        Page(t(50), "gw-b: approve the IB Key login", "failure"),
+        Page(t(51), "Resolved: gw-b: approve the IB Key login", "success"),
+        Page(t(55), "Resolved: gw-b: degraded; API stalled", "success"),
+    ]
+    assert check(whole(pages=pages)) == []
+    twice = [*pages[:2], Page(t(52), "gw-b: approve the IB Key login", "failure"), *pages[2:]]
+    assert rules(whole(pages=twice)) == ["incident-pages"]

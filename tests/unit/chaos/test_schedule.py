@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from tests.chaos.schedule import HOUR, FaultKind, FleetShape, counts, plan
@@ -28,16 +30,16 @@ def test_a_long_schedule_keeps_the_pacing_rules(seed: int) -> None:
     steps = plan(seed, events=1000, shape=SHAPE)
     assert len(steps) == 1000
     assert [s.index for s in steps] == list(range(1000))
-    assert all(a.at <= b.at for a, b in zip(steps, steps[1:], strict=False))
+    assert all(a.at <= b.at for a, b in itertools.pairwise(steps))
     for gateway in SHAPE.gateways:
         held = [s for s in steps if s.gateway == gateway and s.kind in CONTAINER]
-        for a, b in zip(held, held[1:], strict=False):
+        for a, b in itertools.pairwise(held):
             assert b.at >= a.end, (a.describe(), b.describe())
         restarts = [s.at for s in steps if s.gateway == gateway and s.kind in RESTARTS]
         for i, start in enumerate(restarts):
             assert len([r for r in restarts[i:] if r < start + HOUR]) <= 3
     stops = [s for s in steps if s.kind.value.startswith("supervisor")]
-    for a, b in zip(stops, stops[1:], strict=False):
+    for a, b in itertools.pairwise(stops):
         assert b.at >= a.end + SHAPE.supervisor_spacing
     assert all(s.gateway in SHAPE.twofa for s in steps if s.kind is FaultKind.TWOFA_UNANSWERED)
 
@@ -45,7 +47,7 @@ def test_a_long_schedule_keeps_the_pacing_rules(seed: int) -> None:
 def test_every_kind_is_drawn_and_overlaps_happen() -> None:
     steps = plan(3, events=1000, shape=SHAPE)
     assert all(n > 0 for n in counts(steps).values()), counts(steps)
-    overlapping = sum(1 for a, b in zip(steps, steps[1:], strict=False) if b.at < a.end)
+    overlapping = sum(1 for a, b in itertools.pairwise(steps) if b.at < a.end)
     assert overlapping > 50
 
 

@@ -290,12 +290,15 @@ async def test_seed_1_a_strategy_not_yet_started_hears_of_no_gateway_only_after_
     """Chaos seed 1 (``IBFLEET_CHAOS_SEED=1``): the supervisor came back while a one-gateway
     strategy's gateway was down, with an order of the earlier run maybe live. The outage's safe
     state found no path, and the failover told the strategy "no gateway" before its on_start
-    had run: the strategy crashed on its own unset state and stayed CRASHED once healed."""
+    had run: the strategy crashed on its own unset state and stayed CRASHED once healed. Its
+    "safe state could not reach IB" incident was never resolved, even once it traded again."""
     config = strategy(grace=0, gateways=("gw-a",))
     async with rig(tmp_path, config) as r:
         await started(r)
         await r.runner().place(buy())
+        held = dict(r.ib.trades)  # on_shutdown hold: the order stays working at IB
     async with rig(tmp_path, config) as r:
+        r.ib.trades.update(held)
         r.ib.gateways["gw-a"].up = False
         r.host.on_gate("gw-a", LOST)
         await r.host.start()
@@ -310,3 +313,6 @@ async def test_seed_1_a_strategy_not_yet_started_hears_of_no_gateway_only_after_
         await until(lambda: runner.state is StrategyState.RUNNING, what="started on gw-a")
         await runner.inbox.join()
         assert runner.strategy.events[0] == "start"
+        # Back on IB with every intent matched: the "could not reach IB" page is resolved.
+        assert "strategy:s1:maybe-live" in r.alerts.raised_keys()
+        assert "strategy:s1:maybe-live" in r.alerts.resolved
