@@ -110,9 +110,7 @@ class Failover:
                 log.warning("failover_waiting strategy=%s gateway=%s", self.name, old)
                 self._sessions.current = None
                 change = api.GatewayChange(gateway=old or "", ready=False, reason="no gateway")
-                # A strategy whose on_start has not run yet hears of gateways only after it.
-                if self._run.started:
-                    self._post("gateway", lambda: self._strategy().on_gateway_state(change))
+                self._post("gateway", lambda: self._strategy().on_gateway_state(change))
                 return
             self._run.set(StrategyState.FAILING_OVER, gateway=self._sessions.active)
             self._record_move(

@@ -237,7 +237,14 @@ class Runner:
         return self.strategy
 
     def post(self, kind: str, call: Callable[[], Awaitable[Any]]) -> None:
-        """Queue a hook call for the strategy's task (hooks never run concurrently)."""
+        """Queue a hook call for the strategy's task (hooks never run concurrently).
+
+        Nothing but on_start reaches a strategy whose on_start is not queued yet: its state is
+        set up there, and it reads the reconciled book when it starts.
+        """
+        if kind != "start" and not self.run.started:
+            log.debug("strategy_hook_before_start strategy=%s kind=%s", self.name, kind)
+            return
         self.inbox.put_nowait((kind, call))
 
     async def _loop(self) -> None:

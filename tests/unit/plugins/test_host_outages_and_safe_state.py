@@ -10,6 +10,7 @@ from pathlib import Path
 from gateway.outage import Gate, OutageKind
 from plugins import api, outage
 from plugins.host import SafeStatePath, SafeStateTrigger, StrategyState
+from plugins.intents import IntentState
 from tests.unit.plugins.host_harness import MOD, OPEN, Rig, buy, rig, strategy
 from tests.waiting import until
 
@@ -316,3 +317,29 @@ async def test_seed_1_a_strategy_not_yet_started_hears_of_no_gateway_only_after_
         # Back on IB with every intent matched: the "could not reach IB" page is resolved.
         assert "strategy:s1:maybe-live" in r.alerts.raised_keys()
         assert "strategy:s1:maybe-live" in r.alerts.resolved
+
+
+async def test_seed_20261201_no_hook_reaches_a_strategy_before_its_on_start(
+    tmp_path: Path,
+) -> None:
+    """Chaos seed 20261201 (``IBFLEET_CHAOS_SEED=20261201``): the supervisor came back with a
+    strategy's orders of the earlier run working at IB; the new session's order reports were
+    posted to the strategy before its on_start, and it crashed on its own unset state. Every
+    hook but on_start posted before on_start is dropped (the strategy reads the book then)."""
+    async with rig(tmp_path) as r:
+        for gw in ("gw-a", "gw-b"):
+            r.ib.gateways[gw].up = False
+        await r.host.start()
+        runner = r.runner()
+        assert runner.state is StrategyState.LOADED and not runner.run.started
+        update = api.OrderUpdate(
+            key="s1-X", status=IntentState.ACKED, filled=0.0, remaining=1.0, message="reported"
+        )
+        runner.post("order", lambda: runner._hook().on_order_status(update))
+        await runner.inbox.join()
+        assert runner.state is StrategyState.LOADED, runner.run.last_error
+        r.ib.gateways["gw-a"].up = True
+        r.host.on_gate("gw-a", OPEN)
+        await until(lambda: runner.state is StrategyState.RUNNING, what="started on gw-a")
+        await runner.inbox.join()
+        assert runner.strategy.events == ["start"]
