@@ -2,7 +2,7 @@
 simulator containers and the ``ibfleet run`` process, judged over the whole history.
 
     IBFLEET_TEST_IMAGE_TAG=ibfleet-sim:mine .venv/bin/python benchmarks/chaos.py \\
-        [--events 1000] [--seed N] [--mean-gap 4] [--json out.json]
+        [--events 1000] [--seed N] [--mean-gap 4] [--json out.json] [--keep DIR]
 
 Prints the seed first (``--seed`` or ``IBFLEET_CHAOS_SEED`` replays one), then the figures:
 events, faults by kind, violations, orders placed, duplicates, time; then each violation with
@@ -39,6 +39,9 @@ def main() -> int:
     parser.add_argument("--mean-gap", type=float, default=4.0, help="mean seconds between steps")
     parser.add_argument("--heal-timeout", type=float, default=600.0, help="seconds to heal")
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
+    parser.add_argument(
+        "--keep", type=Path, default=None, help="keep the logs and the whole history here"
+    )
     args = parser.parse_args()
     chosen = args.seed if args.seed is not None else os.environ.get("IBFLEET_CHAOS_SEED")
     seed = int(chosen) if chosen is not None else random.SystemRandom().randrange(1, 2**31)
@@ -57,6 +60,7 @@ def main() -> int:
                     mean_gap=args.mean_gap,
                     heal_timeout=args.heal_timeout,
                     say=lambda line: print(line, flush=True),
+                    keep=args.keep,
                 )
             )
     finally:

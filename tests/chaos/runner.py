@@ -470,6 +470,7 @@ async def run_chaos(
     mean_gap: float = 2.5,
     heal_timeout: float = 240.0,
     say: Callable[[str], None] = print,
+    keep: Path | None = None,
 ) -> ChaosResult:
     """Start the fleet, run ``events`` steps of seed ``seed``, heal, read and judge the history."""
     say(f"chaos seed {seed} ({events} events; replay: IBFLEET_CHAOS_SEED={seed})")
@@ -510,6 +511,8 @@ async def run_chaos(
                 runner.note("api-unanswered", detail=repr(exc))
             await _records(fleet, history)
             clock.poll()
+            if keep is not None:
+                await _keep_logs(fleet, workdir, keep)
         finally:
             for task in helpers:
                 task.cancel()
@@ -528,8 +531,23 @@ async def run_chaos(
         ]
     violations = invariants.check(history)
     result = ChaosResult(history, violations, steps, time.monotonic() - started, runner.errors)
+    if keep is not None:
+        timeline = "\n".join(e.line() for e in history.timeline())
+        (keep / "history.txt").write_text(timeline + "\n")
+        say(f"logs and the whole history kept in {keep}")
     say(result.text())
     return result
+
+
+async def _keep_logs(fleet: ChaosFleet, workdir: Path, keep: Path) -> None:
+    """The supervisor's logs, the fleet file and each container's log, for a finding's story."""
+    keep.mkdir(parents=True, exist_ok=True)
+    for path in [*workdir.glob("supervisor-*.log"), workdir / "fleet.yaml"]:
+        if path.exists():
+            (keep / path.name).write_bytes(path.read_bytes())
+    for gateway in (*GATEWAYS, "sim-broker"):
+        text = await fleet.logs(gateway)
+        (keep / f"{gateway}.log").write_text(text)
 
 
 async def _settle(fleet: ChaosFleet) -> None:

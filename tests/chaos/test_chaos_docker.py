@@ -3,7 +3,8 @@ overlapping faults against simulator containers and the ``ibfleet run`` process,
 :mod:`tests.chaos.invariants` over the whole history.
 
 Each run prints its seed; ``IBFLEET_CHAOS_SEED=N`` replays seed N in place of the random one,
-``IBFLEET_CHAOS_EVENTS`` changes the number of events per run. The long run is
+``IBFLEET_CHAOS_EVENTS`` changes the number of events per run, ``IBFLEET_CHAOS_KEEP=DIR``
+keeps each run's logs and whole history under DIR/<seed>. The long run is
 ``benchmarks/chaos.py``.
 """
 
@@ -33,7 +34,13 @@ def _random_seed() -> int:
 async def test_a_seeded_chaos_schedule_keeps_every_invariant(
     seed: int, docker_client: docker.DockerClient, sim_image: str, tmp_path: Path
 ) -> None:
+    keep = os.environ.get("IBFLEET_CHAOS_KEEP")
     result = await run_chaos(
-        seed=seed, events=EVENTS, docker_client=docker_client, image=sim_image, workdir=tmp_path
+        seed=seed,
+        events=EVENTS,
+        docker_client=docker_client,
+        image=sim_image,
+        workdir=tmp_path,
+        keep=Path(keep) / str(seed) if keep else None,
     )
     assert not result.violations, result.text()
