@@ -237,7 +237,14 @@ class Runner:
         return self.strategy
 
     def post(self, kind: str, call: Callable[[], Awaitable[Any]]) -> None:
-        """Queue a hook call for the strategy's task (hooks never run concurrently)."""
+        """Queue a hook call for the strategy's task (hooks never run concurrently).
+
+        Nothing but on_start reaches a strategy whose on_start is not queued yet: its state is
+        set up there, and it reads the reconciled book when it starts.
+        """
+        if kind != "start" and not self.run.started:
+            log.debug("strategy_hook_before_start strategy=%s kind=%s", self.name, kind)
+            return
         self.inbox.put_nowait((kind, call))
 
     async def _loop(self) -> None:
@@ -343,6 +350,9 @@ class Runner:
         self.sessions.current = session
         self.sessions.active = session.gateway
         result = await self.reconciler.reconcile(session)
+        if not result.unknown:
+            # IB was reached and every intent matched: "orders may be live" is answered.
+            self.services.resolve(f"strategy:{self.name}:maybe-live")
         self.data.resubscribe(session)
         self.run.trading = True
         self.set_state(StrategyState.RUNNING)

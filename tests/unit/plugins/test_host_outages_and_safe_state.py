@@ -10,6 +10,7 @@ from pathlib import Path
 from gateway.outage import Gate, OutageKind
 from plugins import api, outage
 from plugins.host import SafeStatePath, SafeStateTrigger, StrategyState
+from plugins.intents import IntentState
 from tests.unit.plugins.host_harness import MOD, OPEN, Rig, buy, rig, strategy
 from tests.waiting import until
 
@@ -305,3 +306,63 @@ async def test_a_subscription_made_during_an_outage_opens_when_the_session_is_ba
             what="the deferred line opened on the session",
         )
         assert runner.state is StrategyState.RUNNING
+
+
+async def test_seed_1_a_strategy_not_yet_started_hears_of_no_gateway_only_after_on_start(
+    tmp_path: Path,
+) -> None:
+    """Chaos seed 1 (``IBFLEET_CHAOS_SEED=1``): the supervisor came back while a one-gateway
+    strategy's gateway was down, with an order of the earlier run maybe live. The outage's safe
+    state found no path, and the failover told the strategy "no gateway" before its on_start
+    had run: the strategy crashed on its own unset state and stayed CRASHED once healed. Its
+    "safe state could not reach IB" incident was never resolved, even once it traded again."""
+    config = strategy(grace=0, gateways=("gw-a",))
+    async with rig(tmp_path, config) as r:
+        await started(r)
+        await r.runner().place(buy())
+        held = dict(r.ib.trades)  # on_shutdown hold: the order stays working at IB
+    async with rig(tmp_path, config) as r:
+        r.ib.trades.update(held)
+        r.ib.gateways["gw-a"].up = False
+        r.host.on_gate("gw-a", LOST)
+        await r.host.start()
+        runner = r.runner()
+        await until(lambda: r.host.safe_state_runs("s1"), what="safe state with no path")
+        [run] = r.host.safe_state_runs("s1")
+        assert run.path is SafeStatePath.ALERT_ONLY
+        await runner.inbox.join()
+        assert runner.state is not StrategyState.CRASHED, runner.run.last_error
+        r.ib.gateways["gw-a"].up = True
+        r.host.on_gate("gw-a", OPEN)
+        await until(lambda: runner.state is StrategyState.RUNNING, what="started on gw-a")
+        await runner.inbox.join()
+        assert runner.strategy.events[0] == "start"
+        # Back on IB with every intent matched: the "could not reach IB" page is resolved.
+        assert "strategy:s1:maybe-live" in r.alerts.raised_keys()
+        assert "strategy:s1:maybe-live" in r.alerts.resolved
+
+
+async def test_seed_20261201_no_hook_reaches_a_strategy_before_its_on_start(
+    tmp_path: Path,
+) -> None:
+    """Chaos seed 20261201 (``IBFLEET_CHAOS_SEED=20261201``): the supervisor came back with a
+    strategy's orders of the earlier run working at IB; the new session's order reports were
+    posted to the strategy before its on_start, and it crashed on its own unset state. Every
+    hook but on_start posted before on_start is dropped (the strategy reads the book then)."""
+    async with rig(tmp_path) as r:
+        for gw in ("gw-a", "gw-b"):
+            r.ib.gateways[gw].up = False
+        await r.host.start()
+        runner = r.runner()
+        assert runner.state is StrategyState.LOADED and not runner.run.started
+        update = api.OrderUpdate(
+            key="s1-X", status=IntentState.ACKED, filled=0.0, remaining=1.0, message="reported"
+        )
+        runner.post("order", lambda: runner._hook().on_order_status(update))
+        await runner.inbox.join()
+        assert runner.state is StrategyState.LOADED, runner.run.last_error
+        r.ib.gateways["gw-a"].up = True
+        r.host.on_gate("gw-a", OPEN)
+        await until(lambda: runner.state is StrategyState.RUNNING, what="started on gw-a")
+        await runner.inbox.join()
+        assert runner.strategy.events == ["start"]
