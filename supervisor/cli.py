@@ -271,7 +271,10 @@ def _status_table(base: str, rows: list[dict[str, Any]], *, title: str | None = 
     table = Table(title=title or f"ibfleet at {base}")
     columns = ("gateway", "state", "ready", "mode", "account", "last heartbeat", "alerts")
     for column in (*columns, "pending change"):
-        table.add_column(column)
+        # The gateway and its state never shrink to an ellipsis (a pipe's 80 columns): the
+        # other columns fold instead.
+        keep = column in ("gateway", "state")
+        table.add_column(column, no_wrap=keep, min_width=len(column), overflow="fold")
     for row in rows:
         beat = row.get("last_heartbeat") or "-"
         rtt = row.get("heartbeat_rtt_seconds")

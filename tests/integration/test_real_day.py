@@ -381,6 +381,9 @@ async def test_approved_but_stalled_2fa_is_restarted_by_exactly_one_mechanism(
     await trading_on(fleet, "gw-b")
 
 
+# Two full logins, the backoff between them and a watch that nothing restarts it afterwards:
+# past the suite's 300 s default on a loaded machine, with the supervisor's shutdown after it.
+@pytest.mark.timeout(600)
 async def test_wrong_password_stops_within_the_login_budget_and_stays_stopped(
     make_fleet: Callable[..., DayFleet],
 ) -> None:
