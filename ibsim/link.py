@@ -5,6 +5,19 @@ Frames are a 4-byte big-endian length and a JSON object. A request is
 ``{"id": n, "ok": false, "error": text}``; the broker pushes ``{"event": ...}`` (order events
 and faults for the subscribed gateway) and ``{"prices": {...}}`` without an id. Values are the
 dataclasses of :mod:`ibsim.port` and :mod:`ibsim.broker`, tagged by type name.
+
+The link stands in for the Gateway's connection to IB's servers, so it behaves as that one
+does when the network under it goes (a partition; the container's address changed by a
+``docker network disconnect``/``connect``): the Gateway notices the silence, tells its API
+clients 1100, keeps its API socket open and its session, reconnects and says 1102 (data
+maintained). Here the broker's price push (every :data:`PRICE_PUSH_INTERVAL`) is the heartbeat:
+no frame for :data:`LINK_SILENCE` means the connection is dead; requests waiting on it fail at
+once instead of hanging until TCP gives up (about 15 minutes), and the port reconnects until
+:data:`RECONNECT_FOR` has passed. A link the broker closed itself (end of file: the broker
+stopped) is not retried: the container ends, as before. The broker's side mirrors it: a link
+its gateway closed (the process ended) ends the session at once, one that was reset or became
+unreachable keeps the session for the gateway to link again, for :data:`RECONNECT_FOR`. Not
+modelled: IB's own reconnect timings and its server-side session timeout.
 """
 
 from __future__ import annotations
@@ -23,12 +36,17 @@ from typing import Any
 
 from ibsim import auth, contracts, port
 from ibsim import broker as broker_mod
-from ibsim.port import GatewayEvent, LoginOutcome
+from ibsim.port import Fault, FaultEvent, GatewayEvent, LoginOutcome
 
 log = logging.getLogger(__name__)
 
 MAX_LINK_FRAME = 32 * 1024 * 1024
 PRICE_PUSH_INTERVAL = 0.05
+#: No frame from the broker for this long: the connection is dead (80 missed price pushes).
+LINK_SILENCE = 4.0
+#: How long a dead link is retried before the gateway gives up (the container then ends).
+RECONNECT_FOR = 120.0
+RECONNECT_EVERY = 1.0
 
 _TYPES: dict[str, type] = {
     cls.__name__: cls
@@ -142,12 +160,24 @@ async def read_frame(reader: asyncio.StreamReader) -> dict[str, Any]:
 class BrokerLinkServer:
     """Serves a :class:`ibsim.service.BrokerService` to remote front ends."""
 
-    def __init__(self, service: Any, *, host: str = "0.0.0.0", port: int = 0) -> None:
+    def __init__(
+        self,
+        service: Any,
+        *,
+        host: str = "0.0.0.0",
+        port: int = 0,
+        session_grace: float = RECONNECT_FOR,
+    ) -> None:
         self.service = service
         self.host = host
         self.requested_port = port
+        self.session_grace = session_grace
+        self._expiring: set[asyncio.Task[None]] = set()
         self._server: asyncio.Server | None = None
         self._conns: set[asyncio.Task[None]] = set()
+        # Which connection holds each gateway's subscription: a gateway that reconnected after
+        # its link went silent owns it now, and the dead connection's end must not log it out.
+        self._owners: dict[str, asyncio.Task[None]] = {}
 
     @property
     def port(self) -> int:
@@ -164,7 +194,7 @@ class BrokerLinkServer:
         """Close the listener and every link."""
         if self._server is not None:
             self._server.close()
-        for task in list(self._conns):
+        for task in [*self._conns, *self._expiring]:
             task.cancel()
         for task in list(self._conns):
             with contextlib.suppress(BaseException):
@@ -177,6 +207,7 @@ class BrokerLinkServer:
         gateways: set[str] = set()
         pushers: list[asyncio.Task[None]] = []
         pending: set[asyncio.Task[None]] = set()
+        lost: OSError | None = None
 
         def push(message: dict[str, Any]) -> None:
             if not writer.is_closing():
@@ -209,13 +240,17 @@ class BrokerLinkServer:
                 if op == "subscribe":
                     name = str(args["gateway"])
                     gateways.add(name)
+                    self._owners[name] = task
                     self.service.subscribe(
                         gateway=name, listener=lambda event: push({"event": to_wire(event)})
                     )
                     push({"id": req_id, "ok": True, "result": None})
                 elif op == "unsubscribe":
-                    self.service.unsubscribe(gateway=str(args["gateway"]))
-                    gateways.discard(str(args["gateway"]))
+                    name = str(args["gateway"])
+                    if self._owners.get(name) is task:
+                        del self._owners[name]
+                        self.service.unsubscribe(gateway=name)
+                    gateways.discard(name)
                     push({"id": req_id, "ok": True, "result": None})
                 elif op in _OPS:
                     # Requests run concurrently: await_2fa may wait for minutes.
@@ -224,48 +259,97 @@ class BrokerLinkServer:
                     job.add_done_callback(pending.discard)
                 else:
                     push({"id": req_id, "ok": False, "error": f"unknown op {op!r}"})
-        except (asyncio.IncompleteReadError, ConnectionError):
+        except asyncio.IncompleteReadError:
             pass
+        except OSError as exc:
+            # Reset or unreachable, not closed: the network under the link went, the gateway
+            # may still be running and will link again (see the module's docstring).
+            lost = exc
         finally:
             for job in [*pushers, *pending]:
                 job.cancel()
             for name in gateways:
-                # The gateway vanished: IB sees its session end.
+                if self._owners.get(name) is not task:
+                    continue  # it linked again meanwhile: that connection holds the session
+                del self._owners[name]
                 self.service.unsubscribe(gateway=name)
-                with contextlib.suppress(Exception):
-                    await self.service.logout(gateway=name)
+                if lost is None:
+                    # The gateway closed its link (its process ended): IB ends its session.
+                    with contextlib.suppress(Exception):
+                        await self.service.logout(gateway=name)
+                else:
+                    log.warning("sim_broker_link_lost gateway=%s error=%r", name, lost)
+                    expiry = asyncio.create_task(self._expire(name))
+                    self._expiring.add(expiry)
+                    expiry.add_done_callback(self._expiring.discard)
             writer.close()
             self._conns.discard(task)
 
+    async def _expire(self, name: str) -> None:
+        """A gateway whose link was lost keeps its session until it links again or this ends."""
+        await asyncio.sleep(self.session_grace)
+        if name not in self._owners:
+            with contextlib.suppress(Exception):
+                await self.service.logout(gateway=name)
+
 
 class RemoteBrokerPort:
-    """A :class:`ibsim.port.BrokerPort` over the link (used by gateway containers)."""
+    """A :class:`ibsim.port.BrokerPort` over the link (used by gateway containers).
 
-    def __init__(self, *, host: str, port: int, connect_timeout: float = 10.0) -> None:
+    ``closed`` is set when the link is gone for good: the broker closed it, or a dead link could
+    not be re-established within ``reconnect_for``. A dead link meanwhile is reported to the
+    subscribed front end as IB's link loss (1100) and, once back, as restored (1102).
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        connect_timeout: float = 10.0,
+        silence: float = LINK_SILENCE,
+        reconnect_for: float = RECONNECT_FOR,
+        reconnect_every: float = RECONNECT_EVERY,
+    ) -> None:
         self.host = host
         self.port = port
         self.connect_timeout = connect_timeout
+        self.silence = silence
+        self.reconnect_for = reconnect_for
+        self.reconnect_every = reconnect_every
         self._writer: asyncio.StreamWriter | None = None
         self._reader_task: asyncio.Task[None] | None = None
         self._ids = itertools.count(1)
         self._waiting: dict[int, asyncio.Future[Any]] = {}
         self._listener: Callable[[GatewayEvent], None] | None = None
+        self._gateway: str | None = None
         self._prices: dict[int, float] = {}
+        self._last_frame = 0.0
+        self._stopping = False
+        self.reconnects = 0
         self.closed = asyncio.Event()
 
     async def connect(self) -> None:
         """Open the link; raises LinkError naming host:port when the broker is unreachable."""
+        reader, writer = await self._open()
+        self._attach(reader, writer)
+
+    async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         try:
-            reader, writer = await asyncio.wait_for(
+            return await asyncio.wait_for(
                 asyncio.open_connection(self.host, self.port), self.connect_timeout
             )
         except (OSError, TimeoutError) as exc:
             raise LinkError(f"broker link {self.host}:{self.port} unreachable: {exc!r}") from None
+
+    def _attach(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writer = writer
-        self._reader_task = asyncio.create_task(self._read(reader))
+        self._last_frame = asyncio.get_running_loop().time()
+        self._reader_task = asyncio.create_task(self._run(reader, writer))
 
     async def close(self) -> None:
         """Close the link."""
+        self._stopping = True
         if self._writer is not None:
             self._writer.close()
         if self._reader_task is not None:
@@ -273,36 +357,120 @@ class RemoteBrokerPort:
             with contextlib.suppress(BaseException):
                 await self._reader_task
 
-    async def _read(self, reader: asyncio.StreamReader) -> None:
+    async def _run(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Read until the link ends; a dead one (silent, reset) is re-established."""
+        while True:
+            dead = await self._read_until_dead(reader, writer)
+            self._fail_waiting("broker link lost" if dead else "broker link closed")
+            if not dead or self._stopping:
+                self.closed.set()
+                return
+            self._notify(FaultEvent(gateway=self._gateway or "", fault=Fault.LINK, active=True))
+            reopened = await self._reconnect()
+            if reopened is None:
+                self.closed.set()
+                return
+            reader, writer = reopened
+            self._writer = writer
+            self._last_frame = asyncio.get_running_loop().time()
+            self.reconnects += 1
+            if self._gateway is not None:
+                self._send(
+                    {"id": next(self._ids), "op": "subscribe", "args": {"gateway": self._gateway}}
+                )
+            log.info("sim_broker_link_restored host=%s port=%s", self.host, self.port)
+            self._notify(
+                FaultEvent(gateway=self._gateway or "", fault=Fault.LINK, active=False, value=1102)
+            )
+
+    async def _read_until_dead(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> bool:
+        """True when the connection died (silence, reset), False when the broker closed it."""
+        watchdog = asyncio.create_task(self._watch(writer))
         try:
             while True:
                 message = await read_frame(reader)
-                if "prices" in message:
-                    self._prices = {int(k): float(v) for k, v in message["prices"].items()}
-                elif "event" in message:
-                    if self._listener is not None:
-                        self._listener(from_wire(message["event"]))
-                else:
-                    future = self._waiting.pop(int(message.get("id", -1)), None)
-                    if future is not None and not future.done():
-                        if message.get("ok"):
-                            future.set_result(from_wire(message.get("result")))
-                        else:
-                            future.set_exception(LinkError(str(message.get("error"))))
-        except (asyncio.IncompleteReadError, ConnectionError, LinkError) as exc:
+                self._last_frame = asyncio.get_running_loop().time()
+                self._dispatch(message)
+        except asyncio.IncompleteReadError as exc:
+            if watchdog.done():
+                return True  # the watchdog aborted a silent connection
             log.warning(
                 "sim_broker_link_closed host=%s port=%s error=%r", self.host, self.port, exc
             )
+            return False
+        except (ConnectionError, OSError) as exc:
+            log.warning("sim_broker_link_lost host=%s port=%s error=%r", self.host, self.port, exc)
+            return True
+        except LinkError as exc:
+            log.warning(
+                "sim_broker_link_closed host=%s port=%s error=%r", self.host, self.port, exc
+            )
+            return False
         finally:
-            self.closed.set()
-            for future in self._waiting.values():
-                if not future.done():
-                    future.set_exception(LinkError("broker link closed"))
-            self._waiting.clear()
+            watchdog.cancel()
+            writer.close()
+
+    async def _watch(self, writer: asyncio.StreamWriter) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            # Sleep to the moment the link would have been silent too long, then look again.
+            left = self._last_frame + self.silence - loop.time()
+            if left <= 0:
+                break
+            await asyncio.sleep(left)
+        log.warning(
+            "sim_broker_link_silent host=%s port=%s seconds=%.1f",
+            self.host,
+            self.port,
+            self.silence,
+        )
+        writer.transport.abort()
+
+    async def _reconnect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + self.reconnect_for
+        while not self._stopping and loop.time() < give_up:
+            try:
+                return await self._open()
+            except LinkError:
+                await asyncio.sleep(self.reconnect_every)
+        log.error("sim_broker_link_gone host=%s port=%s", self.host, self.port)
+        return None
+
+    def _dispatch(self, message: dict[str, Any]) -> None:
+        if "prices" in message:
+            self._prices = {int(k): float(v) for k, v in message["prices"].items()}
+        elif "event" in message:
+            self._notify(from_wire(message["event"]))
+        else:
+            future = self._waiting.pop(int(message.get("id", -1)), None)
+            if future is not None and not future.done():
+                if message.get("ok"):
+                    future.set_result(from_wire(message.get("result")))
+                else:
+                    future.set_exception(LinkError(str(message.get("error"))))
+
+    def _notify(self, event: GatewayEvent) -> None:
+        if self._listener is not None:
+            self._listener(event)
+
+    def _fail_waiting(self, why: str) -> None:
+        for future in self._waiting.values():
+            if not future.done():
+                future.set_exception(LinkError(why))
+        self._waiting.clear()
+
+    def _send(self, message: dict[str, Any]) -> None:
+        if self._writer is not None and not self._writer.is_closing():
+            self._writer.write(encode(message))
 
     async def _call(self, op: str, **args: Any) -> Any:
         if self._writer is None or self.closed.is_set():
             raise LinkError(f"broker link {self.host}:{self.port} is not connected")
+        if self._writer.is_closing():
+            raise LinkError(f"broker link {self.host}:{self.port} is lost (reconnecting)")
         req_id = next(self._ids)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._waiting[req_id] = future
@@ -313,19 +481,13 @@ class RemoteBrokerPort:
 
     def subscribe(self, *, gateway: str, listener: Callable[[GatewayEvent], None]) -> None:
         self._listener = listener
-        if self._writer is not None:
-            req_id = next(self._ids)
-            self._writer.write(
-                encode({"id": req_id, "op": "subscribe", "args": {"gateway": gateway}})
-            )
+        self._gateway = gateway
+        self._send({"id": next(self._ids), "op": "subscribe", "args": {"gateway": gateway}})
 
     def unsubscribe(self, *, gateway: str) -> None:
         self._listener = None
-        if self._writer is not None and not self._writer.is_closing():
-            req_id = next(self._ids)
-            self._writer.write(
-                encode({"id": req_id, "op": "unsubscribe", "args": {"gateway": gateway}})
-            )
+        self._gateway = None
+        self._send({"id": next(self._ids), "op": "unsubscribe", "args": {"gateway": gateway}})
 
     def prices(self) -> dict[int, float]:
         return self._prices

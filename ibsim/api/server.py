@@ -21,6 +21,7 @@ from typing import Any
 from ibsim.api.session import ApiSession
 from ibsim.broker import OrderEvent
 from ibsim.contracts import ContractSpec
+from ibsim.link import LinkError
 from ibsim.pacing import HistoricalPacing, PacingConfig
 from ibsim.port import BrokerPort, Fault, FaultEvent, GatewayEvent
 
@@ -253,6 +254,9 @@ class GatewayFrontEnd:
             await session.run()
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
+        except LinkError as exc:
+            # The handshake needs IB's servers (the connection time): the client tries again.
+            log.warning("sim_api_session_refused gateway=%s error=%s", self.name, exc)
         except Exception:
             log.exception("sim_api_session_failed gateway=%s", self.name)
         finally:

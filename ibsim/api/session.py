@@ -29,6 +29,7 @@ from ibsim.codec import (
 )
 from ibsim.contracts import ContractSpec
 from ibsim.ledger import ledger_rows
+from ibsim.link import LinkError
 from ibsim.messages import In, Out
 from ibsim.pacing import MessageRate
 
@@ -146,6 +147,16 @@ class ApiSession:
                         "sim_api_bad_message gateway=%s client_id=%s error=%s",
                         self.gw.name,
                         self.client_id,
+                        exc,
+                    )
+                except LinkError as exc:
+                    # IB's link is down: the request goes unanswered, the API socket stays
+                    # (the client's own timeout covers it), as the Gateway does during a 1100.
+                    log.warning(
+                        "sim_api_request_unanswered gateway=%s client_id=%s msg=%s error=%s",
+                        self.gw.name,
+                        self.client_id,
+                        fields[:1],
                         exc,
                     )
                 except (ValueError, IndexError, KeyError) as exc:
