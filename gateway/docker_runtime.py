@@ -59,10 +59,45 @@ from gateway.runtime import (
 from gateway.secret_files import secret_owner, secrets_tar
 from gateway.spec import COMMAND_SERVER_PORT, LABEL_FLEET, SECRETS_DIR, ContainerSpec
 
-__all__ = ["DockerRuntime"]
+__all__ = ["DockerRuntime", "engine_call"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+async def engine_call(
+    pool: concurrent.futures.Executor,
+    fn: Callable[[], T],
+    *,
+    op: str,
+    target: str,
+    timeout: float,
+) -> T:
+    """Run one blocking engine call in ``pool`` under ``timeout``; the SDK's errors come back
+    as :class:`RuntimeFailure` (:class:`ContainerGone` when the object is not found)."""
+    loop = asyncio.get_running_loop()
+    try:
+        return await within(loop.run_in_executor(pool, fn), timeout=timeout)
+    except docker.errors.NotFound as exc:
+        raise ContainerGone(
+            f"{op} {target}: not found ({exc.explanation})", operation=op, container=target
+        ) from None
+    except docker.errors.APIError as exc:
+        raise RuntimeFailure(
+            f"{op} {target}: engine refused ({exc.status_code}: {exc.explanation})",
+            operation=op,
+            container=target,
+        ) from None
+    except (
+        TimeoutError,
+        requests.exceptions.RequestException,
+        docker.errors.DockerException,
+    ) as exc:
+        raise RuntimeFailure(
+            f"{op} {target}: {type(exc).__name__} {exc}".rstrip(),
+            operation=op,
+            container=target,
+        ) from None
 
 
 class DockerRuntime:
@@ -115,31 +150,9 @@ class DockerRuntime:
     async def _call(
         self, op: str, target: str, fn: Callable[[], T], *, extra_timeout: float = 0.0
     ) -> T:
-        loop = asyncio.get_running_loop()
-        try:
-            return await within(
-                loop.run_in_executor(self._pool, fn), timeout=self._call_timeout + extra_timeout
-            )
-        except docker.errors.NotFound as exc:
-            raise ContainerGone(
-                f"{op} {target}: not found ({exc.explanation})", operation=op, container=target
-            ) from None
-        except docker.errors.APIError as exc:
-            raise RuntimeFailure(
-                f"{op} {target}: engine refused ({exc.status_code}: {exc.explanation})",
-                operation=op,
-                container=target,
-            ) from None
-        except (
-            TimeoutError,
-            requests.exceptions.RequestException,
-            docker.errors.DockerException,
-        ) as exc:
-            raise RuntimeFailure(
-                f"{op} {target}: {type(exc).__name__} {exc}".rstrip(),
-                operation=op,
-                container=target,
-            ) from None
+        return await engine_call(
+            self._pool, fn, op=op, target=target, timeout=self._call_timeout + extra_timeout
+        )
 
     # -- observe -----------------------------------------------------------------------------
 
