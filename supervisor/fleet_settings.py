@@ -136,9 +136,10 @@ class RuntimeSettings(_Strict):
     unprotected_live: bool = Field(
         default=False,
         description="Run live gateways even where ibfleet cannot install its firewall rules "
-        "(a supervisor in a container whose firewall helper the engine refuses): any local user "
-        "and any container could then reach their API port and IBC's command server. Default "
-        "false: such a supervisor refuses to start a fleet with live gateways.",
+        "(a supervisor in a container whose firewall helper the engine refuses; any "
+        "runtime.kind swarm): any local user and any container (on Swarm: any service on the "
+        "fleet's overlay network) could then reach their API port and IBC's command server. "
+        "Default false: such a supervisor refuses to start a fleet with live gateways.",
     )
 
 

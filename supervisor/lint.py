@@ -204,7 +204,7 @@ def lint(
     _secrets(out, loaded, environ, file_exists, missing_secret_severity)
     _credentials(out, loaded, environ, file_exists, read_file)
     _strategies(out, loaded, by_name, set_aside_gateways)
-    lint_swarm.swarm_problems(loaded, by_name, out.warning)
+    lint_swarm.swarm_problems(loaded, by_name, out.warning, out.error)
     if not settings.api.is_loopback and settings.api.token is None and "api" not in given:
         out.error(
             ("api", "token"),

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from gateway import swarm_placement
-from gateway.config import GatewayConfig
+from gateway.config import GatewayConfig, TradingMode
 from supervisor.settings import LoadedFleet, RuntimeKind
 
 __all__ = ["swarm_problems"]
@@ -21,8 +21,11 @@ __all__ = ["swarm_problems"]
 Warn = Callable[[tuple[str | int, ...], str, str], None]
 
 
-def swarm_problems(loaded: LoadedFleet, gateways: Mapping[str, GatewayConfig], warn: Warn) -> None:
-    """Warn about placement: gateways that may share a node, placement a runtime ignores."""
+def swarm_problems(
+    loaded: LoadedFleet, gateways: Mapping[str, GatewayConfig], warn: Warn, error: Warn
+) -> None:
+    """Warn about placement: gateways that may share a node, placement a runtime ignores; a
+    live gateway on Swarm without ``runtime.unprotected_live`` is an error (run refuses it)."""
     settings = loaded.settings
     swarm = settings.runtime.kind is RuntimeKind.SWARM
     gw_at = list(zip(loaded.gateway_positions, settings.gateways, strict=True))
@@ -36,6 +39,14 @@ def swarm_problems(loaded: LoadedFleet, gateways: Mapping[str, GatewayConfig], w
             )
         if not swarm:
             continue
+        if gw.mode is TradingMode.LIVE and not settings.runtime.unprotected_live:
+            error(
+                ("gateways", i, "mode"),
+                f"live gateway {gw.name!r} on Swarm: ibfleet cannot keep other services on the "
+                "fleet's overlay network from its API port, so `ibfleet run` refuses it",
+                "keep other services off the fleet's network and set runtime.unprotected_live: "
+                "true to accept it, or run live gateways with runtime.kind: docker",
+            )
         if not gw.bind.is_loopback:
             warn(
                 ("gateways", i, "bind"),

@@ -125,3 +125,15 @@ def test_may_share_node_is_symmetric_and_conservative() -> None:
     c = [sp.parse_constraint("node.labels.zone!=a")]
     assert not sp.may_share_node(a, c) and not sp.may_share_node(c, a)
     assert sp.may_share_node(c, [sp.parse_constraint("node.labels.zone!=b")])
+
+
+def test_a_live_gateway_on_swarm_is_an_error_without_consent() -> None:
+    data = swarm_fleet(
+        {"constraints": ["node.labels.zone==a"]}, {"constraints": ["node.labels.zone==b"]}
+    )
+    data["gateways"][0].update(mode="live", account="U1234567", allow_live=True)
+    data["strategies"] = []
+    found = {p.path: p.message for p in problems_of(data) if p.severity == "error"}
+    assert "cannot keep other services" in found["gateways[0].mode"]
+    data["runtime"]["unprotected_live"] = True
+    assert not [p for p in problems_of(data) if p.severity == "error"]
