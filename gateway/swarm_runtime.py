@@ -163,6 +163,8 @@ class SwarmApi(Protocol):
         self, net_id: str, verbose: bool | None = None, scope: str | None = None
     ) -> dict[str, Any]: ...
 
+    def remove_network(self, net_id: str) -> Any: ...
+
     def inspect_image(self, image: str) -> dict[str, Any]: ...
 
     def service_logs(
@@ -534,6 +536,15 @@ class SwarmRuntime:
             return tuple(sorted(str(n["Name"]) for n in found))
 
         return await self._call("networks", fleet, names)
+
+    async def remove_network(self, name: str) -> None:
+        """Remove the overlay network (the manager refuses while a service is attached)."""
+        await self._call("network-remove", name, lambda: self._api.remove_network(name))
+        self._networks_ready.discard(name)
+
+    async def teardown(self, fleet: str) -> None:
+        """The fleet's leftovers once its services are gone: its unused secrets (idempotent)."""
+        await self.sweep_secrets(fleet)
 
     # -- streams -----------------------------------------------------------------------------
 

@@ -19,6 +19,11 @@ from typing import Any
 import docker.errors
 
 
+def _refused(text: str) -> docker.errors.APIError:
+    """The manager's refusal, with the explanation the engine would give."""
+    return docker.errors.APIError(text, explanation=text)
+
+
 def _stamp(at: datetime) -> str:
     return at.strftime("%Y-%m-%dT%H:%M:%S.%f000Z")
 
@@ -153,12 +158,12 @@ class FakeSwarm:
         self.calls.append("create_service")
         for ref in task_template["ContainerSpec"].get("Secrets") or []:
             if ref.get("SecretID") not in self.secret_store:
-                raise docker.errors.APIError(f"secret {ref.get('SecretName')} not found")
+                raise _refused(f"secret {ref.get('SecretName')} not found")
         for net in task_template.get("Networks") or []:
             if net["Target"] not in self.network_store:
-                raise docker.errors.APIError(f"network {net['Target']} not found")
+                raise _refused(f"network {net['Target']} not found")
         if any(s["Spec"]["Name"] == kw["name"] for s in self.services_by_id.values()):
-            raise docker.errors.APIError(f"name {kw['name']} in use")
+            raise _refused(f"name {kw['name']} in use")
         service_id = self._id("svc")
         spec = {
             "Name": kw["name"],
@@ -180,9 +185,9 @@ class FakeSwarm:
         self.calls.append("update_service")
         item = self._service(service)
         if version != item["Version"]["Index"]:
-            raise docker.errors.APIError("update out of sequence")
+            raise _refused("update out of sequence")
         if kw.get("name") not in (None, item["Spec"]["Name"]):
-            raise docker.errors.APIError("renaming services is not supported")
+            raise _refused("renaming services is not supported")
         spec = item["Spec"]
         spec["TaskTemplate"] = copy.deepcopy(kw["task_template"])
         spec["Labels"] = kw.get("labels") or {}
@@ -216,7 +221,7 @@ class FakeSwarm:
     ) -> dict[str, Any]:
         self.calls.append("create_secret")
         if any(s["Spec"]["Name"] == name for s in self.secret_store.values()):
-            raise docker.errors.APIError(f"secret {name} exists")
+            raise _refused(f"secret {name} exists")
         secret_id = self._id("sec")
         self.secret_store[secret_id] = {"ID": secret_id, "Spec": {"Name": name, "Labels": labels}}
         self.secret_data[secret_id] = data
@@ -240,7 +245,7 @@ class FakeSwarm:
         for service in self.services_by_id.values():
             refs = service["Spec"]["TaskTemplate"]["ContainerSpec"].get("Secrets") or []
             if any(ref["SecretID"] == id for ref in refs):
-                raise docker.errors.APIError(f"secret {id} is in use")
+                raise _refused(f"secret {id} is in use")
         del self.secret_store[id]
         del self.secret_data[id]
         return True
@@ -283,6 +288,13 @@ class FakeSwarm:
             if net_id in (item["Name"], item["Id"]):
                 return copy.deepcopy(item)
         raise docker.errors.NotFound(f"network {net_id} not found")
+
+    def remove_network(self, net_id: str) -> Any:
+        for service in self.services_by_id.values():
+            if any(n["Target"] == net_id for n in service["Spec"]["TaskTemplate"]["Networks"]):
+                raise _refused(f"network {net_id} is in use")
+        self.network_store.pop(net_id)
+        return True
 
     def inspect_image(self, image: str) -> dict[str, Any]:
         if image not in self.images:

@@ -312,3 +312,18 @@ async def test_logs_are_the_current_tasks_since_it_started(
     ]
     lines = [item async for item in runtime.follow_logs(service_id)]
     assert lines == [f"{started} IBC: Login has completed"]
+
+
+async def test_fleet_down_takes_services_secrets_and_the_network(
+    swarm: FakeSwarm, runtime: SwarmRuntime
+) -> None:
+    service_id = await runtime.create(spec_of())
+    await runtime.start(service_id)
+    assert await runtime.fleet_networks(fleet="prod") == ("ibfleet",)
+    with pytest.raises(RuntimeFailure, match="in use"):
+        await runtime.remove_network("ibfleet")
+    await runtime.stop(service_id, timeout=1)
+    await runtime.remove(service_id)
+    await runtime.teardown("prod")
+    await runtime.remove_network("ibfleet")
+    assert swarm.secret_store == {} and swarm.network_store == {}
