@@ -39,9 +39,9 @@ import logging
 import secrets as secrets_mod
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import docker.errors
 
@@ -56,7 +56,8 @@ from gateway.runtime import (
     RuntimeFailure,
 )
 from gateway.secret_files import secret_owner
-from gateway.spec import COMMAND_SERVER_PORT, LABEL_FLEET, ContainerSpec
+from gateway.spec import COMMAND_SERVER_PORT, LABEL_FLEET, LABEL_GATEWAY, ContainerSpec
+from gateway.swarm_api import LABEL_SUPERVISOR_OF, SwarmApi, overlay_problem
 from gateway.swarm_replies import (
     ON_THE_WAY,
     TaskView,
@@ -77,126 +78,10 @@ from gateway.swarm_spec import (
     with_secret_ids,
 )
 
-__all__ = ["LABEL_SUPERVISOR_OF", "SwarmApi", "SwarmRuntime"]
+__all__ = ["LABEL_SUPERVISOR_OF", "SwarmApi", "SwarmRuntime", "overlay_problem"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-#: On the stack's supervisor services: the fleet they supervise. Not the fleet label, which
-#: would make them containers of the fleet, and orphans to remove.
-LABEL_SUPERVISOR_OF = "io.ibfleet.supervisor-of"
-
-
-class SwarmApi(Protocol):
-    """The part of ``docker.APIClient`` this runtime uses (a Swarm manager's engine)."""
-
-    def services(self, filters: dict[str, Any] | None = None) -> list[dict[str, Any]]: ...
-
-    def inspect_service(self, service: str) -> dict[str, Any]: ...
-
-    def create_service(
-        self,
-        task_template: dict[str, Any],
-        name: str | None = None,
-        labels: dict[str, str] | None = None,
-        mode: dict[str, Any] | None = None,
-        update_config: dict[str, Any] | None = None,
-        networks: list[Any] | None = None,
-        endpoint_config: Any = None,
-        endpoint_spec: dict[str, Any] | None = None,
-        rollback_config: dict[str, Any] | None = None,
-    ) -> dict[str, Any]: ...
-
-    def update_service(
-        self,
-        service: str,
-        version: int,
-        task_template: dict[str, Any] | None = None,
-        name: str | None = None,
-        labels: dict[str, str] | None = None,
-        mode: dict[str, Any] | None = None,
-        update_config: dict[str, Any] | None = None,
-        networks: list[Any] | None = None,
-        endpoint_config: Any = None,
-        endpoint_spec: dict[str, Any] | None = None,
-        fetch_current_spec: bool = False,
-        rollback_config: dict[str, Any] | None = None,
-    ) -> Any: ...
-
-    def remove_service(self, service: str) -> Any: ...
-
-    def tasks(self, filters: dict[str, Any] | None = None) -> list[dict[str, Any]]: ...
-
-    def nodes(self, filters: dict[str, Any] | None = None) -> list[dict[str, Any]]: ...
-
-    def create_secret(
-        self, name: str, data: bytes, labels: dict[str, str] | None = None, driver: Any = None
-    ) -> dict[str, Any]: ...
-
-    def secrets(self, filters: dict[str, Any] | None = None) -> list[dict[str, Any]]: ...
-
-    def remove_secret(self, id: str) -> Any: ...
-
-    def networks(
-        self,
-        names: list[str] | None = None,
-        ids: list[str] | None = None,
-        filters: dict[str, Any] | None = None,
-    ) -> list[dict[str, Any]]: ...
-
-    def create_network(
-        self,
-        name: str,
-        driver: str | None = None,
-        options: dict[str, str] | None = None,
-        ipam: Any = None,
-        check_duplicate: bool | None = None,
-        internal: bool = False,
-        labels: dict[str, str] | None = None,
-        enable_ipv6: bool = False,
-        attachable: bool | None = None,
-        scope: str | None = None,
-        ingress: bool | None = None,
-    ) -> dict[str, Any]: ...
-
-    def inspect_network(
-        self, net_id: str, verbose: bool | None = None, scope: str | None = None
-    ) -> dict[str, Any]: ...
-
-    def remove_network(self, net_id: str) -> Any: ...
-
-    def inspect_image(self, image: str) -> dict[str, Any]: ...
-
-    def service_logs(
-        self,
-        service: str,
-        details: bool = False,
-        follow: bool = False,
-        stdout: bool = False,
-        stderr: bool = False,
-        since: int = 0,
-        timestamps: bool = False,
-        tail: str = "all",
-        is_tty: bool | None = None,
-    ) -> Iterable[bytes]: ...
-
-
-def overlay_problem(attrs: Mapping[str, Any], *, fleet: str) -> str | None:
-    """Why an existing network cannot be the fleet's overlay network, or None."""
-    labels = attrs.get("Labels") or {}
-    if labels.get(LABEL_FLEET) != fleet:
-        owner = labels.get(LABEL_FLEET) or "no ibfleet label"
-        return (
-            f"exists but is not this fleet's ({LABEL_FLEET}: {owner}); refusing to adopt it. "
-            f"Label it in the stack (networks: NAME: labels: {LABEL_FLEET}: {fleet}) or set "
-            "runtime.network to another name"
-        )
-    if attrs.get("Driver") != "overlay" or attrs.get("Scope") != "swarm":
-        return (
-            f"is a {attrs.get('Driver')} network of scope {attrs.get('Scope')}; a Swarm fleet "
-            "needs an overlay network (driver overlay)"
-        )
-    return None
 
 
 class SwarmRuntime:
@@ -427,6 +312,13 @@ class SwarmRuntime:
 
         service_id = await self._call("create", spec.name, create)
         log.info("runtime_created service=%s id=%s", spec.name, service_id[:12])
+        # Secrets a stopping task still held when its service was removed go now.
+        with contextlib.suppress(RuntimeFailure):
+            await self._call(
+                "secrets",
+                spec.name,
+                lambda: self._sweep_secrets(spec.fleet, gateway=spec.gateway),
+            )
         return service_id
 
     def _update(self, service: dict[str, Any], body: dict[str, Any]) -> None:
@@ -497,21 +389,23 @@ class SwarmRuntime:
 
     async def remove(self, container_id: str) -> None:
         def remove() -> None:
-            fleet: str | None = None
+            labels: dict[str, str] = {}
             with contextlib.suppress(docker.errors.NotFound):
                 service = self._api.inspect_service(container_id)
-                fleet = ((service.get("Spec") or {}).get("Labels") or {}).get(LABEL_FLEET)
+                labels = dict((service.get("Spec") or {}).get("Labels") or {})
             self._api.remove_service(container_id)
             # Its task stops with its grace; the host port and the username are free after.
             with contextlib.suppress(TimeoutError):
                 self._wait_no_live_task(container_id, time.monotonic() + self._stop_settle + 30.0)
-            if fleet is not None:
-                self._sweep_secrets(fleet)
+            fleet, gateway = labels.get(LABEL_FLEET), labels.get(LABEL_GATEWAY)
+            if fleet is not None and gateway is not None:
+                self._sweep_secrets(fleet, gateway=gateway)
 
         await self._call("remove", container_id, remove, extra_timeout=self._stop_settle + 30.0)
 
-    def _sweep_secrets(self, fleet: str) -> None:
-        """Remove the fleet's secrets that no service references any more."""
+    def _sweep_secrets(self, fleet: str, *, gateway: str | None = None) -> None:
+        """Remove the fleet's secrets (of one gateway, whose actions run one at a time, so
+        none is swept between its creation and its service's) that no service references."""
         used: set[str] = set()
         for service in self._api.services(filters={"label": f"{LABEL_FLEET}={fleet}"}):
             container = ((service.get("Spec") or {}).get("TaskTemplate") or {}).get(
@@ -519,13 +413,17 @@ class SwarmRuntime:
             ) or {}
             used.update(str(ref.get("SecretID")) for ref in container.get("Secrets") or [])
         for secret in self._api.secrets(filters={"label": f"{LABEL_FLEET}={fleet}"}):
+            labels = (secret.get("Spec") or {}).get("Labels") or {}
+            if gateway is not None and labels.get(LABEL_GATEWAY) != gateway:
+                continue
             if str(secret["ID"]) not in used:
                 # In use by a task still shutting down: the next sweep takes it.
                 with contextlib.suppress(docker.errors.APIError):
                     self._api.remove_secret(str(secret["ID"]))
 
     async def sweep_secrets(self, fleet: str) -> None:
-        """Remove the fleet's unused secrets (``ibfleet down``, a test's finalizer)."""
+        """Remove the fleet's unused secrets (``ibfleet down``, a test's finalizer; not while a
+        supervisor creates gateways: a secret made for a service not yet created is unused)."""
         await self._call("secrets", fleet, lambda: self._sweep_secrets(fleet))
 
     async def fleet_networks(self, *, fleet: str) -> tuple[str, ...]:
