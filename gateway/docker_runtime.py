@@ -48,7 +48,7 @@ from gateway.docker_replies import (
 )
 from gateway.firewall import Iptables
 from gateway.ibc_ini import with_control_from
-from gateway.linesplit import LineSplitter
+from gateway.log_stream import stream_lines
 from gateway.runtime import (
     START_STAMP_TOLERANCE,
     ContainerGone,
@@ -454,63 +454,22 @@ class DockerRuntime:
         finished_ns = parse_docker_time_ns(str(state.get("FinishedAt", "")))
         if finished_ns is not None and finished_ns < started_ns:
             earliest_ns = max(earliest_ns, finished_ns + 1)
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=10_000)
-        holder: dict[str, Any] = {}
-        done = threading.Event()
-
-        def put(item: str | None) -> None:
-            with contextlib.suppress(RuntimeError):  # the loop closed: nobody is listening
-                loop.call_soon_threadsafe(queue.put_nowait, item)
-
-        def pump() -> None:
-            # Bounded: an over-long line costs one scan, and the line after it is seen at once.
-            splitter = LineSplitter()
-            try:
-                stream = self._api.logs(
-                    container_id,
-                    stream=True,
-                    follow=True,
-                    timestamps=True,
-                    since=earliest_ns / 1e9 - 1.0,
-                )
-                holder["stream"] = stream
-                for chunk in stream:
-                    if done.is_set():
-                        break
-                    for raw in splitter.feed(chunk):
-                        put(raw.decode("utf-8", errors="replace"))
-                rest = splitter.flush()
-                if rest and not done.is_set():
-                    put(rest.decode("utf-8", errors="replace"))
-            except Exception as exc:  # the stream ends with the container or the engine
-                if not done.is_set():
-                    log.info(
-                        "runtime_logs_ended id=%s error=%s", container_id[:12], type(exc).__name__
-                    )
-            finally:
-                put(None)
-
-        thread = threading.Thread(
-            target=pump, name=f"ibfleet-logs-{container_id[:12]}", daemon=True
+        lines = stream_lines(
+            lambda: self._api.logs(
+                container_id,
+                stream=True,
+                follow=True,
+                timestamps=True,
+                since=earliest_ns / 1e9 - 1.0,
+            ),
+            name=container_id[:12],
         )
-        thread.start()
-        try:
-            while True:
-                line = await queue.get()
-                if line is None:
-                    return
-                stamp, _, _rest = line.partition(" ")
-                at = parse_docker_time_ns(stamp)
-                if at is not None and at < earliest_ns:
-                    continue
-                yield line
-        finally:
-            done.set()
-            stream = holder.get("stream")
-            if stream is not None:
-                with contextlib.suppress(Exception):
-                    stream.close()
+        async for line in lines:
+            stamp, _, _rest = line.partition(" ")
+            at = parse_docker_time_ns(stamp)
+            if at is not None and at < earliest_ns:
+                continue
+            yield line
 
     async def events(self, *, fleet: str) -> AsyncIterator[RuntimeEvent]:
         """This fleet's start/die/oom/destroy events; reconnects until the caller stops."""

@@ -48,7 +48,7 @@ import docker.errors
 from gateway.docker_replies import parse_docker_time_ns
 from gateway.docker_runtime import engine_call
 from gateway.ibc_ini import with_control_from
-from gateway.linesplit import LineSplitter
+from gateway.log_stream import stream_lines
 from gateway.runtime import (
     START_STAMP_TOLERANCE,
     ObservedContainer,
@@ -462,61 +462,27 @@ class SwarmRuntime:
         if started_ns is None:
             return
         earliest_ns = started_ns - round(START_STAMP_TOLERANCE.total_seconds() * 1e9)
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=10_000)
-        done = threading.Event()
-
-        def put(item: str | None) -> None:
-            with contextlib.suppress(RuntimeError):  # the loop closed: nobody is listening
-                loop.call_soon_threadsafe(queue.put_nowait, item)
-
-        def pump() -> None:
-            splitter = LineSplitter()
-            try:
-                stream = self._api.service_logs(
-                    container_id,
-                    details=True,
-                    follow=True,
-                    stdout=True,
-                    stderr=True,
-                    timestamps=True,
-                    since=max(0, int(earliest_ns / 1e9) - 1),
-                    is_tty=False,
-                )
-                for chunk in stream:
-                    if done.is_set():
-                        break
-                    for raw in splitter.feed(chunk):
-                        put(raw.decode("utf-8", errors="replace"))
-                rest = splitter.flush()
-                if rest and not done.is_set():
-                    put(rest.decode("utf-8", errors="replace"))
-            except Exception as exc:  # the stream ends with the service or the manager
-                if not done.is_set():
-                    log.info(
-                        "runtime_logs_ended id=%s error=%s", container_id[:12], type(exc).__name__
-                    )
-            finally:
-                put(None)
-
-        thread = threading.Thread(
-            target=pump, name=f"ibfleet-swarm-logs-{container_id[:12]}", daemon=True
+        raw_lines = stream_lines(
+            lambda: self._api.service_logs(
+                container_id,
+                details=True,
+                follow=True,
+                stdout=True,
+                stderr=True,
+                timestamps=True,
+                since=max(0, int(earliest_ns / 1e9) - 1),
+                is_tty=False,
+            ),
+            name=container_id[:12],
         )
-        thread.start()
-        try:
-            while True:
-                raw = await queue.get()
-                if raw is None:
-                    return
-                line = log_line(raw, task_id=task_id)
-                if line is None:
-                    continue
-                at = parse_docker_time_ns(line.partition(" ")[0])
-                if at is not None and at < earliest_ns:
-                    continue
-                yield line
-        finally:
-            done.set()
+        async for raw in raw_lines:
+            line = log_line(raw, task_id=task_id)
+            if line is None:
+                continue
+            at = parse_docker_time_ns(line.partition(" ")[0])
+            if at is not None and at < earliest_ns:
+                continue
+            yield line
 
     async def events(self, *, fleet: str) -> AsyncIterator[RuntimeEvent]:
         """The fleet's start/die/destroy events, from polling its tasks and the nodes."""
