@@ -59,7 +59,7 @@ from gateway.runtime import (
 from gateway.secret_files import secret_owner, secrets_tar
 from gateway.spec import COMMAND_SERVER_PORT, LABEL_FLEET, SECRETS_DIR, ContainerSpec
 
-__all__ = ["DockerRuntime", "engine_call"]
+__all__ = ["DockerRuntime", "FleetNetworks", "engine_call"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -100,7 +100,33 @@ async def engine_call(
         ) from None
 
 
-class DockerRuntime:
+class FleetNetworks:
+    """The fleet's networks, as ``ibfleet fleet down`` lists and removes them (both runtimes)."""
+
+    _api: Any
+    _networks_ready: set[str]
+
+    async def _call(
+        self, op: str, target: str, fn: Callable[[], T], *, extra_timeout: float = 0.0
+    ) -> T:
+        raise NotImplementedError
+
+    async def fleet_networks(self, *, fleet: str) -> tuple[str, ...]:
+        """The networks labelled as the fleet's: the ones the runtime created for it."""
+
+        def names() -> tuple[str, ...]:
+            found = self._api.networks(filters={"label": f"{LABEL_FLEET}={fleet}"})
+            return tuple(sorted(str(n["Name"]) for n in found))
+
+        return await self._call("networks", fleet, names)
+
+    async def remove_network(self, name: str) -> None:
+        """Remove a network (the engine refuses while anything is still attached)."""
+        await self._call("network-remove", name, lambda: self._api.remove_network(name))
+        self._networks_ready.discard(name)
+
+
+class DockerRuntime(FleetNetworks):
     """:class:`gateway.runtime.Runtime` on a Docker engine."""
 
     def __init__(
@@ -382,20 +408,6 @@ class DockerRuntime:
 
     async def rename(self, container_id: str, name: str) -> None:
         await self._call("rename", container_id, lambda: self._api.rename(container_id, name))
-
-    async def fleet_networks(self, *, fleet: str) -> tuple[str, ...]:
-        """The networks labelled as the fleet's: the ones this runtime created for it."""
-
-        def names() -> tuple[str, ...]:
-            found = self._api.networks(filters={"label": f"{LABEL_FLEET}={fleet}"})
-            return tuple(sorted(str(n["Name"]) for n in found))
-
-        return await self._call("networks", fleet, names)
-
-    async def remove_network(self, name: str) -> None:
-        """Remove a network (the engine refuses while a container is still attached)."""
-        await self._call("network-remove", name, lambda: self._api.remove_network(name))
-        self._networks_ready.discard(name)
 
     # -- isolation ---------------------------------------------------------------------------
 

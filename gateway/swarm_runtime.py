@@ -46,7 +46,7 @@ from typing import Any, TypeVar
 import docker.errors
 
 from gateway.docker_replies import parse_docker_time_ns
-from gateway.docker_runtime import engine_call
+from gateway.docker_runtime import FleetNetworks, engine_call
 from gateway.ibc_ini import with_control_from
 from gateway.log_stream import stream_lines
 from gateway.runtime import (
@@ -84,8 +84,10 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class SwarmRuntime:
+class SwarmRuntime(FleetNetworks):
     """:class:`gateway.runtime.Runtime` on a Docker Swarm, through a manager's engine."""
+
+    _api: SwarmApi
 
     def __init__(
         self,
@@ -425,20 +427,6 @@ class SwarmRuntime:
         """Remove the fleet's unused secrets (``ibfleet down``, a test's finalizer; not while a
         supervisor creates gateways: a secret made for a service not yet created is unused)."""
         await self._call("secrets", fleet, lambda: self._sweep_secrets(fleet))
-
-    async def fleet_networks(self, *, fleet: str) -> tuple[str, ...]:
-        """The overlay networks labelled as the fleet's."""
-
-        def names() -> tuple[str, ...]:
-            found = self._api.networks(filters={"label": f"{LABEL_FLEET}={fleet}"})
-            return tuple(sorted(str(n["Name"]) for n in found))
-
-        return await self._call("networks", fleet, names)
-
-    async def remove_network(self, name: str) -> None:
-        """Remove the overlay network (the manager refuses while a service is attached)."""
-        await self._call("network-remove", name, lambda: self._api.remove_network(name))
-        self._networks_ready.discard(name)
 
     async def teardown(self, fleet: str) -> None:
         """The fleet's leftovers once its services are gone: its unused secrets (idempotent)."""
