@@ -123,7 +123,8 @@ def overlay_problem(attrs: Mapping[str, Any], *, fleet: str) -> str | None:
             f"Label it in the stack (networks: NAME: labels: {LABEL_FLEET}: {fleet}) or set "
             "runtime.network to another name"
         )
-    if attrs.get("Driver") != "overlay" or attrs.get("Scope") != "swarm":
+    # A manager names no driver for an overlay it has not allocated yet (seen on 20.10).
+    if attrs.get("Driver") not in ("overlay", "", None) or attrs.get("Scope") != "swarm":
         return (
             f"is a {attrs.get('Driver')} network of scope {attrs.get('Scope')}; a Swarm fleet "
             "needs an overlay network (driver overlay)"

@@ -327,3 +327,11 @@ async def test_fleet_down_takes_services_secrets_and_the_network(
     await runtime.teardown("prod")
     await runtime.remove_network("ibfleet")
     assert swarm.secret_store == {} and swarm.network_store == {}
+
+
+async def test_a_local_network_of_that_name_is_refused(swarm: FakeSwarm) -> None:
+    swarm.create_network("ibfleet", driver="bridge", labels={LABEL_FLEET: "prod"})
+    runtime = SwarmRuntime(swarm, secret_key=KEY)
+    with pytest.raises(RuntimeFailure, match="needs an overlay network"):
+        await runtime.create(spec_of())
+    runtime.close()
