@@ -6,6 +6,7 @@ remove, and the events those make."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -34,6 +35,7 @@ KEY = b"s" * 32
 
 
 def gateway_config(name: str, zone: str, *, memory: str = "1536m") -> GatewayConfig:
+    """A simulated paper gateway; ``zone`` is a constraint's right side (``==b``, ``!=a``)."""
     return GatewayConfig.model_validate(
         {
             "name": name,
@@ -43,7 +45,7 @@ def gateway_config(name: str, zone: str, *, memory: str = "1536m") -> GatewayCon
             "password": {"env": "SIM_PASS"},
             "api_port": 4102,
             "memory_limit": memory,
-            "placement": {"constraints": [f"node.labels.ibfleet.zone=={zone}"]},
+            "placement": {"constraints": [f"node.labels.ibfleet.zone{zone}"]},
         }
     )
 
@@ -179,3 +181,70 @@ async def test_a_simulator_fleet_runs_as_services_and_is_adopted_by_labels(
         assert after and not any("sim-a" in name for name in after)
     finally:
         follower.cancel()
+
+
+async def test_a_gateway_whose_node_dies_is_placed_on_another_by_a_start(
+    on_swarm: tuple[SwarmRuntime, docker.APIClient, str, str], swarm_lab: Any
+) -> None:
+    """Swarm restarts nothing by itself (restart condition none): the node's loss is a die
+    event, and the start the lifecycle then asks for puts a task on a node still up."""
+    runtime, api, fleet, network = on_swarm
+    # The broker stays on zone a (never killed here); the gateway may run on b or c.
+    broker, gateway = specs_for(fleet, network, swarm_lab.sim_image_id, zone="!=a")
+    broker = dataclasses.replace(broker, constraints=("node.labels.ibfleet.zone==a",))
+    events: list[RuntimeEvent] = []
+
+    async def follow() -> None:
+        async for event in runtime.events(fleet=fleet):
+            events.append(event)
+
+    follower = asyncio.create_task(follow())
+    killed = None
+    try:
+        for spec in (broker, gateway):
+            await runtime.start(await runtime.create(spec))
+        gateway_id = next(c.id for c in await runtime.list(fleet=fleet) if c.gateway == "sim-a")
+
+        def node_of_task() -> Any:
+            tasks = api.tasks(filters={"service": gateway_id, "desired-state": "running"})
+            running = [t for t in tasks if t["Status"]["State"] == "running"]
+            return swarm_lab.node_by_id(running[0]["NodeID"]) if running else None
+
+        first = await until(node_of_task, timeout=120, what="the gateway's first task")
+        assert first.zone in ("b", "c")
+        await until(
+            lambda: any(e.kind is EventKind.START and e.gateway == "sim-a" for e in events),
+            timeout=30,
+            what="the gateway's start event",
+        )
+        swarm_lab.kill(first)
+        killed = first
+
+        async def exited() -> bool:
+            return (await runtime.inspect(gateway_id)).state is ContainerState.EXITED
+
+        await until(exited, timeout=30, what="the gateway seen exited with its node")
+        await until(
+            lambda: any(e.kind is EventKind.DIE and e.gateway == "sim-a" for e in events),
+            timeout=10,
+            what="the die event of the lost node's gateway",
+        )
+        # Nothing replaces it by itself (the lifecycle owns restarts) ...
+        assert node_of_task() in (None, first)
+        await runtime.start(gateway_id)
+
+        def moved() -> Any:
+            node = node_of_task()
+            return node if node is not None and node is not first else None
+
+        second = await until(moved, timeout=90, what="a task on a node still up")
+        assert second.zone in ("b", "c") and second.zone != first.zone
+
+        async def running() -> bool:
+            return (await runtime.inspect(gateway_id)).state is ContainerState.RUNNING
+
+        await until(running, timeout=60, what="the gateway running on its new node")
+    finally:
+        follower.cancel()
+        if killed is not None:
+            await asyncio.to_thread(swarm_lab.restart, killed)
