@@ -51,9 +51,9 @@ def gateway_config(name: str, zone: str, *, memory: str = "1536m") -> GatewayCon
 
 
 def specs_for(
-    fleet: str, network: str, image: str, *, memory: str = "1536m"
+    fleet: str, network: str, image: str, *, memory: str = "1536m", zone: str = "==b"
 ) -> list[ContainerSpec]:
-    gw = gateway_config("sim-a", "b", memory=memory)
+    gw = gateway_config("sim-a", zone, memory=memory)
     secrets = {
         "sim-a": GatewaySecrets(username=SecretStr("swarmuser"), password=SecretStr(PASSWORD))
     }
