@@ -220,7 +220,7 @@ def render_service(
         "StopGracePeriod": round(stop_grace * 1e9) if stop_grace > 0 else _DEFAULT_GRACE_NS,
         "ReadOnly": hard.read_only_root,
         "CapabilityDrop": list(hard.cap_drop),
-        # Engines before API 1.46 ignore it; the README says so.
+        # An engine that does not know it (Docker 20.10) ignores it; the README says so.
         "Privileges": {"NoNewPrivileges": hard.no_new_privileges},
     }
     if hard.cap_add:
