@@ -335,3 +335,16 @@ async def test_a_local_network_of_that_name_is_refused(swarm: FakeSwarm) -> None
     with pytest.raises(RuntimeFailure, match="needs an overlay network"):
         await runtime.create(spec_of())
     runtime.close()
+
+
+async def test_ibfleet_fleet_down_plans_and_takes_down_a_swarm_fleet(
+    swarm: FakeSwarm, runtime: SwarmRuntime
+) -> None:
+    from supervisor import cli_fleet
+
+    service_id = await runtime.create(spec_of())
+    await runtime.start(service_id)
+    plan = await cli_fleet._plan(runtime, "prod", None)
+    assert plan.lines() == ["container ibfleet-prod-paper-1 (running)", "network ibfleet"]
+    assert await cli_fleet._execute(runtime, plan, timeout=1) == []
+    assert swarm.services_by_id == {} and swarm.secret_store == {} and swarm.network_store == {}
