@@ -15,7 +15,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from gateway import addresses
+from gateway import addresses, swarm_placement
 from gateway.secret_refs import SecretRef
 from gateway.time_fields import ClockTime, Duration, WeeklyClock
 
@@ -183,6 +183,51 @@ class ResourceLimits(Strict):
     )
 
 
+class PlacementConfig(Strict):
+    """Which Swarm nodes may run the gateway (``runtime.kind: swarm`` only)."""
+
+    constraints: list[str] = Field(
+        default_factory=list,
+        description="Swarm placement constraints, all of which a node must meet: "
+        "ATTRIBUTE==VALUE or ATTRIBUTE!=VALUE over node.labels.NAME, node.hostname, node.role, "
+        "node.id, node.platform.os/arch or engine.labels.NAME, e.g. node.labels.zone==a. Give "
+        "a strategy's primary and failover gateways constraints that exclude each other "
+        "(zone==a and zone==b) so they never share a node. Default none.",
+    )
+    preferences: list[str] = Field(
+        default_factory=list,
+        description="Swarm placement preferences: spread=node.labels.NAME. A preference spreads "
+        "one service's tasks and never keeps two gateways apart; use constraints for that. "
+        "Default none.",
+    )
+
+    @field_validator("constraints")
+    @classmethod
+    def _constraints(cls, value: list[str]) -> list[str]:
+        for index, text in enumerate(value):
+            problem = swarm_placement.constraint_problem(text)
+            if problem is not None:
+                raise ValueError(f"constraints[{index}]: {problem}")
+        return [str(swarm_placement.parse_constraint(text)) for text in value]
+
+    @field_validator("preferences")
+    @classmethod
+    def _preferences(cls, value: list[str]) -> list[str]:
+        for index, text in enumerate(value):
+            problem = swarm_placement.preference_problem(text)
+            if problem is not None:
+                raise ValueError(f"preferences[{index}]: {problem}")
+        return [text.strip() for text in value]
+
+    def parsed_constraints(self) -> list[swarm_placement.Constraint]:
+        return [swarm_placement.parse_constraint(text) for text in self.constraints]
+
+    @property
+    def spread(self) -> list[str]:
+        """The spread descriptors (``node.labels.zone``) of the preferences, in order."""
+        return [swarm_placement.parse_preference(text) for text in self.preferences]
+
+
 class GatewayConfig(Strict):
     """One IB Gateway container: one IB session, one username."""
 
@@ -265,6 +310,11 @@ class GatewayConfig(Strict):
     probes: list[ProbeContract] = Field(
         default_factory=list,
         description="Contracts the permission check requests; see `gateways[].probes[]`.",
+    )
+    placement: PlacementConfig | None = Field(
+        default=None,
+        description="Swarm nodes the gateway may run on (runtime.kind: swarm); see "
+        "`gateways[].placement`. Default: any node.",
     )
 
     @field_validator("trusted_ips")

@@ -48,7 +48,7 @@ from gateway.docker_replies import (
 )
 from gateway.firewall import Iptables
 from gateway.ibc_ini import with_control_from
-from gateway.linesplit import LineSplitter
+from gateway.log_stream import stream_lines
 from gateway.runtime import (
     START_STAMP_TOLERANCE,
     ContainerGone,
@@ -59,13 +59,74 @@ from gateway.runtime import (
 from gateway.secret_files import secret_owner, secrets_tar
 from gateway.spec import COMMAND_SERVER_PORT, LABEL_FLEET, SECRETS_DIR, ContainerSpec
 
-__all__ = ["DockerRuntime"]
+__all__ = ["DockerRuntime", "FleetNetworks", "engine_call"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class DockerRuntime:
+async def engine_call(
+    pool: concurrent.futures.Executor,
+    fn: Callable[[], T],
+    *,
+    op: str,
+    target: str,
+    timeout: float,
+) -> T:
+    """Run one blocking engine call in ``pool`` under ``timeout``; the SDK's errors come back
+    as :class:`RuntimeFailure` (:class:`ContainerGone` when the object is not found)."""
+    loop = asyncio.get_running_loop()
+    try:
+        return await within(loop.run_in_executor(pool, fn), timeout=timeout)
+    except docker.errors.NotFound as exc:
+        raise ContainerGone(
+            f"{op} {target}: not found ({exc.explanation})", operation=op, container=target
+        ) from None
+    except docker.errors.APIError as exc:
+        raise RuntimeFailure(
+            f"{op} {target}: engine refused ({exc.status_code}: {exc.explanation})",
+            operation=op,
+            container=target,
+        ) from None
+    except (
+        TimeoutError,
+        requests.exceptions.RequestException,
+        docker.errors.DockerException,
+    ) as exc:
+        raise RuntimeFailure(
+            f"{op} {target}: {type(exc).__name__} {exc}".rstrip(),
+            operation=op,
+            container=target,
+        ) from None
+
+
+class FleetNetworks:
+    """The fleet's networks, as ``ibfleet fleet down`` lists and removes them (both runtimes)."""
+
+    _api: Any
+    _networks_ready: set[str]
+
+    async def _call(
+        self, op: str, target: str, fn: Callable[[], T], *, extra_timeout: float = 0.0
+    ) -> T:
+        raise NotImplementedError
+
+    async def fleet_networks(self, *, fleet: str) -> tuple[str, ...]:
+        """The networks labelled as the fleet's: the ones the runtime created for it."""
+
+        def names() -> tuple[str, ...]:
+            found = self._api.networks(filters={"label": f"{LABEL_FLEET}={fleet}"})
+            return tuple(sorted(str(n["Name"]) for n in found))
+
+        return await self._call("networks", fleet, names)
+
+    async def remove_network(self, name: str) -> None:
+        """Remove a network (the engine refuses while anything is still attached)."""
+        await self._call("network-remove", name, lambda: self._api.remove_network(name))
+        self._networks_ready.discard(name)
+
+
+class DockerRuntime(FleetNetworks):
     """:class:`gateway.runtime.Runtime` on a Docker engine."""
 
     def __init__(
@@ -115,31 +176,9 @@ class DockerRuntime:
     async def _call(
         self, op: str, target: str, fn: Callable[[], T], *, extra_timeout: float = 0.0
     ) -> T:
-        loop = asyncio.get_running_loop()
-        try:
-            return await within(
-                loop.run_in_executor(self._pool, fn), timeout=self._call_timeout + extra_timeout
-            )
-        except docker.errors.NotFound as exc:
-            raise ContainerGone(
-                f"{op} {target}: not found ({exc.explanation})", operation=op, container=target
-            ) from None
-        except docker.errors.APIError as exc:
-            raise RuntimeFailure(
-                f"{op} {target}: engine refused ({exc.status_code}: {exc.explanation})",
-                operation=op,
-                container=target,
-            ) from None
-        except (
-            TimeoutError,
-            requests.exceptions.RequestException,
-            docker.errors.DockerException,
-        ) as exc:
-            raise RuntimeFailure(
-                f"{op} {target}: {type(exc).__name__} {exc}".rstrip(),
-                operation=op,
-                container=target,
-            ) from None
+        return await engine_call(
+            self._pool, fn, op=op, target=target, timeout=self._call_timeout + extra_timeout
+        )
 
     # -- observe -----------------------------------------------------------------------------
 
@@ -370,20 +409,6 @@ class DockerRuntime:
     async def rename(self, container_id: str, name: str) -> None:
         await self._call("rename", container_id, lambda: self._api.rename(container_id, name))
 
-    async def fleet_networks(self, *, fleet: str) -> tuple[str, ...]:
-        """The networks labelled as the fleet's: the ones this runtime created for it."""
-
-        def names() -> tuple[str, ...]:
-            found = self._api.networks(filters={"label": f"{LABEL_FLEET}={fleet}"})
-            return tuple(sorted(str(n["Name"]) for n in found))
-
-        return await self._call("networks", fleet, names)
-
-    async def remove_network(self, name: str) -> None:
-        """Remove a network (the engine refuses while a container is still attached)."""
-        await self._call("network-remove", name, lambda: self._api.remove_network(name))
-        self._networks_ready.discard(name)
-
     # -- isolation ---------------------------------------------------------------------------
 
     def _guard(self, fleet: str, network: str) -> None:
@@ -441,63 +466,22 @@ class DockerRuntime:
         finished_ns = parse_docker_time_ns(str(state.get("FinishedAt", "")))
         if finished_ns is not None and finished_ns < started_ns:
             earliest_ns = max(earliest_ns, finished_ns + 1)
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=10_000)
-        holder: dict[str, Any] = {}
-        done = threading.Event()
-
-        def put(item: str | None) -> None:
-            with contextlib.suppress(RuntimeError):  # the loop closed: nobody is listening
-                loop.call_soon_threadsafe(queue.put_nowait, item)
-
-        def pump() -> None:
-            # Bounded: an over-long line costs one scan, and the line after it is seen at once.
-            splitter = LineSplitter()
-            try:
-                stream = self._api.logs(
-                    container_id,
-                    stream=True,
-                    follow=True,
-                    timestamps=True,
-                    since=earliest_ns / 1e9 - 1.0,
-                )
-                holder["stream"] = stream
-                for chunk in stream:
-                    if done.is_set():
-                        break
-                    for raw in splitter.feed(chunk):
-                        put(raw.decode("utf-8", errors="replace"))
-                rest = splitter.flush()
-                if rest and not done.is_set():
-                    put(rest.decode("utf-8", errors="replace"))
-            except Exception as exc:  # the stream ends with the container or the engine
-                if not done.is_set():
-                    log.info(
-                        "runtime_logs_ended id=%s error=%s", container_id[:12], type(exc).__name__
-                    )
-            finally:
-                put(None)
-
-        thread = threading.Thread(
-            target=pump, name=f"ibfleet-logs-{container_id[:12]}", daemon=True
+        lines = stream_lines(
+            lambda: self._api.logs(
+                container_id,
+                stream=True,
+                follow=True,
+                timestamps=True,
+                since=earliest_ns / 1e9 - 1.0,
+            ),
+            name=container_id[:12],
         )
-        thread.start()
-        try:
-            while True:
-                line = await queue.get()
-                if line is None:
-                    return
-                stamp, _, _rest = line.partition(" ")
-                at = parse_docker_time_ns(stamp)
-                if at is not None and at < earliest_ns:
-                    continue
-                yield line
-        finally:
-            done.set()
-            stream = holder.get("stream")
-            if stream is not None:
-                with contextlib.suppress(Exception):
-                    stream.close()
+        async for line in lines:
+            stamp, _, _rest = line.partition(" ")
+            at = parse_docker_time_ns(stamp)
+            if at is not None and at < earliest_ns:
+                continue
+            yield line
 
     async def events(self, *, fleet: str) -> AsyncIterator[RuntimeEvent]:
         """This fleet's start/die/oom/destroy events; reconnects until the caller stops."""

@@ -199,6 +199,10 @@ class ContainerSpec:
     trusted_sources: tuple[str, ...] = ()
     # Ports this container offers the fleet's other containers (inter-container traffic is off).
     peer_ports: tuple[int, ...] = ()
+    # Swarm placement (gateways[].placement): constraints every node must meet, spread labels.
+    # A runtime on one engine has one node and ignores them.
+    constraints: tuple[str, ...] = ()
+    spread: tuple[str, ...] = ()
 
     @property
     def memory_swap_bytes(self) -> int:

@@ -68,14 +68,23 @@ _PART_KEYS: dict[str, tuple[str, ...]] = {
     "limits": ("memory", "hardening"),
     "ports": ("ports", "network", "aliases", "trusted", "peer_ports"),
     "credentials": ("credential_files",),
-    "settings": ("name", "settings_files", "labels", "entrypoint", "command", "restart"),
+    "settings": (
+        "name",
+        "settings_files",
+        "labels",
+        "entrypoint",
+        "command",
+        "restart",
+        "placement",
+    ),
 }
 
 
 def _parts_label(payload: Mapping[str, object]) -> str:
     """``image=<12 hex>,env=...``: one digest per part, from the same values the hash covers."""
     return ",".join(
-        f"{part}={_spec_hash({key: payload.get(key) for key in keys})[:12]}"
+        # A key a spec leaves out (placement off Swarm) leaves its part's digest as it was.
+        f"{part}={_spec_hash({key: payload.get(key) for key in keys if key in payload})[:12]}"
         for part, keys in _PART_KEYS.items()
     )
 
@@ -172,6 +181,8 @@ def render_spec(
         trusted_sources=tuple(str(net) for net in gateway.trusted_ips),
         credential_paths=(USERNAME_PATH, PASSWORD_PATH),
         settings_digest=hashlib.sha256(settings_ini.encode()).hexdigest(),
+        constraints=tuple(gateway.placement.constraints) if gateway.placement else (),
+        spread=tuple(gateway.placement.spread) if gateway.placement else (),
     )
 
 
@@ -207,6 +218,8 @@ def render_container(
     peer_ports: Sequence[int] = (),
     credential_paths: Sequence[str] = (),
     settings_digest: str | None = None,
+    constraints: Sequence[str] = (),
+    spread: Sequence[str] = (),
 ) -> ContainerSpec:
     """Any fleet container's spec (a gateway, the simulator's broker) with its spec hash.
 
@@ -215,6 +228,8 @@ def render_container(
     ``credential_paths`` name the files that hold credentials, and ``settings_digest`` stands
     for the other files (which may embed credentials too) in the ``settings`` part of the
     :data:`gateway.spec.LABEL_SPEC_PARTS` label; neither changes the spec hash.
+    ``constraints`` and ``spread`` are the Swarm placement; hashed only when given, so a
+    gateway without one keeps the hash it had before placement existed.
     """
     if not fingerprint_key:
         raise SpecError("fingerprint_key is empty; the spec hash would expose password hashes")
@@ -259,6 +274,8 @@ def render_container(
         "trusted": list(trusted),
         "peer_ports": list(peers),
     }
+    if constraints or spread:
+        payload["placement"] = [list(constraints), list(spread)]
     digest = _spec_hash(payload)
     secret_paths = set(credential_paths)
     fingerprints = cast("list[list[str]]", payload["files"])
@@ -288,4 +305,6 @@ def render_container(
         hardening=confinement,
         trusted_sources=trusted,
         peer_ports=peers,
+        constraints=tuple(constraints),
+        spread=tuple(spread),
     )

@@ -32,6 +32,7 @@ from supervisor.settings import ConfigError, load_settings
 if TYPE_CHECKING:
     from gateway.docker_runtime import DockerRuntime
     from gateway.firewall import Iptables
+    from gateway.swarm_runtime import SwarmRuntime
 
 fleet_app = typer.Typer(help="The fleet as a whole: take it down.")
 
@@ -151,14 +152,21 @@ def fleet_down(
         if reason is not None:
             err.print(f"fleet down {settings.fleet}: refused: {reason}; stop it first")
             raise typer.Exit(1)
-        _down(settings.fleet, yes=yes, timeout=timeout, err=err)
+        _down(
+            settings.fleet,
+            yes=yes,
+            timeout=timeout,
+            err=err,
+            swarm=settings.runtime.kind is RuntimeKind.SWARM,
+        )
 
 
-def _down(fleet: str, *, yes: bool, timeout: float, err: Console) -> None:
+def _down(fleet: str, *, yes: bool, timeout: float, err: Console, swarm: bool = False) -> None:
     import docker
 
     from gateway.docker_runtime import DockerRuntime
     from gateway.firewall import Iptables
+    from gateway.swarm_runtime import SwarmRuntime
 
     try:
         client = docker.from_env(timeout=30)
@@ -167,11 +175,17 @@ def _down(fleet: str, *, yes: bool, timeout: float, err: Console) -> None:
         err.print(f"fleet down {fleet}: no Docker engine answers: {exc}")
         raise typer.Exit(3) from None
     firewall = Iptables()
-    firewall_problem = firewall.problem()
+    # On a Swarm the services, their secrets and the overlay network go; there are no rules.
+    firewall_problem = None if swarm else firewall.problem()
     # Without iptables access the containers still go; the rules are left for root to remove.
-    runtime = DockerRuntime(client, isolate=firewall_problem is None, firewall=firewall)
+    runtime: DockerRuntime | SwarmRuntime = (
+        SwarmRuntime(client.api)
+        if swarm
+        else DockerRuntime(client, isolate=firewall_problem is None, firewall=firewall)
+    )
     try:
-        plan = asyncio.run(_plan(runtime, fleet, firewall if firewall_problem is None else None))
+        rules = firewall if firewall_problem is None and not swarm else None
+        plan = asyncio.run(_plan(runtime, fleet, rules))
         for container in plan.foreign:
             typer.echo(f"left alone: container {container.name} (named like the fleet's, no label)")
         if firewall_problem is not None:
@@ -186,7 +200,7 @@ def _down(fleet: str, *, yes: bool, timeout: float, err: Console) -> None:
             typer.echo("nothing removed")
             raise typer.Exit(1)
         failures = asyncio.run(_execute(runtime, plan, timeout=timeout))
-        left = firewall.present(fleet) if firewall_problem is None else ()
+        left = firewall.present(fleet) if rules is not None else ()
         for chain in plan.chains:
             if chain not in left:
                 typer.echo(f"removed iptables chain {chain}")
@@ -200,14 +214,18 @@ def _down(fleet: str, *, yes: bool, timeout: float, err: Console) -> None:
     typer.echo(f"fleet {fleet} is down")
 
 
-async def _plan(runtime: DockerRuntime, fleet: str, firewall: Iptables | None) -> DownPlan:
+async def _plan(
+    runtime: DockerRuntime | SwarmRuntime, fleet: str, firewall: Iptables | None
+) -> DownPlan:
     observed = await runtime.list(fleet=fleet)
     networks = await runtime.fleet_networks(fleet=fleet)
     chains = firewall.present(fleet) if firewall is not None else ()
     return plan_down(fleet, observed, networks=networks, chains=chains)
 
 
-async def _execute(runtime: DockerRuntime, plan: DownPlan, *, timeout: float) -> list[str]:
+async def _execute(
+    runtime: DockerRuntime | SwarmRuntime, plan: DownPlan, *, timeout: float
+) -> list[str]:
     """Remove the plan's containers and networks, printing each, then the fleet's rules.
 
     The failures are returned to report at the end: one that failed does not stop the rest.

@@ -98,10 +98,16 @@ def _observe(settings: FleetSettings) -> list[ObservedContainer]:
     import docker
 
     from gateway.docker_runtime import DockerRuntime
+    from gateway.swarm_runtime import SwarmRuntime
 
     client = docker.from_env(timeout=30)
     client.ping()
-    runtime = DockerRuntime(client, isolate=False)
+    # A Swarm fleet's gateways are services; their containers carry no fleet label.
+    runtime: DockerRuntime | SwarmRuntime = (
+        SwarmRuntime(client.api)
+        if settings.runtime.kind is RuntimeKind.SWARM
+        else DockerRuntime(client, isolate=False)
+    )
     try:
         return asyncio.run(runtime.list(fleet=settings.fleet))
     finally:

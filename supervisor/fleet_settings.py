@@ -42,6 +42,7 @@ class _Strict(BaseModel):
 
 class RuntimeKind(enum.StrEnum):
     DOCKER = "docker"
+    SWARM = "swarm"  # each gateway a Swarm service, placed by node labels (gateway.swarm_runtime)
     IN_PROCESS = "in-process"  # simulated gateways inside the supervisor (simulator only)
 
 
@@ -108,13 +109,17 @@ class RuntimeSettings(_Strict):
 
     kind: RuntimeKind = Field(
         default=RuntimeKind.DOCKER,
-        description="docker | in-process (simulated gateways inside the supervisor; only with "
-        "simulator.enabled). Default docker.",
+        description="docker | swarm | in-process. docker: containers on this host's engine. "
+        "swarm: each gateway a one-task service of the Docker Swarm this host manages, on an "
+        "overlay network, placed by gateways[].placement (see the README's Several hosts). "
+        "in-process: simulated gateways inside the supervisor (only with simulator.enabled). "
+        "Default docker.",
     )
     network: str = Field(
         default="ibfleet",
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
-        description="Docker network the fleet's containers share. Default ibfleet.",
+        description="Docker network the fleet's containers share (on swarm an overlay "
+        "network). Default ibfleet.",
     )
     image: str = Field(
         default="ghcr.io/gnzsnz/ib-gateway:stable",
@@ -131,9 +136,10 @@ class RuntimeSettings(_Strict):
     unprotected_live: bool = Field(
         default=False,
         description="Run live gateways even where ibfleet cannot install its firewall rules "
-        "(a supervisor in a container whose firewall helper the engine refuses): any local user "
-        "and any container could then reach their API port and IBC's command server. Default "
-        "false: such a supervisor refuses to start a fleet with live gateways.",
+        "(a supervisor in a container whose firewall helper the engine refuses; any "
+        "runtime.kind swarm): any local user and any container (on Swarm: any service on the "
+        "fleet's overlay network) could then reach their API port and IBC's command server. "
+        "Default false: such a supervisor refuses to start a fleet with live gateways.",
     )
 
 

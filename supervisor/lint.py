@@ -21,6 +21,7 @@ from gateway import ibc_ini
 from gateway.config import GatewayConfig, TradingMode
 from gateway.secret_refs import SecretError, SecretRef, read_text_file
 from gateway.time_fields import WeeklyTime
+from supervisor import lint_swarm
 from supervisor.settings import (
     ConfigProblem,
     FleetSettings,
@@ -203,6 +204,7 @@ def lint(
     _secrets(out, loaded, environ, file_exists, missing_secret_severity)
     _credentials(out, loaded, environ, file_exists, read_file)
     _strategies(out, loaded, by_name, set_aside_gateways)
+    lint_swarm.swarm_problems(loaded, by_name, out.warning, out.error)
     if not settings.api.is_loopback and settings.api.token is None and "api" not in given:
         out.error(
             ("api", "token"),

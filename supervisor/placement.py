@@ -26,9 +26,19 @@ from gateway import api_endpoint, docker_self, firewall
 from gateway.config import TradingMode
 from gateway.docker_runtime import DockerRuntime
 from gateway.firewall_helper import HelperRunner
+from gateway.runtime import Runtime
+from gateway.swarm_runtime import SwarmRuntime
 from supervisor.settings import FleetSettings
 
-__all__ = ["ENV_CONTAINER", "Placement", "StartupRefused", "docker_runtime_for", "find_placement"]
+__all__ = [
+    "ENV_CONTAINER",
+    "SWARM_LIMIT",
+    "Placement",
+    "StartupRefused",
+    "docker_runtime_for",
+    "find_placement",
+    "swarm_runtime_for",
+]
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +86,7 @@ def find_placement(api: Any, environ: Mapping[str, str]) -> Placement | None:
 class DockerSetup:
     """The runtime, why isolation cannot be enforced (empty: it can), and how to dial gateways."""
 
-    runtime: DockerRuntime
+    runtime: Runtime
     limits: list[str]
     endpoint: api_endpoint.ApiEndpoint
     placement: Placement | None = None
@@ -117,3 +127,58 @@ def docker_runtime_for(
         )
     runtime = DockerRuntime(client, isolate=False, supervisor_container=placement.container_id)
     return DockerSetup(runtime, [*limits, limit], endpoint, placement)
+
+
+#: What ibfleet cannot enforce on a Swarm (reported at start, as an engine's limits are).
+SWARM_LIMIT = (
+    "on Swarm ibfleet installs no firewall rules: any service attached to the fleet's overlay "
+    "network reaches the gateways' API ports (IBC's ControlFrom still guards the command "
+    "server), and a port a gateway publishes is open on every interface of its node"
+)
+
+
+def swarm_runtime_for(
+    client: docker.DockerClient,
+    settings: FleetSettings,
+    *,
+    environ: Mapping[str, str],
+    secret_key: bytes,
+) -> DockerSetup:
+    """The Swarm runtime, for a supervisor that runs as a service on the fleet's overlay
+    network of a manager node (blocking: engine calls). Anywhere else it could reach neither
+    a gateway's API nor its command server, so it refuses to start."""
+    swarm = client.info().get("Swarm") or {}
+    if swarm.get("LocalNodeState") != "active":
+        raise StartupRefused(
+            "runtime.kind is swarm but this Docker engine is in no Swarm; run the supervisor "
+            "on a manager node of the Swarm (deploy/swarm/stack.yml), or set runtime.kind: docker"
+        )
+    if not swarm.get("ControlAvailable"):
+        raise StartupRefused(
+            "this Docker engine is a Swarm worker; the supervisor needs a manager's engine "
+            "(placement constraint node.role==manager in deploy/swarm/stack.yml)"
+        )
+    network = settings.runtime.network
+    placement = find_placement(client.api, environ)
+    address = ""
+    if placement is not None:
+        attrs = client.api.inspect_container(placement.container_id)
+        endpoint = ((attrs.get("NetworkSettings") or {}).get("Networks") or {}).get(network)
+        address = str((endpoint or {}).get("IPAddress") or "")
+    if not address:
+        raise StartupRefused(
+            f"runtime.kind swarm: the supervisor must run in a service attached to the overlay "
+            f"network {network} (deploy/swarm/stack.yml), the only way to a gateway's API port "
+            "and IBC's command server; this process is "
+            + ("on no container" if placement is None else f"in {placement.name}, not on it")
+        )
+    live = [gw.name for gw in settings.gateways if gw.mode is TradingMode.LIVE]
+    if live and not settings.runtime.unprotected_live:
+        raise StartupRefused(
+            f"{SWARM_LIMIT}; refusing to run live gateways ({', '.join(live)}) so. Keep other "
+            "services off the fleet's network and set runtime.unprotected_live: true to accept it"
+        )
+    log.info("supervisor_on_swarm container=%s address=%s", placement and placement.name, address)
+    runtime = SwarmRuntime(client.api, secret_key=secret_key, control_sources=(address,))
+    endpoint_of = api_endpoint.from_fleet_network(settings.fleet)
+    return DockerSetup(runtime, [SWARM_LIMIT], endpoint_of, placement)

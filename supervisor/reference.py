@@ -17,6 +17,7 @@ from pydantic_core import PydanticUndefined
 from gateway.config import (
     ClientIdRange,
     GatewayConfig,
+    PlacementConfig,
     ProbeContract,
     ResourceLimits,
     RestartConfig,
@@ -46,6 +47,7 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("gateways[].restart", RestartConfig),
     ("gateways[].resources", ResourceLimits),
     ("gateways[].probes[]", ProbeContract),
+    ("gateways[].placement", PlacementConfig),
     ("alerts", AlertSettings),
     ("alerts.routes[]", AlertRoute),
     ("api", ApiSettings),

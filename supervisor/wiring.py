@@ -280,7 +280,8 @@ def desired_specs(
 ) -> list[ContainerSpec]:
     """The containers the fleet file asks for (with the simulator's broker when it is on)."""
     sim = settings.simulator
-    if sim.enabled and settings.runtime.kind is RuntimeKind.DOCKER:
+    if sim.enabled and settings.runtime.kind in (RuntimeKind.DOCKER, RuntimeKind.SWARM):
+        # The simulator's broker is one more container (on Swarm, one more service).
         from supervisor.simfleet import render_sim_fleet
 
         return render_sim_fleet(
@@ -497,9 +498,10 @@ async def start_supervisor(
 def docker_runtime(
     settings: FleetSettings, *, environ: Mapping[str, str]
 ) -> tuple[Runtime, list[str], dict[str, Any]]:
-    """The Docker runtime for where this process runs (:mod:`supervisor.placement`), why the
-    engine cannot enforce the fleet's network isolation (empty: it can), and the supervisor's
-    options that follow from it; or a StartupError saying what is missing."""
+    """The Docker runtime for where this process runs (:mod:`supervisor.placement`; on
+    ``runtime.kind: swarm`` the Swarm runtime), why the engine cannot enforce the fleet's
+    network isolation (empty: it can), and the supervisor's options that follow from it; or a
+    StartupError saying what is missing."""
     import docker
 
     from supervisor import placement
@@ -510,7 +512,14 @@ def docker_runtime(
     except Exception as exc:
         raise StartupError(f"no Docker engine answers: {exc}") from None
     try:
-        setup = placement.docker_runtime_for(client, settings, environ=environ)
+        if settings.runtime.kind is RuntimeKind.SWARM:
+            from gateway.secret_files import load_or_create_fingerprint_key
+
+            # The spec-hash key names the secrets too (a standby's file follows the journal).
+            key = load_or_create_fingerprint_key(fingerprint_key_path(settings))
+            setup = placement.swarm_runtime_for(client, settings, environ=environ, secret_key=key)
+        else:
+            setup = placement.docker_runtime_for(client, settings, environ=environ)
     except placement.StartupRefused as exc:
         raise StartupError(str(exc)) from None
     except docker.errors.DockerException as exc:
