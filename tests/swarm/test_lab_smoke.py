@@ -1,0 +1,79 @@
+"""The Swarm lab itself: three managers form, hold the simulator, and reschedule off a dead node."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+
+import pytest
+
+from tests.swarm.lab import ZONE_LABEL, SwarmLab
+from tests.waiting import wait_until
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.swarm]
+
+log = logging.getLogger("tests.swarm")
+
+#: Heartbeat 1 s, declared down after ~3 missed, then a task start: well inside this.
+RESCHEDULE_DEADLINE_S = 30.0
+
+
+def test_three_managers_form_with_zone_labels(swarm_lab: SwarmLab) -> None:
+    listed = swarm_lab.manager.nodes.list()
+    assert len(listed) == 3
+    for node in listed:
+        assert node.attrs["Status"]["State"] == "ready"
+        assert node.attrs["Spec"]["Role"] == "manager"
+        assert node.attrs["ManagerStatus"]["Reachability"] == "reachable"
+    zones = {n.attrs["Spec"]["Labels"][ZONE_LABEL] for n in listed}
+    assert zones == {"a", "b", "c"}
+    heartbeat = swarm_lab.manager.swarm.attrs["Spec"]["Dispatcher"]["HeartbeatPeriod"]
+    assert heartbeat == 1_000_000_000
+
+
+def test_every_node_holds_the_simulator_image(swarm_lab: SwarmLab) -> None:
+    for node in swarm_lab.nodes:
+        image = node.client.images.get(swarm_lab.sim_image_id)
+        assert swarm_lab.sim_image in image.tags
+
+
+def test_a_task_on_a_killed_node_is_rescheduled_on_another(swarm_lab: SwarmLab) -> None:
+    name = f"lab-smoke-{uuid.uuid4().hex[:6]}"
+    service = swarm_lab.manager.services.create(
+        swarm_lab.sim_image_id,
+        # The image's entrypoint is `ibfleet sim`; a plain sleeper is all this test needs.
+        command=["sleep", "infinity"],
+        name=name,
+        # Never on n1 (zone a), so the node killed here is one of b and c.
+        constraints=[f"node.labels.{ZONE_LABEL}!=a"],
+        networks=[swarm_lab.overlay],
+    )
+    killed_node = None
+    try:
+        first = swarm_lab.wait_task_running(name, timeout=60)
+        assert first.zone in ("b", "c")
+        killed = swarm_lab.kill(first)
+        killed_node = first
+        second = swarm_lab.wait_task_running(name, not_on=[first], timeout=RESCHEDULE_DEADLINE_S)
+        rescheduled_s = time.monotonic() - killed
+        assert second.zone in ("b", "c") and second is not first
+        swarm_lab.wait_node_state(first, "down", timeout=10)
+        log.info(
+            "swarm_reschedule seconds=%.1f from=%s to=%s", rescheduled_s, first.key, second.key
+        )
+        print(f"task rescheduled {rescheduled_s:.1f} s after its node was killed")
+
+        swarm_lab.restart(first)
+        killed_node = None
+        # The returning node's stale task is shut down: still exactly one task runs.
+        wait_until(
+            lambda: len(swarm_lab.running_tasks(name)) == 1,
+            timeout=30,
+            what=f"exactly one running task of {name}",
+        )
+        assert swarm_lab.running_tasks(name)[0]["NodeID"] == second.node_id
+    finally:
+        if killed_node is not None:
+            swarm_lab.restart(killed_node)
+        service.remove()
