@@ -20,10 +20,11 @@ from dataclasses import dataclass, field
 import docker.errors
 import httpx
 from docker.types import EndpointSpec, RestartPolicy, SecretReference
+from ib_async import IB, MarketOrder, Stock
 
 from ibsim.settings import SOCAT_PAPER_PORT, image_env, sim_env
 from tests.swarm.lab import ZONE_LABEL, LabNode, SwarmLab
-from tests.waiting import wait_until
+from tests.waiting import until, wait_until
 
 PASSWORD = "sim-password"  # the simulator's fixed test password, never a real one
 ACCOUNT = "DU1000001"
@@ -160,3 +161,29 @@ def _broker_args() -> list[str]:
     for user in ("primary", "failover"):
         args += ["--user", f"{user}:{PASSWORD}:{ACCOUNT}"]
     return args
+
+
+async def connect(endpoint: tuple[str, int], *, client_id: int, timeout: float) -> IB:
+    """Connect the real ib_async client as soon as the gateway's API accepts (login may lag)."""
+
+    async def attempt() -> IB | None:
+        ib = IB()
+        try:
+            await ib.connectAsync(*endpoint, clientId=client_id, timeout=5)
+        except (OSError, TimeoutError, ConnectionError):
+            ib.disconnect()
+            return None
+        return ib
+
+    ib: IB = await until(attempt, timeout, what=f"the API at {endpoint[0]}:{endpoint[1]}", step=1)
+    return ib
+
+
+async def buy(ib: IB, order_ref: str, *, timeout: float = 30.0) -> None:
+    """A market BUY of one AAPL share with this orderRef; returns when it is filled."""
+    contract = Stock("AAPL", "SMART", "USD")
+    await ib.qualifyContractsAsync(contract)
+    order = MarketOrder("BUY", 1)
+    order.orderRef = order_ref
+    trade = ib.placeOrder(contract, order)
+    await until(lambda: trade.orderStatus.status == "Filled", timeout, what=f"{order_ref} filled")

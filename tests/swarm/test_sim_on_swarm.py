@@ -11,11 +11,9 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from ib_async import IB, MarketOrder, Stock
 
 from tests.swarm.lab import SwarmLab
-from tests.swarm.simfleet import ACCOUNT, SwarmSimFleet
-from tests.waiting import until
+from tests.swarm.simfleet import ACCOUNT, SwarmSimFleet, buy, connect
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.swarm]
 
@@ -33,31 +31,6 @@ def fleet(swarm_lab: SwarmLab) -> Iterator[SwarmSimFleet]:
         yield sims.start()
     finally:
         sims.close()
-
-
-async def connect(endpoint: tuple[str, int], *, client_id: int, timeout: float) -> IB:
-    """Connect as soon as the gateway's API accepts (its login may still be under way)."""
-
-    async def attempt() -> IB | None:
-        ib = IB()
-        try:
-            await ib.connectAsync(*endpoint, clientId=client_id, timeout=5)
-        except (OSError, TimeoutError, ConnectionError):
-            ib.disconnect()
-            return None
-        return ib
-
-    ib: IB = await until(attempt, timeout, what=f"the API at {endpoint[0]}:{endpoint[1]}", step=1)
-    return ib
-
-
-async def buy(ib: IB, order_ref: str) -> None:
-    contract = Stock("AAPL", "SMART", "USD")
-    await ib.qualifyContractsAsync(contract)
-    order = MarketOrder("BUY", 1)
-    order.orderRef = order_ref
-    trade = ib.placeOrder(contract, order)
-    await until(lambda: trade.orderStatus.status == "Filled", 30, what=f"{order_ref} filled")
 
 
 async def test_each_gateway_answers_on_its_own_node(fleet: SwarmSimFleet) -> None:
