@@ -1,22 +1,20 @@
-"""The Swarm lab's node image: Debian's docker.io on ibfleet's local Debian base, no registry.
+"""The Swarm lab's node image: Debian's Docker engine on ibfleet's local Debian base, no registry.
 
 The recipe is ``tests/swarm/node/`` (a Dockerfile and the node's entrypoint). The image is
 built FROM the base ibfleet's own images use (:func:`ibsim.image.resolve_base`: the public
-Python base when present, else the debootstrap one, made once) and installs Debian's
-``docker.io`` with apt from the mirror the base's own sources name. It is tagged by a hash of
-the recipe and the base's id, so an unchanged recipe is never rebuilt, and a file lock keeps two
-test processes from building it at once.
+Python base when present, else the debootstrap one, made once) and installs Debian's Docker
+engine package with apt from the mirror the base's own sources name. It is tagged by a hash of
+the recipe and the base's id, so an unchanged recipe is never rebuilt, and a file lock keeps
+two test processes from building it at once.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import io
 import logging
 import tarfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import docker
@@ -31,10 +29,6 @@ REPOSITORY = "ibfleet-swarm-node"
 _RECIPE_FILES = ("Dockerfile", "entrypoint.sh")
 
 
-class NodeImageError(Exception):
-    """The node image could not be built; the message says which step and why."""
-
-
 def recipe_hash(base_id: str) -> str:
     """A short hash of the recipe's files and the base image they build on."""
     digest = hashlib.sha256()
@@ -43,18 +37,6 @@ def recipe_hash(base_id: str) -> str:
         digest.update(len(data).to_bytes(8, "big"))
         digest.update(data)
     return digest.hexdigest()[:16]
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    # Two test sessions may start a lab at once; the second waits and then finds the image.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a+") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def _context() -> io.BytesIO:
@@ -71,11 +53,7 @@ def _context() -> io.BytesIO:
 
 
 def _present(client: docker.DockerClient, tag: str) -> bool:
-    try:
-        client.images.get(tag)
-    except docker.errors.ImageNotFound:
-        return False
-    return True
+    return sim_image._image_id(client, tag) is not None
 
 
 def ensure_node_image(client: docker.DockerClient, *, cache_dir: Path | None = None) -> str:
@@ -93,32 +71,22 @@ def ensure_node_image(client: docker.DockerClient, *, cache_dir: Path | None = N
     tag = f"{REPOSITORY}:{recipe_hash(base_id)}"
     if _present(client, tag):
         return tag
-    with _locked(cache / "swarm-node.lock"):
+    # The simulator image's lock and classic-builder run: the same conventions, one copy.
+    with sim_image._file_lock(cache / "swarm-node.lock"):
         if _present(client, tag):
             return tag
         log.info("node_image_build tag=%s base=%s", tag, base)
-        stream = client.api.build(
-            fileobj=_context(),
-            custom_context=True,
+        sim_image._docker_build(
+            client,
+            context=_context(),
             tag=tag,
             buildargs={"BASE": base},
-            rm=True,
-            forcerm=True,
-            decode=True,
-            pull=False,
+            progress=lambda line: log.debug("node_image line=%s", line),
         )
-        tail: list[str] = []
-        for chunk in stream:
-            if "error" in chunk:
-                shown = "\n  ".join(tail[-15:])
-                raise NodeImageError(
-                    f"building {tag} from {RECIPE_DIR} failed: {chunk['error']}\n  {shown}"
-                )
-            text = chunk.get("stream")
-            if isinstance(text, str) and text.strip():
-                tail = [*tail[-30:], text.rstrip()]
         if not _present(client, tag):
-            raise NodeImageError(f"the build of {tag} finished but the engine does not hold it")
+            raise sim_image.ImageBuildError(
+                f"the build of {tag} finished but the engine does not hold it"
+            )
         _drop_superseded(client, keep=tag)
     return tag
 
@@ -126,8 +94,7 @@ def ensure_node_image(client: docker.DockerClient, *, cache_dir: Path | None = N
 def _drop_superseded(client: docker.DockerClient, *, keep: str) -> None:
     # Each recipe change makes a new tag; the older ones are dead weight (one in use stays).
     for image in client.images.list(name=REPOSITORY):
-        if keep in image.tags:
-            continue
         for old in image.tags:
-            with contextlib.suppress(docker.errors.APIError):
-                client.images.remove(old)
+            if old != keep:
+                with contextlib.suppress(docker.errors.APIError):
+                    client.images.remove(old)
