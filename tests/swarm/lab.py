@@ -32,7 +32,10 @@ not work. Services use ``endpoint_spec=EndpointSpec(mode="dnsrr", ports={P: (T, 
 "host")})``: the overlay's DNS names the task's own address, and the host reaches a gateway on
 ``<node IP>:P`` of the node its task runs on (which is also what a failover should look like:
 the API moves with the task). Give each service its own published port so a rescheduled task
-can land on a node that already runs another.
+can land on a node that already runs another. Nor does it have IPsec ESP (CONFIG_INET_ESP),
+so an overlay made with ``encrypted`` carries no traffic between nodes here (tried: an HTTP
+request from a task on n3 to one on n2 answers on a plain overlay, times out on an encrypted
+one); the lab's overlays are plain.
 
 Swarm shape: three managers, so losing any one node keeps the Raft quorum (2 of 3) and the
 test may kill whichever node runs the primary gateway, even a manager, with the control plane

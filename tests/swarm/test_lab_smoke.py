@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import socket
+import subprocess
 import time
 import uuid
 
+import docker
+import docker.errors
 import pytest
 from docker.types import RestartPolicy
 
-from tests.swarm.lab import ZONE_LABEL, SwarmLab
+from tests.swarm.lab import LABEL, LABEL_HOST, LABEL_PID, ZONE_LABEL, SwarmLab, sweep_leftovers
 from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.swarm]
@@ -87,3 +93,26 @@ def test_a_task_on_a_killed_node_is_rescheduled_on_another(swarm_lab: SwarmLab) 
         if killed_node is not None:
             swarm_lab.restart(killed_node)
         service.remove()
+
+
+def test_sweep_removes_a_dead_runs_leftovers_and_spares_a_live_one(
+    docker_client: docker.DockerClient,
+) -> None:
+    finished = subprocess.Popen(["true"])  # a pid that no process holds once reaped
+    finished.wait()
+    made = []
+    for run, pid in (
+        (f"dead{uuid.uuid4().hex[:6]}", finished.pid),
+        (f"live{uuid.uuid4().hex[:6]}", os.getpid()),
+    ):
+        labels = {LABEL: run, LABEL_PID: str(pid), LABEL_HOST: socket.gethostname()}
+        made.append(docker_client.networks.create(f"ibfleet-swarmlab-{run}", labels=labels))
+    try:
+        swept = sweep_leftovers(docker_client)
+        names = {n.name for n in docker_client.networks.list(filters={"label": LABEL})}
+        assert made[0].name not in names and made[0].attrs["Labels"][LABEL] in swept
+        assert made[1].name in names
+    finally:
+        for net in made:
+            with contextlib.suppress(docker.errors.NotFound):
+                net.remove()
