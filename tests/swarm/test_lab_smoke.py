@@ -15,16 +15,25 @@ import docker.errors
 import pytest
 from docker.types import RestartPolicy
 
-from tests.swarm.lab import LABEL, LABEL_HOST, LABEL_PID, ZONE_LABEL, SwarmLab, sweep_leftovers
+from tests.swarm.lab import (
+    LABEL,
+    LABEL_HOST,
+    LABEL_PID,
+    ZONE_LABEL,
+    LabNode,
+    SwarmLab,
+    sweep_leftovers,
+)
 from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.swarm]
 
 log = logging.getLogger("tests.swarm")
 
-#: Heartbeat 1 s, the node declared down after ~3 missed, then a task start: well inside this
-#: (with Docker's default 5 s heartbeat the node alone takes ~15 s to be declared down).
-RESCHEDULE_DEADLINE_S = 30.0
+#: Heartbeat 1 s, the node declared down after ~3 missed, then a task start: ~3-5 s on a quiet
+#: host, up to 30 s seen with the host's two cores at a load of 11; the 1 s heartbeat itself is
+#: asserted below (Docker's default 5 s alone takes ~15 s to declare a node down).
+RESCHEDULE_DEADLINE_S = 60.0
 
 
 def test_three_managers_form_with_zone_labels(swarm_lab: SwarmLab) -> None:
@@ -93,6 +102,45 @@ def test_a_task_on_a_killed_node_is_rescheduled_on_another(swarm_lab: SwarmLab) 
         if killed_node is not None:
             swarm_lab.restart(killed_node)
         service.remove()
+
+
+def test_killing_the_leader_leaves_two_managers_that_elect_another(swarm_lab: SwarmLab) -> None:
+    leader = next(n for n in swarm_lab.nodes if _is_leader(swarm_lab, n))
+    killed = swarm_lab.kill(leader)
+    try:
+        # Any live manager answers; a new leader needs Raft's election timeout (10 ticks of 1 s).
+        new_leader = wait_until(
+            lambda: next(
+                (n for n in swarm_lab.nodes if n.alive and _is_leader(swarm_lab, n)), None
+            ),
+            timeout=RESCHEDULE_DEADLINE_S,
+            what="a new Raft leader among the two live managers",
+            step=0.2,
+        )
+        elected_s = time.monotonic() - killed
+        swarm_lab.wait_node_state(leader, "down", timeout=RESCHEDULE_DEADLINE_S)
+        assert new_leader is not leader and swarm_lab.manager is not leader.client
+        log.info("swarm_leader_lost elected_s=%.1f new=%s", elected_s, new_leader.key)
+        print(f"a new leader {elected_s:.1f} s after the leader's node was killed")
+    finally:
+        swarm_lab.restart(leader)
+    # Back as a follower: the next tests find three reachable managers again.
+    wait_until(
+        lambda: (
+            swarm_lab.manager.nodes.get(leader.node_id).attrs["ManagerStatus"]["Reachability"]
+            == "reachable"
+        ),
+        timeout=30,
+        what=f"{leader.name} a reachable manager again",
+    )
+
+
+def _is_leader(lab: SwarmLab, node: LabNode) -> bool:
+    try:
+        status = node.client.nodes.get(node.node_id).attrs.get("ManagerStatus", {})
+    except (docker.errors.APIError, docker.errors.DockerException, OSError):
+        return False  # a manager with no leader yet refuses to list nodes
+    return bool(status.get("Leader"))
 
 
 def test_sweep_removes_a_dead_runs_leftovers_and_spares_a_live_one(
