@@ -6,32 +6,34 @@ tree, tagged ``IBFLEET_TEST_IMAGE_TAG``).
 
 from __future__ import annotations
 
-import logging
-import time
 from collections.abc import Iterator
 
 import docker
 import pytest
 
 from tests.integration.conftest import docker_client, sim_image, sim_image_info
-from tests.swarm.lab import SwarmLab, sweep_leftovers
+from tests.swarm.lab import SwarmLab, shared_lab
 
 __all__ = ["docker_client", "sim_image", "sim_image_info", "swarm_lab"]
-
-log = logging.getLogger("tests.swarm")
 
 
 @pytest.fixture(scope="session")
 def swarm_lab(docker_client: docker.DockerClient, sim_image: str) -> Iterator[SwarmLab]:
     """A started three-node Swarm lab holding the simulator image; removed after the session."""
-    sweep_leftovers(docker_client)
-    lab = SwarmLab(docker_client)
-    started = time.monotonic()
-    try:
-        lab.start()
-        lab.sim_image = sim_image
-        lab.sim_image_id = lab.load_image(sim_image)
-        log.info("swarm_lab_ready run=%s seconds=%.1f", lab.run_id, time.monotonic() - started)
+    with shared_lab(docker_client, sim_image) as lab:
         yield lab
-    finally:
-        lab.close()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run the tests that kill the Raft leader last (``@pytest.mark.swarm(kills_leader=True)``).
+
+    After them a node other than n1 leads, and a later test that kills the leader's node would
+    time an election on top of what it means to measure.
+    """
+    del config
+
+    def kills_leader(item: pytest.Item) -> bool:
+        marker = item.get_closest_marker("swarm")
+        return bool(marker is not None and marker.kwargs.get("kills_leader"))
+
+    items.sort(key=kills_leader)

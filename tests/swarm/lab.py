@@ -5,7 +5,9 @@ Interface (for tests of ibfleet's Swarm runtime and the node-loss benchmark):
 * Fixture ``swarm_lab`` (session scope, tests/swarm/conftest.py): a started :class:`SwarmLab`
   of three nodes with the simulator image (``IBFLEET_TEST_IMAGE_TAG``) loaded into each. Mark
   tests ``docker``, ``slow`` and ``swarm``. Tests share the cluster: remove the services,
-  secrets and networks you create (or give them unique names).
+  secrets and networks you create (or give them unique names). Tests outside tests/swarm may
+  re-export the fixture (``from tests.swarm.conftest import swarm_lab``): :func:`shared_lab`
+  keeps it to one cluster per process.
 * ``lab.manager`` -> ``docker.DockerClient`` of a live manager (every node is a manager; the
   property skips killed nodes). ``lab.manager_url`` is its ``tcp://IP:2375`` base URL, for code
   that builds its own client (ibfleet's Swarm runtime). ``node.client`` is one node's client.
@@ -13,7 +15,10 @@ Interface (for tests of ibfleet's Swarm runtime and the node-loss benchmark):
   hostname), ``.node_id`` (swarm node id), ``.ip`` (reachable from the host), ``.zone``;
   ``lab.node("n2")``, ``lab.node_by_id(id)``, ``lab.node_in_zone("b")``.
 * Node labels: ``ibfleet.zone`` = ``a`` / ``b`` / ``c`` for n1 / n2 / n3 (place with
-  ``node.labels.ibfleet.zone==b``). n1 is the first manager and the Raft leader at start.
+  ``node.labels.ibfleet.zone==b``). n1 is the first manager and the Raft leader at start;
+  ``lab.leader()`` is the leader now. Killing the leader's node costs an election (Raft's
+  10 ticks of 1 s, 18-20 s seen under load) before Swarm reacts to anything: tests that do
+  are marked ``@pytest.mark.swarm(kills_leader=True)`` and run last in the session.
 * ``lab.overlay``: the name of an attachable overlay network (``ibfleet-lab``) made at start.
 * ``lab.load_image(tag)`` -> image id: ``docker save`` from the host's engine, loaded into each
   node's engine (skipped where the id is present). ``lab.sim_image`` / ``lab.sim_image_id``
@@ -64,7 +69,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -325,6 +330,13 @@ class SwarmLab:
                 return node
         raise KeyError(f"no lab node in zone {zone!r}")
 
+    def leader(self) -> LabNode:
+        """The node that leads the Raft group now (n1 until a test kills it)."""
+        for swarm_node in self.manager.nodes.list():
+            if (swarm_node.attrs.get("ManagerStatus") or {}).get("Leader"):
+                return self.node_by_id(swarm_node.id)
+        raise RuntimeError("the Swarm lab has no Raft leader right now")
+
     def kill(self, node: LabNode) -> float:
         """SIGKILL the node's whole container (engine, its containers); return when (monotonic)."""
         node.container.kill()
@@ -453,3 +465,36 @@ def _alive(pid: str) -> bool:
     except PermissionError:
         return True
     return True
+
+
+_SHARED: dict[str, Any] = {"lab": None, "users": 0}
+
+
+@contextlib.contextmanager
+def shared_lab(host: docker.DockerClient, sim_image: str) -> Iterator[SwarmLab]:
+    """One started lab per process, however many fixtures ask for it; closed with the last.
+
+    A test module elsewhere that re-exports the ``swarm_lab`` fixture defines a second session
+    fixture: both come here and share one cluster instead of starting two.
+    """
+    if _SHARED["lab"] is None:
+        sweep_leftovers(host)
+        lab = SwarmLab(host)
+        started = time.monotonic()
+        try:
+            lab.start()
+            lab.sim_image = sim_image
+            lab.sim_image_id = lab.load_image(sim_image)
+        except BaseException:
+            lab.close()
+            raise
+        log.info("swarm_lab_ready run=%s seconds=%.1f", lab.run_id, time.monotonic() - started)
+        _SHARED["lab"] = lab
+    _SHARED["users"] += 1
+    try:
+        yield _SHARED["lab"]
+    finally:
+        _SHARED["users"] -= 1
+        if _SHARED["users"] == 0:
+            done, _SHARED["lab"] = _SHARED["lab"], None
+            done.close()

@@ -104,8 +104,10 @@ def test_a_task_on_a_killed_node_is_rescheduled_on_another(swarm_lab: SwarmLab) 
         service.remove()
 
 
+@pytest.mark.swarm(kills_leader=True)
 def test_killing_the_leader_leaves_two_managers_that_elect_another(swarm_lab: SwarmLab) -> None:
-    leader = next(n for n in swarm_lab.nodes if _is_leader(swarm_lab, n))
+    leader = swarm_lab.leader()
+    assert _is_leader(swarm_lab, leader)
     killed = swarm_lab.kill(leader)
     try:
         # Any live manager answers; a new leader needs Raft's election timeout (10 ticks of 1 s).
