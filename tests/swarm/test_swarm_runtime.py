@@ -26,9 +26,6 @@ from tests.waiting import until
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.swarm]
 
-# The lab's session fixture (tests/swarm/conftest.py), shared with the lab's own tests.
-_lab = pytest.importorskip("tests.swarm.conftest")
-swarm_lab = _lab.swarm_lab
 
 PASSWORD = "swarm-sim-password"  # the simulator's made-up credentials, never a real one
 KEY = b"s" * 32
