@@ -476,12 +476,14 @@ class DockerRuntime(FleetNetworks):
             ),
             name=container_id[:12],
         )
-        async for line in lines:
-            stamp, _, _rest = line.partition(" ")
-            at = parse_docker_time_ns(stamp)
-            if at is not None and at < earliest_ns:
-                continue
-            yield line
+        # Closed with this iterator (aclose, an early break), not when the GC finalises it.
+        async with contextlib.aclosing(lines):
+            async for line in lines:
+                stamp, _, _rest = line.partition(" ")
+                at = parse_docker_time_ns(stamp)
+                if at is not None and at < earliest_ns:
+                    continue
+                yield line
 
     async def events(self, *, fleet: str) -> AsyncIterator[RuntimeEvent]:
         """This fleet's start/die/oom/destroy events; reconnects until the caller stops."""

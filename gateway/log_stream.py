@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncGenerator, Callable, Iterable
 from typing import Any
 
 from gateway.linesplit import LineSplitter
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 async def stream_lines(
     open_stream: Callable[[], Iterable[bytes]], *, name: str
-) -> AsyncIterator[str]:
+) -> AsyncGenerator[str, None]:
     """The stream's lines, decoded, until it ends (the container's or the engine's end)."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=10_000)

@@ -22,6 +22,7 @@ from gateway.swarm_spec import LABEL_NAME, replicas_of
 __all__ = [
     "DETAIL_TASK",
     "ON_THE_WAY",
+    "TO_RUN",
     "TaskView",
     "current_task",
     "log_line",
@@ -30,6 +31,7 @@ __all__ = [
     "task_address",
     "task_events",
     "task_is_live",
+    "task_may_run",
 ]
 
 #: Task states before ``running``: the task is on its way (scheduled, pulling, starting).
@@ -75,6 +77,20 @@ def task_is_live(task: Mapping[str, object], down_nodes: frozenset[str]) -> bool
     return _status(task).get("State") == "running" and str(task.get("NodeID")) not in down_nodes
 
 
+#: Desired states of a task that is to run: ``ready`` is a stop-first update's new task, held
+#: back by swarmkit's updater until the old one has stopped, then promoted to ``running``.
+TO_RUN = frozenset({"running", "ready"})
+
+
+def task_may_run(task: Mapping[str, object], down_nodes: frozenset[str]) -> bool:
+    """Whether the task runs, or may yet start, on a node the manager still hears from: what
+    must be gone before the gateway's IB username may log in anywhere else."""
+    if str(task.get("NodeID")) in down_nodes:
+        return False
+    state = str(_status(task).get("State") or "")
+    return state == "running" or (state in ON_THE_WAY and str(task.get("DesiredState")) in TO_RUN)
+
+
 def _state(
     task: Mapping[str, object] | None, *, replicas: int, down_nodes: frozenset[str]
 ) -> ContainerState:
@@ -91,7 +107,7 @@ def _state(
             else (ContainerState.RUNNING)
         )
     if state in ON_THE_WAY:
-        return ContainerState.RESTARTING if desired == "running" else ContainerState.EXITED
+        return ContainerState.RESTARTING if desired in TO_RUN else ContainerState.EXITED
     return ContainerState.EXITED if state else ContainerState.UNKNOWN
 
 

@@ -60,6 +60,7 @@ from gateway.spec import COMMAND_SERVER_PORT, LABEL_FLEET, LABEL_GATEWAY, Contai
 from gateway.swarm_api import LABEL_SUPERVISOR_OF, SwarmApi, overlay_problem
 from gateway.swarm_replies import (
     ON_THE_WAY,
+    TO_RUN,
     TaskView,
     current_task,
     log_line,
@@ -68,6 +69,7 @@ from gateway.swarm_replies import (
     task_address,
     task_events,
     task_is_live,
+    task_may_run,
 )
 from gateway.swarm_spec import (
     LABEL_NAME,
@@ -356,7 +358,7 @@ class SwarmRuntime(FleetNetworks):
             except docker.errors.NotFound:
                 return
             down = self._down_nodes()
-            if not any(task_is_live(t, down) for t in tasks):
+            if not any(task_may_run(t, down) for t in tasks):
                 return
             if time.monotonic() >= deadline:
                 raise TimeoutError(f"the task of {service_id[:12]} still runs")
@@ -392,13 +394,25 @@ class SwarmRuntime(FleetNetworks):
     async def remove(self, container_id: str) -> None:
         def remove() -> None:
             labels: dict[str, str] = {}
-            with contextlib.suppress(docker.errors.NotFound):
+            try:
                 service = self._api.inspect_service(container_id)
-                labels = dict((service.get("Spec") or {}).get("Labels") or {})
-            self._api.remove_service(container_id)
-            # Its task stops with its grace; the host port and the username are free after.
-            with contextlib.suppress(TimeoutError):
-                self._wait_no_live_task(container_id, time.monotonic() + self._stop_settle + 30.0)
+            except docker.errors.NotFound:
+                service = None
+            if service is not None:
+                spec = service.get("Spec") or {}
+                labels = dict(spec.get("Labels") or {})
+                # Scaled to 0 and waited for while the service exists: once it is removed the
+                # manager no longer lists its tasks, yet a task still stopping holds the
+                # username's session (and a host port) for its grace.
+                if replicas_of(spec) != 0:
+                    self._update(service, scaled(spec, 0))
+                with contextlib.suppress(TimeoutError):
+                    self._wait_no_live_task(
+                        container_id, time.monotonic() + self._stop_settle + 30.0
+                    )
+                self._api.remove_service(container_id)
+            else:
+                self._api.remove_service(container_id)  # gone: the engine's NotFound says so
             fleet, gateway = labels.get(LABEL_FLEET), labels.get(LABEL_GATEWAY)
             if fleet is not None and gateway is not None:
                 self._sweep_secrets(fleet, gateway=gateway)
@@ -463,14 +477,15 @@ class SwarmRuntime(FleetNetworks):
             ),
             name=container_id[:12],
         )
-        async for raw in raw_lines:
-            line = log_line(raw, task_id=task_id)
-            if line is None:
-                continue
-            at = parse_docker_time_ns(line.partition(" ")[0])
-            if at is not None and at < earliest_ns:
-                continue
-            yield line
+        async with contextlib.aclosing(raw_lines):
+            async for raw in raw_lines:
+                line = log_line(raw, task_id=task_id)
+                if line is None:
+                    continue
+                at = parse_docker_time_ns(line.partition(" ")[0])
+                if at is not None and at < earliest_ns:
+                    continue
+                yield line
 
     async def events(self, *, fleet: str) -> AsyncIterator[RuntimeEvent]:
         """The fleet's start/die/destroy events, from polling its tasks and the nodes."""
@@ -514,7 +529,7 @@ class SwarmRuntime(FleetNetworks):
 def _on_its_way(task: Mapping[str, Any], down_nodes: frozenset[str]) -> bool:
     """Whether the task runs or is being started (a start then needs nothing more)."""
     state = str((task.get("Status") or {}).get("State") or "")
-    if task.get("DesiredState") != "running":
+    if task.get("DesiredState") not in TO_RUN:
         return False
     if state == "running":
         return task_is_live(task, down_nodes)

@@ -208,6 +208,8 @@ class FakeSwarm:
     def tasks(self, filters: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         self.calls.append("tasks")
         wanted = set((filters or {}).get("service") or [])
+        for service in wanted:
+            self._service(service)  # the manager resolves the filter: a gone service is a 404
         return [copy.deepcopy(t) for t in self.task_list if not wanted or t["ServiceID"] in wanted]
 
     def nodes(self, filters: dict[str, Any] | None = None) -> list[dict[str, Any]]:

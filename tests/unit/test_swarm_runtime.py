@@ -232,8 +232,13 @@ async def test_remove_takes_the_service_and_its_unused_secrets(
     keep = await runtime.create(spec_of("paper-2"))
     gone = await runtime.create(spec_of())
     await runtime.start(gone)
+    swarm.calls.clear()
     await runtime.remove(gone)
     assert gone not in swarm.services_by_id
+    # Scaled to 0 and its task waited for while the manager still lists it, then removed:
+    # a task still stopping would hold the username's session past the removal.
+    assert swarm.calls.index("update_service") < swarm.calls.index("remove_service")
+    assert "tasks" in swarm.calls[: swarm.calls.index("remove_service")]
     assert len(swarm.secret_store) == 3  # paper-2's, still in use
     used = {
         r["SecretID"]

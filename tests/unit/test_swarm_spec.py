@@ -28,6 +28,7 @@ from gateway.swarm_replies import (
     observe_service,
     task_address,
     task_events,
+    task_may_run,
 )
 from gateway.swarm_spec import (
     LABEL_NAME,
@@ -264,6 +265,9 @@ def task(
         ([task("t1", "pending")], 1, set(), ContainerState.RESTARTING),
         ([task("t1", "failed", desired="shutdown", code=1)], 1, set(), ContainerState.EXITED),
         ([task("t1", "shutdown", desired="shutdown")], 0, set(), ContainerState.EXITED),
+        # A stop-first update's new task waits as ``ready`` until the old one stopped: it is
+        # on its way, not a dead gateway (a start then would force a second update).
+        ([task("t1", "ready", desired="ready")], 1, set(), ContainerState.RESTARTING),
     ],
 )
 def test_a_service_is_seen_as_its_current_task(
@@ -285,6 +289,16 @@ def test_the_newest_task_is_the_current_one() -> None:
     assert seen.started_at == datetime(2026, 12, 1, 12, 0, 5, 500000, tzinfo=UTC)
     ended = observe_service(service(), [tasks[1]])
     assert ended.exit_code == 137 and ended.finished_at is not None
+
+
+def test_a_task_holds_the_username_until_it_can_no_longer_run() -> None:
+    assert task_may_run(task("t1", "running"), frozenset())
+    assert task_may_run(task("t1", "running", desired="shutdown"), frozenset())  # still stopping
+    assert task_may_run(task("t1", "starting"), frozenset())
+    assert task_may_run(task("t1", "ready", desired="ready"), frozenset())
+    assert not task_may_run(task("t1", "pending", desired="shutdown"), frozenset())
+    assert not task_may_run(task("t1", "shutdown", desired="shutdown"), frozenset())
+    assert not task_may_run(task("t1", "running"), frozenset({"n1"}))  # its node is gone
 
 
 def test_task_address_on_the_fleet_network() -> None:
