@@ -17,7 +17,7 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import httpx
 import typer
@@ -161,6 +161,18 @@ def fleet_down(
         )
 
 
+def _swarm_supervisors(api: Any, fleet: str) -> list[str]:
+    """The names of the fleet's supervisor services with a task running or starting."""
+    from gateway.swarm_api import LABEL_SUPERVISOR_OF
+
+    names = []
+    for service in api.services(filters={"label": f"{LABEL_SUPERVISOR_OF}={fleet}"}):
+        tasks = api.tasks(filters={"service": [service["ID"]], "desired-state": "running"})
+        if tasks:
+            names.append(str((service.get("Spec") or {}).get("Name") or service["ID"][:12]))
+    return sorted(names)
+
+
 def _down(fleet: str, *, yes: bool, timeout: float, err: Console, swarm: bool = False) -> None:
     import docker
 
@@ -174,6 +186,14 @@ def _down(fleet: str, *, yes: bool, timeout: float, err: Console, swarm: bool = 
     except Exception as exc:
         err.print(f"fleet down {fleet}: no Docker engine answers: {exc}")
         raise typer.Exit(3) from None
+    if swarm and (running := _swarm_supervisors(client.api, fleet)):
+        # On a Swarm the supervisor runs on some node as a service: this host's journal lock
+        # and API port say nothing about it, and a live one would recreate what goes.
+        err.print(
+            f"fleet down {fleet}: refused: its supervisor services run ({', '.join(running)}); "
+            "scale them to 0 first (docker service scale NAME=0)"
+        )
+        raise typer.Exit(1)
     firewall = Iptables()
     # On a Swarm the services, their secrets and the overlay network go; there are no rules.
     firewall_problem = None if swarm else firewall.problem()

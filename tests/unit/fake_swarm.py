@@ -210,7 +210,13 @@ class FakeSwarm:
         wanted = set((filters or {}).get("service") or [])
         for service in wanted:
             self._service(service)  # the manager resolves the filter: a gone service is a 404
-        return [copy.deepcopy(t) for t in self.task_list if not wanted or t["ServiceID"] in wanted]
+        desired = (filters or {}).get("desired-state")
+        return [
+            copy.deepcopy(t)
+            for t in self.task_list
+            if (not wanted or t["ServiceID"] in wanted)
+            and (desired is None or t["DesiredState"] == desired)
+        ]
 
     def nodes(self, filters: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         return [

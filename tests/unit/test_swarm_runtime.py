@@ -353,3 +353,37 @@ async def test_ibfleet_fleet_down_plans_and_takes_down_a_swarm_fleet(
     assert plan.lines() == ["container ibfleet-prod-paper-1 (running)", "network ibfleet"]
     assert await cli_fleet._execute(runtime, plan, timeout=1) == []
     assert swarm.services_by_id == {} and swarm.secret_store == {} and swarm.network_store == {}
+
+
+def test_fleet_down_on_a_swarm_sees_a_supervisor_running_on_another_node(
+    swarm: FakeSwarm,
+) -> None:
+    from gateway.swarm_api import LABEL_SUPERVISOR_OF
+    from supervisor.cli_fleet import _swarm_supervisors
+
+    swarm.create_network("ibfleet-sup", driver="overlay", scope="swarm")
+    template = {"ContainerSpec": {"Image": "ibfleet:1"}, "Networks": [{"Target": "ibfleet-sup"}]}
+    created = swarm.create_service(
+        template,
+        name="ibfleet-prod-supervisor",
+        labels={LABEL_SUPERVISOR_OF: "prod"},
+        mode={"Replicated": {"Replicas": 1}},
+    )
+    swarm.create_service(
+        template,
+        name="other-supervisor",
+        labels={LABEL_SUPERVISOR_OF: "other"},
+        mode={"Replicated": {"Replicas": 1}},
+    )
+    assert _swarm_supervisors(swarm, "prod") == ["ibfleet-prod-supervisor"]
+    service = swarm.inspect_service(created["ID"])
+    spec = service["Spec"]
+    swarm.update_service(
+        created["ID"],
+        service["Version"]["Index"],
+        task_template=spec["TaskTemplate"],
+        name=spec["Name"],
+        labels=spec["Labels"],
+        mode={"Replicated": {"Replicas": 0}},
+    )
+    assert _swarm_supervisors(swarm, "prod") == []  # scaled to 0: fleet down may go ahead
