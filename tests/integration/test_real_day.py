@@ -230,14 +230,19 @@ async def test_soft_restart_after_a_stall_leaves_the_daily_time_as_configured(
     mark = await fleet.log_mark("gw-a")
     since_id = await fleet.last_event_id()
 
-    # RESTART restarts at the Gateway's next minute: bring that minute close (a faster test).
-    now = dt.datetime.now(dt.UTC)
-    minute = now.replace(second=0, microsecond=0) + dt.timedelta(minutes=1)
-    await fleet.broker.move_clock("gw-a", minute + dt.timedelta(seconds=40))
     await fleet.broker.fault("gw-a", "stall", active=True)
     await fleet.until_state("gw-a", "DEGRADED")
     # The stall outlasts the lifecycle's patience: the supervisor sends IBC a RESTART.
     clock.advance(dt.timedelta(minutes=3))
+    # RESTART restarts at the Gateway's next minute, the time it logs: the gateway's clock is
+    # brought to a second before it (a faster test, not a shorter one).
+    tail = await fleet.until_log("gw-a", "Setting auto-restart time to", mark=mark)
+    moved = re.findall(r"Setting auto-restart time to (\d\d:\d\d [AP]M)", tail)[-1]
+    now = dt.datetime.now(dt.UTC)
+    at = dt.datetime.strptime(moved, "%I:%M %p").time()
+    target = next_daily(now, at) - dt.timedelta(seconds=1)
+    if target - now <= dt.timedelta(minutes=1):  # not once that minute has come already
+        await fleet.broker.move_clock("gw-a", target)
     tail = await fleet.until_log("gw-a", "IBC returned exit status", mark=mark)
     # The hung JVM is gone; the relaunched one answers.
     await fleet.broker.fault("gw-a", "stall", active=False)
@@ -391,7 +396,12 @@ async def test_wrong_password_stops_within_the_login_budget_and_stays_stopped(
     fleet = make_fleet(
         GatewayPlan("gw-a", wrong_password=True, logins_per_hour=budget), GatewayPlan("gw-b")
     )
-    running = await fleet.start(MovableClock(MIDDAY))
+    clock = MovableClock(MIDDAY)
+    running = await fleet.start(clock)
+    # The first failed login's backoff (up to its 30 s base, jittered) passes in a step on the
+    # supervisor's clock: the second login comes at once, well inside the budget's hour.
+    if await fleet.until_state("gw-a", "BACKOFF", "FATAL", "STOPPED", timeout=120) == "BACKOFF":
+        clock.advance(dt.timedelta(seconds=31))
     await fleet.until_state("gw-a", "FATAL", "STOPPED", timeout=120)
 
     async def stopped() -> bool:

@@ -50,7 +50,7 @@ def supervisor_image(docker_client: docker.DockerClient) -> str:
     return info.tag
 
 
-def fleet_file(fleet: str, sim_image: str) -> str:
+def fleet_file(fleet: str, sim_image: str, control_port: int) -> str:
     gateways = "\n".join(
         f"""  - {{name: gw-{x}, mode: paper, account: DU7000001,
       username: {{file: {SECRETS}/user-{x}}}, password: {{file: {SECRETS}/pass-{x}}},
@@ -60,7 +60,7 @@ def fleet_file(fleet: str, sim_image: str) -> str:
     return f"""fleet: {fleet}
 timezone: UTC
 runtime: {{network: ibfleet-{fleet}}}
-simulator: {{enabled: true, image: {sim_image}, control_port: {free_port()}}}
+simulator: {{enabled: true, image: {sim_image}, control_port: {control_port}}}
 gateways:
 {gateways}
 alerts:
@@ -127,7 +127,8 @@ async def test_the_image_supervises_a_simulator_fleet_from_inside_its_container(
 ) -> None:
     token = uuid.uuid4().hex
     config = tmp_path / "fleet.yaml"
-    config.write_text(fleet_file(fleet, sim_image))
+    control_port = free_port()
+    config.write_text(fleet_file(fleet, sim_image, control_port))
     config.chmod(0o644)
     secrets = secrets_dir(tmp_path, token)
     journal = docker_client.volumes.create(f"ibfleet-test-journal-{fleet}")
@@ -190,6 +191,19 @@ async def test_the_image_supervises_a_simulator_fleet_from_inside_its_container(
             assert "CommandServer denied access" not in containers.logs(gw_a)
             # IBC's RestartTask: the Gateway relaunches at the next minute, in this container.
             assert "Auto restart time changed" in containers.logs(gw_a)
+            # That minute brought here through the simulator's clock fault, not waited for.
+            async with httpx.AsyncClient(
+                base_url=f"http://127.0.0.1:{control_port}", timeout=10
+            ) as control:
+                moved = await control.post(
+                    "/gateways/gw-a/faults/clock", json={"active": True, "value": 61}
+                )
+                assert moved.status_code == 200, moved.text
+            await until(
+                lambda: "Re-starting session" in containers.logs(gw_a),
+                60,
+                what="gw-a relaunched with its token",
+            )
             await until(ready, 180, what="gw-a ready after its soft restart", step=0.5)
             metrics = (await api.get("/metrics")).text
             assert restarts(metrics, "gw-a", "soft") >= 1
