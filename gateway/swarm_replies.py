@@ -238,6 +238,27 @@ def task_events(
                     exit_code=codes.get(old.task_id or ""),
                 )
             )
+        died = bool(events) and events[-1].kind is EventKind.DIE and events[-1].container_id == sid
+        if new is not None and not died:
+            # A task that started and ended between two polls was never seen live: its end
+            # is still the gateway's container dying (a broken entrypoint, a crash at start).
+            seen = {tid for tid, _ in old.exit_codes} if old is not None else set()
+            ended = [
+                (tid, code)
+                for tid, code in new.exit_codes
+                if tid not in seen and tid != (old.task_id if old is not None else None)
+            ]
+            if ended and not (new.live and ended[-1][0] == new.task_id):
+                events.append(
+                    RuntimeEvent(
+                        kind=EventKind.DIE,
+                        container_id=sid,
+                        at=new.at or now,
+                        name=new.name,
+                        gateway=new.gateway,
+                        exit_code=ended[-1][1],
+                    )
+                )
         if new is not None and new.live and not (same_task and old is not None and old.live):
             events.append(
                 RuntimeEvent(

@@ -165,7 +165,12 @@ class SwarmRuntime(FleetNetworks):
     async def list(self, *, fleet: str) -> list[ObservedContainer]:
         def observe() -> list[ObservedContainer]:
             services = self._fleet_services(fleet)
-            tasks = self._tasks_of([str(s["ID"]) for s in services])
+            try:
+                tasks = self._tasks_of([str(s["ID"]) for s in services])
+            except docker.errors.NotFound:
+                # A listed service was removed meanwhile (the manager 404s the whole filter).
+                services = self._fleet_services(fleet)
+                tasks = self._tasks_of([str(s["ID"]) for s in services])
             down = self._down_nodes()
             by_service: dict[str, list[dict[str, Any]]] = {}
             for task in tasks:

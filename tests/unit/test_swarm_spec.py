@@ -337,6 +337,26 @@ def test_events_between_snapshots() -> None:
     assert all(e.container_id == "svc1" and e.gateway == "paper-1" for e in replaced)
 
 
+def test_a_task_that_started_and_ended_between_two_polls_still_dies() -> None:
+    kinds = lambda events: [(e.kind, e.exit_code) for e in events]  # noqa: E731
+    never_seen = task_events(
+        {"svc1": view(None, False)}, {"svc1": view("t1", False, (("t1", 127),))}, now=NOW
+    )
+    assert kinds(never_seen) == [(EventKind.DIE, 127)]
+    again = task_events(
+        {"svc1": view("t1", False, (("t1", 1),))},
+        {"svc1": view("t2", False, (("t1", 1), ("t2", 1)))},
+        now=NOW,
+    )
+    assert kinds(again) == [(EventKind.DIE, 1)]  # the retry died too: once, with its code
+    quiet = task_events(
+        {"svc1": view("t1", False, (("t1", 1),))},
+        {"svc1": view("t1", False, (("t1", 1),))},
+        now=NOW,
+    )
+    assert quiet == []  # an old end is not a new one
+
+
 def test_log_lines_lose_their_details_and_other_tasks_lines() -> None:
     stamp = "2026-12-01T12:00:01.000000000Z"
     details = (
