@@ -26,15 +26,27 @@ from typing import Any
 import docker
 import docker.errors
 
-__all__ = ["HELPER_COMPONENT", "HelperRunner", "helper_name"]
+__all__ = ["HELPER_COMPONENT", "LABEL_HELPER_FLEET", "HelperRunner", "fleet_helpers", "helper_name"]
 
 log = logging.getLogger(__name__)
 
 HELPER_COMPONENT = "firewall-helper"
 LABEL_COMPONENT = "io.ibfleet.component"
 LABEL_HELPER_OF = "io.ibfleet.helper-of"
+# The fleet whose rules the helper keeps, so ``fleet down`` takes it along. Not the fleet label
+# itself: the orchestrator would take a container with that label for an orphan gateway.
+LABEL_HELPER_FLEET = "io.ibfleet.helper-fleet"
 # The restore script travels in the environment: exec has no stdin without a raw socket.
 _INPUT_ENV = "IBFLEET_IPTABLES_INPUT"
+
+
+def fleet_helpers(api: docker.APIClient, fleet: str) -> list[tuple[str, str]]:
+    """(id, name) of the helpers that keep ``fleet``'s rules, running or not."""
+    found = api.containers(all=True, filters={"label": f"{LABEL_HELPER_FLEET}={fleet}"})
+    return sorted(
+        (str(c["Id"]), str((c.get("Names") or ["/" + str(c["Id"])[:12]])[0]).lstrip("/"))
+        for c in found
+    )
 
 
 def helper_name(supervisor_name: str) -> str:
@@ -49,9 +61,12 @@ class HelperRunner:
     worker threads.
     """
 
-    def __init__(self, api: docker.APIClient, *, image: str, supervisor_name: str) -> None:
+    def __init__(
+        self, api: docker.APIClient, *, image: str, supervisor_name: str, fleet: str = ""
+    ) -> None:
         self._api = api
         self._image = image
+        self._fleet = fleet
         self._supervisor = supervisor_name.lstrip("/")
         self._name = helper_name(supervisor_name)
         self._id: str | None = None
@@ -91,7 +106,11 @@ class HelperRunner:
                 command=[],
                 user="0:0",
                 name=self._name,
-                labels={LABEL_COMPONENT: HELPER_COMPONENT, LABEL_HELPER_OF: self._supervisor},
+                labels={
+                    LABEL_COMPONENT: HELPER_COMPONENT,
+                    LABEL_HELPER_OF: self._supervisor,
+                    LABEL_HELPER_FLEET: self._fleet,
+                },
                 host_config=host_config,
                 healthcheck={"Test": ["NONE"]},
                 detach=True,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import errno
 import fcntl
 import os
@@ -46,14 +47,17 @@ class DownPlan:
     foreign: tuple[ObservedContainer, ...]
     networks: tuple[str, ...]
     chains: tuple[str, ...]
+    #: Firewall helper containers of a containerised supervisor of this fleet: (id, name).
+    helpers: tuple[tuple[str, str], ...] = ()
 
     @property
     def empty(self) -> bool:
-        return not (self.containers or self.networks or self.chains)
+        return not (self.containers or self.networks or self.chains or self.helpers)
 
     def lines(self) -> list[str]:
         """The plan as the operator reads it before confirming."""
         out = [f"container {c.name} ({c.state.value})" for c in self.containers]
+        out += [f"firewall helper container {name}" for _, name in self.helpers]
         out += [f"network {n}" for n in self.networks]
         out += [f"iptables chain {c}" for c in self.chains]
         return out
@@ -65,11 +69,12 @@ def plan_down(
     *,
     networks: Sequence[str],
     chains: Sequence[str],
+    helpers: Sequence[tuple[str, str]] = (),
 ) -> DownPlan:
     """The fleet's own containers (by label) to remove; those only named like them to leave."""
     ours = tuple(sorted((c for c in observed if c.labels.get(LABEL_FLEET) == fleet), key=_name))
     foreign = tuple(sorted((c for c in observed if c.labels.get(LABEL_FLEET) != fleet), key=_name))
-    return DownPlan(fleet, ours, foreign, tuple(networks), tuple(chains))
+    return DownPlan(fleet, ours, foreign, tuple(networks), tuple(chains), tuple(helpers))
 
 
 def _name(container: ObservedContainer) -> str:
@@ -175,9 +180,11 @@ def _swarm_supervisors(api: Any, fleet: str) -> list[str]:
 
 def _down(fleet: str, *, yes: bool, timeout: float, err: Console, swarm: bool = False) -> None:
     import docker
+    import docker.errors
 
     from gateway.docker_runtime import DockerRuntime
     from gateway.firewall import Iptables
+    from gateway.firewall_helper import fleet_helpers
     from gateway.swarm_runtime import SwarmRuntime
 
     try:
@@ -206,6 +213,8 @@ def _down(fleet: str, *, yes: bool, timeout: float, err: Console, swarm: bool = 
     try:
         rules = firewall if firewall_problem is None and not swarm else None
         plan = asyncio.run(_plan(runtime, fleet, rules))
+        if not swarm:
+            plan = dataclasses.replace(plan, helpers=tuple(fleet_helpers(client.api, fleet)))
         for container in plan.foreign:
             typer.echo(f"left alone: container {container.name} (named like the fleet's, no label)")
         if firewall_problem is not None:
@@ -220,6 +229,16 @@ def _down(fleet: str, *, yes: bool, timeout: float, err: Console, swarm: bool = 
             typer.echo("nothing removed")
             raise typer.Exit(1)
         failures = asyncio.run(_execute(runtime, plan, timeout=timeout))
+        for helper_id, name in plan.helpers:
+            # Its supervisor is not running (refused above otherwise): it serves nobody now,
+            # and a supervisor started again makes a new one on first use.
+            try:
+                client.api.remove_container(helper_id, force=True)
+                typer.echo(f"removed firewall helper container {name}")
+            except docker.errors.NotFound:
+                pass
+            except docker.errors.APIError as exc:
+                failures.append(f"firewall helper container {name}: {exc.explanation or exc}")
         left = firewall.present(fleet) if rules is not None else ()
         for chain in plan.chains:
             if chain not in left:

@@ -103,7 +103,12 @@ def docker_runtime_for(
     log.info(
         "supervisor_in_container container=%s id=%s", placement.name, placement.container_id[:12]
     )
-    helper = HelperRunner(client.api, image=placement.image_id, supervisor_name=placement.name)
+    helper = HelperRunner(
+        client.api,
+        image=placement.image_id,
+        supervisor_name=placement.name,
+        fleet=settings.fleet,
+    )
     rules = firewall.Iptables(helper)
     problem = helper.problem() or rules.problem()
     endpoint = api_endpoint.from_fleet_network(settings.fleet)

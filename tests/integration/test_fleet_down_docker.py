@@ -12,10 +12,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import docker
+import docker.errors
 import pytest
 
 from gateway.docker_runtime import DockerRuntime
 from gateway.firewall import chain_names
+from gateway.firewall_helper import LABEL_HELPER_FLEET
 from gateway.spec import LABEL_FLEET
 from tests.integration import test_isolation_docker as isolation
 from tests.integration.test_docker_runtime import free_port
@@ -68,6 +70,20 @@ async def test_fleet_down_removes_containers_network_and_chains_and_leaves_a_squ
     squatter = docker_client.containers.create(
         sim_image, name=f"ibfleet-{fleet}-squatter", entrypoint=["sleep", "60"]
     )
+    # A stopped containerised supervisor's firewall helper (the label is all fleet down reads):
+    # it serves nobody now and goes with the fleet; another fleet's stays.
+    helper = docker_client.containers.create(
+        sim_image,
+        name=f"ibfleet_firewall_sup-{fleet}",
+        entrypoint=["sleep", "60"],
+        labels={LABEL_HELPER_FLEET: fleet},
+    )
+    other_helper = docker_client.containers.create(
+        sim_image,
+        name=f"ibfleet_firewall_other-{fleet}",
+        entrypoint=["sleep", "60"],
+        labels={LABEL_HELPER_FLEET: f"{fleet}-other"},
+    )
     forward, output = chain_names(fleet)
     assert forward in iptables_dump() and output in iptables_dump()
     path = fleet_file(tmp_path, fleet, api_port=free_port())
@@ -79,6 +95,11 @@ async def test_fleet_down_removes_containers_network_and_chains_and_leaves_a_squ
     assert f"removed network ibfleet-{fleet}" in result.stdout
     assert f"removed iptables chain {forward}" in result.stdout
     assert f"left alone: container ibfleet-{fleet}-squatter" in result.stdout
+    assert f"removed firewall helper container {helper.name}" in result.stdout
+    with pytest.raises(docker.errors.NotFound):
+        helper.reload()
+    other_helper.reload()
+    other_helper.remove(force=True)
     assert labelled(docker_client, fleet) == []
     assert docker_client.api.networks(names=[f"ibfleet-{fleet}"]) == []
     left = iptables_dump()

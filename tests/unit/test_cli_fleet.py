@@ -63,6 +63,13 @@ def held_journal(tmp_path: Path) -> Iterator[Path]:
     os.close(fd)
 
 
+def test_a_containerised_supervisors_firewall_helper_is_part_of_the_plan() -> None:
+    helper = ("c0ffee", "ibfleet_firewall_sup")
+    plan = plan_down("prod", [], networks=[], chains=[], helpers=[helper])
+    assert not plan.empty  # a helper left alone would keep NET_ADMIN on the host's network
+    assert plan.lines() == ["firewall helper container ibfleet_firewall_sup"]
+
+
 def test_a_held_journal_lock_names_the_supervisors_pid(held_journal: Path) -> None:
     with journal_lock(held_journal) as held:
         assert held == f"a supervisor (pid 4242) holds the journal {held_journal}"
