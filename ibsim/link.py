@@ -47,6 +47,7 @@ LINK_SILENCE = 4.0
 #: How long a dead link is retried before the gateway gives up (the container then ends).
 RECONNECT_FOR = 120.0
 RECONNECT_EVERY = 1.0
+SILENCE_RECHECK = 0.25
 
 _TYPES: dict[str, type] = {
     cls.__name__: cls
@@ -414,12 +415,20 @@ class RemoteBrokerPort:
 
     async def _watch(self, writer: asyncio.StreamWriter) -> None:
         loop = asyncio.get_running_loop()
+        confirmed = False
         while True:
             # Sleep to the moment the link would have been silent too long, then look again.
             left = self._last_frame + self.silence - loop.time()
-            if left <= 0:
+            if left > 0:
+                confirmed = False
+                await asyncio.sleep(left)
+            elif not confirmed:
+                # Once more after a moment: a process that was frozen (docker pause) wakes with
+                # this timer due and the broker's frames already in its socket, unread yet.
+                confirmed = True
+                await asyncio.sleep(SILENCE_RECHECK)
+            else:
                 break
-            await asyncio.sleep(left)
         log.warning(
             "sim_broker_link_silent host=%s port=%s seconds=%.1f",
             self.host,
