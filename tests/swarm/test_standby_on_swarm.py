@@ -12,18 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-import os
-import shutil
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.pgcluster import Cluster, _free_port, missing_reason
+from tests.pgcluster import Cluster, running_cluster
 from tests.swarm import supfleet
 from tests.swarm.lab import SwarmLab
 from tests.swarm.supfleet import supervisor_image_id
@@ -35,48 +31,16 @@ LEADER_PORT, STANDBY_PORT = 18711, 18712
 TAKEOVER_S = 10.0
 
 
-class LabCluster(Cluster):
-    """The test cluster, listening on the loopback and on ``also`` (pg_hba admits ``subnet``)."""
-
-    also: str = ""
-    subnet: str = ""
-
-    def start(self) -> None:
-        hba = self.data / "pg_hba.conf"
-        with hba.open("a") as out:
-            out.write(f"host all all {self.subnet} scram-sha-256\n")
-        opts = (
-            f"-p {self.port} -c listen_addresses=127.0.0.1,{self.also} -k {self.root}"
-            " -c fsync=off -c max_connections=60 -c shared_buffers=16MB"
-        )
-        self._run(
-            "pg_ctl", "-D", str(self.data), "-l", str(self.root / "log"), "-w", "-o", opts, "start"
-        )
-
-
 @pytest.fixture
-def lab_pg(swarm_lab: SwarmLab) -> Iterator[tuple[LabCluster, str]]:
+def lab_pg(swarm_lab: SwarmLab) -> Iterator[tuple[Cluster, str]]:
     """A cluster the lab's tasks reach; (cluster, a fresh database's URL from the lab's side)."""
-    reason = missing_reason()
-    if reason is not None:
-        if os.environ.get("CI"):
-            raise RuntimeError(f"CI is set but PostgreSQL cannot run: {reason}")
-        pytest.skip(reason)
-    root = Path(tempfile.mkdtemp(prefix="ibfleet-pg-lab-"))
     subnet = ipaddress.ip_network(swarm_lab.subnet)
-    gateway = str(next(subnet.hosts()))
-    cluster = LabCluster(
-        root=root, port=_free_port(), user="postgres" if os.geteuid() == 0 else None
-    )
-    cluster.also, cluster.subnet = gateway, str(subnet)
-    try:
-        cluster.init()
-        cluster.start()
-        with cluster.database() as url:
-            yield cluster, url.replace("127.0.0.1", gateway)
-    finally:
-        cluster.stop("immediate")
-        shutil.rmtree(root, ignore_errors=True)
+    gateway = str(next(subnet.hosts()))  # the host's address on the lab bridge
+    with (
+        running_cluster(also_listen=(gateway,), subnets=(str(subnet),)) as cluster,
+        cluster.database() as url,
+    ):
+        yield cluster, url.replace("127.0.0.1", gateway)
 
 
 @pytest.fixture
@@ -90,7 +54,7 @@ def test_the_standby_service_leads_within_10s_when_the_leaders_task_is_killed(
     swarm_lab: SwarmLab,
     supervisor_image_id: str,
     fleet: supfleet.Fleet,
-    lab_pg: tuple[LabCluster, str],
+    lab_pg: tuple[Cluster, str],
 ) -> None:
     lab = swarm_lab
     cluster, url = lab_pg
