@@ -41,6 +41,9 @@ class Cluster:
     password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
     user: str | None = None  # the OS user the server runs as (None: the current one)
     fsync: bool = False
+    # More addresses to listen on, and the subnets pg_hba.conf admits there (password auth).
+    also_listen: tuple[str, ...] = ()
+    subnets: tuple[str, ...] = ()
 
     @property
     def data(self) -> Path:
@@ -82,8 +85,11 @@ class Cluster:
 
     def start(self) -> None:
         # The tests never pull the plug on their cluster: fsync off unless a benchmark asks.
+        with (self.data / "pg_hba.conf").open("a") as hba:
+            hba.writelines(f"host all all {subnet} scram-sha-256\n" for subnet in self.subnets)
+        listen = ",".join(("127.0.0.1", *self.also_listen))
         opts = (
-            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root}"
+            f"-p {self.port} -c listen_addresses={listen} -k {self.root}"
             f" -c fsync={'on' if self.fsync else 'off'} -c max_connections=60"
             " -c shared_buffers=16MB"
         )
@@ -131,8 +137,11 @@ def missing_reason() -> str | None:
 
 
 @contextlib.contextmanager
-def running_cluster(*, fsync: bool = False) -> Iterator[Cluster]:
-    """Start a cluster, yield it, stop it and remove its files."""
+def running_cluster(
+    *, fsync: bool = False, also_listen: tuple[str, ...] = (), subnets: tuple[str, ...] = ()
+) -> Iterator[Cluster]:
+    """Start a cluster, yield it, stop it and remove its files (``also_listen``, ``subnets``:
+    :class:`Cluster`'s, for clients not on this host's loopback)."""
     reason = missing_reason()
     if reason is not None:
         if os.environ.get("CI"):
@@ -144,6 +153,8 @@ def running_cluster(*, fsync: bool = False) -> Iterator[Cluster]:
         port=_free_port(),
         user="postgres" if os.geteuid() == 0 else None,
         fsync=fsync,
+        also_listen=also_listen,
+        subnets=subnets,
     )
     try:
         try:
