@@ -103,8 +103,20 @@ class ProbePermissionChecked:
     ok: bool
 
 
+@dataclass(frozen=True, slots=True)
+class ProbeLinkUp:
+    """A new API session answered with no IB link loss reported since it connected.
+
+    The gateway tells each client at connect that its link to IB is down (1100), so a session
+    that reaches its first answer without one sees the link up. It is how a link loss heard by
+    an earlier session ends when its 1101/1102 went to nobody: the probe had reconnected
+    meanwhile (the gateway sends the restore only to the clients connected then).
+    """
+
+
 ProbeEvent = (
     ProbeConnected
+    | ProbeLinkUp
     | ProbeConnectFailed
     | ProbeClientIdInUse
     | ProbeHeartbeat
@@ -251,6 +263,7 @@ class HealthProbe:
         # Done when the current session's socket closed; a plain future, so that waiting on it
         # next to a request costs no task.
         self._lost: asyncio.Future[None] | None = None
+        self._link_down = False
         self._session: TwsSession | None = None
         self._pacer = HeartbeatPacer(
             every=settings.heartbeat_every, current_time_spacing=settings.current_time_spacing
@@ -267,6 +280,10 @@ class HealthProbe:
                 self._session.disconnect()
 
     def _on_code(self, code: int, message: str) -> None:
+        if code in codes.CONNECTIVITY_LOST:
+            self._link_down = True
+        elif code in codes.CONNECTIVITY_RESTORED:
+            self._link_down = False
         kind = codes.classify(code)
         if kind in _REPORTED_KINDS:
             self._emit(ProbeApiCode(code=code, message=message, kind=kind))
@@ -278,6 +295,7 @@ class HealthProbe:
         s = self._settings
         lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._lost = lost
+        self._link_down = False  # what this session has heard; a new one starts knowing nothing
 
         def on_disconnect() -> None:
             # Bound to this session: a late callback of an old one cannot end the next.
@@ -406,6 +424,8 @@ class HealthProbe:
                 break
             now = self._monotonic()
             if answered:
+                if reported_at is None and not self._link_down:
+                    self._emit(ProbeLinkUp())
                 slowest = max(slowest, now - started)
                 if missed or reported_at is None or now - reported_at >= s.report_every:
                     self._emit(ProbeHeartbeat(rtt=slowest))

@@ -54,6 +54,9 @@ def from_probe_event(event: probe_mod.ProbeEvent, *, account: str) -> lc.Event |
     match event:
         case probe_mod.ProbeConnected():
             return lc.ApiConnected()
+        case probe_mod.ProbeLinkUp():
+            # A new session sees the link up: a loss an earlier session heard is over.
+            return lc.IbLinkRestored(data_lost=False)
         case probe_mod.ProbeHeartbeat(rtt=rtt):
             return lc.HeartbeatOk(rtt=timedelta(seconds=rtt))
         case probe_mod.ProbeHeartbeatMissed():

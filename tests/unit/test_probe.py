@@ -31,6 +31,8 @@ class FakeSession:
         if self.world.refuse:
             raise ConnectionError("connection refused")
         self.connected = True
+        if self.world.link_down:
+            self.on_code(1100, "Connectivity between IB and Trader Workstation has been lost.")
         return list(self.world.accounts)
 
     async def current_time(self) -> None:
@@ -62,6 +64,7 @@ class World:
         self.in_use: set[int] = set()
         self.refuse = False
         self.stalled = False
+        self.link_down = False  # the gateway's IB link: a new client hears 1100 at connect
         self.accounts = ["DU1000001"]
         self.data = {"AAPL": p.DataKind.REALTIME}
 
@@ -214,6 +217,23 @@ async def test_link_codes_are_passed_on_and_other_codes_are_not() -> None:
     lost = await h.wait_for(lambda e: isinstance(e, p.ProbeApiCode))
     assert isinstance(lost, p.ProbeApiCode) and lost.code == 1100
     assert not any(isinstance(e, p.ProbeApiCode) and e.code == 202 for e in h.events)
+    await h.stop()
+
+
+async def test_a_new_session_that_hears_no_link_loss_reports_the_link_up() -> None:
+    # Finding of the 1,000-event chaos run: the link came back while the probe was between
+    # sessions, the 1102 went to nobody, and the gateway stayed "ib link lost" for good.
+    world = World()
+    world.link_down = True
+    h = Harness(world)
+    await h.wait_for(lambda e: isinstance(e, p.ProbeHeartbeat))
+    assert not any(isinstance(e, p.ProbeLinkUp) for e in h.events)  # it heard 1100 at connect
+    world.link_down = False
+    world.sessions[-1].drop()
+    await h.wait_for(lambda e: isinstance(e, p.ProbeLinkUp))
+    after = h.events[h.events.index(next(e for e in h.events if isinstance(e, p.ProbeLinkUp))) :]
+    assert isinstance(after[1], p.ProbeHeartbeat)  # reported with the session's first answer
+    assert sum(isinstance(e, p.ProbeLinkUp) for e in h.events) == 1  # once per session
     await h.stop()
 
 

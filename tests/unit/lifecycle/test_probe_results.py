@@ -113,3 +113,19 @@ def test_api_disconnected_outside_a_window_degrades_and_pages_if_it_lasts(ready:
     ready.advance(seconds=POLICY.stall_page_after.total_seconds() + 0.5)
     effects += ready.send(lc.Tick())
     assert alerts(effects)
+
+
+def test_a_link_loss_ends_when_a_new_probe_session_sees_the_link_up(ready: Driver) -> None:
+    # The 1,000-event chaos run: the probe reconnected while IB's link was down, the 1102
+    # went to no session of the probe's, and the gateway stayed "ib link lost" for good.
+    from gateway import probe as probe_mod
+    from supervisor.lifecycle_inputs import from_probe_event
+
+    ready.send(lc.IbLinkLost(), lc.ApiDisconnected())
+    assert ready.state is lc.State.DEGRADED
+    ready.advance(seconds=5)
+    link_up = from_probe_event(probe_mod.ProbeLinkUp(), account="DU1000001")
+    assert link_up is not None
+    effects = ready.send(lc.ApiConnected(), link_up, lc.HeartbeatOk(rtt=timedelta(milliseconds=20)))
+    assert ready.state is lc.State.API_READY
+    assert key("degraded") in resolved(effects)
