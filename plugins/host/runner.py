@@ -356,6 +356,9 @@ class Runner:
         self.data.resubscribe(session)
         self.run.trading = True
         self.set_state(StrategyState.RUNNING)
+        # Running again (an operator's resume, or a supervisor started afresh): the crash is
+        # over; left open, its incident would stay open and be re-paged until someone noticed.
+        self.services.resolve(f"strategy:{self.name}:crashed")
         if not self.run.started:
             self.run.started = True
             self.post("start", lambda: self._hook().on_start())

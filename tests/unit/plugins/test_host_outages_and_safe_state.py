@@ -254,6 +254,14 @@ async def test_a_crashing_hook_runs_safe_state_and_leaves_the_strategy_crashed(
         assert r.host.safe_state_runs("s1")[0].trigger is SafeStateTrigger.CRASH
         assert r.ib.open_refs() == []
         assert "strategy:s1:crashed" in r.alerts.raised_keys()
+        crashed_at = r.alerts.raised_keys().index("strategy:s1:crashed")
+        assert crashed_at == len(r.alerts.raised) - 1  # nothing raised since
+        resolved_before = r.alerts.resolved.count("strategy:s1:crashed")
+        # Resumed, it runs again: the crash's incident is resolved (the 1,000-event chaos run,
+        # seed 4242: a crash left open was re-paged every 10 minutes for an hour).
+        status = await r.host.resume("s1", gateway="gw-a")
+        assert status.state is StrategyState.RUNNING
+        assert r.alerts.resolved.count("strategy:s1:crashed") == resolved_before + 1
 
 
 async def test_halt_keeps_orders_at_ib_and_resume_reconciles_and_trades_again(
