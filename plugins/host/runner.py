@@ -266,8 +266,24 @@ class Runner:
             await call()
         except asyncio.CancelledError:
             raise
+        except ConnectionError as exc:
+            if not self._session_lost():
+                await self._crashed(exc)
+                return
+            # The gateway went away under a host call (ctx.subscribe's contract lookup, say):
+            # its outage, which the gate and the safe state handle, not the strategy's bug. An
+            # interrupted on_start runs again when the strategy resumes on a session.
+            log.warning(
+                "strategy_hook_interrupted strategy=%s kind=%s error=%s", self.name, kind, exc
+            )
+            if kind == "start":
+                self.run.started = False
         except Exception as exc:
             await self._crashed(exc)
+
+    def _session_lost(self) -> bool:
+        current = self.sessions.current
+        return current is None or current.closed or not current.broker.is_connected()
 
     def ensure_task(self) -> None:
         if self.task is None or self.task.done():

@@ -45,6 +45,8 @@ class FakeGateway:
     up: bool = True
     ids_in_use: set[int] = field(default_factory=set)
     hang_requests: bool = False
+    #: Requests that hang_requests holds right now.
+    hung: int = 0
     #: When set, connects wait for it (a handshake in flight while something else happens).
     hold_connects: asyncio.Event | None = None
     margin: Margin = field(
@@ -249,6 +251,7 @@ class FakeBroker:
         self.listener: BrokerListener | None = None
         self.subscribed: set[int] = set()
         self._next_id = 1
+        self._dropped = asyncio.Event()
 
     async def connect(
         self, *, host: str, port: int, client_id: int, timeout: float, account: str
@@ -272,6 +275,7 @@ class FakeBroker:
 
     def drop(self) -> None:
         self.connected = False
+        self._dropped.set()
         if self.listener is not None:
             self.listener.disconnected()
 
@@ -296,7 +300,14 @@ class FakeBroker:
     async def _answer(self) -> None:
         assert self.gateway is not None
         if self.gateway.hang_requests:
-            await asyncio.Event().wait()
+            self.gateway.hung += 1
+            try:
+                await self._dropped.wait()
+            finally:
+                self.gateway.hung -= 1
+        if self._dropped.is_set():
+            # ib_async fails what was waiting when its socket closes.
+            raise ConnectionError("Socket disconnect")
 
     async def open_orders(self) -> list[Trade]:
         await self._answer()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -79,6 +80,21 @@ class Quiet(api.Strategy):
 class Crashy(Quiet):
     async def on_fill(self, fill: api.Fill) -> None:
         raise RuntimeError("strategy bug")
+
+
+class Interruptible(Quiet):
+    """Its first on_start waits for the test's ``go``, then subscribes (by when the test may
+    have taken its gateway away); every on_start is counted."""
+
+    go: asyncio.Event | None = None
+    starts = 0
+
+    async def on_start(self) -> None:
+        type(self).starts += 1
+        self.events = ["start"]
+        if type(self).starts == 1 and type(self).go is not None:
+            await type(self).go.wait()
+        await self.ctx.subscribe(api.Instrument("AAPL"))
 
 
 def strategy(

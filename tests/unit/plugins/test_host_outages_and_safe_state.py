@@ -11,7 +11,15 @@ from gateway.outage import Gate, OutageKind
 from plugins import api, outage
 from plugins.host import SafeStatePath, SafeStateTrigger, StrategyState
 from plugins.intents import IntentState
-from tests.unit.plugins.host_harness import MOD, OPEN, Rig, buy, rig, strategy
+from tests.unit.plugins.host_harness import (
+    MOD,
+    OPEN,
+    Interruptible,
+    Rig,
+    buy,
+    rig,
+    strategy,
+)
 from tests.waiting import until
 
 LOST = Gate(open=False, kind=OutageKind.LOST, reason="crashed")
@@ -262,6 +270,31 @@ async def test_a_crashing_hook_runs_safe_state_and_leaves_the_strategy_crashed(
         status = await r.host.resume("s1", gateway="gw-a")
         assert status.state is StrategyState.RUNNING
         assert r.alerts.resolved.count("strategy:s1:crashed") == resolved_before + 1
+
+
+async def test_a_gateway_lost_under_on_start_is_an_outage_and_on_start_runs_again(
+    tmp_path: Path,
+) -> None:
+    # The 1,000-event chaos run (seed 4242): a gateway killed while on_start's ctx.subscribe
+    # looked the contract up raised ConnectionError into the strategy, and the host crashed it
+    # (safe state, a critical page, an operator's resume). It is the gateway's outage.
+    Interruptible.go, Interruptible.starts = asyncio.Event(), 0
+    async with rig(tmp_path, strategy(plugin=f"{MOD}:Interruptible", grace=0)) as r:
+        await r.host.start()
+        runner = r.runner()
+        await until(lambda: Interruptible.starts == 1, what="on_start under way on gw-a")
+        r.ib.gateways["gw-a"].hang_requests = True
+        Interruptible.go.set()
+        gw_a = r.ib.gateways["gw-a"]
+        await until(lambda: gw_a.hung == 1, what="its contract lookup waiting on gw-a")
+        r.ib.gateways["gw-a"].up = False
+        r.ib.drop("gw-a")
+        r.host.on_gate("gw-a", LOST)
+        await until(lambda: Interruptible.starts == 2, what="on_start again, on gw-b")
+        await until(lambda: runner.state is StrategyState.RUNNING, what="running on gw-b")
+        assert runner.status().gateway == "gw-b"
+        assert "strategy:s1:crashed" not in r.alerts.raised_keys()
+        assert runner.last_error is None
 
 
 async def test_halt_keeps_orders_at_ib_and_resume_reconciles_and_trades_again(
