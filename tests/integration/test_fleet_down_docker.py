@@ -4,6 +4,7 @@ removed while a supervisor's API answers or the operator declines."""
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import subprocess
 import sys
@@ -65,6 +66,7 @@ async def test_fleet_down_removes_containers_network_and_chains_and_leaves_a_squ
     fleet: str,
     sim_image: str,
     tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> None:
     spec, _cid, _ip = await running_gateway(runtime, fleet, sim_image)
     squatter = docker_client.containers.create(
@@ -84,6 +86,13 @@ async def test_fleet_down_removes_containers_network_and_chains_and_leaves_a_squ
         entrypoint=["sleep", "60"],
         labels={LABEL_HELPER_FLEET: f"{fleet}-other"},
     )
+
+    def remove_helpers() -> None:
+        for name in (helper.name, other_helper.name):
+            with contextlib.suppress(docker.errors.NotFound):
+                docker_client.api.remove_container(name, force=True)
+
+    request.addfinalizer(remove_helpers)  # also when an assertion below fails
     forward, output = chain_names(fleet)
     assert forward in iptables_dump() and output in iptables_dump()
     path = fleet_file(tmp_path, fleet, api_port=free_port())
@@ -98,8 +107,7 @@ async def test_fleet_down_removes_containers_network_and_chains_and_leaves_a_squ
     assert f"removed firewall helper container {helper.name}" in result.stdout
     with pytest.raises(docker.errors.NotFound):
         helper.reload()
-    other_helper.reload()
-    other_helper.remove(force=True)
+    other_helper.reload()  # another fleet's: left alone
     assert labelled(docker_client, fleet) == []
     assert docker_client.api.networks(names=[f"ibfleet-{fleet}"]) == []
     left = iptables_dump()
