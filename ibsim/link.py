@@ -16,8 +16,12 @@ once instead of hanging until TCP gives up (about 15 minutes), and the port reco
 :data:`RECONNECT_FOR` has passed. A link the broker closed itself (end of file: the broker
 stopped) is not retried: the container ends, as before. The broker's side mirrors it: a link
 its gateway closed (the process ended) ends the session at once, one that was reset or became
-unreachable keeps the session for the gateway to link again, for :data:`RECONNECT_FOR`. Not
-modelled: IB's own reconnect timings and its server-side session timeout.
+unreachable keeps the session for the gateway to link again, for :data:`RECONNECT_FOR`. A
+gateway that gives up on a dead connection therefore resets it: a FIN would be retransmitted
+until the network is back and then read as the process's end. A gateway that links again
+after the broker ended its session is told so (as when another login displaces it), and IB
+takes no order over a gateway without a session. Not modelled: IB's own reconnect timings and
+its server-side session timeout.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import enum
 import itertools
 import json
 import logging
+import socket
 import struct
 from collections.abc import Callable
 from datetime import datetime
@@ -158,6 +163,22 @@ async def read_frame(reader: asyncio.StreamReader) -> dict[str, Any]:
     return message
 
 
+def _reset(writer: asyncio.StreamWriter) -> None:
+    """Close a connection with a reset (SO_LINGER 0), not a FIN.
+
+    A gateway that gives up on a link closes it while the gateway keeps running; a FIN sent
+    then is retransmitted until the network is back, and would reach the broker as "the
+    gateway closed its link" (its process ended), which ends the gateway's session. A reset is
+    never retransmitted, and the broker reads one as "reset or unreachable": the session is
+    kept for the gateway to link again. A process that ends closes its sockets with a FIN, as
+    the kernel does for it."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
+
+
 class BrokerLinkServer:
     """Serves a :class:`ibsim.service.BrokerService` to remote front ends."""
 
@@ -179,6 +200,9 @@ class BrokerLinkServer:
         # Which connection holds each gateway's subscription: a gateway that reconnected after
         # its link went silent owns it now, and the dead connection's end must not log it out.
         self._owners: dict[str, asyncio.Task[None]] = {}
+        # Gateways whose session the broker ended because their link closed or stayed away
+        # past the grace: one that links again (still running) is told its session is over.
+        self._ended: set[str] = set()
 
     @property
     def port(self) -> int:
@@ -246,6 +270,19 @@ class BrokerLinkServer:
                         gateway=name, listener=lambda event: push({"event": to_wire(event)})
                     )
                     push({"id": req_id, "ok": True, "result": None})
+                    ended = name in self._ended
+                    self._ended.discard(name)
+                    if ended and args.get("relink"):
+                        # The gateway kept running while the broker ended its session: as
+                        # when another login displaces it, its session at IB is over.
+                        log.warning("sim_broker_session_gone gateway=%s", name)
+                        push(
+                            {
+                                "event": to_wire(
+                                    FaultEvent(gateway=name, fault=Fault.SESSION_ENDED, active=True)
+                                )
+                            }
+                        )
                 elif op == "unsubscribe":
                     name = str(args["gateway"])
                     if self._owners.get(name) is task:
@@ -276,6 +313,9 @@ class BrokerLinkServer:
                 self.service.unsubscribe(gateway=name)
                 if lost is None:
                     # The gateway closed its link (its process ended): IB ends its session.
+                    # (A gateway that gives up on a dead link resets it instead: see
+                    # RemoteBrokerPort._read_until_dead.)
+                    self._end_session(name)
                     with contextlib.suppress(Exception):
                         await self.service.logout(gateway=name)
                 else:
@@ -290,8 +330,13 @@ class BrokerLinkServer:
         """A gateway whose link was lost keeps its session until it links again or this ends."""
         await asyncio.sleep(self.session_grace)
         if name not in self._owners:
+            self._end_session(name)
             with contextlib.suppress(Exception):
                 await self.service.logout(gateway=name)
+
+    def _end_session(self, name: str) -> None:
+        if self.service.session_of_gateway(name) is not None:
+            self._ended.add(name)
 
 
 class RemoteBrokerPort:
@@ -377,7 +422,11 @@ class RemoteBrokerPort:
             self.reconnects += 1
             if self._gateway is not None:
                 self._send(
-                    {"id": next(self._ids), "op": "subscribe", "args": {"gateway": self._gateway}}
+                    {
+                        "id": next(self._ids),
+                        "op": "subscribe",
+                        "args": {"gateway": self._gateway, "relink": True},
+                    }
                 )
             log.info("sim_broker_link_restored host=%s port=%s", self.host, self.port)
             self._notify(
@@ -389,6 +438,7 @@ class RemoteBrokerPort:
     ) -> bool:
         """True when the connection died (silence, reset), False when the broker closed it."""
         watchdog = asyncio.create_task(self._watch(writer))
+        dead = False
         try:
             while True:
                 message = await read_frame(reader)
@@ -396,13 +446,15 @@ class RemoteBrokerPort:
                 self._dispatch(message)
         except asyncio.IncompleteReadError as exc:
             if watchdog.done():
-                return True  # the watchdog aborted a silent connection
+                dead = True  # the watchdog aborted a silent connection
+                return True
             log.warning(
                 "sim_broker_link_closed host=%s port=%s error=%r", self.host, self.port, exc
             )
             return False
         except (ConnectionError, OSError) as exc:
             log.warning("sim_broker_link_lost host=%s port=%s error=%r", self.host, self.port, exc)
+            dead = True
             return True
         except LinkError as exc:
             log.warning(
@@ -411,7 +463,10 @@ class RemoteBrokerPort:
             return False
         finally:
             watchdog.cancel()
-            writer.close()
+            if dead and not self._stopping:
+                _reset(writer)
+            else:
+                writer.close()
 
     async def _watch(self, writer: asyncio.StreamWriter) -> None:
         loop = asyncio.get_running_loop()
@@ -435,7 +490,7 @@ class RemoteBrokerPort:
             self.port,
             self.silence,
         )
-        writer.transport.abort()
+        _reset(writer)
 
     async def _reconnect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
         loop = asyncio.get_running_loop()

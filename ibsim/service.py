@@ -327,9 +327,21 @@ class BrokerService:
                 highest = max(highest, order.order_id)
         return highest + 1
 
+    def _not_logged_in(self, gateway: str, code: int) -> Reject | None:
+        """IB takes orders only over a logged-in session: a gateway whose session ended (its
+        link was gone past the grace, another login displaced it) is refused, never served
+        an order whose reports could reach no one."""
+        if gateway in self._sessions:
+            return None
+        log.warning("sim_order_refused_no_session gateway=%s", gateway)
+        return Reject(code, f"Order rejected - reason: gateway {gateway} has no session at IB")
+
     async def place_order(
         self, *, gateway: str, client_id: int, request: OrderRequest, accounts: list[str]
     ) -> BrokerOrder | Reject:
+        refused = self._not_logged_in(gateway, 201)
+        if refused is not None:
+            return refused
         result = self.broker.place_order(
             gateway=gateway, client_id=client_id, request=request, accounts=accounts
         )
@@ -341,6 +353,9 @@ class BrokerService:
     async def cancel_order(
         self, *, gateway: str, client_id: int, order_id: int, accounts: list[str]
     ) -> BrokerOrder | Reject:
+        refused = self._not_logged_in(gateway, 10148)
+        if refused is not None:
+            return refused
         result = self.broker.cancel_order(
             gateway=gateway, client_id=client_id, order_id=order_id, accounts=accounts
         )

@@ -12,13 +12,13 @@ connections.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
 import struct
 
 import pytest
 
 from ibsim.auth import LoginKind, User
+from ibsim.broker import OrderEvent, OrderRequest, Reject
 from ibsim.link import BrokerLinkServer, LinkError, RemoteBrokerPort
 from ibsim.port import Fault, FaultEvent, GatewayEvent
 from ibsim.service import BrokerService
@@ -36,10 +36,27 @@ class Relay:
         self.silent: list[asyncio.Event] = []
         # (partitioned?, faces the broker?, writer) for each side of each relayed connection.
         self.writers: list[tuple[asyncio.Event, bool, asyncio.StreamWriter]] = []
+        # Broker-side writers of connections the gateway closed (FIN) while partitioned: TCP
+        # retransmits that FIN, so it reaches the broker once the network is back.
+        self.fins_held: list[asyncio.StreamWriter] = []
+        self.port = 0
 
     async def start(self) -> int:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        return int(self.server.sockets[0].getsockname()[1])
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+        self.port = int(self.server.sockets[0].getsockname()[1])
+        return self.port
+
+    def refuse(self) -> None:
+        """New connections are refused too (the gateway is off the network)."""
+        assert self.server is not None
+        self.server.close()
+
+    async def heal(self) -> None:
+        """The network is back: held FINs arrive, new connections pass again."""
+        for writer in self.fins_held:
+            writer.close()
+        self.fins_held.clear()
+        await self.start()
 
     def partition(self) -> None:
         """Every open connection stops carrying bytes, without a reset (a cut cable)."""
@@ -68,13 +85,17 @@ class Relay:
         self.writers += [(silent, False, writer), (silent, True, up_writer)]
 
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(ConnectionError, OSError):
+            try:
                 while data := await src.read(65536):
                     if silent.is_set():
                         continue  # swallowed: the far side hears nothing
                     dst.write(data)
+            except (ConnectionError, OSError):
+                return  # a reset is not retransmitted: the far side never hears of it
             if not silent.is_set():
                 dst.close()  # a cut cable carries no close either
+            elif dst is up_writer:
+                self.fins_held.append(dst)
 
         await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
 
@@ -165,6 +186,93 @@ async def test_a_lost_link_keeps_the_session_for_the_grace_a_closed_one_ends_it(
     await _login(closing)
     await closing.close()  # the gateway's process ended: its session ends with the link
     await until(lambda: service.session_of_gateway("gw-a") is None, 0.9, what="session ended")
+
+
+async def test_a_gateway_giving_up_on_a_dead_link_keeps_its_session(broker) -> None:
+    """Chaos seed 20261201 again: the gateway closed the dead connection with a FIN, TCP
+    delivered it once the partition healed, and the broker read it as "the gateway's process
+    ended" and ended the session. The gateway linked again without one: its orders filled at
+    the broker and no report reached it. A gateway that gives up on a link now resets it."""
+    service, server = broker
+    relay = Relay(server.port)
+    port = RemoteBrokerPort(
+        host="127.0.0.1", port=await relay.start(), silence=0.4, reconnect_every=0.1
+    )
+    heard: list[GatewayEvent] = []
+    try:
+        await port.connect()
+        port.subscribe(gateway="gw-a", listener=heard.append)
+        await _login(port)
+        session = service.session_of_gateway("gw-a")
+        relay.refuse()
+        relay.partition()
+        await until(lambda: FaultEvent("gw-a", Fault.LINK, active=True) in heard, 5, what="1100")
+        await relay.heal()
+        await until(lambda: port.reconnects == 1, 5, what="the link re-established")
+        await until(lambda: ("gw-a", True) in _owned(server), 5, what="subscribed again")
+        assert service.session_of_gateway("gw-a") is session
+        assert not [e for e in heard if getattr(e, "fault", None) is Fault.SESSION_ENDED]
+        placed = await port.place_order(
+            gateway="gw-a", client_id=1, request=_buy(), accounts=["DU1"]
+        )
+        assert not isinstance(placed, Reject), placed
+        await until(
+            lambda: any(isinstance(e, OrderEvent) for e in heard), 5, what="the order's report"
+        )
+    finally:
+        await port.close()
+        await relay.stop()
+
+
+async def test_a_gateway_back_after_its_session_ended_is_told_and_refused(broker) -> None:
+    """Away past the broker's grace: the session is over, as when another login displaces
+    the gateway. It hears so when it links again, and IB takes no order from it."""
+    service, server = broker
+    relay = Relay(server.port)
+    port = RemoteBrokerPort(
+        host="127.0.0.1", port=await relay.start(), silence=0.4, reconnect_every=0.1
+    )
+    heard: list[GatewayEvent] = []
+    try:
+        await port.connect()
+        port.subscribe(gateway="gw-a", listener=heard.append)
+        await _login(port)
+        relay.refuse()
+        relay.partition()
+        relay.close_dead(broker_side_only=True)
+        await until(lambda: service.session_of_gateway("gw-a") is None, 5, what="grace over")
+        await relay.heal()
+        await until(
+            lambda: FaultEvent("gw-a", Fault.SESSION_ENDED, active=True) in heard,
+            5,
+            what="told its session ended",
+        )
+        refused = await port.place_order(
+            gateway="gw-a", client_id=1, request=_buy(), accounts=["DU1"]
+        )
+        assert isinstance(refused, Reject) and refused.code == 201, refused
+    finally:
+        await port.close()
+        await relay.stop()
+
+
+def _owned(server: BrokerLinkServer) -> set[tuple[str, bool]]:
+    return {(name, not task.done()) for name, task in server._owners.items()}
+
+
+def _buy() -> OrderRequest:
+    return OrderRequest(
+        order_id=1,
+        con_id=0,
+        symbol="AAPL",
+        sec_type="STK",
+        exchange="SMART",
+        currency="USD",
+        action="BUY",
+        total_quantity=1,
+        order_type="MKT",
+        order_ref="ref-1",
+    )
 
 
 async def test_a_link_the_broker_closes_is_not_retried(broker) -> None:
