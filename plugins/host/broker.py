@@ -32,6 +32,7 @@ __all__ = [
     "BrokerFactory",
     "BrokerListener",
     "BrokerSession",
+    "GatewayTimeout",
     "Margin",
     "Session",
     "ask",
@@ -163,6 +164,11 @@ class Session:
     closed: bool = False
 
 
+class GatewayTimeout(TimeoutError):
+    """A request of the host's that the gateway did not answer in time (a stalled or slow
+    gateway): its trouble, not the strategy's, when it surfaces under a hook."""
+
+
 async def ask(
     session: Session, call: Callable[[BrokerSession], Awaitable[T]], *, timeout: float
 ) -> T:
@@ -172,4 +178,6 @@ async def ask(
     try:
         return await within(call(session.broker), timeout)
     except TimeoutError:
-        raise TimeoutError(f"gateway {session.gateway} did not answer in time") from None
+        raise GatewayTimeout(
+            f"gateway {session.gateway} did not answer within {timeout:g}s"
+        ) from None

@@ -24,7 +24,7 @@ from gateway.aio import within
 from gateway.outage import OutageKind
 from plugins import api, outage
 from plugins.config import SafeStateAction, StrategyConfig
-from plugins.host.broker import Session
+from plugins.host.broker import GatewayTimeout, Session
 from plugins.host.brokerdata import DataRequests
 from plugins.host.context import StrategyContext
 from plugins.host.dayloss import DayLoss
@@ -266,20 +266,41 @@ class Runner:
             await call()
         except asyncio.CancelledError:
             raise
-        except ConnectionError as exc:
-            if not self._session_lost():
+        except (ConnectionError, GatewayTimeout) as exc:
+            lost = self._session_lost()
+            if isinstance(exc, ConnectionError) and not lost:
                 await self._crashed(exc)
                 return
-            # The gateway went away under a host call (ctx.subscribe's contract lookup, say):
-            # its outage, which the gate and the safe state handle, not the strategy's bug. An
-            # interrupted on_start runs again when the strategy resumes on a session.
+            # The gateway went away or stalled under a host call (ctx.subscribe's contract
+            # lookup, say): its outage, which the gate and the safe state handle, not the
+            # strategy's bug. An interrupted on_start runs again when the strategy resumes on
+            # a session, or, on a session still up (a slow gateway), after a pause.
             log.warning(
                 "strategy_hook_interrupted strategy=%s kind=%s error=%s", self.name, kind, exc
             )
             if kind == "start":
                 self.run.started = False
+                if not lost:
+                    self._start_again_later(self.sessions.current)
         except Exception as exc:
             await self._crashed(exc)
+
+    def _start_again_later(self, session: Session | None) -> None:
+        """on_start again on ``session`` after a pause, unless something else ran it (a
+        resume on a new session) or the strategy stopped trading there meanwhile."""
+
+        async def again() -> None:
+            await asyncio.sleep(self.services.settings.request_timeout)
+            if (
+                self.run.state is StrategyState.RUNNING
+                and not self.run.started
+                and session is self.sessions.current
+                and not self._session_lost()
+            ):
+                self.run.started = True
+                self.post("start", lambda: self._hook().on_start())
+
+        self.timers.append(asyncio.create_task(again(), name=f"ibfleet-start-{self.name}"))
 
     def _session_lost(self) -> bool:
         current = self.sessions.current

@@ -297,6 +297,31 @@ async def test_a_gateway_lost_under_on_start_is_an_outage_and_on_start_runs_agai
         assert runner.last_error is None
 
 
+async def test_a_gateway_stalled_under_on_start_does_not_crash_and_on_start_runs_again(
+    tmp_path: Path,
+) -> None:
+    # The 1,000-event chaos run (seed 4242): a paused gateway left on_start's contract lookup
+    # unanswered; the host's TimeoutError crashed the strategy. The session is still up, so
+    # on_start runs again after a pause, and succeeds once the gateway answers.
+    Interruptible.go, Interruptible.starts = asyncio.Event(), 0
+    async with rig(tmp_path, strategy(plugin=f"{MOD}:Interruptible", grace=0)) as r:
+        await r.host.start()
+        runner = r.runner()
+        await until(lambda: Interruptible.starts == 1, what="on_start under way on gw-a")
+        gw_a = r.ib.gateways["gw-a"]
+        gw_a.hang_requests = True
+        Interruptible.go.set()
+        await until(lambda: gw_a.hung == 1, what="its contract lookup waiting on gw-a")
+        await until(lambda: gw_a.hung == 0, what="the lookup timed out")
+        gw_a.hang_requests = False
+        await until(lambda: Interruptible.starts == 2, what="on_start again, on gw-a")
+        await until(lambda: runner.run.started and runner.inbox.empty(), what="on_start done")
+        assert runner.state is StrategyState.RUNNING and runner.status().gateway == "gw-a"
+        assert api.Instrument("AAPL") in runner.data.qualified
+        assert "strategy:s1:crashed" not in r.alerts.raised_keys()
+        assert runner.last_error is None
+
+
 async def test_halt_keeps_orders_at_ib_and_resume_reconciles_and_trades_again(
     tmp_path: Path,
 ) -> None:
