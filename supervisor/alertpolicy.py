@@ -184,6 +184,9 @@ class Delivery:
     title: str
     body: str
     attempt: int = 1
+    #: Sent again after a restart that cut the last attempt short: it may have arrived, so
+    #: the message says it may be a repeat (at-least-once; a lost page would be worse).
+    repeat: bool = False
 
 
 class _Stage(enum.Enum):
@@ -447,6 +450,7 @@ class AlertBook:
                     "title": p.delivery.title,
                     "body": p.delivery.body,
                     "attempt": p.delivery.attempt,
+                    "repeat": p.delivery.repeat,
                     "stage": p.stage.value,
                     "not_before": _iso(p.not_before),
                 }
@@ -524,6 +528,8 @@ class AlertBook:
                 title=_str(item, "title", where),
                 body=_str(item, "body", where),
                 attempt=_int(item.get("attempt", 1), f"{where}.attempt"),
+                # In flight when the process ended: whether it arrived is unknown.
+                repeat=item.get("repeat") is True or item.get("stage") == _Stage.IN_FLIGHT.value,
             )
             not_before = _instant(item, "not_before", where)
             if item.get("stage") == _Stage.STALE.value:

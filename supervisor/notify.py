@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CONSOLE_URL",
+    "REPEAT_NOTE",
     "AlertDispatcher",
     "AlertStore",
     "AppriseSender",
@@ -71,6 +72,11 @@ log = logging.getLogger(__name__)
 CONSOLE_URL = "console://"
 # Path segments and query values at least this long are treated as tokens (slack://T/B/X).
 _TOKEN_MIN_LEN = 8
+#: Leads the body of a message sent again after a restart cut its last attempt short.
+REPEAT_NOTE = (
+    "(sent again: ibfleet restarted before it knew whether this message was delivered; "
+    "it may be a repeat)"
+)
 # A title is a line, a body a screenful: the most any target is sent.
 _MAX_TITLE = 250
 _MAX_BODY = 4000
@@ -287,7 +293,10 @@ class Notifier:
         # The last line of defence: whatever a gateway managed to put in the text, no target
         # sees an escape, a control character, a mention or a link label (gateway.codes).
         title = codes.inert(self._redactor.redact(delivery.title), limit=_MAX_TITLE)
-        body = codes.defuse(self._redactor.redact(delivery.body))[:_MAX_BODY]
+        body = codes.defuse(self._redactor.redact(delivery.body))
+        if delivery.repeat:
+            body = f"{REPEAT_NOTE}\n{body}"
+        body = body[:_MAX_BODY]
         resolved = delivery.kind is DeliveryKind.RESOLVE
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(

@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from supervisor.notify import REPEAT_NOTE
+
 __all__ = ["Entry", "Fault", "History", "Page", "render_around"]
 
 
@@ -50,10 +52,16 @@ class Page:
     at: dt.datetime
     title: str
     kind: str  # apprise's notify type: info | success | warning | failure
+    body: str = ""
 
     @property
     def resolved(self) -> bool:
         return self.title.startswith("Resolved: ")
+
+    @property
+    def repeat(self) -> bool:
+        """Sent again after a supervisor restart cut its delivery short, and saying so."""
+        return self.body.startswith(REPEAT_NOTE)
 
     @property
     def owner(self) -> str:

@@ -11,8 +11,9 @@ report can show the history around it.
 - ``unknown-order``: no order at the broker that the journal does not know.
 - ``not-healed``: once the faults healed, every gateway is ready and every strategy runs on a
   gateway of its list.
-- ``incident-pages``: every incident opened one page (a later one only if its severity rose)
-  and got one resolved notice.
+- ``incident-pages``: every incident opened one page (a later one only if its severity rose,
+  or if it is marked as a possible repeat sent again after a supervisor restart cut its
+  delivery short) and got one resolved notice.
 - ``quiet-window``: nothing paged inside an IB reset window, nor for a planned restart alone.
 - ``login-budget``: password logins per username never above its budget in any window.
 """
@@ -182,6 +183,7 @@ def healed(history: History) -> list[Violation]:
 
 
 def incident_pages(history: History) -> list[Violation]:
+    restarts = [e.at for e in history.entries if e.kind == "supervisor-started"]
     open_: dict[str, Page] = {}
     rank: dict[str, int] = {}
     out = []
@@ -202,6 +204,11 @@ def incident_pages(history: History) -> list[Violation]:
             level = _RANK.get(page.kind, 1)
             if level > rank[owner]:
                 rank[owner] = level  # the incident's severity rose: an update, not a page twice
+                continue
+            if page.repeat and any(open_[owner].at < r <= page.at for r in restarts):
+                # At-least-once: a supervisor that died between sending a page and recording
+                # it sends it again, marked as a possible repeat. Unmarked, or with no restart
+                # in between, it is a page twice.
                 continue
             out.append(
                 Violation(

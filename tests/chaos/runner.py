@@ -151,7 +151,14 @@ class PageClock:
     def poll(self) -> None:
         now = dt.datetime.now(dt.UTC)
         for body in self.sink.bodies[len(self.pages) :]:
-            self.pages.append(Page(now, str(body.get("title", "")), str(body.get("type", ""))))
+            self.pages.append(
+                Page(
+                    now,
+                    str(body.get("title", "")),
+                    str(body.get("type", "")),
+                    str(body.get("message", "")),
+                )
+            )
 
 
 @dataclass

@@ -261,6 +261,29 @@ def test_a_stale_in_flight_delivery_is_not_resent_after_a_restore() -> None:
     assert not {d.id for d in raised} & again.pending_ids()
 
 
+def test_a_delivery_cut_short_by_a_restart_is_resent_marked_as_a_possible_repeat() -> None:
+    # The 1,000-event chaos run (seed 4242): the supervisor was SIGKILLed just after a page
+    # went out and before its delivery was recorded; the next one sent it again, and the
+    # on-call saw the same page twice with nothing saying why. Sent again (a lost page would
+    # be worse), but marked; a delivery that had failed is not a repeat.
+    b = book()
+    cut_short = b.raise_(FARM, T0)
+    failed = b.raise_(TWOFA, T0)
+    for delivery in failed:
+        b.delivered(delivery.id, False, T0)
+    again = ap.AlertBook.from_record(json.loads(json.dumps(b.to_record())), policy=POLICY)
+    resent = {d.id: d for d in again.due(T0 + timedelta(minutes=5))}
+    assert cut_short and failed and set(resent) == {d.id for d in [*cut_short, *failed]}
+    assert all(resent[d.id].repeat for d in cut_short)
+    assert not any(resent[d.id].repeat for d in failed)
+    # Still a repeat if it fails once more and the process restarts again.
+    for delivery in cut_short:
+        again.delivered(delivery.id, False, T0 + timedelta(minutes=5))
+    b2 = ap.AlertBook.from_record(json.loads(json.dumps(again.to_record())), policy=POLICY)
+    later = {d.id: d for d in b2.due(T0 + timedelta(hours=1))}
+    assert all(later[d.id].repeat for d in cut_short if d.id in later) and later
+
+
 _KEYS = st.sampled_from(["a", "b", "c"])
 _OPS = st.lists(
     st.tuples(

@@ -6,6 +6,7 @@ import asyncio
 import io
 import threading
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from supervisor.alertpolicy import (
 from supervisor.journal import AsyncJournal, SqliteJournal
 from supervisor.metrics import FleetMetrics
 from supervisor.notify import (
+    REPEAT_NOTE,
     AlertDispatcher,
     AppriseSender,
     ConsoleSender,
@@ -248,6 +250,20 @@ async def test_sender_exception_becomes_a_failed_result() -> None:
             Delivery("2", "k", "nowhere", DeliveryKind.RAISE, Severity.WARNING, "t", "b")
         )
         assert missing.ok is False and "nowhere" in (missing.error or "")
+    finally:
+        notifier.close()
+
+
+async def test_a_possible_repeat_says_so_first_in_its_body() -> None:
+    ops = FakeSender()
+    notifier = Notifier({"ops": ops}, redactor=Redactor())
+    base = Delivery("1:raise:ops:k", "k", "ops", DeliveryKind.RAISE, Severity.WARNING, "t", "b")
+    try:
+        assert (await notifier.deliver(base)).ok
+        assert (await notifier.deliver(replace(base, repeat=True))).ok
+        first, again = ops.sent
+        assert first["body"] == "b"
+        assert again["body"] == f"{REPEAT_NOTE}\nb" and again["title"] == first["title"]
     finally:
         notifier.close()
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from tests.chaos.history import Fault, History, Page
+from supervisor.notify import REPEAT_NOTE
+from tests.chaos.history import Entry, Fault, History, Page
 from tests.chaos.invariants import EXCUSE_LAG, check, report
 
 T0 = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
@@ -123,6 +124,28 @@ def test_a_second_page_for_an_open_incident_is_a_violation_unless_its_severity_r
         ]
     )
     assert check(rose) == []
+
+
+def test_a_repeat_is_excused_only_when_marked_and_after_a_supervisor_restart() -> None:
+    # Seed 4242: a SIGKILL between a page's send and its record; the next supervisor sent it
+    # again. At-least-once is right; unmarked, or with no restart between, it is a page twice.
+    def run(body: str, restarted_at: float | None) -> list[str]:
+        history = whole(
+            pages=[
+                Page(t(10), "gw-a: degraded", "warning"),
+                Page(t(16), "gw-a: degraded", "warning", body),
+                Page(t(20), "Resolved: gw-a: degraded", "success"),
+            ]
+        )
+        if restarted_at is not None:
+            history.entries.append(Entry(t(restarted_at), "runner", "supervisor-started"))
+        return rules(history)
+
+    marked = f"{REPEAT_NOTE}\nib link lost (1100)"
+    assert run(marked, 13) == []
+    assert run("ib link lost (1100)", 13) == ["incident-pages"]
+    assert run(marked, None) == ["incident-pages"]
+    assert run(marked, 18) == ["incident-pages"]
 
 
 def test_an_incident_never_resolved_or_resolved_twice() -> None:
