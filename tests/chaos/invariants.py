@@ -182,14 +182,28 @@ def healed(history: History) -> list[Violation]:
     return out
 
 
+def _repeated(page: Page, first: Page | None, restarts: list[dt.datetime]) -> bool:
+    """``page`` is ``first`` sent again, marked, by a supervisor started after ``first``."""
+    return (
+        first is not None
+        and page.repeat
+        and page.title == first.title
+        and any(first.at < r <= page.at for r in restarts)
+    )
+
+
 def incident_pages(history: History) -> list[Violation]:
     restarts = [e.at for e in history.entries if e.kind == "supervisor-started"]
+    last_resolved: dict[str, Page] = {}
     open_: dict[str, Page] = {}
     rank: dict[str, int] = {}
     out = []
     for page in sorted(history.pages, key=lambda p: p.at):
         owner = history.incident_of(page)
         if page.resolved:
+            if owner not in open_ and _repeated(page, last_resolved.get(owner), restarts):
+                continue  # a resolved notice sent again, marked, after a restart (as for pages)
+            last_resolved[owner] = page
             if owner not in open_:
                 out.append(
                     Violation(
@@ -205,7 +219,7 @@ def incident_pages(history: History) -> list[Violation]:
             if level > rank[owner]:
                 rank[owner] = level  # the incident's severity rose: an update, not a page twice
                 continue
-            if page.repeat and any(open_[owner].at < r <= page.at for r in restarts):
+            if _repeated(page, open_[owner], restarts):
                 # At-least-once: a supervisor that died between sending a page and recording
                 # it sends it again, marked as a possible repeat. Unmarked, or with no restart
                 # in between, it is a page twice.

@@ -148,6 +148,26 @@ def test_a_repeat_is_excused_only_when_marked_and_after_a_supervisor_restart() -
     assert run(marked, 18) == ["incident-pages"]
 
 
+def test_a_resolved_notice_sent_again_marked_after_a_restart_is_not_a_second_one() -> None:
+    # Seed 4242 (mean gap 2.5 s): a SIGKILL between a resolved notice's send and its record.
+    def run(body: str, restarted_at: float | None) -> list[str]:
+        history = whole(
+            pages=[
+                Page(t(10), "gw-a: degraded", "warning"),
+                Page(t(20), "Resolved: gw-a: degraded", "success"),
+                Page(t(26), "Resolved: gw-a: degraded", "success", body),
+            ]
+        )
+        if restarted_at is not None:
+            history.entries.append(Entry(t(restarted_at), "runner", "supervisor-started"))
+        return rules(history)
+
+    marked = f"{REPEAT_NOTE}\ngw-a: degraded"
+    assert run(marked, 22) == []
+    assert run("gw-a: degraded", 22) == ["incident-pages"]
+    assert run(marked, None) == ["incident-pages"]
+
+
 def test_an_incident_never_resolved_or_resolved_twice() -> None:
     assert rules(whole(pages=[Page(t(10), "gw-a: API stalled", "warning")])) == ["incident-pages"]
     twice = whole(
